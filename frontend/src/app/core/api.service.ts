@@ -1,0 +1,49 @@
+import { HttpClient, HttpContext, HttpContextToken, HttpHeaders } from '@angular/common/http';
+import { Injectable, inject } from '@angular/core';
+import { Observable, map } from 'rxjs';
+import { MeResponse, PlaybackToken, Stream, StreamsResponse } from './models';
+
+/** Base path of the JSON API; the dashboard is served by the same host. */
+export const API_BASE = '/api/v1';
+
+/**
+ * When true, a 401 answer to the request does not sign the user out and
+ * redirect (used by the sign-in form, which validates a candidate key).
+ */
+export const SKIP_AUTH_REDIRECT = new HttpContextToken<boolean>(() => false);
+
+@Injectable({ providedIn: 'root' })
+export class ApiService {
+  private readonly http = inject(HttpClient);
+
+  /**
+   * `GET /api/v1/me`. With `candidateKey`, that key is sent instead of the
+   * stored one and a 401 does not trigger the sign-out redirect.
+   */
+  me(candidateKey?: string): Observable<MeResponse> {
+    if (candidateKey === undefined) {
+      return this.http.get<MeResponse>(`${API_BASE}/me`);
+    }
+    return this.http.get<MeResponse>(`${API_BASE}/me`, {
+      headers: new HttpHeaders({ Authorization: `Bearer ${candidateKey}` }),
+      context: new HttpContext().set(SKIP_AUTH_REDIRECT, true),
+    });
+  }
+
+  listStreams(): Observable<Stream[]> {
+    return this.http
+      .get<StreamsResponse>(`${API_BASE}/streams`)
+      .pipe(map((r) => r?.streams ?? []));
+  }
+
+  getStream(id: string): Observable<Stream> {
+    return this.http.get<Stream>(`${API_BASE}/streams/${encodeURIComponent(id)}`);
+  }
+
+  playbackToken(id: string): Observable<PlaybackToken> {
+    return this.http.post<PlaybackToken>(
+      `${API_BASE}/streams/${encodeURIComponent(id)}/playback-token`,
+      {},
+    );
+  }
+}

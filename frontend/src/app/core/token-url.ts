@@ -1,0 +1,25 @@
+/**
+ * Returns `url` with its `token` query parameter replaced by `token`, when
+ * the URL is on this origin and already carries one; otherwise `url` as is.
+ * Lets the player switch to a renewed playback token without reloading.
+ */
+export function withToken(url: string, token: string, base = location.href): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url, base);
+  } catch {
+    return url;
+  }
+  if (parsed.origin !== new URL(base).origin || !parsed.searchParams.has('token')) return url;
+  if (parsed.searchParams.get('token') === token) return url;
+  parsed.searchParams.set('token', token);
+  return parsed.toString();
+}
+
+/** Milliseconds until the token should be renewed: a minute before expiry, never sooner than `minMs`. */
+export function renewDelay(expiresAt: string, now = Date.now(), minMs = 30_000): number {
+  const expires = Date.parse(expiresAt);
+  if (!isFinite(expires)) return 5 * 60_000;
+  const ms = expires - now - 60_000;
+  return Math.min(Math.max(ms, minMs), 6 * 60 * 60_000);
+}

@@ -1,0 +1,451 @@
+import {
+  ChangeDetectionStrategy,
+  Component,
+  DestroyRef,
+  afterNextRender,
+  ElementRef,
+  computed,
+  effect,
+  inject,
+  input,
+  signal,
+  untracked,
+  viewChild,
+} from '@angular/core';
+import { HttpErrorResponse } from '@angular/common/http';
+import { RouterLink } from '@angular/router';
+import { Subscription, catchError, exhaustMap, firstValueFrom, map, of, timer } from 'rxjs';
+import type Hls from 'hls.js';
+import type { ErrorData } from 'hls.js';
+import { ApiService } from '../../core/api.service';
+import {
+  codecSummary,
+  errorMessage,
+  formatDuration,
+  formatTime,
+  streamDuration,
+} from '../../core/format';
+import { HlsLoader } from '../../core/hls-loader';
+import { PlaybackToken, Stream } from '../../core/models';
+import { POLL_INTERVAL_MS } from '../../core/polling';
+import { renewDelay, withToken } from '../../core/token-url';
+
+export type PlayerState =
+  | 'idle'
+  | 'connecting'
+  | 'playing'
+  | 'buffering'
+  | 'paused'
+  | 'ended'
+  | 'error';
+
+/** Delay before the player is rebuilt after a fatal error. */
+const RESTART_DELAY_MS = 3000;
+
+@Component({
+  selector: 'app-player',
+  imports: [RouterLink],
+  templateUrl: './player.page.html',
+  styleUrl: './player.page.css',
+  changeDetection: ChangeDetectionStrategy.OnPush,
+})
+export class PlayerPage {
+  private readonly api = inject(ApiService);
+  private readonly hlsLoader = inject(HlsLoader);
+  private readonly pollMs = inject(POLL_INTERVAL_MS);
+
+  /** Stream id, bound from the `:id` route parameter. */
+  readonly id = input.required<string>();
+
+  private readonly videoRef = viewChild<ElementRef<HTMLVideoElement>>('video');
+
+  private get video(): HTMLVideoElement | undefined {
+    return this.videoRef()?.nativeElement;
+  }
+
+  protected readonly stream = signal<Stream | null>(null);
+  protected readonly loadError = signal<string | null>(null);
+  protected readonly notFound = signal(false);
+  protected readonly playerState = signal<PlayerState>('idle');
+  protected readonly playerError = signal<string | null>(null);
+  protected readonly needsClick = signal(false);
+  protected readonly latency = signal<number | null>(null);
+  protected readonly bufferAhead = signal<number | null>(null);
+  protected readonly resolution = signal<string | null>(null);
+  protected readonly tokenExpiresAt = signal<string | null>(null);
+  protected readonly engine = signal<string | null>(null);
+  protected readonly now = signal(new Date());
+
+  protected readonly isLive = computed(() => this.stream()?.state === 'live');
+  protected readonly media = computed(() => {
+    const s = this.stream();
+    return s ? codecSummary(s) : '';
+  });
+  protected readonly duration = computed(() => {
+    const s = this.stream();
+    const d = s ? streamDuration(s, this.now()) : null;
+    return d === null ? '—' : formatDuration(d);
+  });
+  /** Message shown over the video, or null while it plays. */
+  protected readonly overlay = computed<string | null>(() => {
+    if (this.notFound()) return 'This stream does not exist.';
+    const s = this.stream();
+    if (!s) return this.loadError() ? null : 'Loading…';
+    const state = this.playerState();
+    if (s.state !== 'live') {
+      if (state === 'playing' || state === 'buffering' || state === 'paused') return null;
+      return s.ended_at
+        ? `The stream ended at ${formatTime(s.ended_at, this.now())}. Playback starts automatically when it goes live again.`
+        : 'This stream is offline. Playback starts automatically when it goes live.';
+    }
+    if (state === 'idle' || state === 'connecting') return 'Connecting…';
+    if (state === 'error') return this.playerError() ?? 'Playback failed. Retrying…';
+    return null;
+  });
+  protected readonly formatTime = formatTime;
+
+  private hls: Hls | null = null;
+  private token: PlaybackToken | null = null;
+  private pollSub?: Subscription;
+  private renewTimer?: ReturnType<typeof setTimeout>;
+  private restartTimer?: ReturnType<typeof setTimeout>;
+  private statsTimer?: ReturnType<typeof setInterval>;
+  /** Bumped on every teardown: async work of an older generation is dropped. */
+  private generation = 0;
+  private starting = false;
+  private mediaErrorRecoveries = 0;
+  private destroyed = false;
+  private readonly videoListeners: Array<[string, EventListener]> = [];
+
+  constructor() {
+    afterNextRender(() => this.attachVideoListeners());
+    effect(() => {
+      const id = this.id();
+      untracked(() => this.open(id));
+    });
+    inject(DestroyRef).onDestroy(() => {
+      this.destroyed = true;
+      this.pollSub?.unsubscribe();
+      clearInterval(this.statsTimer);
+      this.teardown();
+      this.detachVideoListeners();
+    });
+  }
+
+  /** Starts watching stream `id` (also when the route switches to another stream). */
+  private open(id: string): void {
+    this.pollSub?.unsubscribe();
+    this.teardown();
+    this.stream.set(null);
+    this.loadError.set(null);
+    this.notFound.set(false);
+    clearInterval(this.statsTimer);
+    this.statsTimer = setInterval(() => this.updateStats(), 1000);
+
+    this.pollSub = timer(0, this.pollMs)
+      .pipe(
+        exhaustMap(() =>
+          this.api.getStream(id).pipe(
+            map((s) => ({ ok: true as const, s })),
+            catchError((err: unknown) => of({ ok: false as const, err })),
+          ),
+        ),
+      )
+      .subscribe((r) => {
+        if (!r.ok) {
+          if (r.err instanceof HttpErrorResponse && r.err.status === 404) {
+            this.notFound.set(true);
+            this.stream.set(null);
+            this.teardown();
+          } else {
+            this.loadError.set(errorMessage(r.err));
+          }
+          return;
+        }
+        this.loadError.set(null);
+        this.notFound.set(false);
+        const prev = this.stream();
+        this.stream.set(r.s);
+        this.onStreamState(prev, r.s);
+      });
+  }
+
+  private onStreamState(prev: Stream | null, s: Stream): void {
+    if (s.state !== 'live') return;
+    // A new live session (offline -> live, or restarted): play it from its live edge.
+    const newSession =
+      prev !== null && (prev.state !== 'live' || prev.started_at !== s.started_at);
+    const active =
+      this.hls !== null || this.starting || this.usingNative() || this.restartTimer !== undefined;
+    if (!active) {
+      void this.start();
+    } else if (newSession || this.playerState() === 'ended') {
+      this.teardown();
+      void this.start();
+    }
+  }
+
+  /** Gets a playback token and starts playing the stream's HLS URL. */
+  private async start(): Promise<void> {
+    const id = this.id();
+    const gen = this.generation;
+    this.starting = true;
+    this.playerState.set('connecting');
+    this.playerError.set(null);
+    try {
+      const token = await firstValueFrom(this.api.playbackToken(id));
+      if (gen !== this.generation || this.destroyed) return;
+      this.setToken(token);
+      const HlsCtor = await this.hlsLoader.load();
+      if (gen !== this.generation || this.destroyed) return;
+
+      const video = this.video;
+      if (!video) throw new Error('no video element');
+      video.muted = true;
+      video.defaultMuted = true;
+      video.autoplay = true;
+      video.playsInline = true;
+      const url = absoluteUrl(token.hls_url);
+
+      if (HlsCtor.isSupported()) {
+        this.engine.set(`hls.js ${HlsCtor.version}`);
+        const hls = new HlsCtor({
+          backBufferLength: 30,
+          liveDurationInfinity: true,
+          // Requests always use the newest playback token, so a renewal does not need a reload.
+          xhrSetup: (xhr, reqUrl) => {
+            xhr.open('GET', this.token ? withToken(reqUrl, this.token.token) : reqUrl, true);
+          },
+        });
+        this.hls = hls;
+        this.mediaErrorRecoveries = 0;
+        hls.on(HlsCtor.Events.MANIFEST_PARSED, () => this.play());
+        hls.on(HlsCtor.Events.ERROR, (_e, data) => this.onHlsError(HlsCtor, hls, data));
+        hls.loadSource(url);
+        hls.attachMedia(video);
+      } else if (video.canPlayType('application/vnd.apple.mpegurl')) {
+        this.engine.set('native HLS');
+        video.src = url;
+        this.play();
+      } else {
+        this.playerState.set('error');
+        this.playerError.set('This browser cannot play HLS.');
+      }
+    } catch (err) {
+      if (gen !== this.generation || this.destroyed) return;
+      this.playerState.set('error');
+      this.playerError.set(`Cannot start playback: ${errorMessage(err)}`);
+      this.scheduleRestart();
+    } finally {
+      if (gen === this.generation) this.starting = false;
+    }
+  }
+
+  private play(): void {
+    const video = this.video;
+    if (!video) return;
+    video.muted = true;
+    const p = video.play();
+    if (p && typeof p.catch === 'function') {
+      p.then(
+        () => this.needsClick.set(false),
+        (err: unknown) => {
+          // Autoplay refused (or interrupted by a reload): let the user start it.
+          if (err instanceof DOMException && err.name === 'NotAllowedError') {
+            this.needsClick.set(true);
+            this.playerState.set('paused');
+          }
+        },
+      );
+    }
+  }
+
+  private onHlsError(HlsCtor: typeof Hls, hls: Hls, data: ErrorData): void {
+    if (!data.fatal || hls !== this.hls) return;
+    const status = data.response?.code;
+    if (data.type === HlsCtor.ErrorTypes.NETWORK_ERROR && (status === 401 || status === 403)) {
+      // The playback token expired or was revoked: get a new one and reload.
+      void this.renewToken(true);
+      return;
+    }
+    if (data.type === HlsCtor.ErrorTypes.MEDIA_ERROR && this.mediaErrorRecoveries < 2) {
+      this.mediaErrorRecoveries++;
+      if (this.mediaErrorRecoveries === 2) hls.swapAudioCodec();
+      hls.recoverMediaError();
+      return;
+    }
+    this.playerState.set('error');
+    this.playerError.set(
+      data.type === HlsCtor.ErrorTypes.NETWORK_ERROR
+        ? 'The stream cannot be loaded right now. Retrying…'
+        : `Playback error (${data.details}). Retrying…`,
+    );
+    this.teardown();
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.destroyed || this.hls || this.starting) return;
+      if (this.stream()?.state === 'live') void this.start();
+    }, RESTART_DELAY_MS);
+  }
+
+  private setToken(token: PlaybackToken): void {
+    this.token = token;
+    this.tokenExpiresAt.set(token.expires_at);
+    clearTimeout(this.renewTimer);
+    this.renewTimer = setTimeout(() => void this.renewToken(false), renewDelay(token.expires_at));
+  }
+
+  /**
+   * Fetches a fresh playback token. hls.js picks it up for its next requests;
+   * with `reload` (or native playback) the source is loaded again.
+   */
+  private async renewToken(reload: boolean): Promise<void> {
+    const gen = this.generation;
+    try {
+      const token = await firstValueFrom(this.api.playbackToken(this.id()));
+      if (gen !== this.generation || this.destroyed) return;
+      this.setToken(token);
+      const url = absoluteUrl(token.hls_url);
+      if (this.hls && reload) {
+        // MANIFEST_PARSED (subscribed in start) resumes playback.
+        this.hls.loadSource(url);
+      } else if (this.usingNative() && this.video) {
+        this.video.src = url;
+        this.play();
+      }
+    } catch (err) {
+      if (gen !== this.generation || this.destroyed) return;
+      if (err instanceof HttpErrorResponse && err.status === 404) {
+        this.notFound.set(true);
+        this.teardown();
+        return;
+      }
+      // Try again shortly; the current token may still be valid.
+      clearTimeout(this.renewTimer);
+      this.renewTimer = setTimeout(() => void this.renewToken(reload), 10_000);
+    }
+  }
+
+  private usingNative(): boolean {
+    return this.engine() === 'native HLS' && !!this.video?.getAttribute('src');
+  }
+
+  /** Stops playback and drops timers and the hls.js instance. */
+  private teardown(): void {
+    this.generation++;
+    this.starting = false;
+    clearTimeout(this.renewTimer);
+    clearTimeout(this.restartTimer);
+    this.renewTimer = undefined;
+    this.restartTimer = undefined;
+    this.token = null;
+    this.tokenExpiresAt.set(null);
+    if (this.hls) {
+      this.hls.destroy();
+      this.hls = null;
+    }
+    const video = this.video;
+    if (video?.getAttribute('src')) {
+      video.removeAttribute('src');
+      video.load();
+    }
+    if (this.playerState() !== 'error') this.playerState.set('idle');
+    this.needsClick.set(false);
+    this.latency.set(null);
+    this.bufferAhead.set(null);
+  }
+
+  private attachVideoListeners(): void {
+    const video = this.video;
+    if (this.videoListeners.length || !video) return;
+    const on = (name: string, fn: () => void) => {
+      const listener: EventListener = () => fn();
+      video.addEventListener(name, listener);
+      this.videoListeners.push([name, listener]);
+    };
+    on('playing', () => {
+      this.playerState.set('playing');
+      this.playerError.set(null);
+      this.needsClick.set(false);
+      this.mediaErrorRecoveries = 0;
+    });
+    on('waiting', () => {
+      if (this.playerState() !== 'error') this.playerState.set('buffering');
+    });
+    on('pause', () => {
+      if (this.playerState() === 'playing' || this.playerState() === 'buffering') {
+        this.playerState.set('paused');
+      }
+    });
+    on('ended', () => this.playerState.set('ended'));
+    on('resize', () => this.updateStats());
+  }
+
+  private detachVideoListeners(): void {
+    const video = this.video;
+    if (!video) return;
+    for (const [name, fn] of this.videoListeners) video.removeEventListener(name, fn);
+    this.videoListeners.length = 0;
+  }
+
+  private updateStats(): void {
+    this.now.set(new Date());
+    const video = this.video;
+    if (!video) return;
+    this.resolution.set(video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : null);
+    if (this.playerState() === 'idle' || this.playerState() === 'connecting') {
+      this.latency.set(null);
+      this.bufferAhead.set(null);
+      return;
+    }
+    let latency: number | null = null;
+    if (this.hls && this.hls.latency > 0) {
+      latency = this.hls.latency;
+    } else if (video.seekable.length) {
+      const edge = video.seekable.end(video.seekable.length - 1);
+      if (isFinite(edge) && edge > 0) latency = Math.max(0, edge - video.currentTime);
+    }
+    this.latency.set(latency);
+    let ahead: number | null = null;
+    for (let i = 0; i < video.buffered.length; i++) {
+      if (video.buffered.start(i) <= video.currentTime + 0.1 && video.buffered.end(i) >= video.currentTime) {
+        ahead = video.buffered.end(i) - video.currentTime;
+      }
+    }
+    this.bufferAhead.set(ahead);
+  }
+
+  /** User action: start playback (after a refused autoplay) or go back to the live edge. */
+  protected resume(): void {
+    this.play();
+  }
+
+  protected goLive(): void {
+    const video = this.video;
+    if (!video) return;
+    const pos = this.hls?.liveSyncPosition;
+    if (pos !== null && pos !== undefined && isFinite(pos)) {
+      video.currentTime = pos;
+    } else if (video.seekable.length) {
+      video.currentTime = Math.max(0, video.seekable.end(video.seekable.length - 1) - 3);
+    }
+    this.play();
+  }
+
+  protected fmtSeconds(v: number | null): string {
+    return v === null ? '—' : `${v.toFixed(1)} s`;
+  }
+}
+
+function absoluteUrl(url: string): string {
+  try {
+    return new URL(url, location.href).toString();
+  } catch {
+    return url;
+  }
+}

@@ -1,0 +1,352 @@
+//! H.264 (AVC) configuration: the AVCDecoderConfigurationRecord carried in FLV/MP4, the SPS
+//! fields packaging needs (picture size), and conversion of AVCC frames to Annex B.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum AvcError {
+    #[error("AVC decoder configuration record is truncated")]
+    Truncated,
+    #[error("AVC decoder configuration record has version {0}, expected 1")]
+    BadVersion(u8),
+    #[error("AVC decoder configuration record carries no SPS or no PPS")]
+    MissingParameterSets,
+    #[error("SPS is malformed: {0}")]
+    BadSps(&'static str),
+    #[error("NAL unit length {len} runs past the end of the frame ({remaining} bytes left)")]
+    BadNalLength { len: usize, remaining: usize },
+}
+
+/// A parsed AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.2.4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvcConfig {
+    pub profile: u8,
+    pub level: u8,
+    /// Bytes in each NAL length prefix (1, 2 or 4).
+    pub nal_length_size: usize,
+    pub sps: Vec<Vec<u8>>,
+    pub pps: Vec<Vec<u8>>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl AvcConfig {
+    pub fn parse(record: &[u8]) -> Result<Self, AvcError> {
+        let mut r = ByteReader(record);
+        let version = r.u8()?;
+        if version != 1 {
+            return Err(AvcError::BadVersion(version));
+        }
+        let profile = r.u8()?;
+        let _compat = r.u8()?;
+        let level = r.u8()?;
+        let nal_length_size = (r.u8()? & 0x03) as usize + 1;
+        let sps_count = r.u8()? & 0x1f;
+        let mut sps = Vec::new();
+        for _ in 0..sps_count {
+            let len = r.u16()? as usize;
+            sps.push(r.take(len)?.to_vec());
+        }
+        let pps_count = r.u8()?;
+        let mut pps = Vec::new();
+        for _ in 0..pps_count {
+            let len = r.u16()? as usize;
+            pps.push(r.take(len)?.to_vec());
+        }
+        let first_sps = sps.first().ok_or(AvcError::MissingParameterSets)?;
+        if pps.is_empty() {
+            return Err(AvcError::MissingParameterSets);
+        }
+        let (width, height) = sps_picture_size(first_sps)?;
+        Ok(Self {
+            profile,
+            level,
+            nal_length_size,
+            sps,
+            pps,
+            width,
+            height,
+        })
+    }
+
+    /// Appends `frame` (AVCC: length-prefixed NAL units) to `out` as Annex B, preceded by an
+    /// access unit delimiter, and with SPS/PPS in front of keyframes that lack them, so each
+    /// HLS segment decodes on its own.
+    pub fn write_annex_b(
+        &self,
+        frame: &[u8],
+        keyframe: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), AvcError> {
+        const START: [u8; 4] = [0, 0, 0, 1];
+        out.extend_from_slice(&START);
+        out.extend_from_slice(&[0x09, 0xf0]); // AUD, primary_pic_type = any
+        let nals = split_avcc(frame, self.nal_length_size)?;
+        let has_sps = nals.iter().any(|n| n.first().map(|b| b & 0x1f) == Some(7));
+        if keyframe && !has_sps {
+            for ps in self.sps.iter().chain(self.pps.iter()) {
+                out.extend_from_slice(&START);
+                out.extend_from_slice(ps);
+            }
+        }
+        for nal in nals {
+            // Publishers sometimes send their own AUD; ours already leads the access unit.
+            if nal.first().map(|b| b & 0x1f) == Some(9) {
+                continue;
+            }
+            out.extend_from_slice(&START);
+            out.extend_from_slice(nal);
+        }
+        Ok(())
+    }
+}
+
+/// Splits an AVCC frame into its NAL units.
+pub fn split_avcc(frame: &[u8], nal_length_size: usize) -> Result<Vec<&[u8]>, AvcError> {
+    let mut nals = Vec::new();
+    let mut rest = frame;
+    while !rest.is_empty() {
+        if rest.len() < nal_length_size {
+            return Err(AvcError::BadNalLength {
+                len: nal_length_size,
+                remaining: rest.len(),
+            });
+        }
+        let len = rest[..nal_length_size]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        rest = &rest[nal_length_size..];
+        if len > rest.len() {
+            return Err(AvcError::BadNalLength {
+                len,
+                remaining: rest.len(),
+            });
+        }
+        nals.push(&rest[..len]);
+        rest = &rest[len..];
+    }
+    Ok(nals)
+}
+
+/// Reads the coded picture size (after cropping) from an SPS NAL unit (ITU-T H.264 §7.3.2.1.1).
+pub fn sps_picture_size(sps: &[u8]) -> Result<(u32, u32), AvcError> {
+    if sps.len() < 4 {
+        return Err(AvcError::BadSps("too short"));
+    }
+    let rbsp = remove_emulation_prevention(&sps[1..]);
+    let mut b = BitReader::new(&rbsp);
+    let profile_idc = b.bits(8)?;
+    b.bits(16)?; // constraint flags + level_idc
+    b.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = b.ue()?;
+        if chroma_format_idc == 3 {
+            b.bits(1)?; // separate_colour_plane_flag
+        }
+        b.ue()?; // bit_depth_luma_minus8
+        b.ue()?; // bit_depth_chroma_minus8
+        b.bits(1)?; // qpprime_y_zero_transform_bypass_flag
+        if b.bits(1)? == 1 {
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if b.bits(1)? == 1 {
+                    skip_scaling_list(&mut b, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+    b.ue()?; // log2_max_frame_num_minus4
+    let pic_order_cnt_type = b.ue()?;
+    if pic_order_cnt_type == 0 {
+        b.ue()?;
+    } else if pic_order_cnt_type == 1 {
+        b.bits(1)?;
+        b.se()?;
+        b.se()?;
+        let n = b.ue()?;
+        if n > 255 {
+            return Err(AvcError::BadSps("num_ref_frames_in_pic_order_cnt_cycle"));
+        }
+        for _ in 0..n {
+            b.se()?;
+        }
+    }
+    b.ue()?; // max_num_ref_frames
+    b.bits(1)?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = b.ue()? + 1;
+    let height_map_units = b.ue()? + 1;
+    let frame_mbs_only = b.bits(1)?;
+    if frame_mbs_only == 0 {
+        b.bits(1)?; // mb_adaptive_frame_field_flag
+    }
+    b.bits(1)?; // direct_8x8_inference_flag
+    let mut width = width_mbs * 16;
+    let mut height = height_map_units * 16 * (2 - frame_mbs_only);
+    if b.bits(1)? == 1 {
+        let (left, right, top, bottom) = (b.ue()?, b.ue()?, b.ue()?, b.ue()?);
+        let (crop_x, crop_y) = match chroma_format_idc {
+            0 => (1, 2 - frame_mbs_only),
+            1 => (2, 2 * (2 - frame_mbs_only)),
+            2 => (2, 2 - frame_mbs_only),
+            _ => (1, 2 - frame_mbs_only),
+        };
+        width = width.saturating_sub((left + right) * crop_x);
+        height = height.saturating_sub((top + bottom) * crop_y);
+    }
+    if width == 0 || height == 0 || width > 16384 || height > 16384 {
+        return Err(AvcError::BadSps("picture size out of range"));
+    }
+    Ok((width, height))
+}
+
+fn skip_scaling_list(b: &mut BitReader<'_>, size: usize) -> Result<(), AvcError> {
+    let (mut last, mut next) = (8i64, 8i64);
+    for _ in 0..size {
+        if next != 0 {
+            let delta = b.se()?;
+            next = (last + delta + 256) % 256;
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Ok(())
+}
+
+fn remove_emulation_prevention(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut zeros = 0;
+    for &byte in data {
+        if zeros >= 2 && byte == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if byte == 0 { zeros + 1 } else { 0 };
+        out.push(byte);
+    }
+    out
+}
+
+struct ByteReader<'a>(&'a [u8]);
+
+impl<'a> ByteReader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], AvcError> {
+        if self.0.len() < n {
+            return Err(AvcError::Truncated);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, AvcError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, AvcError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+}
+
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self { data, pos: 0 }
+    }
+    fn bits(&mut self, n: u32) -> Result<u32, AvcError> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self
+                .data
+                .get(self.pos / 8)
+                .ok_or(AvcError::BadSps("truncated"))?;
+            v = (v << 1) | ((byte >> (7 - (self.pos % 8))) & 1) as u32;
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+    fn ue(&mut self) -> Result<u32, AvcError> {
+        let mut zeros = 0;
+        while self.bits(1)? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return Err(AvcError::BadSps("exp-Golomb code too long"));
+            }
+        }
+        Ok(((1u64 << zeros) - 1 + self.bits(zeros)? as u64) as u32)
+    }
+    fn se(&mut self) -> Result<i64, AvcError> {
+        let k = self.ue()? as i64;
+        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // SPS of an x264 640x360 High profile stream (testsrc2), taken from an FLV sequence header.
+    const SPS_640X360: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03,
+        0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
+    ];
+    const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+    fn record() -> Vec<u8> {
+        let mut r = vec![1, 0x64, 0x00, 0x1e, 0xff, 0xe1];
+        r.extend_from_slice(&(SPS_640X360.len() as u16).to_be_bytes());
+        r.extend_from_slice(SPS_640X360);
+        r.push(1);
+        r.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+        r.extend_from_slice(PPS);
+        r
+    }
+
+    #[test]
+    fn parses_record_and_picture_size() {
+        let cfg = AvcConfig::parse(&record()).unwrap();
+        assert_eq!(cfg.nal_length_size, 4);
+        assert_eq!((cfg.width, cfg.height), (640, 360));
+        assert_eq!(cfg.sps.len(), 1);
+        assert_eq!(cfg.pps.len(), 1);
+    }
+
+    #[test]
+    fn truncated_record_is_an_error() {
+        let r = record();
+        assert_eq!(AvcConfig::parse(&r[..8]), Err(AvcError::Truncated));
+        assert_eq!(AvcConfig::parse(&[2, 0, 0]), Err(AvcError::BadVersion(2)));
+    }
+
+    #[test]
+    fn annex_b_adds_aud_and_parameter_sets_on_keyframes() {
+        let cfg = AvcConfig::parse(&record()).unwrap();
+        let idr = [0x65, 0x88, 0x84];
+        let mut frame = (idr.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&idr);
+        let mut out = Vec::new();
+        cfg.write_annex_b(&frame, true, &mut out).unwrap();
+        assert_eq!(&out[..6], &[0, 0, 0, 1, 0x09, 0xf0]);
+        assert_eq!(&out[6..11], &[0, 0, 0, 1, 0x67]);
+        assert!(out.ends_with(&[0, 0, 0, 1, 0x65, 0x88, 0x84]));
+        let mut delta = Vec::new();
+        cfg.write_annex_b(&frame, false, &mut delta).unwrap();
+        assert_eq!(delta.len(), 6 + 4 + 3);
+    }
+
+    #[test]
+    fn nal_length_past_end_is_an_error() {
+        let frame = [0, 0, 0, 9, 0x65];
+        assert!(matches!(
+            split_avcc(&frame, 4),
+            Err(AvcError::BadNalLength { len: 9, .. })
+        ));
+    }
+}

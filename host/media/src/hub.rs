@@ -1,0 +1,438 @@
+//! The stream hub: where ingest publishes a stream's media and where packagers and analysers
+//! subscribe to it. Each stream has at most one publisher. Every subscription is bounded and
+//! states its overflow policy:
+//!
+//! - [`Overflow::Backpressure`] (HLS): never drops; a full queue makes the publisher wait, which
+//!   slows the RTMP reader and, through TCP, the encoder. Segments are never lost.
+//! - [`Overflow::DropOldest`] (analysis): a full queue drops its oldest packet and counts it.
+//!
+//! A new subscriber first receives the codec configuration and the packets since the last video
+//! keyframe (the GOP cache), so it can start decoding at once and nothing is lost to the race
+//! between a stream starting and a packager subscribing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use crate::packet::{MediaKind, MediaPacket, StreamId, StreamInfo};
+
+/// Longest GOP the cache keeps (in packets); a publisher with no keyframes cannot grow it past this.
+const GOP_CACHE_LIMIT: usize = 2_000;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum PublishError {
+    #[error("stream {0} already has a publisher")]
+    AlreadyPublishing(StreamId),
+}
+
+/// What a subscription does when its queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    Backpressure,
+    DropOldest,
+}
+
+/// Lifecycle announcements, for packagers and bookkeeping that follow every stream.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    Started { stream: StreamId },
+    InfoChanged { stream: StreamId, info: StreamInfo },
+    Ended { stream: StreamId, stats: PublishStats },
+}
+
+/// Counters for one publish session.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublishStats {
+    pub video_packets: u64,
+    pub audio_packets: u64,
+    pub bytes: u64,
+    /// Packets dropped by `DropOldest` subscribers (summed over subscribers).
+    pub dropped: u64,
+}
+
+/// All live streams of this host.
+#[derive(Clone)]
+pub struct StreamHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    channels: Mutex<HashMap<StreamId, Arc<Channel>>>,
+    events: broadcast::Sender<HubEvent>,
+}
+
+impl Default for StreamHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamHub {
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(HubInner {
+                channels: Mutex::new(HashMap::new()),
+                events,
+            }),
+        }
+    }
+
+    /// Claims `stream` for a publisher. A second publisher on the same stream is refused.
+    pub fn publish(&self, stream: &str) -> Result<Publisher, PublishError> {
+        let mut channels = lock(&self.inner.channels);
+        if channels.contains_key(stream) {
+            return Err(PublishError::AlreadyPublishing(stream.to_string()));
+        }
+        let channel = Arc::new(Channel::default());
+        channels.insert(stream.to_string(), channel.clone());
+        drop(channels);
+        let _ = self.inner.events.send(HubEvent::Started {
+            stream: stream.to_string(),
+        });
+        Ok(Publisher {
+            hub: self.clone(),
+            stream: stream.to_string(),
+            channel,
+            stats: PublishStats::default(),
+        })
+    }
+
+    /// Follows stream starts, codec changes and ends.
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Subscribes to a live stream; `None` when nobody is publishing it.
+    pub fn subscribe(&self, stream: &str, overflow: Overflow, capacity: usize) -> Option<Subscription> {
+        let channel = lock(&self.inner.channels).get(stream).cloned()?;
+        Some(channel.subscribe(overflow, capacity.max(1)))
+    }
+
+    pub fn is_live(&self, stream: &str) -> bool {
+        lock(&self.inner.channels).contains_key(stream)
+    }
+
+    pub fn info(&self, stream: &str) -> Option<StreamInfo> {
+        let channel = lock(&self.inner.channels).get(stream).cloned()?;
+        Some(lock(&channel.state).info.clone())
+    }
+
+    pub fn live_streams(&self) -> Vec<StreamId> {
+        lock(&self.inner.channels).keys().cloned().collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks cannot leave the data half-updated in a
+    // way that matters more than stopping the whole hub would, so keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+struct Channel {
+    state: Mutex<ChannelState>,
+    dropped: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    info: StreamInfo,
+    config: Vec<MediaPacket>,
+    gop: Vec<MediaPacket>,
+    subscribers: Vec<Sink>,
+}
+
+#[derive(Clone)]
+enum Sink {
+    Backpressure(mpsc::Sender<MediaPacket>),
+    DropOldest(Arc<Ring>),
+}
+
+impl Channel {
+    fn subscribe(&self, overflow: Overflow, capacity: usize) -> Subscription {
+        let mut state = lock(&self.state);
+        let primer: Vec<MediaPacket> = state.config.iter().chain(state.gop.iter()).cloned().collect();
+        let (sink, source) = match overflow {
+            Overflow::Backpressure => {
+                // Room for the primer on top of the requested capacity, so priming never blocks.
+                let (tx, rx) = mpsc::channel(capacity + primer.len());
+                for p in primer {
+                    let _ = tx.try_send(p);
+                }
+                (Sink::Backpressure(tx), Source::Queue(rx))
+            }
+            Overflow::DropOldest => {
+                let ring = Arc::new(Ring::new(capacity, self.dropped.clone()));
+                for p in primer {
+                    ring.push(p);
+                }
+                (Sink::DropOldest(ring.clone()), Source::Ring(ring))
+            }
+        };
+        state.subscribers.push(sink);
+        Subscription {
+            info: state.info.clone(),
+            source,
+        }
+    }
+}
+
+/// The publishing side of one stream. Dropping it ends the stream for every subscriber.
+pub struct Publisher {
+    hub: StreamHub,
+    stream: StreamId,
+    channel: Arc<Channel>,
+    stats: PublishStats,
+}
+
+impl Publisher {
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub fn stats(&self) -> PublishStats {
+        PublishStats {
+            dropped: self.channel.dropped.load(Ordering::Relaxed),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Records new codec information and tells followers.
+    pub fn set_info(&mut self, info: StreamInfo) {
+        lock(&self.channel.state).info = info.clone();
+        let _ = self.hub.inner.events.send(HubEvent::InfoChanged {
+            stream: self.stream.clone(),
+            info,
+        });
+    }
+
+    pub fn info(&self) -> StreamInfo {
+        lock(&self.channel.state).info.clone()
+    }
+
+    /// Delivers one packet to every subscriber according to its overflow policy.
+    pub async fn send(&mut self, packet: MediaPacket) {
+        match packet.kind {
+            MediaKind::Video => self.stats.video_packets += 1,
+            MediaKind::Audio => self.stats.audio_packets += 1,
+        }
+        self.stats.bytes += packet.data.len() as u64;
+        let sinks = {
+            let mut state = lock(&self.channel.state);
+            if packet.is_config {
+                state.config.retain(|p| p.kind != packet.kind);
+                state.config.push(packet.clone());
+            } else {
+                if packet.is_video_keyframe() {
+                    state.gop.clear();
+                }
+                if state.gop.len() < GOP_CACHE_LIMIT {
+                    state.gop.push(packet.clone());
+                }
+            }
+            state.subscribers.clone()
+        };
+        let mut closed = false;
+        for sink in &sinks {
+            match sink {
+                Sink::Backpressure(tx) => closed |= tx.send(packet.clone()).await.is_err(),
+                Sink::DropOldest(ring) => closed |= !ring.push(packet.clone()),
+            }
+        }
+        if closed {
+            lock(&self.channel.state).subscribers.retain(|s| match s {
+                Sink::Backpressure(tx) => !tx.is_closed(),
+                Sink::DropOldest(ring) => Arc::strong_count(ring) > 1,
+            });
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let sinks = std::mem::take(&mut lock(&self.channel.state).subscribers);
+        for sink in sinks {
+            if let Sink::DropOldest(ring) = sink {
+                ring.close();
+            }
+        }
+        lock(&self.hub.inner.channels).remove(&self.stream);
+        let _ = self.hub.inner.events.send(HubEvent::Ended {
+            stream: self.stream.clone(),
+            stats: self.stats(),
+        });
+    }
+}
+
+/// The receiving side of a subscription. `recv` returns `None` once the publisher is gone
+/// and everything queued has been read.
+pub struct Subscription {
+    /// Codec information at the time of subscribing.
+    pub info: StreamInfo,
+    source: Source,
+}
+
+enum Source {
+    Queue(mpsc::Receiver<MediaPacket>),
+    Ring(Arc<Ring>),
+}
+
+impl Subscription {
+    pub async fn recv(&mut self) -> Option<MediaPacket> {
+        match &mut self.source {
+            Source::Queue(rx) => rx.recv().await,
+            Source::Ring(ring) => ring.pop().await,
+        }
+    }
+}
+
+/// A bounded queue that drops its oldest entry when full.
+struct Ring {
+    queue: Mutex<RingState>,
+    notify: Notify,
+    capacity: usize,
+    dropped: Arc<AtomicU64>,
+}
+
+struct RingState {
+    items: VecDeque<MediaPacket>,
+    closed: bool,
+}
+
+impl Ring {
+    fn new(capacity: usize, dropped: Arc<AtomicU64>) -> Self {
+        Self {
+            queue: Mutex::new(RingState {
+                items: VecDeque::with_capacity(capacity),
+                closed: false,
+            }),
+            notify: Notify::new(),
+            capacity,
+            dropped,
+        }
+    }
+
+    /// Returns false when the reader is gone.
+    fn push(self: &Arc<Self>, packet: MediaPacket) -> bool {
+        if Arc::strong_count(self) == 1 {
+            return false;
+        }
+        let mut q = lock(&self.queue);
+        if q.items.len() == self.capacity {
+            q.items.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.items.push_back(packet);
+        drop(q);
+        self.notify.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.notify.notify_one();
+    }
+
+    async fn pop(&self) -> Option<MediaPacket> {
+        loop {
+            {
+                let mut q = lock(&self.queue);
+                if let Some(p) = q.items.pop_front() {
+                    return Some(p);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn video(dts: i64, key: bool) -> MediaPacket {
+        MediaPacket {
+            kind: MediaKind::Video,
+            dts_ms: dts,
+            pts_ms: dts,
+            keyframe: key,
+            is_config: false,
+            data: Bytes::from_static(b"frame"),
+        }
+    }
+
+    #[tokio::test]
+    async fn second_publisher_is_refused() {
+        let hub = StreamHub::new();
+        let _first = hub.publish("s1").unwrap();
+        assert_eq!(
+            hub.publish("s1").err(),
+            Some(PublishError::AlreadyPublishing("s1".into()))
+        );
+        assert!(hub.publish("s2").is_ok());
+    }
+
+    #[tokio::test]
+    async fn late_subscriber_gets_gop_then_live_packets_then_end() {
+        let hub = StreamHub::new();
+        let mut publisher = hub.publish("s").unwrap();
+        publisher.send(video(0, true)).await;
+        publisher.send(video(33, false)).await;
+        publisher.send(video(66, true)).await;
+        publisher.send(video(100, false)).await;
+        let mut sub = hub.subscribe("s", Overflow::Backpressure, 8).unwrap();
+        publisher.send(video(133, false)).await;
+        drop(publisher);
+        let mut seen = Vec::new();
+        while let Some(p) = sub.recv().await {
+            seen.push(p.dts_ms);
+        }
+        assert_eq!(seen, vec![66, 100, 133]);
+        assert!(!hub.is_live("s"));
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_counts_what_it_drops() {
+        let hub = StreamHub::new();
+        let mut publisher = hub.publish("s").unwrap();
+        let mut sub = hub.subscribe("s", Overflow::DropOldest, 2).unwrap();
+        for i in 0..5 {
+            publisher.send(video(i, i == 0)).await;
+        }
+        assert_eq!(publisher.stats().dropped, 3);
+        assert_eq!(sub.recv().await.unwrap().dts_ms, 3);
+        assert_eq!(sub.recv().await.unwrap().dts_ms, 4);
+        drop(publisher);
+        assert!(sub.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn events_announce_start_and_end() {
+        let hub = StreamHub::new();
+        let mut events = hub.events();
+        let publisher = hub.publish("s").unwrap();
+        drop(publisher);
+        assert!(matches!(events.recv().await.unwrap(), HubEvent::Started { .. }));
+        assert!(matches!(events.recv().await.unwrap(), HubEvent::Ended { .. }));
+    }
+
+    #[tokio::test]
+    async fn dropped_subscriber_does_not_block_publisher() {
+        let hub = StreamHub::new();
+        let mut publisher = hub.publish("s").unwrap();
+        let sub = hub.subscribe("s", Overflow::Backpressure, 1).unwrap();
+        drop(sub);
+        for i in 0..10 {
+            publisher.send(video(i, false)).await;
+        }
+        assert_eq!(publisher.stats().video_packets, 10);
+    }
+}

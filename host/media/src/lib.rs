@@ -1,0 +1,13 @@
+//! Media types shared by every part of the host: stream identity, media packets with their
+//! timestamps, codec configuration (H.264 and AAC), and the per-stream [`hub`] that ingest
+//! publishes to and that HLS (and later the decoder) subscribe to.
+//!
+//! This crate knows nothing about RTMP, HLS or tenants.
+
+pub mod aac;
+pub mod avc;
+pub mod hub;
+pub mod packet;
+
+pub use hub::{HubEvent, Overflow, PublishError, Publisher, StreamHub, Subscription};
+pub use packet::{AudioInfo, MediaKind, MediaPacket, StreamId, StreamInfo, VideoInfo};

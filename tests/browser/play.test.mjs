@@ -1,0 +1,266 @@
+// End-to-end: media-analyzer server + ffmpeg RTMP publisher + headless Chromium.
+//
+//   MA_BIN=path/to/media-analyzer \
+//   MA_DASHBOARD=frontend/dist/media-analyzer/browser \
+//   node --test play.test.mjs
+//
+// Optional: MA_SCREENSHOT (PNG path), CHROMIUM_PATH (default /usr/bin/chromium),
+// MA_PUBLISH_SECONDS (default 20), MA_KEEP_DATA=1 (keep the temp data dir).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const MA_BIN = process.env.MA_BIN;
+const MA_DASHBOARD = path.resolve(
+  process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
+);
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const PUBLISH_SECONDS = Number(process.env.MA_PUBLISH_SECONDS || 20);
+const OVERALL_MS = 90_000;
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+// Tolerant of log prefixes (timestamps, levels, targets) and ANSI colours.
+const RE = {
+  apiKey: /API key:\s*([^\s"'`]+)/,
+  streamKey: /Stream key:\s*([^\s"'`]+)/,
+  http: /HTTP listening on\s+(https?:\/\/[^\s"'`]+?)\/?(?=[\s"'`]|$)/,
+  rtmp: /RTMP listening on\s+(rtmp:\/\/[^\s"'`]+?)\/?(?=[\s"'`]|$)/,
+};
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
+
+// Last resort: never leave a child group behind, even if the runner exits abruptly.
+const LIVE_GROUPS = new Set();
+process.on('exit', () => {
+  for (const pid of LIVE_GROUPS) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+
+/** A child process in its own process group, with the tail of its output kept. */
+function launch(name, cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...opts });
+  const log = [];
+  const listeners = new Set();
+  const onLine = (line) => {
+    const clean = line.replace(ANSI, '');
+    log.push(clean);
+    if (log.length > 400) log.shift();
+    for (const l of listeners) l(clean);
+  };
+  for (const s of [child.stdout, child.stderr]) readline.createInterface({ input: s }).on('line', onLine);
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+    child.on('error', (err) => {
+      onLine(`[spawn error] ${err.message}`);
+      resolve({ code: -1, signal: null });
+    });
+  });
+  let done = false;
+  if (child.pid !== undefined) LIVE_GROUPS.add(child.pid);
+  exited.then(() => {
+    done = true;
+    LIVE_GROUPS.delete(child.pid);
+  });
+  return {
+    name,
+    child,
+    log,
+    exited,
+    get running() {
+      return !done;
+    },
+    onLine: (fn) => listeners.add(fn),
+    tail: (n = 40) => log.slice(-n).join('\n'),
+    async kill(graceMs = 3000) {
+      if (done || child.pid === undefined) return;
+      const signalGroup = (sig) => {
+        try {
+          process.kill(-child.pid, sig);
+        } catch {
+          try {
+            child.kill(sig);
+          } catch {
+            /* already gone */
+          }
+        }
+      };
+      signalGroup('SIGTERM');
+      const t = setTimeout(() => signalGroup('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Waits until the server has printed its keys and listening addresses. */
+function serverInfo(server, timeoutMs) {
+  const found = {};
+  return new Promise((resolve, reject) => {
+    const check = (line) => {
+      for (const [k, re] of Object.entries(RE)) {
+        const m = found[k] ? null : line.match(re);
+        if (m) found[k] = m[1];
+      }
+      if (Object.keys(RE).every((k) => found[k])) {
+        clearTimeout(timer);
+        resolve(found);
+      }
+    };
+    const timer = setTimeout(
+      () => reject(new Error(`server did not print its addresses/keys within ${timeoutMs} ms (got ${JSON.stringify(Object.keys(found))})`)),
+      timeoutMs,
+    );
+    for (const line of server.log) check(line);
+    server.onLine(check);
+    server.exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited early (code ${code}, signal ${signal})`));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 15_000 }, async (t) => {
+  assert.ok(MA_BIN, 'set MA_BIN to the media-analyzer binary');
+  assert.ok(existsSync(MA_BIN), `MA_BIN not found: ${MA_BIN}`);
+  assert.ok(
+    existsSync(path.join(MA_DASHBOARD, 'index.html')),
+    `no index.html in MA_DASHBOARD=${MA_DASHBOARD} (run "npx ng build" in frontend/)`,
+  );
+  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}`);
+
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ma-e2e-'));
+  const screenshot = process.env.MA_SCREENSHOT || path.join(dataDir, '..', `ma-e2e-${process.pid}.png`);
+  const procs = [];
+  let browser = null;
+  let page = null;
+  const pageLog = [];
+  let deadlineTimer;
+
+  const body = async () => {
+    const server = launch('server', MA_BIN, [
+      'serve',
+      '--rtmp', '127.0.0.1:0',
+      '--http', '127.0.0.1:0',
+      '--data', dataDir,
+      '--dashboard', MA_DASHBOARD,
+    ], { env: { ...process.env, NO_COLOR: '1' } });
+    procs.push(server);
+    const info = await serverInfo(server, 20_000);
+    const httpBase = info.http.replace(/\/+$/, '');
+    const rtmp = new URL(info.rtmp);
+    const publishUrl = `rtmp://${rtmp.hostname}:${rtmp.port || 1935}/live/${info.streamKey}`;
+    t.diagnostic(`server: ${httpBase}  rtmp: ${rtmp.host}`);
+
+    const ffmpeg = launch('ffmpeg', 'ffmpeg', [
+      '-hide_banner', '-loglevel', 'error', '-re',
+      '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30',
+      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
+      '-t', String(PUBLISH_SECONDS),
+      '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '60', '-pix_fmt', 'yuv420p',
+      '-c:a', 'aac', '-b:a', '96k',
+      '-f', 'flv', publishUrl,
+    ]);
+    procs.push(ffmpeg);
+    ffmpeg.exited.then(({ code }) => {
+      if (code !== 0) pageLog.push(`[ffmpeg exited with code ${code}] ${ffmpeg.tail(10)}`);
+    });
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    page = await context.newPage();
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') pageLog.push(`[console.${m.type()}] ${m.text()}`);
+    });
+    page.on('pageerror', (e) => pageLog.push(`[pageerror] ${e.message}`));
+    page.on('response', (r) => {
+      if (r.status() >= 400) pageLog.push(`[http ${r.status()}] ${r.url().replace(/token=[^&]+/, 'token=…')}`);
+    });
+
+    // Sign in through ?key=; the dashboard must strip the key from the address bar.
+    await page.goto(`${httpBase}/?key=${encodeURIComponent(info.apiKey)}`, { waitUntil: 'domcontentloaded' });
+    const row = page.locator('a.stream-row[data-state="live"]').first();
+    await row.waitFor({ state: 'visible', timeout: 30_000 });
+    assert.ok(!page.url().includes('key='), `API key left in the URL: ${page.url()}`);
+    const rowText = (await row.innerText()).replace(/\s+/g, ' ');
+    t.diagnostic(`live row: ${rowText}`);
+
+    await row.click();
+    await page.waitForURL(/\/streams\/[^/]+$/, { timeout: 10_000 });
+
+    // Wait for the <video id="player"> to actually play.
+    await page.waitForFunction(
+      () => {
+        const v = document.querySelector('video#player');
+        return !!v && !v.paused && v.readyState >= 3 && v.currentTime > 0;
+      },
+      null,
+      { timeout: 30_000, polling: 250 },
+    );
+    const state = () =>
+      page.evaluate(() => {
+        const v = document.querySelector('video#player');
+        return { t: v.currentTime, muted: v.muted, paused: v.paused, w: v.videoWidth, h: v.videoHeight };
+      });
+    const first = await state();
+    assert.equal(first.muted, true, 'player should start muted');
+    let last = first;
+    for (let i = 0; i < 16 && last.t - first.t < 2; i++) {
+      await sleep(500);
+      last = await state();
+    }
+    t.diagnostic(`currentTime ${first.t.toFixed(2)} -> ${last.t.toFixed(2)}, video ${last.w}x${last.h}`);
+    assert.ok(last.t - first.t >= 2, `currentTime advanced only ${(last.t - first.t).toFixed(2)} s`);
+    assert.ok(last.w > 0 && last.h > 0, 'no decoded video frames');
+
+    await page.screenshot({ path: screenshot });
+    t.diagnostic(`screenshot: ${screenshot}`);
+  };
+
+  try {
+    await Promise.race([
+      body(),
+      new Promise((_, reject) => {
+        deadlineTimer = setTimeout(() => reject(new Error(`overall timeout of ${OVERALL_MS} ms`)), OVERALL_MS);
+      }),
+    ]);
+  } catch (err) {
+    if (page) {
+      await page
+        .screenshot({ path: screenshot, timeout: 5000 })
+        .then(() => t.diagnostic(`failure screenshot: ${screenshot}`))
+        .catch(() => undefined);
+    }
+    for (const p of procs) t.diagnostic(`--- ${p.name} output (tail) ---\n${p.tail()}`);
+    if (pageLog.length) t.diagnostic(`--- browser ---\n${pageLog.slice(-40).join('\n')}`);
+    throw err;
+  } finally {
+    clearTimeout(deadlineTimer);
+    if (browser) await Promise.race([browser.close().catch(() => undefined), sleep(5000)]);
+    for (const p of [...procs].reverse()) await p.kill();
+    if (!process.env.MA_KEEP_DATA) await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+});
