@@ -1,1 +1,290 @@
-//! hls
+//! HLS packaging without re-encoding: every live stream in the hub is cut into keyframe-aligned
+//! MPEG-TS segments with a sliding live playlist that carries `EXT-X-PROGRAM-DATE-TIME` on every
+//! segment, `EXT-X-DISCONTINUITY` when a publisher reconnects, and `EXT-X-ENDLIST` when it stops.
+//!
+//! Files live under `{root}/{stream}/` (`index.m3u8`, `seg-N.ts`), written atomically (temp file
+//! + rename) so a reader never sees half a segment. Segments beyond the retention limits are
+//! deleted. The packager reports each segment through a bounded channel for bookkeeping; it never
+//! reads the store and never serves HTTP.
+
+pub mod playlist;
+pub mod segmenter;
+pub mod ts;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use media::{HubEvent, Overflow, StreamHub, StreamId, Subscription};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+pub use playlist::{Playlist, Segment, segment_file_name};
+pub use segmenter::{FinishedSegment, Segmenter};
+
+/// Packaging settings (validated by the caller's config layer).
+#[derive(Debug, Clone)]
+pub struct HlsConfig {
+    /// `{data}/hls`; one folder per stream below it.
+    pub root: PathBuf,
+    /// Target segment duration; segments are cut at the first keyframe after it.
+    pub target_duration: Duration,
+    /// Segments listed in the live playlist.
+    pub window: usize,
+    /// Segments kept on disk per stream (older ones are deleted).
+    pub retain_segments: usize,
+    /// Segments older than this are deleted.
+    pub retain_age: Duration,
+    /// Packets queued between the hub and a stream's packager.
+    pub queue: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("data/hls"),
+            target_duration: Duration::from_secs(2),
+            window: 6,
+            retain_segments: 1800,
+            retain_age: Duration::from_secs(24 * 3600),
+            queue: 2048,
+        }
+    }
+}
+
+/// What the packager reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HlsEvent {
+    SegmentClosed { stream: StreamId, segment: Segment },
+    SegmentsRemoved { stream: StreamId, seqs: Vec<u64> },
+    PlaylistEnded { stream: StreamId },
+}
+
+pub fn stream_dir(root: &Path, stream: &str) -> PathBuf {
+    root.join(stream)
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Per-stream state that outlives one publish session, so a reconnect continues the playlist.
+struct StreamState {
+    playlist: Playlist,
+    retained: VecDeque<Segment>,
+    next_seq: u64,
+}
+
+#[derive(Clone)]
+pub struct Packager {
+    config: Arc<HlsConfig>,
+    events: mpsc::Sender<HlsEvent>,
+    streams: Arc<Mutex<HashMap<StreamId, StreamState>>>,
+}
+
+
+impl Packager {
+    pub fn new(config: HlsConfig, events: mpsc::Sender<HlsEvent>) -> Self {
+        Self {
+            config: Arc::new(config),
+            events,
+            streams: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Packages every stream that starts in `hub` until `shutdown`; then waits for the streams in
+    /// progress to end (their publishers are closed first by the caller) and returns.
+    pub async fn run(self, hub: StreamHub, shutdown: CancellationToken) {
+        let mut hub_events = hub.events();
+        let mut tasks = JoinSet::new();
+        let mut active: HashSet<StreamId> = HashSet::new();
+        // Streams that were live before we started listening.
+        for stream in hub.live_streams() {
+            self.start(&hub, &stream, &mut active, &mut tasks);
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    match done {
+                        Ok(stream) => { active.remove(&stream); }
+                        Err(e) => warn!("HLS packager task failed: {e}"),
+                    }
+                }
+                event = hub_events.recv() => match event {
+                    Ok(HubEvent::Started { stream }) => self.start(&hub, &stream, &mut active, &mut tasks),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        warn!("HLS packager missed {n} hub events; resynchronising");
+                        for stream in hub.live_streams() {
+                            self.start(&hub, &stream, &mut active, &mut tasks);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn start(
+        &self,
+        hub: &StreamHub,
+        stream: &str,
+        active: &mut HashSet<StreamId>,
+        tasks: &mut JoinSet<StreamId>,
+    ) {
+        if active.contains(stream) {
+            return;
+        }
+        let Some(subscription) = hub.subscribe(stream, Overflow::Backpressure, self.config.queue) else {
+            return; // ended before we got to it
+        };
+        active.insert(stream.to_string());
+        let packager = self.clone();
+        let stream = stream.to_string();
+        let span = info_span!("hls", stream = %stream);
+        tasks.spawn(
+            async move {
+                if let Err(e) = packager.package(&stream, subscription).await {
+                    warn!("packaging stopped: {e}");
+                }
+                stream
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Packages one publish session of `stream`.
+    pub async fn package(&self, stream: &str, mut subscription: Subscription) -> std::io::Result<()> {
+        let dir = stream_dir(&self.config.root, stream);
+        tokio::fs::create_dir_all(&dir).await?;
+        let (first_seq, discontinuity) = {
+            let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            match streams.get(stream) {
+                Some(state) => (state.next_seq, true),
+                None => (next_seq_on_disk(&dir), false),
+            }
+        };
+        // After a restart the old files stay, but the new playlist starts with a discontinuity.
+        let discontinuity = discontinuity || first_seq > 0;
+        let mut segmenter = Segmenter::new(first_seq, self.config.target_duration.as_millis() as u64, discontinuity);
+        info!(first_seq, "packaging started");
+        while let Some(packet) = subscription.recv().await {
+            match segmenter.push(&packet, now_ms()) {
+                Ok(Some(finished)) => self.publish_segment(stream, &dir, finished, false).await?,
+                Ok(None) => {}
+                Err(e) => {
+                    // A corrupt frame must not end the stream's packaging: skip it, log once.
+                    warn!("skipped a packet that cannot be packaged: {e}");
+                }
+            }
+        }
+        match segmenter.finish() {
+            Some(finished) => self.publish_segment(stream, &dir, finished, true).await?,
+            None => self.end_playlist(stream, &dir).await?,
+        }
+        let _ = self
+            .events
+            .send(HlsEvent::PlaylistEnded { stream: stream.to_string() })
+            .await;
+        info!(segments = segmenter.next_seq() - first_seq, skipped = segmenter.skipped, "packaging ended");
+        Ok(())
+    }
+
+    async fn end_playlist(&self, stream: &str, dir: &Path) -> std::io::Result<()> {
+        let text = {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(state) = streams.get_mut(stream) else { return Ok(()) };
+            state.playlist.end();
+            state.playlist.render()
+        };
+        write_atomically(&dir.join("index.m3u8"), text.as_bytes()).await
+    }
+
+    async fn publish_segment(
+        &self,
+        stream: &str,
+        dir: &Path,
+        finished: FinishedSegment,
+        last: bool,
+    ) -> std::io::Result<()> {
+        let segment = finished.segment;
+        write_atomically(&dir.join(segment.file_name()), &finished.data).await?;
+        let (text, expired) = {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            let state = streams.entry(stream.to_string()).or_insert_with(|| StreamState {
+                playlist: Playlist::new(self.config.window, self.config.target_duration.as_millis() as u64),
+                retained: VecDeque::new(),
+                next_seq: 0,
+            });
+            state.next_seq = segment.seq + 1;
+            state.playlist.push(segment.clone());
+            if last {
+                state.playlist.end();
+            }
+            state.retained.push_back(segment.clone());
+            let oldest_allowed = segment.program_date_time_ms - self.config.retain_age.as_millis() as i64;
+            let mut expired = Vec::new();
+            let in_window = self.config.window;
+            while state.retained.len() > in_window
+                && (state.retained.len() > self.config.retain_segments.max(in_window)
+                    || state.retained.front().is_some_and(|s| s.program_date_time_ms < oldest_allowed))
+            {
+                if let Some(old) = state.retained.pop_front() {
+                    expired.push(old.seq);
+                }
+            }
+            (state.playlist.render(), expired)
+        };
+        write_atomically(&dir.join("index.m3u8"), text.as_bytes()).await?;
+        let _ = self
+            .events
+            .send(HlsEvent::SegmentClosed { stream: stream.to_string(), segment })
+            .await;
+        if !expired.is_empty() {
+            for seq in &expired {
+                if let Err(e) = tokio::fs::remove_file(dir.join(segment_file_name(*seq))).await
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!("could not delete expired segment {seq}: {e}");
+                }
+            }
+            let _ = self
+                .events
+                .send(HlsEvent::SegmentsRemoved { stream: stream.to_string(), seqs: expired })
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// The sequence number after the highest `seg-N.ts` already in `dir` (0 when none).
+fn next_seq_on_disk(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    name.strip_prefix("seg-")?.strip_suffix(".ts")?.parse::<u64>().ok()
+                })
+                .map(|n| n + 1)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    tokio::fs::write(&tmp, data).await?;
+    tokio::fs::rename(&tmp, path).await
+}
