@@ -1,1 +1,515 @@
-//! store
+//! Durable state: tenants, API keys, streams and their stream keys, and HLS segments.
+//!
+//! One set of migrations and one set of queries serve both the embedded SQLite default and
+//! PostgreSQL (through sqlx's `Any` driver): ids are text, times are Unix milliseconds in
+//! BIGINT columns, and every query uses `$N` parameters, which both engines accept.
+//!
+//! Secrets (API keys, stream keys) are stored only as SHA-256 hashes; they are random 128-bit+
+//! values, so a fast hash is the right tool. Every read that a tenant can trigger is scoped by
+//! tenant id.
+
+mod keys;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use thiserror::Error;
+
+pub use keys::{hash_secret, new_id, new_secret};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("unsupported store URL '{0}': use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamState {
+    Live,
+    Offline,
+}
+
+impl StreamState {
+    fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Live => "live",
+            StreamState::Offline => "offline",
+        }
+    }
+}
+
+impl FromStr for StreamState {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "live" => Ok(Self::Live),
+            "offline" => Ok(Self::Offline),
+            other => Err(StoreError::Invalid(format!("unknown stream state '{other}'"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoRecord {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioRecord {
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub state: StreamState,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub video: Option<VideoRecord>,
+    pub audio: Option<AudioRecord>,
+    /// Segments on disk (not yet removed by retention).
+    pub segments: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRecord {
+    pub seq: i64,
+    pub duration_ms: i64,
+    pub program_date_time: i64,
+    pub bytes: i64,
+    pub discontinuity: bool,
+}
+
+/// A newly created secret, shown once.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub id: String,
+    pub secret: String,
+}
+
+const STREAM_COLUMNS: &str = "s.id, s.tenant_id, s.name, s.state, s.created_at, s.started_at, s.ended_at, \
+     s.video_codec, s.width, s.height, s.fps, s.audio_codec, s.sample_rate, s.channels, \
+     (SELECT COUNT(*) FROM segments g WHERE g.stream_id = s.id AND g.removed_at IS NULL) AS segment_count";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Opens (creating when needed) the store at `url` and applies migrations.
+    /// `sqlite://PATH` (the file is created), `postgres://…`.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, max_connections) = if let Some(path) = url.strip_prefix("sqlite://") {
+            if let Some(parent) = Path::new(path.split('?').next().unwrap_or(path)).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Invalid(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            (format!("sqlite://{path}{sep}mode=rwc"), 4)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (url.to_string(), 16)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(&url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- tenants ----
+
+    pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        validate_name("tenant", name)?;
+        if self.tenant_by_name(name).await?.is_some() {
+            return Err(StoreError::Conflict(format!("tenant '{name}' already exists")));
+        }
+        let tenant = Tenant {
+            id: new_id("ten"),
+            name: name.to_string(),
+            created_at: now_ms(),
+        };
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&tenant.id)
+            .bind(&tenant.name)
+            .bind(tenant.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(tenant)
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    // ---- API keys ----
+
+    pub async fn create_api_key(&self, tenant_id: &str, label: &str) -> Result<IssuedKey> {
+        let secret = new_secret("mak");
+        let id = new_id("key");
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(hash_secret(&secret))
+        .bind(&secret[..12])
+        .bind(label)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(IssuedKey { id, secret })
+    }
+
+    /// The tenant that owns this API key, if the key exists and is not revoked.
+    pub async fn authenticate_api_key(&self, secret: &str) -> Result<Option<Tenant>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(hash_secret(secret))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    // ---- streams and stream keys ----
+
+    /// Creates a stream and its first stream key.
+    pub async fn create_stream(&self, tenant_id: &str, name: &str) -> Result<(Stream, IssuedKey)> {
+        validate_name("stream", name)?;
+        let exists = sqlx::query("SELECT id FROM streams WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!("stream '{name}' already exists")));
+        }
+        let id = new_id("str");
+        sqlx::query("INSERT INTO streams (id, tenant_id, name, state, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&id)
+            .bind(tenant_id)
+            .bind(name)
+            .bind(StreamState::Offline.as_str())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        let key = self.create_stream_key(tenant_id, &id).await?;
+        let stream = self.stream(tenant_id, &id).await?.ok_or(StoreError::NotFound("stream"))?;
+        Ok((stream, key))
+    }
+
+    pub async fn create_stream_key(&self, tenant_id: &str, stream_id: &str) -> Result<IssuedKey> {
+        let secret = new_secret("sk");
+        let id = new_id("skey");
+        sqlx::query(
+            "INSERT INTO stream_keys (id, tenant_id, stream_id, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(stream_id)
+        .bind(hash_secret(&secret))
+        .bind(&secret[..10])
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(IssuedKey { id, secret })
+    }
+
+    /// The stream a stream key publishes to, if the key is valid.
+    pub async fn stream_for_key(&self, secret: &str) -> Result<Option<Stream>> {
+        let sql = format!(
+            "SELECT {STREAM_COLUMNS} FROM stream_keys k JOIN streams s ON s.id = k.stream_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash_secret(secret))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stream_from_row).transpose()
+    }
+
+    pub async fn streams(&self, tenant_id: &str) -> Result<Vec<Stream>> {
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams s WHERE s.tenant_id = $1 ORDER BY s.created_at, s.name");
+        let rows = sqlx::query(&sql).bind(tenant_id).fetch_all(&self.pool).await?;
+        rows.iter().map(stream_from_row).collect()
+    }
+
+    /// A stream of this tenant; another tenant's stream is `None`, like a missing one.
+    pub async fn stream(&self, tenant_id: &str, stream_id: &str) -> Result<Option<Stream>> {
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams s WHERE s.tenant_id = $1 AND s.id = $2");
+        let row = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stream_from_row).transpose()
+    }
+
+    /// The tenant that owns a stream (for playback tokens, which name only the stream).
+    pub async fn stream_tenant(&self, stream_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT tenant_id FROM streams WHERE id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    pub async fn mark_stream_live(&self, stream_id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE streams SET state = $1, started_at = $2, ended_at = NULL WHERE id = $3")
+            .bind(StreamState::Live.as_str())
+            .bind(at)
+            .bind(stream_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_stream_offline(&self, stream_id: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE streams SET state = $1, ended_at = $2 WHERE id = $3")
+            .bind(StreamState::Offline.as_str())
+            .bind(at)
+            .bind(stream_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// After a crash, streams left "live" are not: mark them offline. Returns how many.
+    pub async fn reset_live_streams(&self, at: i64) -> Result<u64> {
+        let done = sqlx::query("UPDATE streams SET state = $1, ended_at = $2 WHERE state = $3")
+            .bind(StreamState::Offline.as_str())
+            .bind(at)
+            .bind(StreamState::Live.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn set_stream_codecs(
+        &self,
+        stream_id: &str,
+        video: Option<&VideoRecord>,
+        audio: Option<&AudioRecord>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE streams SET video_codec = $1, width = $2, height = $3, fps = $4, \
+             audio_codec = $5, sample_rate = $6, channels = $7 WHERE id = $8",
+        )
+        .bind(video.map(|v| v.codec.clone()))
+        .bind(video.map(|v| v.width as i64))
+        .bind(video.map(|v| v.height as i64))
+        .bind(video.map(|v| v.fps))
+        .bind(audio.map(|a| a.codec.clone()))
+        .bind(audio.map(|a| a.sample_rate as i64))
+        .bind(audio.map(|a| a.channels as i64))
+        .bind(stream_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- segments ----
+
+    pub async fn add_segment(&self, stream_id: &str, s: &SegmentRecord) -> Result<()> {
+        // A restarted packager may reuse a sequence number whose file it replaced.
+        sqlx::query(
+            "INSERT INTO segments (stream_id, seq, duration_ms, program_date_time, bytes, discontinuity) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (stream_id, seq) DO UPDATE SET duration_ms = excluded.duration_ms, \
+             program_date_time = excluded.program_date_time, bytes = excluded.bytes, \
+             discontinuity = excluded.discontinuity, removed_at = NULL",
+        )
+        .bind(stream_id)
+        .bind(s.seq)
+        .bind(s.duration_ms)
+        .bind(s.program_date_time)
+        .bind(s.bytes)
+        .bind(s.discontinuity as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_segments_removed(&self, stream_id: &str, seqs: &[u64], at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for seq in seqs {
+            sqlx::query("UPDATE segments SET removed_at = $1 WHERE stream_id = $2 AND seq = $3")
+                .bind(at)
+                .bind(stream_id)
+                .bind(*seq as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Segments still on disk, oldest first.
+    pub async fn segments(&self, stream_id: &str) -> Result<Vec<SegmentRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, duration_ms, program_date_time, bytes, discontinuity FROM segments \
+             WHERE stream_id = $1 AND removed_at IS NULL ORDER BY seq",
+        )
+        .bind(stream_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SegmentRecord {
+                    seq: r.try_get(0)?,
+                    duration_ms: r.try_get(1)?,
+                    program_date_time: r.try_get(2)?,
+                    bytes: r.try_get(3)?,
+                    discontinuity: r.try_get::<i64, _>(4)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    // ---- settings ----
+
+    pub async fn setting(&self, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    /// Stores `value` unless the setting exists; returns the value in force.
+    pub async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        self.setting(name).await?.ok_or(StoreError::NotFound("setting"))
+    }
+}
+
+fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{what} name '{name}' must be 1-64 characters of letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+fn tenant_from_row(r: &AnyRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+    })
+}
+
+fn stream_from_row(r: &AnyRow) -> Result<Stream> {
+    let state: String = r.try_get(3)?;
+    let video = match r.try_get::<Option<String>, _>(7)? {
+        Some(codec) => Some(VideoRecord {
+            codec,
+            width: r.try_get::<Option<i64>, _>(8)?.unwrap_or(0) as u32,
+            height: r.try_get::<Option<i64>, _>(9)?.unwrap_or(0) as u32,
+            fps: r.try_get::<Option<f64>, _>(10)?.unwrap_or(0.0),
+        }),
+        None => None,
+    };
+    let audio = match r.try_get::<Option<String>, _>(11)? {
+        Some(codec) => Some(AudioRecord {
+            codec,
+            sample_rate: r.try_get::<Option<i64>, _>(12)?.unwrap_or(0) as u32,
+            channels: r.try_get::<Option<i64>, _>(13)?.unwrap_or(0) as u32,
+        }),
+        None => None,
+    };
+    Ok(Stream {
+        id: r.try_get(0)?,
+        tenant_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        state: state.parse()?,
+        created_at: r.try_get(4)?,
+        started_at: r.try_get(5)?,
+        ended_at: r.try_get(6)?,
+        video,
+        audio,
+        segments: r.try_get(14)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;
