@@ -1,0 +1,209 @@
+//! `/api/v1/me` and `/api/v1/streams…`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::ErrorBody;
+use crate::{ApiError, AppState};
+
+/// Playback tokens live this long.
+pub const PLAYBACK_TOKEN_TTL_S: i64 = 600;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub tenant: TenantView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VideoView {
+    /// `h264`
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second announced by the encoder (0 when unknown).
+    pub fps: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AudioView {
+    /// `aac`
+    pub codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamView {
+    pub id: String,
+    pub name: String,
+    /// `live` or `offline`
+    pub state: String,
+    /// RFC 3339
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub video: Option<VideoView>,
+    pub audio: Option<AudioView>,
+    /// Where the live playlist is served (needs a bearer key or a playback token).
+    pub hls_path: String,
+    /// Segments currently kept on disk.
+    pub segments: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamList {
+    pub streams: Vec<StreamView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStream {
+    /// 1-64 characters: letters, digits, '-', '_', '.'
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedStream {
+    pub stream: StreamView,
+    /// Shown once: paste it into OBS as the Stream Key.
+    pub stream_key: String,
+    /// OBS "Server" setting.
+    pub rtmp_url: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaybackToken {
+    pub token: String,
+    pub expires_at: String,
+    /// The playlist URL with the token; segment URLs inside carry it too.
+    pub hls_url: String,
+}
+
+pub fn rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+pub fn hls_path(stream_id: &str) -> String {
+    format!("/hls/{stream_id}/index.m3u8")
+}
+
+impl From<store::Stream> for StreamView {
+    fn from(s: store::Stream) -> Self {
+        Self {
+            hls_path: hls_path(&s.id),
+            state: match s.state {
+                store::StreamState::Live => "live".into(),
+                store::StreamState::Offline => "offline".into(),
+            },
+            started_at: s.started_at.map(rfc3339_ms),
+            ended_at: s.ended_at.map(rfc3339_ms),
+            video: s.video.map(|v| VideoView {
+                codec: v.codec,
+                width: v.width,
+                height: v.height,
+                fps: v.fps,
+            }),
+            audio: s.audio.map(|a| AudioView {
+                codec: a.codec,
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+            }),
+            segments: s.segments,
+            id: s.id,
+            name: s.name,
+        }
+    }
+}
+
+/// The tenant behind the API key.
+#[utoipa::path(get, path = "/api/v1/me", tag = "account",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn me(Caller(tenant): Caller) -> Json<Me> {
+    Json(Me {
+        tenant: TenantView {
+            id: tenant.id,
+            name: tenant.name,
+        },
+    })
+}
+
+/// The tenant's streams, live and offline.
+#[utoipa::path(get, path = "/api/v1/streams", tag = "streams",
+    responses((status = 200, body = StreamList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_streams(State(state): State<AppState>, Caller(tenant): Caller) -> Result<Json<StreamList>, ApiError> {
+    let streams = state.store.streams(&tenant.id).await?;
+    Ok(Json(StreamList {
+        streams: streams.into_iter().map(StreamView::from).collect(),
+    }))
+}
+
+/// Creates a stream and returns its stream key (shown once).
+#[utoipa::path(post, path = "/api/v1/streams", tag = "streams", request_body = CreateStream,
+    responses((status = 201, body = CreatedStream), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_stream(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Json(body): Json<CreateStream>,
+) -> Result<(StatusCode, Json<CreatedStream>), ApiError> {
+    let (stream, key) = state.store.create_stream(&tenant.id, &body.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedStream {
+            stream: stream.into(),
+            stream_key: key.secret,
+            rtmp_url: state.rtmp_url.clone(),
+        }),
+    ))
+}
+
+/// One stream. Another tenant's stream is reported as not found.
+#[utoipa::path(get, path = "/api/v1/streams/{id}", tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = StreamView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_stream(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<StreamView>, ApiError> {
+    let stream = state.store.stream(&tenant.id, &id).await?.ok_or(ApiError::NotFound("stream"))?;
+    Ok(Json(stream.into()))
+}
+
+/// A short-lived token for playing this stream's HLS without the API key.
+#[utoipa::path(post, path = "/api/v1/streams/{id}/playback-token", tag = "streams",
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = PlaybackToken), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn playback_token(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<PlaybackToken>, ApiError> {
+    state.store.stream(&tenant.id, &id).await?.ok_or(ApiError::NotFound("stream"))?;
+    let expires = store::now_ms() / 1000 + PLAYBACK_TOKEN_TTL_S;
+    let token = state.token_key.issue(&id, expires);
+    Ok(Json(PlaybackToken {
+        hls_url: format!("{}?token={token}", hls_path(&id)),
+        token,
+        expires_at: rfc3339_ms(expires * 1000),
+    }))
+}
