@@ -1,1 +1,137 @@
-fn main(){}
+//! `media-analyzer`: live video ingest (RTMP → HLS) and analysis.
+
+use clap::{Parser, Subcommand};
+use media_analyzer::{Config, LogFormat, ServeArgs, admin, first_start_banner};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "media-analyzer", version, about = "Live video ingest, HLS and analysis")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "MEDIA_ANALYZER_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: RTMP ingest, HLS, API and dashboard.
+    Serve(ServeArgs),
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Create API keys and stream keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and its first API key.
+    Create { name: String },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create an API key for a tenant, or a stream key with --stream.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Create a stream key for this stream (created if it does not exist).
+        #[arg(long)]
+        stream: Option<String>,
+        #[arg(long, default_value = "created by key create")]
+        label: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = run(cli).await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::load(&args, cli.log_format)?;
+            init_logging(config.log_format);
+            let app = config.ingest.app.clone();
+            let running = media_analyzer::start(config).await?;
+            println!("RTMP listening on {}", running.rtmp_url(&app));
+            println!("HTTP listening on {}", running.http_url());
+            if let Some(first) = &running.first_start {
+                println!("{}", first_start_banner(first, &running.rtmp_url(&app), &running.http_url()));
+            }
+            let token = running.shutdown_token();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("signal received");
+                token.cancel();
+            });
+            running.wait().await
+        }
+        Command::Tenant { command, args } => {
+            let store = open_store(&args, cli.log_format).await?;
+            match command {
+                TenantCommand::Create { name } => admin::tenant_create(&store, &name).await,
+                TenantCommand::List => admin::tenant_list(&store).await,
+            }
+        }
+        Command::Key { command, args } => {
+            let store = open_store(&args, cli.log_format).await?;
+            match command {
+                KeyCommand::Create { tenant, stream, label } => {
+                    admin::key_create(&store, &tenant, stream.as_deref(), &label).await
+                }
+            }
+        }
+    }
+}
+
+async fn open_store(args: &ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<store::Store> {
+    let config = Config::load(args, log_format)?;
+    init_logging(config.log_format);
+    Ok(store::Store::open(&config.store).await?)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -303,9 +303,10 @@ impl Session {
                 self.reply_result(transaction_id, vec![Amf0Value::Number(id as f64)])?;
             }
             ("publish", State::Connected { app }) => {
+                // publish(null, name, type): the command object is null, then the name.
                 let stream_key = args
                     .into_iter()
-                    .nth(1)
+                    .next()
                     .and_then(|v| v.get_string())
                     .filter(|k| !k.is_empty())
                     .ok_or_else(|| SessionError::Protocol("publish without a stream key".into()))?;

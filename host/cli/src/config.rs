@@ -1,0 +1,224 @@
+//! Configuration: defaults ← `--config FILE` (TOML) ← environment (`MEDIA_ANALYZER_*`) ← flags.
+//! Validated once at start-up; an error names the field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Settings that may appear in the config file. Every field is optional there.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub rtmp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub store: Option<String>,
+    pub dashboard: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub hls: HlsFileConfig,
+    #[serde(default)]
+    pub ingest: IngestFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsFileConfig {
+    pub segment_seconds: Option<f64>,
+    pub playlist_segments: Option<usize>,
+    pub retain_segments: Option<usize>,
+    pub retain_hours: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestFileConfig {
+    pub app: Option<String>,
+    pub max_pending_connections: Option<usize>,
+    pub max_publishers: Option<usize>,
+    pub handshake_timeout_seconds: Option<f64>,
+    pub idle_timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// The command-line and environment overrides of `serve`.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// RTMP listen address.
+    #[arg(long, env = "MEDIA_ANALYZER_RTMP", value_name = "ADDR")]
+    pub rtmp: Option<SocketAddr>,
+    /// HTTP listen address (API, HLS, dashboard).
+    #[arg(long, env = "MEDIA_ANALYZER_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Data directory: embedded database, HLS segments, uploaded components.
+    #[arg(long, env = "MEDIA_ANALYZER_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Store URL: sqlite://PATH (default: DATA/media-analyzer.db) or postgres://…
+    #[arg(long, env = "MEDIA_ANALYZER_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// TOML config file.
+    #[arg(long, env = "MEDIA_ANALYZER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The built dashboard directory (default: frontend/dist/media-analyzer/browser next to
+    /// the working directory or the binary's checkout).
+    #[arg(long, env = "MEDIA_ANALYZER_DASHBOARD", value_name = "DIR")]
+    pub dashboard: Option<PathBuf>,
+    /// HLS target segment duration in seconds.
+    #[arg(long, env = "MEDIA_ANALYZER_SEGMENT_SECONDS", value_name = "SECONDS")]
+    pub segment_seconds: Option<f64>,
+}
+
+/// Validated settings for one `serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub data: PathBuf,
+    pub store: String,
+    pub dashboard: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub hls: hls::HlsConfig,
+    pub ingest: rtmp::ServerConfig,
+}
+
+impl Config {
+    pub fn load(args: &ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("in config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data = args.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("data"));
+        let store = args
+            .store
+            .clone()
+            .or(file.store)
+            .unwrap_or_else(|| format!("sqlite://{}", data.join("media-analyzer.db").display()));
+        let segment_seconds = args
+            .segment_seconds
+            .or(file.hls.segment_seconds)
+            .unwrap_or(2.0);
+        if !(0.5..=30.0).contains(&segment_seconds) {
+            bail!("hls.segment_seconds must be between 0.5 and 30, got {segment_seconds}");
+        }
+        let window = file.hls.playlist_segments.unwrap_or(6);
+        if !(3..=100).contains(&window) {
+            bail!("hls.playlist_segments must be between 3 and 100, got {window}");
+        }
+        let retain_hours = file.hls.retain_hours.unwrap_or(24.0);
+        if retain_hours <= 0.0 || !retain_hours.is_finite() {
+            bail!("hls.retain_hours must be positive, got {retain_hours}");
+        }
+        let ingest_defaults = rtmp::ServerConfig::default();
+        let seconds = |field: &str, v: Option<f64>, default: Duration| -> anyhow::Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+                Some(s) => bail!("{field} must be a positive number of seconds, got {s}"),
+            }
+        };
+        let ingest = rtmp::ServerConfig {
+            app: file.ingest.app.unwrap_or(ingest_defaults.app),
+            max_pending: file.ingest.max_pending_connections.unwrap_or(ingest_defaults.max_pending),
+            max_publishers: file.ingest.max_publishers.unwrap_or(ingest_defaults.max_publishers),
+            handshake_timeout: seconds(
+                "ingest.handshake_timeout_seconds",
+                file.ingest.handshake_timeout_seconds,
+                ingest_defaults.handshake_timeout,
+            )?,
+            idle_timeout: seconds(
+                "ingest.idle_timeout_seconds",
+                file.ingest.idle_timeout_seconds,
+                ingest_defaults.idle_timeout,
+            )?,
+            read_buffer: ingest_defaults.read_buffer,
+        };
+        Ok(Self {
+            rtmp: args.rtmp.or(file.rtmp).unwrap_or(([127, 0, 0, 1], 1935).into()),
+            http: args.http.or(file.http).unwrap_or(([127, 0, 0, 1], 8080).into()),
+            hls: hls::HlsConfig {
+                root: data.join("hls"),
+                target_duration: Duration::from_secs_f64(segment_seconds),
+                window,
+                retain_segments: file.hls.retain_segments.unwrap_or(1800).max(window),
+                retain_age: Duration::from_secs_f64(retain_hours * 3600.0),
+                ..hls::HlsConfig::default()
+            },
+            dashboard: args.dashboard.clone().or(file.dashboard).or_else(default_dashboard),
+            log_format: log_format.or(file.log_format).unwrap_or_default(),
+            data,
+            store,
+            ingest,
+        })
+    }
+}
+
+const DASHBOARD_IN_CHECKOUT: &str = "frontend/dist/media-analyzer/browser";
+
+/// The built dashboard in the working directory's checkout, or in the checkout the binary was
+/// built from.
+fn default_dashboard() -> Option<PathBuf> {
+    let candidates = [
+        Some(PathBuf::from(DASHBOARD_IN_CHECKOUT)),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(DASHBOARD_IN_CHECKOUT)),
+    ];
+    candidates.into_iter().flatten().find(|p| p.join("index.html").is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_outside_contract() {
+        let c = Config::load(&ServeArgs::default(), None).unwrap();
+        assert_eq!(c.rtmp.to_string(), "127.0.0.1:1935");
+        assert_eq!(c.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data, PathBuf::from("data"));
+        assert_eq!(c.store, "sqlite://data/media-analyzer.db");
+        assert_eq!(c.hls.target_duration, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "http = \"127.0.0.1:9000\"\nrtmp = \"127.0.0.1:1936\"\n[hls]\nsegment_seconds = 4\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            rtmp: Some("127.0.0.1:2000".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.http.port(), 9000);
+        assert_eq!(c.rtmp.port(), 2000);
+        assert_eq!(c.hls.target_duration, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn unknown_or_invalid_fields_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[hls]\nsegment_secs = 4\n").unwrap();
+        let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("segment_secs"), "{err}");
+        std::fs::write(&path, "[hls]\nsegment_seconds = 100\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("hls.segment_seconds"), "{err}");
+    }
+}
