@@ -38,10 +38,11 @@ const CHROMIUM_ARGS = [
 
 // Tolerant of log prefixes (timestamps, levels, targets) and ANSI colours.
 const RE = {
-  apiKey: /API key:\s*([^\s"'`]+)/,
-  streamKey: /Stream key:\s*([^\s"'`]+)/,
-  http: /HTTP listening on\s+(https?:\/\/[^\s"'`]+?)\/?(?=[\s"'`]|$)/,
-  rtmp: /RTMP listening on\s+(rtmp:\/\/[^\s"'`]+?)\/?(?=[\s"'`]|$)/,
+  apiKey: /API key:\s*([^\s"'`]+)/i,
+  streamKey: /Stream key:\s*([^\s"'`]+)/i,
+  // Scheme, host and port only (no path, no trailing punctuation).
+  http: /HTTP listening on\s+(https?:\/\/[\w.\-]+(?::\d+)?|https?:\/\/\[[0-9a-fA-F:.]+\](?::\d+)?)/i,
+  rtmp: /RTMP listening on\s+(rtmp:\/\/[\w.\-]+(?::\d+)?|rtmp:\/\/\[[0-9a-fA-F:.]+\](?::\d+)?)/i,
 };
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
@@ -175,7 +176,9 @@ test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 
     const publishUrl = `rtmp://${rtmp.hostname}:${rtmp.port || 1935}/live/${info.streamKey}`;
     t.diagnostic(`server: ${httpBase}  rtmp: ${rtmp.host}`);
 
-    const ffmpeg = launch('ffmpeg', 'ffmpeg', [
+    // Publish in the background. A publisher that fails within a few seconds
+    // (e.g. the RTMP port is printed a moment before it accepts) is retried.
+    const ffmpegArgs = [
       '-hide_banner', '-loglevel', 'error', '-re',
       '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=30',
       '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
@@ -183,11 +186,25 @@ test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 
       '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '60', '-pix_fmt', 'yuv420p',
       '-c:a', 'aac', '-b:a', '96k',
       '-f', 'flv', publishUrl,
-    ]);
-    procs.push(ffmpeg);
-    ffmpeg.exited.then(({ code }) => {
-      if (code !== 0) pageLog.push(`[ffmpeg exited with code ${code}] ${ffmpeg.tail(10)}`);
-    });
+    ];
+    let stopPublishing = false;
+    const publishFailed = (async () => {
+      for (let attempt = 1; ; attempt++) {
+        const ffmpeg = launch(`ffmpeg#${attempt}`, 'ffmpeg', ffmpegArgs);
+        procs.push(ffmpeg);
+        const started = Date.now();
+        const { code, signal } = await ffmpeg.exited;
+        if (stopPublishing || code === 0) return new Promise(() => {}); // never rejects
+        if (Date.now() - started < 5000 && attempt < 4) {
+          await sleep(1000);
+          continue;
+        }
+        throw new Error(`ffmpeg publisher failed (code ${code}, signal ${signal}):\n${ffmpeg.tail(10)}`);
+      }
+    })();
+    publishFailed.catch(() => undefined);
+    /** Waits for `p`, failing fast if publishing has failed. */
+    const whilePublishing = (p) => Promise.race([p, publishFailed]);
 
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -203,7 +220,7 @@ test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 
     // Sign in through ?key=; the dashboard must strip the key from the address bar.
     await page.goto(`${httpBase}/?key=${encodeURIComponent(info.apiKey)}`, { waitUntil: 'domcontentloaded' });
     const row = page.locator('a.stream-row[data-state="live"]').first();
-    await row.waitFor({ state: 'visible', timeout: 30_000 });
+    await whilePublishing(row.waitFor({ state: 'visible', timeout: 30_000 }));
     assert.ok(!page.url().includes('key='), `API key left in the URL: ${page.url()}`);
     const rowText = (await row.innerText()).replace(/\s+/g, ' ');
     t.diagnostic(`live row: ${rowText}`);
@@ -212,13 +229,15 @@ test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 
     await page.waitForURL(/\/streams\/[^/]+$/, { timeout: 10_000 });
 
     // Wait for the <video id="player"> to actually play.
-    await page.waitForFunction(
-      () => {
-        const v = document.querySelector('video#player');
-        return !!v && !v.paused && v.readyState >= 3 && v.currentTime > 0;
-      },
-      null,
-      { timeout: 30_000, polling: 250 },
+    await whilePublishing(
+      page.waitForFunction(
+        () => {
+          const v = document.querySelector('video#player');
+          return !!v && !v.paused && v.readyState >= 3 && v.currentTime > 0;
+        },
+        null,
+        { timeout: 30_000, polling: 250 },
+      ),
     );
     const state = () =>
       page.evaluate(() => {
@@ -238,6 +257,7 @@ test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 
 
     await page.screenshot({ path: screenshot });
     t.diagnostic(`screenshot: ${screenshot}`);
+    stopPublishing = true;
   };
 
   try {
@@ -254,8 +274,8 @@ test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 
         .then(() => t.diagnostic(`failure screenshot: ${screenshot}`))
         .catch(() => undefined);
     }
-    for (const p of procs) t.diagnostic(`--- ${p.name} output (tail) ---\n${p.tail()}`);
-    if (pageLog.length) t.diagnostic(`--- browser ---\n${pageLog.slice(-40).join('\n')}`);
+    for (const p of procs) console.error(`--- ${p.name} output (tail) ---\n${p.tail()}`);
+    if (pageLog.length) console.error(`--- browser ---\n${pageLog.slice(-40).join('\n')}`);
     throw err;
   } finally {
     clearTimeout(deadlineTimer);

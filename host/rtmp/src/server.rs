@@ -228,10 +228,11 @@ impl Connection {
         let mut buf = vec![0u8; self.config.read_buffer.max(4096)];
         let handshake_deadline = Instant::now() + self.config.handshake_timeout;
         loop {
-            let deadline = if publisher.is_some() {
-                Instant::now() + self.config.idle_timeout
-            } else {
+            let establishing = session.is_establishing();
+            let deadline = if establishing {
                 handshake_deadline
+            } else {
+                Instant::now() + self.config.idle_timeout
             };
             let n = tokio::select! {
                 _ = token.cancelled() => {
@@ -239,8 +240,8 @@ impl Connection {
                 }
                 read = timeout_at(deadline, socket.read(&mut buf)) => match read {
                     Ok(r) => r?,
-                    Err(_) if publisher.is_some() => return Err(ConnectionError::Idle(self.config.idle_timeout)),
-                    Err(_) => return Err(ConnectionError::HandshakeTimeout(self.config.handshake_timeout)),
+                    Err(_) if establishing => return Err(ConnectionError::HandshakeTimeout(self.config.handshake_timeout)),
+                    Err(_) => return Err(ConnectionError::Idle(self.config.idle_timeout)),
                 },
             };
             if n == 0 {
@@ -289,7 +290,13 @@ impl Connection {
                             p.send(packet).await;
                         }
                     }
-                    SessionEvent::PublishFinished => {}
+                    SessionEvent::PublishFinished => {
+                        // End the stream now; the peer closes the socket when it is ready.
+                        if let Some(p) = publisher.take() {
+                            self.stats.publishing.fetch_sub(1, Ordering::Relaxed);
+                            info!(stream = %p.stream(), "publisher finished");
+                        }
+                    }
                 }
             }
             let out = session.take_outbound();

@@ -62,6 +62,8 @@ enum State {
     Connected { app: String },
     PublishPending { stream_key: String, message_stream: u32 },
     Publishing { message_stream: u32 },
+    /// The peer stopped publishing; it will close the connection.
+    Unpublished,
     Finished,
 }
 
@@ -89,6 +91,7 @@ impl std::fmt::Debug for Session {
             State::Connected { .. } => "connected",
             State::PublishPending { .. } => "publish-pending",
             State::Publishing { .. } => "publishing",
+            State::Unpublished => "unpublished",
             State::Finished => "finished",
         };
         f.debug_struct("Session").field("state", &state).finish_non_exhaustive()
@@ -119,8 +122,12 @@ impl Session {
         std::mem::take(&mut self.outbound)
     }
 
-    pub fn is_handshaking(&self) -> bool {
-        matches!(self.state, State::Handshake(_))
+    /// Before a publish was accepted: the handshake deadline applies.
+    pub fn is_establishing(&self) -> bool {
+        matches!(
+            self.state,
+            State::Handshake(_) | State::AwaitingConnect | State::Connected { .. } | State::PublishPending { .. }
+        )
     }
 
     pub fn is_publishing(&self) -> bool {
@@ -327,10 +334,12 @@ impl Session {
                 return Err(SessionError::Protocol("play is not supported (ingest only)".into()));
             }
             ("deleteStream" | "FCUnpublish" | "closeStream", _) => {
+                // Publishers send several of these and then close the socket themselves;
+                // closing first makes some (GStreamer's rtmp2sink) report an error.
                 if self.is_publishing() {
                     events.push(SessionEvent::PublishFinished);
+                    self.state = State::Unpublished;
                 }
-                self.state = State::Finished;
             }
             _ => {} // Unknown commands (e.g. _checkbw) are harmless.
         }

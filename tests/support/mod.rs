@@ -1,0 +1,332 @@
+//! Shared pieces of the end-to-end tests: an in-process server on ephemeral ports with its own
+//! data directory, and real peers (ffmpeg, GStreamer, ffprobe) driven as child processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use media_analyzer::{Config, Running, ServeArgs};
+use tokio::process::{Child, Command};
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub api_key: String,
+    pub stream_key: String,
+    pub stream_id: String,
+    pub data: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts `serve` on 127.0.0.1:0 with a fresh data directory; `tweak` adjusts the config.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let args = ServeArgs {
+            rtmp: Some("127.0.0.1:0".parse().unwrap()),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            data: Some(data.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let mut config = Config::load(&args, None).expect("config");
+        config.dashboard = None;
+        tweak(&mut config);
+        let running = media_analyzer::start(config).await.expect("server starts");
+        let first = running.first_start.clone().expect("first start creates the demo tenant");
+        Self {
+            api_key: first.api_key,
+            stream_key: first.stream_key,
+            stream_id: first.stream_id,
+            running: Some(running),
+            data,
+        }
+    }
+
+    fn running(&self) -> &Running {
+        self.running.as_ref().expect("server running")
+    }
+
+    pub fn rtmp_port(&self) -> u16 {
+        self.running().rtmp_addr.port()
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.rtmp_port())
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("{}{path}", self.running().http_url())
+    }
+
+    pub fn hls_dir(&self, stream: &str) -> PathBuf {
+        self.data.path().join("hls").join(stream)
+    }
+
+    pub fn playlist(&self) -> Option<String> {
+        std::fs::read_to_string(self.hls_dir(&self.stream_id).join("index.m3u8")).ok()
+    }
+
+    /// GET with the demo API key; returns status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.http(path), Some(&self.api_key)).await
+    }
+
+    pub async fn stream_json(&self) -> serde_json::Value {
+        let (status, body) = self.get(&format!("/api/v1/streams/{}", self.stream_id)).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// An HLS URL with a fresh playback token, for ffprobe.
+    pub async fn playback_url(&self) -> String {
+        let (status, body) = http_request(
+            "POST",
+            &self.http(&format!("/api/v1/streams/{}/playback-token", self.stream_id)),
+            Some(&self.api_key),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        self.http(v["hls_url"].as_str().unwrap())
+    }
+
+    /// Waits until the playlist satisfies `pred` (or panics after `timeout`).
+    pub async fn wait_for_playlist(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(p) = self.playlist()
+                && pred(&p)
+            {
+                return p;
+            }
+            assert!(start.elapsed() < timeout, "playlist condition not met in {timeout:?}: {:?}", self.playlist());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client over TCP (enough for loopback tests, no extra dependency).
+pub async fn http_request(method: &str, url: &str, bearer: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut socket = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let auth = bearer.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    socket.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+pub async fn http_get(url: &str, bearer: Option<&str>) -> (u16, String) {
+    http_request("GET", url, bearer).await
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub fn require_tool(name: &str) {
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "`{name}` is required for this end-to-end test (scripts/setup installs it)");
+}
+
+/// ffmpeg publishing `seconds` of generated H.264 + AAC in real time.
+pub fn ffmpeg_publish(url: &str, seconds: u32, size: &str) -> Child {
+    require_tool("ffmpeg");
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+/// GStreamer (`rtmp2sink`) publishing `frames` frames of 30 fps H.264 + AAC in real time.
+pub fn gstreamer_publish(url: &str, frames: u32) -> Child {
+    require_tool("gst-launch-1.0");
+    let audio_buffers = frames * 44100 / 30 / 1024 + 1;
+    let pipeline = format!(
+        "videotestsrc num-buffers={frames} is-live=true ! video/x-raw,width=640,height=360,framerate=30/1 \
+         ! x264enc tune=zerolatency key-int-max=60 speed-preset=veryfast ! h264parse ! queue \
+         ! flvmux name=mux streamable=true ! rtmp2sink location={url} \
+         audiotestsrc is-live=true num-buffers={audio_buffers} samplesperbuffer=1024 ! audio/x-raw,rate=44100 \
+         ! audioconvert ! avenc_aac ! aacparse ! queue ! mux."
+    );
+    Command::new("gst-launch-1.0")
+        .arg("-q")
+        .arg("-e")
+        .args(pipeline.split_whitespace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn gst-launch-1.0")
+}
+
+/// Waits for a child and returns (success, stderr).
+pub async fn finish(child: Child, timeout: Duration) -> (bool, String) {
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .expect("peer finished in time")
+        .expect("peer ran");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// ffprobe JSON for `url` with the given `-show_entries`.
+pub async fn ffprobe(url: &str, entries: &str, select: Option<&str>) -> serde_json::Value {
+    require_tool("ffprobe");
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error", "-of", "json", "-show_entries", entries]);
+    if let Some(s) = select {
+        cmd.args(["-select_streams", s]);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.arg(url).output())
+        .await
+        .expect("ffprobe in time")
+        .expect("ffprobe runs");
+    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// Checks a finished HLS stream with ffprobe: H.264 + AAC, duration within ±10 % of
+/// `expected_s`, and video timestamps without gaps (nothing longer than two frame intervals
+/// between consecutive frames, across every segment boundary).
+pub async fn assert_valid_hls(url: &str, expected_s: f64) {
+    let format = ffprobe(url, "format=duration:stream=codec_type,codec_name", None).await;
+    let codecs: Vec<String> = format["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}:{}", s["codec_type"].as_str().unwrap(), s["codec_name"].as_str().unwrap()))
+        .collect();
+    assert!(codecs.contains(&"video:h264".to_string()), "{codecs:?}");
+    assert!(codecs.contains(&"audio:aac".to_string()), "{codecs:?}");
+    let duration: f64 = format["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (duration - expected_s).abs() <= expected_s * 0.1,
+        "duration {duration} s is not within 10 % of {expected_s} s"
+    );
+    let packets = ffprobe(url, "packet=dts_time", Some("v:0")).await;
+    let dts: Vec<f64> = packets["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["dts_time"].as_str()?.parse().ok())
+        .collect();
+    assert!(dts.len() as f64 >= expected_s * 30.0 * 0.9, "only {} video frames", dts.len());
+    for pair in dts.windows(2) {
+        let step = pair[1] - pair[0];
+        assert!(step > 0.0 && step < 2.0 / 30.0 + 0.005, "timestamp gap {step:.3} s at {:.3}", pair[0]);
+    }
+}
+
+pub fn segment_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.ends_with(".ts"));
+    names.sort();
+    names
+}
+
+/// A raw RTMP peer for feeding the server bad input after (or instead of) a real handshake.
+pub mod raw {
+    use std::time::Duration;
+
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub async fn connect(port: u16) -> TcpStream {
+        TcpStream::connect(("127.0.0.1", port)).await.expect("connect to RTMP")
+    }
+
+    /// Completes a real client handshake.
+    pub async fn handshake(port: u16) -> TcpStream {
+        let mut socket = connect(port).await;
+        let mut hs = Handshake::new(PeerType::Client);
+        let p0p1 = hs.generate_outbound_p0_and_p1().unwrap();
+        socket.write_all(&p0p1).await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+                .await
+                .expect("handshake reply in time")
+                .unwrap();
+            assert!(n > 0, "server closed during handshake");
+            match hs.process_bytes(&buf[..n]).unwrap() {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    socket.write_all(&response_bytes).await.unwrap();
+                }
+                HandshakeProcessResult::Completed { response_bytes, .. } => {
+                    socket.write_all(&response_bytes).await.unwrap();
+                    return socket;
+                }
+            }
+        }
+    }
+
+    /// One RTMP message in a single type-0 chunk (payload must fit the 128-byte default chunk).
+    pub fn chunk(csid: u8, type_id: u8, message_stream: u32, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() <= 128);
+        let len = payload.len() as u32;
+        let mut out = vec![csid & 0x3f, 0, 0, 0, (len >> 16) as u8, (len >> 8) as u8, len as u8, type_id];
+        out.extend_from_slice(&message_stream.to_le_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Reads until the server closes the connection; panics if it is still open after `within`.
+    pub async fn assert_closed(socket: &mut TcpStream, within: Duration) {
+        let mut buf = vec![0u8; 65536];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+                Err(_) => panic!("server kept the connection open for {within:?}"),
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+}
