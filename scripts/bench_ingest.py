@@ -127,6 +127,10 @@ class NginxRtmp:
     def __init__(self, workdir, n):
         self.dir = os.path.join(workdir, "nginx")
         os.makedirs(os.path.join(self.dir, "hls"))
+        # nginx workers run as an unprivileged user: let them write the HLS output.
+        os.chmod(workdir, 0o755)
+        os.chmod(self.dir, 0o755)
+        os.chmod(os.path.join(self.dir, "hls"), 0o777)
         self.rtmp = free_port()
         module = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
         if not os.path.exists(module):

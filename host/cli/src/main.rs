@@ -22,24 +22,27 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
-        #[command(flatten)]
-        args: ServeArgs,
     },
     /// Create API keys and stream keys.
     Key {
         #[command(subcommand)]
         command: KeyCommand,
-        #[command(flatten)]
-        args: ServeArgs,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum TenantCommand {
     /// Create a tenant and its first API key.
-    Create { name: String },
+    Create {
+        name: String,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
     /// List tenants.
-    List,
+    List {
+        #[command(flatten)]
+        args: ServeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +56,8 @@ enum KeyCommand {
         stream: Option<String>,
         #[arg(long, default_value = "created by key create")]
         label: String,
+        #[command(flatten)]
+        args: ServeArgs,
     },
 }
 
@@ -98,20 +103,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             running.wait().await
         }
-        Command::Tenant { command, args } => {
+        Command::Tenant {
+            command: TenantCommand::Create { name, args },
+        } => admin::tenant_create(&open_store(&args, cli.log_format).await?, &name).await,
+        Command::Tenant {
+            command: TenantCommand::List { args },
+        } => admin::tenant_list(&open_store(&args, cli.log_format).await?).await,
+        Command::Key {
+            command: KeyCommand::Create { tenant, stream, label, args },
+        } => {
             let store = open_store(&args, cli.log_format).await?;
-            match command {
-                TenantCommand::Create { name } => admin::tenant_create(&store, &name).await,
-                TenantCommand::List => admin::tenant_list(&store).await,
-            }
-        }
-        Command::Key { command, args } => {
-            let store = open_store(&args, cli.log_format).await?;
-            match command {
-                KeyCommand::Create { tenant, stream, label } => {
-                    admin::key_create(&store, &tenant, stream.as_deref(), &label).await
-                }
-            }
+            admin::key_create(&store, &tenant, stream.as_deref(), &label).await
         }
     }
 }

@@ -17,7 +17,7 @@ pub enum SegmentError {
     Aac(#[from] media::aac::AacError),
 }
 
-/// A segment ready to be written.
+/// A closed segment: its playlist record and the bytes not yet taken with [`Segmenter::drain`].
 #[derive(Debug)]
 pub struct FinishedSegment {
     pub segment: Segment,
@@ -31,6 +31,8 @@ struct OpenSegment {
     video_frames: u64,
     discontinuity: bool,
     data: Vec<u8>,
+    /// Bytes already handed out by `drain`.
+    drained: u64,
 }
 
 /// How long audio may flow without any video configuration before the stream is treated as
@@ -121,7 +123,7 @@ impl Segmenter {
 
     fn open_segment(&mut self, start_dts: i64) {
         self.mux.set_streams(self.avc.is_some(), self.aac.is_some());
-        let mut data = Vec::with_capacity(512 * 1024);
+        let mut data = Vec::with_capacity(128 * 1024);
         self.mux.write_tables(&mut data);
         self.open = Some(OpenSegment {
             seq: self.next_seq,
@@ -130,6 +132,7 @@ impl Segmenter {
             video_frames: 0,
             discontinuity: std::mem::take(&mut self.discontinuity),
             data,
+            drained: 0,
         });
         self.next_seq += 1;
     }
@@ -142,7 +145,7 @@ impl Segmenter {
                 seq: open.seq,
                 duration_ms: (end_dts - open.start_dts).max(1) as u64,
                 program_date_time_ms: base_wall + (open.start_dts - base_dts),
-                bytes: open.data.len() as u64,
+                bytes: open.drained + open.data.len() as u64,
                 discontinuity: open.discontinuity,
             },
             data: open.data,
@@ -157,6 +160,19 @@ impl Segmenter {
         let frame = if open.video_frames > 1 { span / (open.video_frames as i64 - 1) } else { 0 };
         let end = open.last_dts + frame.max(1);
         self.close(end)
+    }
+
+    /// Takes the open segment's bytes once at least `min_bytes` have accumulated, so a packager
+    /// can append them to the segment's file as it grows instead of holding whole segments.
+    pub fn drain(&mut self, min_bytes: usize) -> Option<(u64, Vec<u8>)> {
+        let open = self.open.as_mut()?;
+        if open.data.len() < min_bytes.max(1) {
+            return None;
+        }
+        let capacity = open.data.capacity();
+        let bytes = std::mem::replace(&mut open.data, Vec::with_capacity(capacity));
+        open.drained += bytes.len() as u64;
+        Some((open.seq, bytes))
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -189,6 +205,25 @@ mod tests {
     }
 
     #[test]
+    fn drained_bytes_count_toward_the_segment() {
+        let mut s = Segmenter::new(0, 1000, false);
+        s.push(&packet(MediaKind::Video, 0, true, true, avc_record()), 0).unwrap();
+        let frame = Bytes::from(vec![0, 0, 0x10, 0x00, 0x65].into_iter().chain(std::iter::repeat_n(0x88, 4095)).collect::<Vec<u8>>());
+        let mut drained = 0;
+        for i in 0..10 {
+            s.push(&packet(MediaKind::Video, i * 33, i == 0, false, frame.clone()), 0).unwrap();
+            if let Some((seq, bytes)) = s.drain(8192) {
+                assert_eq!(seq, 0);
+                drained += bytes.len();
+            }
+        }
+        assert!(drained > 0);
+        let finished = s.finish().unwrap();
+        assert_eq!(finished.segment.bytes as usize, drained + finished.data.len());
+        assert_eq!((drained + finished.data.len()) % 188, 0);
+    }
+
+    #[test]
     fn cuts_on_keyframes_after_target_and_keeps_wall_clock() {
         let mut s = Segmenter::new(7, 1900, true);
         let frame = Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]);
@@ -208,6 +243,7 @@ mod tests {
             s.push(&packet(MediaKind::Audio, dts, true, false, audio.clone()), 1_000 + dts).unwrap();
         }
         closed.extend(s.finish());
+        assert!(s.drain(1).is_none(), "nothing open after finish");
         let segs: Vec<_> = closed.iter().map(|f| f.segment.clone()).collect();
         assert_eq!(segs.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![7, 8, 9]);
         assert_eq!(segs[0].duration_ms, 1980);

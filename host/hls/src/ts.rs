@@ -93,12 +93,11 @@ impl TsMuxer {
         pts_ms: i64,
         out: &mut Vec<u8>,
     ) -> Result<(), AvcError> {
-        let mut es = Vec::with_capacity(frame.len() + 128);
-        avc.write_annex_b(frame, keyframe, &mut es)?;
         let (dts, pts) = (to_90k(dts_ms), to_90k(pts_ms));
         self.pes.clear();
         write_pes_header(&mut self.pes, 0xe0, pts, (dts != pts).then_some(dts), 0);
-        self.pes.extend_from_slice(&es);
+        // Annex B straight into the reused PES buffer: one copy of the frame, no allocation.
+        avc.write_annex_b(frame, keyframe, &mut self.pes)?;
         let pes = std::mem::take(&mut self.pes);
         self.write_pes_packets(PID_VIDEO, &pes, keyframe, Some(dts - PCR_LEAD_90K), out);
         self.pes = pes;

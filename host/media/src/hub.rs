@@ -138,12 +138,23 @@ struct Channel {
     dropped: Arc<AtomicU64>,
 }
 
-#[derive(Default)]
 struct ChannelState {
     info: StreamInfo,
     config: Vec<MediaPacket>,
     gop: Vec<MediaPacket>,
-    subscribers: Vec<Sink>,
+    /// Copy-on-write: `send` takes a cheap clone of the Arc instead of the list.
+    subscribers: Arc<[Sink]>,
+}
+
+impl Default for ChannelState {
+    fn default() -> Self {
+        Self {
+            info: StreamInfo::default(),
+            config: Vec::new(),
+            gop: Vec::new(),
+            subscribers: Arc::from(Vec::new()),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -173,7 +184,9 @@ impl Channel {
                 (Sink::DropOldest(ring.clone()), Source::Ring(ring))
             }
         };
-        state.subscribers.push(sink);
+        let mut sinks = state.subscribers.to_vec();
+        sinks.push(sink);
+        state.subscribers = sinks.into();
         Subscription {
             info: state.info.clone(),
             source,
@@ -237,25 +250,32 @@ impl Publisher {
             state.subscribers.clone()
         };
         let mut closed = false;
-        for sink in &sinks {
+        for sink in sinks.iter() {
             match sink {
                 Sink::Backpressure(tx) => closed |= tx.send(packet.clone()).await.is_err(),
                 Sink::DropOldest(ring) => closed |= !ring.push(packet.clone()),
             }
         }
         if closed {
-            lock(&self.channel.state).subscribers.retain(|s| match s {
-                Sink::Backpressure(tx) => !tx.is_closed(),
-                Sink::DropOldest(ring) => Arc::strong_count(ring) > 1,
-            });
+            let mut state = lock(&self.channel.state);
+            let live: Vec<Sink> = state
+                .subscribers
+                .iter()
+                .filter(|s| match s {
+                    Sink::Backpressure(tx) => !tx.is_closed(),
+                    Sink::DropOldest(ring) => Arc::strong_count(ring) > 1,
+                })
+                .cloned()
+                .collect();
+            state.subscribers = live.into();
         }
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let sinks = std::mem::take(&mut lock(&self.channel.state).subscribers);
-        for sink in sinks {
+        let sinks = std::mem::replace(&mut lock(&self.channel.state).subscribers, Arc::from(Vec::new()));
+        for sink in sinks.iter() {
             if let Sink::DropOldest(ring) = sink {
                 ring.close();
             }
