@@ -1,4 +1,5 @@
 import { HttpErrorResponse, HttpInterceptorFn } from '@angular/common/http';
+import { Location } from '@angular/common';
 import { inject } from '@angular/core';
 import { Router } from '@angular/router';
 import { catchError, throwError } from 'rxjs';
@@ -13,6 +14,7 @@ import { SKIP_AUTH_REDIRECT } from './api.service';
 export const authInterceptor: HttpInterceptorFn = (req, next) => {
   const keys = inject(ApiKeyService);
   const router = inject(Router);
+  const location = inject(Location);
   const key = keys.key();
   const authed =
     key && !req.headers.has('Authorization')
@@ -26,7 +28,10 @@ export const authInterceptor: HttpInterceptorFn = (req, next) => {
         !req.context.get(SKIP_AUTH_REDIRECT)
       ) {
         keys.clear();
-        const returnUrl = router.url && router.url !== '/sign-in' ? router.url : undefined;
+        // The browser's path, not router.url: during the first navigation the
+        // router has not committed the URL the user asked for yet.
+        const path = location.path();
+        const returnUrl = path && path !== '/' && !path.startsWith('/sign-in') ? path : undefined;
         void router.navigate(['/sign-in'], {
           queryParams: { reason: 'expired', ...(returnUrl ? { returnUrl } : {}) },
         });

@@ -77,6 +77,7 @@ export function formatTime(iso: string | null | undefined, now: Date = new Date(
     hour: '2-digit',
     minute: '2-digit',
     second: '2-digit',
+    hourCycle: 'h23',
   });
   if (d.toDateString() === now.toDateString()) return time;
   const date = d.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });

@@ -19,11 +19,12 @@ import type Hls from 'hls.js';
 import type { ErrorData } from 'hls.js';
 import { ApiService } from '../../core/api.service';
 import {
-  codecSummary,
+  audioSummary,
   errorMessage,
   formatDuration,
   formatTime,
   streamDuration,
+  videoSummary,
 } from '../../core/format';
 import { HlsLoader } from '../../core/hls-loader';
 import { PlaybackToken, Stream } from '../../core/models';
@@ -77,10 +78,8 @@ export class PlayerPage {
   protected readonly now = signal(new Date());
 
   protected readonly isLive = computed(() => this.stream()?.state === 'live');
-  protected readonly media = computed(() => {
-    const s = this.stream();
-    return s ? codecSummary(s) : '';
-  });
+  protected readonly videoInfo = computed(() => videoSummary(this.stream()?.video));
+  protected readonly audioInfo = computed(() => audioSummary(this.stream()?.audio));
   protected readonly duration = computed(() => {
     const s = this.stream();
     const d = s ? streamDuration(s, this.now()) : null;
@@ -115,6 +114,8 @@ export class PlayerPage {
   private starting = false;
   private mediaErrorRecoveries = 0;
   private destroyed = false;
+  /** Set when this browser can play HLS neither with hls.js nor natively. */
+  private unsupported = false;
   private readonly videoListeners: Array<[string, EventListener]> = [];
 
   constructor() {
@@ -139,6 +140,9 @@ export class PlayerPage {
     this.stream.set(null);
     this.loadError.set(null);
     this.notFound.set(false);
+    this.playerState.set('idle');
+    this.playerError.set(null);
+    this.unsupported = false;
     clearInterval(this.statsTimer);
     this.statsTimer = setInterval(() => this.updateStats(), 1000);
 
@@ -171,7 +175,7 @@ export class PlayerPage {
   }
 
   private onStreamState(prev: Stream | null, s: Stream): void {
-    if (s.state !== 'live') return;
+    if (s.state !== 'live' || this.unsupported) return;
     // A new live session (offline -> live, or restarted): play it from its live edge.
     const newSession =
       prev !== null && (prev.state !== 'live' || prev.started_at !== s.started_at);
@@ -228,8 +232,9 @@ export class PlayerPage {
         video.src = url;
         this.play();
       } else {
+        this.unsupported = true;
         this.playerState.set('error');
-        this.playerError.set('This browser cannot play HLS.');
+        this.playerError.set('This browser cannot play HLS video.');
       }
     } catch (err) {
       if (gen !== this.generation || this.destroyed) return;
@@ -262,6 +267,12 @@ export class PlayerPage {
 
   private onHlsError(HlsCtor: typeof Hls, hls: Hls, data: ErrorData): void {
     if (!data.fatal || hls !== this.hls) return;
+    if (this.stream()?.state !== 'live') {
+      // The stream is over and its playlist is gone: nothing to retry until it goes live again.
+      this.teardown();
+      this.playerState.set('ended');
+      return;
+    }
     const status = data.response?.code;
     if (data.type === HlsCtor.ErrorTypes.NETWORK_ERROR && (status === 401 || status === 403)) {
       // The playback token expired or was revoked: get a new one and reload.
@@ -382,7 +393,14 @@ export class PlayerPage {
         this.playerState.set('paused');
       }
     });
-    on('ended', () => this.playerState.set('ended'));
+    on('ended', () => {
+      // The playlist was closed (#EXT-X-ENDLIST): no need to keep the token fresh.
+      this.playerState.set('ended');
+      clearTimeout(this.renewTimer);
+      this.renewTimer = undefined;
+      this.tokenExpiresAt.set(null);
+      this.latency.set(null);
+    });
     on('resize', () => this.updateStats());
   }
 
@@ -398,7 +416,8 @@ export class PlayerPage {
     const video = this.video;
     if (!video) return;
     this.resolution.set(video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : null);
-    if (this.playerState() === 'idle' || this.playerState() === 'connecting') {
+    const state = this.playerState();
+    if (state === 'idle' || state === 'connecting' || state === 'ended') {
       this.latency.set(null);
       this.bufferAhead.set(null);
       return;

@@ -1,0 +1,202 @@
+import { TestBed } from '@angular/core/testing';
+import { provideHttpClient, withInterceptors } from '@angular/common/http';
+import { HttpTestingController, provideHttpClientTesting } from '@angular/common/http/testing';
+import { provideRouter } from '@angular/router';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ApiKeyService } from '../../core/api-key.service';
+import { authInterceptor } from '../../core/auth.interceptor';
+import { HlsConstructor, HlsLoader } from '../../core/hls-loader';
+import { POLL_INTERVAL_MS } from '../../core/polling';
+import { makeStream, tick } from '../../testing';
+import { PlayerPage } from './player.page';
+
+type Handler = (event: string, data: unknown) => void;
+
+/** Stand-in for hls.js: records what the player asks of it. */
+class FakeHls {
+  static instances: FakeHls[] = [];
+  static supported = true;
+  static version = '0.0-test';
+  static Events = { MANIFEST_PARSED: 'hlsManifestParsed', ERROR: 'hlsError' };
+  static ErrorTypes = { NETWORK_ERROR: 'networkError', MEDIA_ERROR: 'mediaError', OTHER_ERROR: 'otherError' };
+  static isSupported() {
+    return FakeHls.supported;
+  }
+
+  readonly sources: string[] = [];
+  media: HTMLMediaElement | null = null;
+  destroyed = false;
+  latency = 0;
+  liveSyncPosition: number | null = null;
+  private readonly handlers = new Map<string, Handler[]>();
+
+  constructor(readonly config: Record<string, unknown>) {
+    FakeHls.instances.push(this);
+  }
+  on(event: string, fn: Handler) {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), fn]);
+  }
+  emit(event: string, data: unknown = {}) {
+    for (const fn of this.handlers.get(event) ?? []) fn(event, data);
+  }
+  loadSource(url: string) {
+    this.sources.push(url);
+  }
+  attachMedia(media: HTMLMediaElement) {
+    this.media = media;
+  }
+  destroy() {
+    this.destroyed = true;
+  }
+  recoverMediaError() {}
+  swapAudioCodec() {}
+}
+
+const TOKEN = {
+  token: 'tok1',
+  expires_at: new Date(Date.now() + 10 * 60_000).toISOString(),
+  hls_url: '/hls/str_abc/index.m3u8?token=tok1',
+};
+
+describe('PlayerPage', () => {
+  let http: HttpTestingController;
+
+  beforeEach(() => {
+    FakeHls.instances = [];
+    FakeHls.supported = true;
+    localStorage.clear();
+    vi.spyOn(HTMLMediaElement.prototype, 'play').mockResolvedValue(undefined);
+    vi.spyOn(HTMLMediaElement.prototype, 'load').mockImplementation(() => undefined);
+    TestBed.configureTestingModule({
+      imports: [PlayerPage],
+      providers: [
+        provideHttpClient(withInterceptors([authInterceptor])),
+        provideHttpClientTesting(),
+        provideRouter([]),
+        { provide: POLL_INTERVAL_MS, useValue: 60_000 },
+        {
+          provide: HlsLoader,
+          useValue: { load: () => Promise.resolve(FakeHls as unknown as HlsConstructor) },
+        },
+      ],
+    });
+    TestBed.inject(ApiKeyService).set('k');
+    http = TestBed.inject(HttpTestingController);
+  });
+
+  afterEach(() => {
+    http.verify();
+    vi.restoreAllMocks();
+  });
+
+  async function open(id = 'str_abc') {
+    const fixture = TestBed.createComponent(PlayerPage);
+    fixture.componentRef.setInput('id', id);
+    await fixture.whenStable();
+    await tick();
+    return fixture;
+  }
+
+  it('requests a playback token for a live stream and plays hls_url muted', async () => {
+    const fixture = await open();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
+    const tokenReq = http.expectOne('/api/v1/streams/str_abc/playback-token');
+    expect(tokenReq.request.method).toBe('POST');
+    expect(tokenReq.request.headers.get('Authorization')).toBe('Bearer k');
+    tokenReq.flush(TOKEN);
+
+    await vi.waitFor(() => expect(FakeHls.instances.length).toBe(1));
+    const hls = FakeHls.instances[0];
+    const video: HTMLVideoElement = fixture.nativeElement.querySelector('video#player');
+    expect(video).toBeTruthy();
+    expect(hls.sources).toEqual([new URL(TOKEN.hls_url, location.href).toString()]);
+    expect(hls.media).toBe(video);
+    expect(video.muted).toBe(true);
+
+    hls.emit(FakeHls.Events.MANIFEST_PARSED);
+    expect(HTMLMediaElement.prototype.play).toHaveBeenCalled();
+    await fixture.whenStable();
+    expect(fixture.nativeElement.textContent).toContain('main');
+    expect(fixture.nativeElement.querySelector('.badge')?.textContent?.trim()).toBe('live');
+    fixture.destroy();
+    expect(hls.destroyed).toBe(true);
+  });
+
+  it('uses the newest token for hls.js requests', async () => {
+    const fixture = await open();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
+    http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
+    await vi.waitFor(() => expect(FakeHls.instances.length).toBe(1));
+    const xhrSetup = FakeHls.instances[0].config['xhrSetup'] as (xhr: XMLHttpRequest, url: string) => void;
+    const xhr = { open: vi.fn() } as unknown as XMLHttpRequest;
+    xhrSetup(xhr, `${location.origin}/hls/str_abc/seg_7.ts?token=tok1`);
+    expect(xhr.open).toHaveBeenCalledWith('GET', `${location.origin}/hls/str_abc/seg_7.ts?token=tok1`, true);
+    fixture.destroy();
+  });
+
+  it('renews the token and reloads the source on a fatal 401/403', async () => {
+    const fixture = await open();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
+    http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
+    await vi.waitFor(() => expect(FakeHls.instances.length).toBe(1));
+    const hls = FakeHls.instances[0];
+
+    hls.emit(FakeHls.Events.ERROR, {
+      fatal: true,
+      type: FakeHls.ErrorTypes.NETWORK_ERROR,
+      details: 'levelLoadError',
+      response: { code: 403, text: 'Forbidden' },
+    });
+    http.expectOne('/api/v1/streams/str_abc/playback-token').flush({
+      ...TOKEN,
+      token: 'tok2',
+      hls_url: '/hls/str_abc/index.m3u8?token=tok2',
+    });
+    await vi.waitFor(() => expect(hls.sources.length).toBe(2));
+    expect(hls.sources[1]).toContain('token=tok2');
+
+    // Later requests carry the renewed token.
+    const xhrSetup = hls.config['xhrSetup'] as (xhr: XMLHttpRequest, url: string) => void;
+    const xhr = { open: vi.fn() } as unknown as XMLHttpRequest;
+    xhrSetup(xhr, `${location.origin}/hls/str_abc/seg_8.ts?token=tok1`);
+    expect(xhr.open).toHaveBeenCalledWith('GET', `${location.origin}/hls/str_abc/seg_8.ts?token=tok2`, true);
+    fixture.destroy();
+  });
+
+  it('shows an offline message and requests no token for an offline stream', async () => {
+    const fixture = await open();
+    http
+      .expectOne('/api/v1/streams/str_abc')
+      .flush(makeStream({ state: 'offline', ended_at: '2026-01-01T11:00:00Z' }));
+    await fixture.whenStable();
+    http.expectNone('/api/v1/streams/str_abc/playback-token');
+    expect(FakeHls.instances.length).toBe(0);
+    const text: string = fixture.nativeElement.querySelector('.overlay')?.textContent ?? '';
+    expect(text).toContain('The stream ended at');
+    expect(fixture.nativeElement.querySelector('.badge')?.textContent?.trim()).toBe('offline');
+    fixture.destroy();
+  });
+
+  it('says so when the stream does not exist', async () => {
+    const fixture = await open('str_missing');
+    http
+      .expectOne('/api/v1/streams/str_missing')
+      .flush({ error: { code: 'not_found', message: 'no such stream' } }, { status: 404, statusText: 'Not Found' });
+    await fixture.whenStable();
+    expect(fixture.nativeElement.querySelector('.overlay')?.textContent).toContain('does not exist');
+    fixture.destroy();
+  });
+
+  it('falls back to native HLS when hls.js is not supported', async () => {
+    FakeHls.supported = false;
+    vi.spyOn(HTMLMediaElement.prototype, 'canPlayType').mockReturnValue('maybe');
+    const fixture = await open();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
+    http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
+    const video: HTMLVideoElement = fixture.nativeElement.querySelector('video#player');
+    await vi.waitFor(() => expect(video.getAttribute('src')).toContain('token=tok1'));
+    expect(FakeHls.instances.length).toBe(0);
+    expect(video.muted).toBe(true);
+    fixture.destroy();
+  });
+});
