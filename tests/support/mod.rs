@@ -34,7 +34,10 @@ impl TestServer {
         config.dashboard = None;
         tweak(&mut config);
         let running = media_analyzer::start(config).await.expect("server starts");
-        let first = running.first_start.clone().expect("first start creates the demo tenant");
+        let first = running
+            .first_start
+            .clone()
+            .expect("first start creates the demo tenant");
         Self {
             api_key: first.api_key,
             stream_key: first.stream_key,
@@ -74,7 +77,9 @@ impl TestServer {
     }
 
     pub async fn stream_json(&self) -> serde_json::Value {
-        let (status, body) = self.get(&format!("/api/v1/streams/{}", self.stream_id)).await;
+        let (status, body) = self
+            .get(&format!("/api/v1/streams/{}", self.stream_id))
+            .await;
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -83,7 +88,10 @@ impl TestServer {
     pub async fn playback_url(&self) -> String {
         let (status, body) = http_request(
             "POST",
-            &self.http(&format!("/api/v1/streams/{}/playback-token", self.stream_id)),
+            &self.http(&format!(
+                "/api/v1/streams/{}/playback-token",
+                self.stream_id
+            )),
             Some(&self.api_key),
         )
         .await;
@@ -93,7 +101,11 @@ impl TestServer {
     }
 
     /// Waits until the playlist satisfies `pred` (or panics after `timeout`).
-    pub async fn wait_for_playlist(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub async fn wait_for_playlist(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let start = Instant::now();
         loop {
             if let Some(p) = self.playlist()
@@ -101,7 +113,11 @@ impl TestServer {
             {
                 return p;
             }
-            assert!(start.elapsed() < timeout, "playlist condition not met in {timeout:?}: {:?}", self.playlist());
+            assert!(
+                start.elapsed() < timeout,
+                "playlist condition not met in {timeout:?}: {:?}",
+                self.playlist()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -117,17 +133,31 @@ impl TestServer {
 pub async fn http_request(method: &str, url: &str, bearer: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut socket = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let auth = bearer.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    let auth = bearer
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     socket.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -160,7 +190,10 @@ pub fn require_tool(name: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "`{name}` is required for this end-to-end test (scripts/setup installs it)");
+    assert!(
+        ok,
+        "`{name}` is required for this end-to-end test (scripts/setup installs it)"
+    );
 }
 
 /// ffmpeg publishing `seconds` of generated H.264 + AAC in real time.
@@ -168,10 +201,26 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, size: &str) -> Child {
     require_tool("ffmpeg");
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-g", "60", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -210,7 +259,10 @@ pub async fn finish(child: Child, timeout: Duration) -> (bool, String) {
         .await
         .expect("peer finished in time")
         .expect("peer ran");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// ffprobe JSON for `url` with the given `-show_entries`.
@@ -225,7 +277,11 @@ pub async fn ffprobe(url: &str, entries: &str, select: Option<&str>) -> serde_js
         .await
         .expect("ffprobe in time")
         .expect("ffprobe runs");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
 }
 
@@ -238,11 +294,21 @@ pub async fn assert_valid_hls(url: &str, expected_s: f64) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{}:{}", s["codec_type"].as_str().unwrap(), s["codec_name"].as_str().unwrap()))
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["codec_type"].as_str().unwrap(),
+                s["codec_name"].as_str().unwrap()
+            )
+        })
         .collect();
     assert!(codecs.contains(&"video:h264".to_string()), "{codecs:?}");
     assert!(codecs.contains(&"audio:aac".to_string()), "{codecs:?}");
-    let duration: f64 = format["format"]["duration"].as_str().unwrap().parse().unwrap();
+    let duration: f64 = format["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(
         (duration - expected_s).abs() <= expected_s * 0.1,
         "duration {duration} s is not within 10 % of {expected_s} s"
@@ -254,16 +320,27 @@ pub async fn assert_valid_hls(url: &str, expected_s: f64) {
         .iter()
         .filter_map(|p| p["dts_time"].as_str()?.parse().ok())
         .collect();
-    assert!(dts.len() as f64 >= expected_s * 30.0 * 0.9, "only {} video frames", dts.len());
+    assert!(
+        dts.len() as f64 >= expected_s * 30.0 * 0.9,
+        "only {} video frames",
+        dts.len()
+    );
     for pair in dts.windows(2) {
         let step = pair[1] - pair[0];
-        assert!(step > 0.0 && step < 2.0 / 30.0 + 0.005, "timestamp gap {step:.3} s at {:.3}", pair[0]);
+        assert!(
+            step > 0.0 && step < 2.0 / 30.0 + 0.005,
+            "timestamp gap {step:.3} s at {:.3}",
+            pair[0]
+        );
     }
 }
 
 pub fn segment_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default();
     names.retain(|n| n.ends_with(".ts"));
     names.sort();
@@ -279,7 +356,9 @@ pub mod raw {
     use tokio::net::TcpStream;
 
     pub async fn connect(port: u16) -> TcpStream {
-        TcpStream::connect(("127.0.0.1", port)).await.expect("connect to RTMP")
+        TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to RTMP")
     }
 
     /// Completes a real client handshake.
@@ -311,7 +390,16 @@ pub mod raw {
     pub fn chunk(csid: u8, type_id: u8, message_stream: u32, payload: &[u8]) -> Vec<u8> {
         assert!(payload.len() <= 128);
         let len = payload.len() as u32;
-        let mut out = vec![csid & 0x3f, 0, 0, 0, (len >> 16) as u8, (len >> 8) as u8, len as u8, type_id];
+        let mut out = vec![
+            csid & 0x3f,
+            0,
+            0,
+            0,
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            type_id,
+        ];
         out.extend_from_slice(&message_stream.to_le_bytes());
         out.extend_from_slice(payload);
         out

@@ -21,16 +21,27 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Caller(pub Tenant);
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = bearer(parts).ok_or(ApiError::Unauthorized("missing Authorization: Bearer API_KEY"))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts).ok_or(ApiError::Unauthorized(
+            "missing Authorization: Bearer API_KEY",
+        ))?;
         state
             .store
             .authenticate_api_key(key)
@@ -68,10 +79,18 @@ impl TokenKey {
 
     /// True when `token` was issued for `stream` and has not expired at `now_unix`.
     pub fn verify(&self, token: &str, stream: &str, now_unix: i64) -> bool {
-        let Some((message, sig)) = token.rsplit_once('.') else { return false };
-        let Some((token_stream, expires)) = message.rsplit_once('.') else { return false };
-        let Ok(expires) = expires.parse::<i64>() else { return false };
-        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else { return false };
+        let Some((message, sig)) = token.rsplit_once('.') else {
+            return false;
+        };
+        let Some((token_stream, expires)) = message.rsplit_once('.') else {
+            return false;
+        };
+        let Ok(expires) = expires.parse::<i64>() else {
+            return false;
+        };
+        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
+            return false;
+        };
         token_stream == stream && expires > now_unix && self.mac(message).verify_slice(&sig).is_ok()
     }
 }
@@ -87,7 +106,10 @@ mod tests {
         assert!(key.verify(&token, "str_a", 999));
         assert!(!key.verify(&token, "str_a", 1000), "expired");
         assert!(!key.verify(&token, "str_b", 999), "other stream");
-        assert!(!TokenKey::new(b"other").verify(&token, "str_a", 999), "other key");
+        assert!(
+            !TokenKey::new(b"other").verify(&token, "str_a", 999),
+            "other key"
+        );
         let forged = token.replace(".1000.", ".9999.");
         assert!(!key.verify(&forged, "str_a", 999), "tampered expiry");
         assert!(!key.verify("garbage", "str_a", 0));

@@ -27,22 +27,37 @@ fn classify(name: &str) -> Option<HlsFile> {
         return Some(HlsFile::Playlist);
     }
     let seq = name.strip_prefix("seg-")?.strip_suffix(".ts")?;
-    (!seq.is_empty() && seq.len() <= 20 && seq.bytes().all(|b| b.is_ascii_digit())).then_some(HlsFile::Segment)
+    (!seq.is_empty() && seq.len() <= 20 && seq.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(HlsFile::Segment)
 }
 
 fn valid_stream_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-async fn authorize(state: &AppState, parts: &Parts, stream: &str, token: Option<&str>) -> Result<(), ApiError> {
+async fn authorize(
+    state: &AppState,
+    parts: &Parts,
+    stream: &str,
+    token: Option<&str>,
+) -> Result<(), ApiError> {
     if let Some(token) = token {
-        return if state.token_key.verify(token, stream, store::now_ms() / 1000) {
+        return if state
+            .token_key
+            .verify(token, stream, store::now_ms() / 1000)
+        {
             Ok(())
         } else {
             Err(ApiError::Unauthorized("invalid or expired playback token"))
         };
     }
-    let key = bearer(parts).ok_or(ApiError::Unauthorized("a playback token or a bearer API key is required"))?;
+    let key = bearer(parts).ok_or(ApiError::Unauthorized(
+        "a playback token or a bearer API key is required",
+    ))?;
     let tenant = state
         .store
         .authenticate_api_key(key)
@@ -70,11 +85,18 @@ pub async fn serve_file(
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(match kind {
-                HlsFile::Playlist => ApiError::NotFound("playlist (the stream has not published yet)"),
+                HlsFile::Playlist => {
+                    ApiError::NotFound("playlist (the stream has not published yet)")
+                }
                 HlsFile::Segment => ApiError::NotFound("segment"),
             });
         }
-        Err(e) => return Err(ApiError::Internal(format!("reading {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(ApiError::Internal(format!(
+                "reading {}: {e}",
+                path.display()
+            )));
+        }
     };
     let mut response = match kind {
         HlsFile::Playlist => {
@@ -85,7 +107,10 @@ pub async fn serve_file(
             };
             let mut r = Body::from(body).into_response();
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.apple.mpegurl"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             r
         }
@@ -94,13 +119,17 @@ pub async fn serve_file(
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
             // Segments never change once written; they are private to the stream's viewers.
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400, immutable"));
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=86400, immutable"),
+            );
             r
         }
     };
-    response
-        .headers_mut()
-        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     Ok(response)
 }
 
@@ -110,7 +139,11 @@ fn with_token(playlist: &str, token: &str) -> String {
     for line in playlist.lines() {
         out.push_str(line);
         if !line.is_empty() && !line.starts_with('#') {
-            out.push_str(if line.contains('?') { "&token=" } else { "?token=" });
+            out.push_str(if line.contains('?') {
+                "&token="
+            } else {
+                "?token="
+            });
             out.push_str(token);
         }
         out.push('\n');
@@ -125,14 +158,24 @@ mod tests {
     #[test]
     fn token_is_added_to_segment_lines_only() {
         let p = "#EXTM3U\n#EXTINF:2.000,\nseg-1.ts\n#EXT-X-ENDLIST\n";
-        assert_eq!(with_token(p, "t"), "#EXTM3U\n#EXTINF:2.000,\nseg-1.ts?token=t\n#EXT-X-ENDLIST\n");
+        assert_eq!(
+            with_token(p, "t"),
+            "#EXTM3U\n#EXTINF:2.000,\nseg-1.ts?token=t\n#EXT-X-ENDLIST\n"
+        );
     }
 
     #[test]
     fn only_playlist_and_segment_names_are_served() {
         assert!(classify("index.m3u8").is_some());
         assert!(classify("seg-12.ts").is_some());
-        for bad in ["../x", "seg-.ts", "seg-1.ts.tmp", "index.m3u8.tmp", "seg-a.ts", "store.db"] {
+        for bad in [
+            "../x",
+            "seg-.ts",
+            "seg-1.ts.tmp",
+            "index.m3u8.tmp",
+            "seg-a.ts",
+            "store.db",
+        ] {
             assert!(classify(bad).is_none(), "{bad}");
         }
         assert!(!valid_stream_id("../../etc"));

@@ -68,9 +68,15 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/me", get(streams::me))
-        .route("/streams", get(streams::list_streams).post(streams::create_stream))
+        .route(
+            "/streams",
+            get(streams::list_streams).post(streams::create_stream),
+        )
         .route("/streams/{id}", get(streams::get_stream))
-        .route("/streams/{id}/playback-token", post(streams::playback_token))
+        .route(
+            "/streams/{id}/playback-token",
+            post(streams::playback_token),
+        )
         .route("/openapi.json", get(openapi_json))
         .fallback(api_not_found);
     let mut app = Router::new()
@@ -81,10 +87,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
-    app = match state.dashboard.as_ref().filter(|d| d.join("index.html").is_file()) {
-        Some(dir) => app.fallback_service(
-            ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))),
-        ),
+    app = match state
+        .dashboard
+        .as_ref()
+        .filter(|d| d.join("index.html").is_file())
+    {
+        Some(dir) => app
+            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
         None => app.fallback(no_dashboard),
     };
     app.with_state(state)
@@ -97,13 +106,20 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn openapi_json() -> Response {
-    let mut r = ApiDoc::openapi().to_pretty_json().unwrap_or_default().into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut r = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_default()
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 

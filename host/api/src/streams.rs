@@ -146,7 +146,10 @@ pub async fn me(Caller(tenant): Caller) -> Json<Me> {
 #[utoipa::path(get, path = "/api/v1/streams", tag = "streams",
     responses((status = 200, body = StreamList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_streams(State(state): State<AppState>, Caller(tenant): Caller) -> Result<Json<StreamList>, ApiError> {
+pub async fn list_streams(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+) -> Result<Json<StreamList>, ApiError> {
     let streams = state.store.streams(&tenant.id).await?;
     Ok(Json(StreamList {
         streams: streams.into_iter().map(StreamView::from).collect(),
@@ -184,7 +187,11 @@ pub async fn get_stream(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<StreamView>, ApiError> {
-    let stream = state.store.stream(&tenant.id, &id).await?.ok_or(ApiError::NotFound("stream"))?;
+    let stream = state
+        .store
+        .stream(&tenant.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("stream"))?;
     Ok(Json(stream.into()))
 }
 
@@ -198,7 +205,11 @@ pub async fn playback_token(
     Caller(tenant): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<PlaybackToken>, ApiError> {
-    state.store.stream(&tenant.id, &id).await?.ok_or(ApiError::NotFound("stream"))?;
+    state
+        .store
+        .stream(&tenant.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("stream"))?;
     let expires = store::now_ms() / 1000 + PLAYBACK_TOKEN_TTL_S;
     let token = state.token_key.issue(&id, expires);
     Ok(Json(PlaybackToken {

@@ -13,9 +13,12 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::Store::open(&format!("sqlite://{}", dir.path().join("db.sqlite").display()))
-        .await
-        .unwrap();
+    let store = store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("db.sqlite").display()
+    ))
+    .await
+    .unwrap();
     let hls_root = dir.path().join("hls");
     let state = AppState {
         store: store.clone(),
@@ -25,23 +28,44 @@ async fn fixture() -> Fixture {
         rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
         metrics: Arc::new(|| "media_analyzer_up 1\n".to_string()),
     };
-    Fixture { app: router(state), store, hls_root, _dir: dir }
+    Fixture {
+        app: router(state),
+        store,
+        hls_root,
+        _dir: dir,
+    }
 }
 
-async fn call(app: &Router, method: &str, uri: &str, key: Option<&str>) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+) -> (StatusCode, Vec<u8>, axum::http::HeaderMap) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(key) = key {
         req = req.header("authorization", format!("Bearer {key}"));
     }
-    let response = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let response = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     (status, body, headers)
 }
 
 fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
 #[tokio::test]
@@ -66,7 +90,10 @@ async fn another_tenants_stream_is_not_found() {
     let (stream, _) = f.store.create_stream(&a.id, "main").await.unwrap();
     for (method, uri) in [
         ("GET", format!("/api/v1/streams/{}", stream.id)),
-        ("POST", format!("/api/v1/streams/{}/playback-token", stream.id)),
+        (
+            "POST",
+            format!("/api/v1/streams/{}/playback-token", stream.id),
+        ),
         ("GET", format!("/hls/{}/index.m3u8", stream.id)),
     ] {
         let (status, body, _) = call(&f.app, method, &uri, Some(&key_b.secret)).await;
@@ -98,19 +125,43 @@ async fn streams_tokens_and_hls_delivery() {
     let list = json(&body);
     assert_eq!(list["streams"][0]["id"], stream.id.as_str());
     assert_eq!(list["streams"][0]["state"], "offline");
-    assert_eq!(list["streams"][0]["hls_path"], format!("/hls/{}/index.m3u8", stream.id));
+    assert_eq!(
+        list["streams"][0]["hls_path"],
+        format!("/hls/{}/index.m3u8", stream.id)
+    );
 
     // No playlist yet: a clear 404.
-    let (status, body, _) = call(&f.app, "GET", &format!("/hls/{}/index.m3u8", stream.id), Some(&key.secret)).await;
+    let (status, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("/hls/{}/index.m3u8", stream.id),
+        Some(&key.secret),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(json(&body)["error"]["message"].as_str().unwrap().contains("not published"));
+    assert!(
+        json(&body)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not published")
+    );
 
     let dir = f.hls_root.join(&stream.id);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.m3u8"), "#EXTM3U\n#EXTINF:2.000,\nseg-0.ts\n").unwrap();
+    std::fs::write(
+        dir.join("index.m3u8"),
+        "#EXTM3U\n#EXTINF:2.000,\nseg-0.ts\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("seg-0.ts"), [0x47u8; 188]).unwrap();
 
-    let (status, body, _) = call(&f.app, "POST", &format!("/api/v1/streams/{}/playback-token", stream.id), Some(&key.secret)).await;
+    let (status, body, _) = call(
+        &f.app,
+        "POST",
+        &format!("/api/v1/streams/{}/playback-token", stream.id),
+        Some(&key.secret),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let token = json(&body);
     let hls_url = token["hls_url"].as_str().unwrap().to_string();
@@ -119,31 +170,64 @@ async fn streams_tokens_and_hls_delivery() {
     assert_eq!(headers["content-type"], "application/vnd.apple.mpegurl");
     assert_eq!(headers["cache-control"], "no-cache");
     let text = String::from_utf8(body).unwrap();
-    let segment_line = text.lines().find(|l| l.starts_with("seg-0.ts?token=")).expect("token on segment URIs");
-    let (status, body, headers) = call(&f.app, "GET", &format!("/hls/{}/{segment_line}", stream.id), None).await;
+    let segment_line = text
+        .lines()
+        .find(|l| l.starts_with("seg-0.ts?token="))
+        .expect("token on segment URIs");
+    let (status, body, headers) = call(
+        &f.app,
+        "GET",
+        &format!("/hls/{}/{segment_line}", stream.id),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "video/mp2t");
-    assert!(headers["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
     assert_eq!(body.len(), 188);
 
     // A token for one stream does not open another, and a bad token is refused.
     let (other, _) = f.store.create_stream(&t.id, "other").await.unwrap();
     let tok = token["token"].as_str().unwrap();
-    let (status, _, _) = call(&f.app, "GET", &format!("/hls/{}/index.m3u8?token={tok}", other.id), None).await;
+    let (status, _, _) = call(
+        &f.app,
+        "GET",
+        &format!("/hls/{}/index.m3u8?token={tok}", other.id),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Names outside the HLS set are never read from disk.
-    let (status, _, _) = call(&f.app, "GET", &format!("/hls/{}/index.m3u8.tmp", stream.id), Some(&key.secret)).await;
+    let (status, _, _) = call(
+        &f.app,
+        "GET",
+        &format!("/hls/{}/index.m3u8.tmp", stream.id),
+        Some(&key.secret),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn health_ready_metrics_and_openapi() {
     let f = fixture().await;
-    assert_eq!(call(&f.app, "GET", "/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&f.app, "GET", "/healthz", None).await.0,
+        StatusCode::OK
+    );
     assert_eq!(call(&f.app, "GET", "/readyz", None).await.0, StatusCode::OK);
     let (status, body, _) = call(&f.app, "GET", "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(String::from_utf8(body).unwrap().contains("media_analyzer_up"));
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("media_analyzer_up")
+    );
     let (status, body, _) = call(&f.app, "GET", "/api/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     let doc = json(&body);
@@ -169,13 +253,31 @@ async fn create_stream_returns_key_once_and_validates() {
             .body(Body::from(body.to_string()))
             .unwrap()
     };
-    let r = f.app.clone().oneshot(req(r#"{"name":"studio-2"}"#)).await.unwrap();
+    let r = f
+        .app
+        .clone()
+        .oneshot(req(r#"{"name":"studio-2"}"#))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let body = json(&r.into_body().collect().await.unwrap().to_bytes());
     let sk = body["stream_key"].as_str().unwrap();
-    assert_eq!(f.store.stream_for_key(sk).await.unwrap().unwrap().name, "studio-2");
-    let r = f.app.clone().oneshot(req(r#"{"name":"studio-2"}"#)).await.unwrap();
+    assert_eq!(
+        f.store.stream_for_key(sk).await.unwrap().unwrap().name,
+        "studio-2"
+    );
+    let r = f
+        .app
+        .clone()
+        .oneshot(req(r#"{"name":"studio-2"}"#))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let r = f.app.clone().oneshot(req(r#"{"name":"bad name"}"#)).await.unwrap();
+    let r = f
+        .app
+        .clone()
+        .oneshot(req(r#"{"name":"bad name"}"#))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }

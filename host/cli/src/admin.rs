@@ -4,7 +4,9 @@ use store::Store;
 
 pub async fn tenant_create(store: &Store, name: &str) -> anyhow::Result<()> {
     let tenant = store.create_tenant(name).await?;
-    let key = store.create_api_key(&tenant.id, "created by tenant create").await?;
+    let key = store
+        .create_api_key(&tenant.id, "created by tenant create")
+        .await?;
     println!("Tenant: {} ({})", tenant.name, tenant.id);
     println!("API key: {}", key.secret);
     Ok(())
@@ -23,7 +25,12 @@ pub async fn tenant_list(store: &Store) -> anyhow::Result<()> {
 }
 
 /// An API key for a tenant, or with `stream`, a stream key (creating the stream if needed).
-pub async fn key_create(store: &Store, tenant: &str, stream: Option<&str>, label: &str) -> anyhow::Result<()> {
+pub async fn key_create(
+    store: &Store,
+    tenant: &str,
+    stream: Option<&str>,
+    label: &str,
+) -> anyhow::Result<()> {
     let tenant = store
         .tenant_by_name(tenant)
         .await?
@@ -34,7 +41,11 @@ pub async fn key_create(store: &Store, tenant: &str, stream: Option<&str>, label
             println!("API key: {}", key.secret);
         }
         Some(name) => {
-            let existing = store.streams(&tenant.id).await?.into_iter().find(|s| s.name == name);
+            let existing = store
+                .streams(&tenant.id)
+                .await?
+                .into_iter()
+                .find(|s| s.name == name);
             let (stream, key) = match existing {
                 Some(s) => {
                     let key = store.create_stream_key(&tenant.id, &s.id).await?;

@@ -102,12 +102,15 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let data = args.data.clone().or(file.data).unwrap_or_else(|| PathBuf::from("data"));
-        let store = args
-            .store
+        let data = args
+            .data
             .clone()
-            .or(file.store)
-            .unwrap_or_else(|| format!("sqlite://{}", data.join("media-analyzer.db").display()));
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let store =
+            args.store.clone().or(file.store).unwrap_or_else(|| {
+                format!("sqlite://{}", data.join("media-analyzer.db").display())
+            });
         let segment_seconds = args
             .segment_seconds
             .or(file.hls.segment_seconds)
@@ -124,17 +127,24 @@ impl Config {
             bail!("hls.retain_hours must be positive, got {retain_hours}");
         }
         let ingest_defaults = rtmp::ServerConfig::default();
-        let seconds = |field: &str, v: Option<f64>, default: Duration| -> anyhow::Result<Duration> {
-            match v {
-                None => Ok(default),
-                Some(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
-                Some(s) => bail!("{field} must be a positive number of seconds, got {s}"),
-            }
-        };
+        let seconds =
+            |field: &str, v: Option<f64>, default: Duration| -> anyhow::Result<Duration> {
+                match v {
+                    None => Ok(default),
+                    Some(s) if s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(s)),
+                    Some(s) => bail!("{field} must be a positive number of seconds, got {s}"),
+                }
+            };
         let ingest = rtmp::ServerConfig {
             app: file.ingest.app.unwrap_or(ingest_defaults.app),
-            max_pending: file.ingest.max_pending_connections.unwrap_or(ingest_defaults.max_pending),
-            max_publishers: file.ingest.max_publishers.unwrap_or(ingest_defaults.max_publishers),
+            max_pending: file
+                .ingest
+                .max_pending_connections
+                .unwrap_or(ingest_defaults.max_pending),
+            max_publishers: file
+                .ingest
+                .max_publishers
+                .unwrap_or(ingest_defaults.max_publishers),
             handshake_timeout: seconds(
                 "ingest.handshake_timeout_seconds",
                 file.ingest.handshake_timeout_seconds,
@@ -148,8 +158,14 @@ impl Config {
             read_buffer: ingest_defaults.read_buffer,
         };
         Ok(Self {
-            rtmp: args.rtmp.or(file.rtmp).unwrap_or(([127, 0, 0, 1], 1935).into()),
-            http: args.http.or(file.http).unwrap_or(([127, 0, 0, 1], 8080).into()),
+            rtmp: args
+                .rtmp
+                .or(file.rtmp)
+                .unwrap_or(([127, 0, 0, 1], 1935).into()),
+            http: args
+                .http
+                .or(file.http)
+                .unwrap_or(([127, 0, 0, 1], 8080).into()),
             hls: hls::HlsConfig {
                 root: data.join("hls"),
                 target_duration: Duration::from_secs_f64(segment_seconds),
@@ -158,7 +174,11 @@ impl Config {
                 retain_age: Duration::from_secs_f64(retain_hours * 3600.0),
                 ..hls::HlsConfig::default()
             },
-            dashboard: args.dashboard.clone().or(file.dashboard).or_else(default_dashboard),
+            dashboard: args
+                .dashboard
+                .clone()
+                .or(file.dashboard)
+                .or_else(default_dashboard),
             log_format: log_format.or(file.log_format).unwrap_or_default(),
             data,
             store,
@@ -174,9 +194,16 @@ const DASHBOARD_IN_CHECKOUT: &str = "frontend/dist/media-analyzer/browser";
 fn default_dashboard() -> Option<PathBuf> {
     let candidates = [
         Some(PathBuf::from(DASHBOARD_IN_CHECKOUT)),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(DASHBOARD_IN_CHECKOUT)),
+        Some(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(DASHBOARD_IN_CHECKOUT),
+        ),
     ];
-    candidates.into_iter().flatten().find(|p| p.join("index.html").is_file())
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("index.html").is_file())
 }
 
 #[cfg(test)]
@@ -197,7 +224,11 @@ mod tests {
     fn file_values_apply_and_flags_win() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "http = \"127.0.0.1:9000\"\nrtmp = \"127.0.0.1:1936\"\n[hls]\nsegment_seconds = 4\n").unwrap();
+        std::fs::write(
+            &path,
+            "http = \"127.0.0.1:9000\"\nrtmp = \"127.0.0.1:1936\"\n[hls]\nsegment_seconds = 4\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(path),
             rtmp: Some("127.0.0.1:2000".parse().unwrap()),
@@ -214,7 +245,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "[hls]\nsegment_secs = 4\n").unwrap();
-        let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("segment_secs"), "{err}");
         std::fs::write(&path, "[hls]\nsegment_seconds = 100\n").unwrap();

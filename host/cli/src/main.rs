@@ -5,7 +5,11 @@ use media_analyzer::{Config, LogFormat, ServeArgs, admin, first_start_banner};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(name = "media-analyzer", version, about = "Live video ingest, HLS and analysis")]
+#[command(
+    name = "media-analyzer",
+    version,
+    about = "Live video ingest, HLS and analysis"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "MEDIA_ANALYZER_LOG_FORMAT", value_enum)]
@@ -63,7 +67,9 @@ enum KeyCommand {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -93,7 +99,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("RTMP listening on {}", running.rtmp_url(&app));
             println!("HTTP listening on {}", running.http_url());
             if let Some(first) = &running.first_start {
-                println!("{}", first_start_banner(first, &running.rtmp_url(&app), &running.http_url()));
+                println!(
+                    "{}",
+                    first_start_banner(first, &running.rtmp_url(&app), &running.http_url())
+                );
             }
             let token = running.shutdown_token();
             tokio::spawn(async move {
@@ -110,7 +119,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: TenantCommand::List { args },
         } => admin::tenant_list(&open_store(&args, cli.log_format).await?).await,
         Command::Key {
-            command: KeyCommand::Create { tenant, stream, label, args },
+            command:
+                KeyCommand::Create {
+                    tenant,
+                    stream,
+                    label,
+                    args,
+                },
         } => {
             let store = open_store(&args, cli.log_format).await?;
             admin::key_create(&store, &tenant, stream.as_deref(), &label).await
@@ -118,7 +133,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn open_store(args: &ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<store::Store> {
+async fn open_store(
+    args: &ServeArgs,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<store::Store> {
     let config = Config::load(args, log_format)?;
     init_logging(config.log_format);
     Ok(store::Store::open(&config.store).await?)

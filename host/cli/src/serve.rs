@@ -115,19 +115,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("opening store {}", config.store))?;
     let stale = store.reset_live_streams(store::now_ms()).await?;
     if stale > 0 {
-        info!(streams = stale, "marked streams left live by an earlier run as offline");
+        info!(
+            streams = stale,
+            "marked streams left live by an earlier run as offline"
+        );
     }
     let first_start = ensure_demo_tenant(&store).await?;
     let token_secret = store
         .setting_or_insert("playback_token_secret", &random_hex(32))
         .await?;
 
-    let rtmp_listener = TcpListener::bind(config.rtmp)
-        .await
-        .with_context(|| format!("binding RTMP on {} (is another server running?)", config.rtmp))?;
-    let http_listener = TcpListener::bind(config.http)
-        .await
-        .with_context(|| format!("binding HTTP on {} (is another server running?)", config.http))?;
+    let rtmp_listener = TcpListener::bind(config.rtmp).await.with_context(|| {
+        format!(
+            "binding RTMP on {} (is another server running?)",
+            config.rtmp
+        )
+    })?;
+    let http_listener = TcpListener::bind(config.http).await.with_context(|| {
+        format!(
+            "binding HTTP on {} (is another server running?)",
+            config.http
+        )
+    })?;
     let rtmp_addr = rtmp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
@@ -153,14 +162,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let rtmp_task = tokio::spawn(rtmp::run(
         rtmp_listener,
         config.ingest.clone(),
-        Arc::new(StoreAuthorizer { store: store.clone() }),
+        Arc::new(StoreAuthorizer {
+            store: store.clone(),
+        }),
         hub.clone(),
         stats,
         rtmp_stop.clone(),
     ));
     let hls_task = tokio::spawn(packager.run(hub.clone(), hls_stop.clone()));
     let books_task = tokio::spawn(keep_books(store.clone(), hub.events(), hls_events_rx));
-    let http_task = tokio::spawn(api::serve(http_listener, router, http_stop.clone().cancelled_owned()));
+    let http_task = tokio::spawn(api::serve(
+        http_listener,
+        router,
+        http_stop.clone().cancelled_owned(),
+    ));
 
     info!(rtmp = %rtmp_addr, http = %http_addr, data = %config.data.display(), "media-analyzer started");
     let supervisor_shutdown = shutdown.clone();
@@ -273,7 +288,9 @@ async fn record_hub_event(store: &Store, event: HubEvent) {
                 sample_rate: a.sample_rate,
                 channels: a.channels,
             });
-            store.set_stream_codecs(stream, video.as_ref(), audio.as_ref()).await
+            store
+                .set_stream_codecs(stream, video.as_ref(), audio.as_ref())
+                .await
         }
         HubEvent::Ended { stream, stats } => {
             info!(%stream, video = stats.video_packets, audio = stats.audio_packets, bytes = stats.bytes, dropped = stats.dropped, "stream ended");
@@ -302,7 +319,9 @@ async fn record_hls_event(store: &Store, event: hls::HlsEvent) {
                 .await
         }
         hls::HlsEvent::SegmentsRemoved { stream, seqs } => {
-            store.mark_segments_removed(stream, seqs, store::now_ms()).await
+            store
+                .mark_segments_removed(stream, seqs, store::now_ms())
+                .await
         }
         hls::HlsEvent::PlaylistEnded { .. } => Ok(()),
     };

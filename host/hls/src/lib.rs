@@ -2,9 +2,9 @@
 //! MPEG-TS segments with a sliding live playlist that carries `EXT-X-PROGRAM-DATE-TIME` on every
 //! segment, `EXT-X-DISCONTINUITY` when a publisher reconnects, and `EXT-X-ENDLIST` when it stops.
 //!
-//! Files live under `{root}/{stream}/` (`index.m3u8`, `seg-N.ts`), written atomically (temp file
-//! + rename) so a reader never sees half a segment. Segments beyond the retention limits are
-//! deleted. The packager reports each segment through a bounded channel for bookkeeping; it never
+//! Files live under `{root}/{stream}/` (`index.m3u8`, `seg-N.ts`), each written to a temp file and
+//! renamed into place, so a reader never sees half a segment. Segments beyond the retention limits
+//! are deleted. The packager reports each segment through a bounded channel for bookkeeping; it never
 //! reads the store and never serves HTTP.
 
 pub mod playlist;
@@ -88,7 +88,6 @@ pub struct Packager {
     streams: Arc<Mutex<HashMap<StreamId, StreamState>>>,
 }
 
-
 impl Packager {
     pub fn new(config: HlsConfig, events: mpsc::Sender<HlsEvent>) -> Self {
         Self {
@@ -143,7 +142,8 @@ impl Packager {
         if active.contains(stream) {
             return;
         }
-        let Some(subscription) = hub.subscribe(stream, Overflow::Backpressure, self.config.queue) else {
+        let Some(subscription) = hub.subscribe(stream, Overflow::Backpressure, self.config.queue)
+        else {
             return; // ended before we got to it
         };
         active.insert(stream.to_string());
@@ -162,7 +162,11 @@ impl Packager {
     }
 
     /// Packages one publish session of `stream`.
-    pub async fn package(&self, stream: &str, mut subscription: Subscription) -> std::io::Result<()> {
+    pub async fn package(
+        &self,
+        stream: &str,
+        mut subscription: Subscription,
+    ) -> std::io::Result<()> {
         let dir = stream_dir(&self.config.root, stream);
         tokio::fs::create_dir_all(&dir).await?;
         let (first_seq, discontinuity) = {
@@ -174,12 +178,19 @@ impl Packager {
         };
         // After a restart the old files stay, but the new playlist starts with a discontinuity.
         let discontinuity = discontinuity || first_seq > 0;
-        let mut segmenter = Segmenter::new(first_seq, self.config.target_duration.as_millis() as u64, discontinuity);
+        let mut segmenter = Segmenter::new(
+            first_seq,
+            self.config.target_duration.as_millis() as u64,
+            discontinuity,
+        );
         let mut file: Option<SegmentFile> = None;
         info!(first_seq, "packaging started");
         while let Some(packet) = subscription.recv().await {
             match segmenter.push(&packet, now_ms()) {
-                Ok(Some(finished)) => self.complete_segment(stream, &dir, &mut file, finished, false).await?,
+                Ok(Some(finished)) => {
+                    self.complete_segment(stream, &dir, &mut file, finished, false)
+                        .await?
+                }
                 Ok(None) => {}
                 // A corrupt frame must not end the stream's packaging: skip it and say so.
                 Err(e) => warn!("skipped a packet that cannot be packaged: {e}"),
@@ -189,21 +200,32 @@ impl Packager {
             }
         }
         match segmenter.finish() {
-            Some(finished) => self.complete_segment(stream, &dir, &mut file, finished, true).await?,
+            Some(finished) => {
+                self.complete_segment(stream, &dir, &mut file, finished, true)
+                    .await?
+            }
             None => self.end_playlist(stream, &dir).await?,
         }
         let _ = self
             .events
-            .send(HlsEvent::PlaylistEnded { stream: stream.to_string() })
+            .send(HlsEvent::PlaylistEnded {
+                stream: stream.to_string(),
+            })
             .await;
-        info!(segments = segmenter.next_seq() - first_seq, skipped = segmenter.skipped, "packaging ended");
+        info!(
+            segments = segmenter.next_seq() - first_seq,
+            skipped = segmenter.skipped,
+            "packaging ended"
+        );
         Ok(())
     }
 
     async fn end_playlist(&self, stream: &str, dir: &Path) -> std::io::Result<()> {
         let text = {
             let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(state) = streams.get_mut(stream) else { return Ok(()) };
+            let Some(state) = streams.get_mut(stream) else {
+                return Ok(());
+            };
             state.playlist.end();
             state.playlist.render()
         };
@@ -226,23 +248,32 @@ impl Packager {
         }
         let (text, expired) = {
             let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-            let state = streams.entry(stream.to_string()).or_insert_with(|| StreamState {
-                playlist: Playlist::new(self.config.window, self.config.target_duration.as_millis() as u64),
-                retained: VecDeque::new(),
-                next_seq: 0,
-            });
+            let state = streams
+                .entry(stream.to_string())
+                .or_insert_with(|| StreamState {
+                    playlist: Playlist::new(
+                        self.config.window,
+                        self.config.target_duration.as_millis() as u64,
+                    ),
+                    retained: VecDeque::new(),
+                    next_seq: 0,
+                });
             state.next_seq = segment.seq + 1;
             state.playlist.push(segment.clone());
             if last {
                 state.playlist.end();
             }
             state.retained.push_back(segment.clone());
-            let oldest_allowed = segment.program_date_time_ms - self.config.retain_age.as_millis() as i64;
+            let oldest_allowed =
+                segment.program_date_time_ms - self.config.retain_age.as_millis() as i64;
             let mut expired = Vec::new();
             let in_window = self.config.window;
             while state.retained.len() > in_window
                 && (state.retained.len() > self.config.retain_segments.max(in_window)
-                    || state.retained.front().is_some_and(|s| s.program_date_time_ms < oldest_allowed))
+                    || state
+                        .retained
+                        .front()
+                        .is_some_and(|s| s.program_date_time_ms < oldest_allowed))
             {
                 if let Some(old) = state.retained.pop_front() {
                     expired.push(old.seq);
@@ -253,7 +284,10 @@ impl Packager {
         write_atomically(&dir.join("index.m3u8"), text.as_bytes()).await?;
         let _ = self
             .events
-            .send(HlsEvent::SegmentClosed { stream: stream.to_string(), segment })
+            .send(HlsEvent::SegmentClosed {
+                stream: stream.to_string(),
+                segment,
+            })
             .await;
         if !expired.is_empty() {
             for seq in &expired {
@@ -265,7 +299,10 @@ impl Packager {
             }
             let _ = self
                 .events
-                .send(HlsEvent::SegmentsRemoved { stream: stream.to_string(), seqs: expired })
+                .send(HlsEvent::SegmentsRemoved {
+                    stream: stream.to_string(),
+                    seqs: expired,
+                })
                 .await;
         }
         Ok(())
@@ -289,7 +326,12 @@ struct SegmentFile {
 }
 
 impl SegmentFile {
-    fn append(slot: &mut Option<SegmentFile>, dir: &Path, seq: u64, bytes: &[u8]) -> std::io::Result<()> {
+    fn append(
+        slot: &mut Option<SegmentFile>,
+        dir: &Path,
+        seq: u64,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
         use std::io::Write;
         if slot.as_ref().is_some_and(|f| f.seq != seq) {
             // A segment we never completed (should not happen): keep what it has.
@@ -303,7 +345,12 @@ impl SegmentFile {
             tmp.push(".tmp");
             let tmp = PathBuf::from(tmp);
             let file = std::fs::File::create(&tmp)?;
-            *slot = Some(SegmentFile { seq, file, tmp, path });
+            *slot = Some(SegmentFile {
+                seq,
+                file,
+                tmp,
+                path,
+            });
         }
         match slot.as_mut() {
             Some(f) => f.file.write_all(bytes),
@@ -325,7 +372,10 @@ fn next_seq_on_disk(dir: &Path) -> u64 {
                 .filter_map(|e| e.ok())
                 .filter_map(|e| {
                     let name = e.file_name().into_string().ok()?;
-                    name.strip_prefix("seg-")?.strip_suffix(".ts")?.parse::<u64>().ok()
+                    name.strip_prefix("seg-")?
+                        .strip_suffix(".ts")?
+                        .parse::<u64>()
+                        .ok()
                 })
                 .map(|n| n + 1)
                 .max()

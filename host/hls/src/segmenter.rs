@@ -71,7 +71,11 @@ impl Segmenter {
     }
 
     /// Feeds one packet; returns the segment it closed, if any. `now_ms`: wall clock (Unix ms).
-    pub fn push(&mut self, packet: &MediaPacket, now_ms: i64) -> Result<Option<FinishedSegment>, SegmentError> {
+    pub fn push(
+        &mut self,
+        packet: &MediaPacket,
+        now_ms: i64,
+    ) -> Result<Option<FinishedSegment>, SegmentError> {
         if packet.is_config {
             match packet.kind {
                 MediaKind::Video => self.avc = Some(AvcConfig::parse(&packet.data)?),
@@ -83,7 +87,9 @@ impl Segmenter {
         let starts_segment = match packet.kind {
             MediaKind::Video => self.avc.is_some() && packet.keyframe,
             MediaKind::Audio => {
-                self.avc.is_none() && self.aac.is_some() && packet.dts_ms - base_dts >= AUDIO_ONLY_AFTER_MS
+                self.avc.is_none()
+                    && self.aac.is_some()
+                    && packet.dts_ms - base_dts >= AUDIO_ONLY_AFTER_MS
             }
         };
         let mut finished = None;
@@ -102,18 +108,27 @@ impl Segmenter {
         }
         let rel_dts = packet.dts_ms - base_dts;
         let rel_pts = packet.pts_ms - base_dts;
-        let Some(open) = self.open.as_mut() else { return Ok(finished) };
+        let Some(open) = self.open.as_mut() else {
+            return Ok(finished);
+        };
         match packet.kind {
             MediaKind::Video => {
                 if let Some(avc) = &self.avc {
-                    self.mux
-                        .write_video(avc, &packet.data, packet.keyframe, rel_dts, rel_pts, &mut open.data)?;
+                    self.mux.write_video(
+                        avc,
+                        &packet.data,
+                        packet.keyframe,
+                        rel_dts,
+                        rel_pts,
+                        &mut open.data,
+                    )?;
                     open.video_frames += 1;
                 }
             }
             MediaKind::Audio => {
                 if let Some(aac) = &self.aac {
-                    self.mux.write_audio(aac, &packet.data, rel_pts, &mut open.data);
+                    self.mux
+                        .write_audio(aac, &packet.data, rel_pts, &mut open.data);
                 }
             }
         }
@@ -157,7 +172,11 @@ impl Segmenter {
         let open = self.open.as_ref()?;
         // The last frame lasts as long as the average frame before it.
         let span = open.last_dts - open.start_dts;
-        let frame = if open.video_frames > 1 { span / (open.video_frames as i64 - 1) } else { 0 };
+        let frame = if open.video_frames > 1 {
+            span / (open.video_frames as i64 - 1)
+        } else {
+            0
+        };
         let end = open.last_dts + frame.max(1);
         self.close(end)
     }
@@ -187,8 +206,8 @@ mod tests {
 
     fn avc_record() -> Bytes {
         let sps: &[u8] = &[
-            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03,
-            0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
+            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
         ];
         let pps: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
         let mut r = vec![1, 0x64, 0x00, 0x1e, 0xff, 0xe1];
@@ -200,18 +219,41 @@ mod tests {
         Bytes::from(r)
     }
 
-    fn packet(kind: MediaKind, dts: i64, keyframe: bool, is_config: bool, data: Bytes) -> MediaPacket {
-        MediaPacket { kind, dts_ms: dts, pts_ms: dts, keyframe, is_config, data }
+    fn packet(
+        kind: MediaKind,
+        dts: i64,
+        keyframe: bool,
+        is_config: bool,
+        data: Bytes,
+    ) -> MediaPacket {
+        MediaPacket {
+            kind,
+            dts_ms: dts,
+            pts_ms: dts,
+            keyframe,
+            is_config,
+            data,
+        }
     }
 
     #[test]
     fn drained_bytes_count_toward_the_segment() {
         let mut s = Segmenter::new(0, 1000, false);
-        s.push(&packet(MediaKind::Video, 0, true, true, avc_record()), 0).unwrap();
-        let frame = Bytes::from(vec![0, 0, 0x10, 0x00, 0x65].into_iter().chain(std::iter::repeat_n(0x88, 4095)).collect::<Vec<u8>>());
+        s.push(&packet(MediaKind::Video, 0, true, true, avc_record()), 0)
+            .unwrap();
+        let frame = Bytes::from(
+            vec![0, 0, 0x10, 0x00, 0x65]
+                .into_iter()
+                .chain(std::iter::repeat_n(0x88, 4095))
+                .collect::<Vec<u8>>(),
+        );
         let mut drained = 0;
         for i in 0..10 {
-            s.push(&packet(MediaKind::Video, i * 33, i == 0, false, frame.clone()), 0).unwrap();
+            s.push(
+                &packet(MediaKind::Video, i * 33, i == 0, false, frame.clone()),
+                0,
+            )
+            .unwrap();
             if let Some((seq, bytes)) = s.drain(8192) {
                 assert_eq!(seq, 0);
                 drained += bytes.len();
@@ -219,7 +261,10 @@ mod tests {
         }
         assert!(drained > 0);
         let finished = s.finish().unwrap();
-        assert_eq!(finished.segment.bytes as usize, drained + finished.data.len());
+        assert_eq!(
+            finished.segment.bytes as usize,
+            drained + finished.data.len()
+        );
         assert_eq!((drained + finished.data.len()) % 188, 0);
     }
 
@@ -228,24 +273,55 @@ mod tests {
         let mut s = Segmenter::new(7, 1900, true);
         let frame = Bytes::from_static(&[0, 0, 0, 2, 0x65, 0x88]);
         let audio = Bytes::from_static(&[0x21, 0x00, 0x03]);
-        assert!(s.push(&packet(MediaKind::Video, 0, true, true, avc_record()), 0).unwrap().is_none());
-        s.push(&packet(MediaKind::Audio, 0, true, true, Bytes::from_static(&[0x12, 0x10])), 0).unwrap();
+        assert!(
+            s.push(&packet(MediaKind::Video, 0, true, true, avc_record()), 0)
+                .unwrap()
+                .is_none()
+        );
+        s.push(
+            &packet(
+                MediaKind::Audio,
+                0,
+                true,
+                true,
+                Bytes::from_static(&[0x12, 0x10]),
+            ),
+            0,
+        )
+        .unwrap();
         // Audio before the first keyframe is skipped.
-        s.push(&packet(MediaKind::Audio, 0, true, false, audio.clone()), 1_000).unwrap();
+        s.push(
+            &packet(MediaKind::Audio, 0, true, false, audio.clone()),
+            1_000,
+        )
+        .unwrap();
         assert_eq!(s.skipped, 1);
         let mut closed = Vec::new();
         for i in 0..150i64 {
             let dts = i * 33;
             // keyframe every 660 ms
-            if let Some(f) = s.push(&packet(MediaKind::Video, dts, i % 20 == 0, false, frame.clone()), 1_000 + dts).unwrap() {
+            if let Some(f) = s
+                .push(
+                    &packet(MediaKind::Video, dts, i % 20 == 0, false, frame.clone()),
+                    1_000 + dts,
+                )
+                .unwrap()
+            {
                 closed.push(f);
             }
-            s.push(&packet(MediaKind::Audio, dts, true, false, audio.clone()), 1_000 + dts).unwrap();
+            s.push(
+                &packet(MediaKind::Audio, dts, true, false, audio.clone()),
+                1_000 + dts,
+            )
+            .unwrap();
         }
         closed.extend(s.finish());
         assert!(s.drain(1).is_none(), "nothing open after finish");
         let segs: Vec<_> = closed.iter().map(|f| f.segment.clone()).collect();
-        assert_eq!(segs.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![7, 8, 9]);
+        assert_eq!(
+            segs.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
         assert_eq!(segs[0].duration_ms, 1980);
         assert!(segs[0].discontinuity && !segs[1].discontinuity);
         assert_eq!(segs[1].program_date_time_ms, 1_000 + 1980);

@@ -47,26 +47,50 @@ impl TsMuxer {
     pub fn write_tables(&mut self, out: &mut Vec<u8>) {
         let pat = [
             0x00, // table_id
-            0xb0, 0x0d, // section_syntax_indicator, length 13
-            0x00, 0x01, // transport_stream_id
-            0xc1, 0x00, 0x00, // version 0, current, section 0/0
-            0x00, 0x01, // program 1
+            0xb0,
+            0x0d, // section_syntax_indicator, length 13
+            0x00,
+            0x01, // transport_stream_id
+            0xc1,
+            0x00,
+            0x00, // version 0, current, section 0/0
+            0x00,
+            0x01, // program 1
             0xe0 | (PID_PMT >> 8) as u8,
             PID_PMT as u8,
         ];
         self.write_section(PID_PAT, &pat, out);
         let mut pmt = vec![
-            0x02, 0xb0, 0x00, // length patched below
-            0x00, 0x01, 0xc1, 0x00, 0x00,
+            0x02,
+            0xb0,
+            0x00, // length patched below
+            0x00,
+            0x01,
+            0xc1,
+            0x00,
+            0x00,
             0xe0 | (self.pcr_pid() >> 8) as u8,
             self.pcr_pid() as u8,
-            0xf0, 0x00, // program_info_length 0
+            0xf0,
+            0x00, // program_info_length 0
         ];
         if self.has_video {
-            pmt.extend_from_slice(&[0x1b, 0xe0 | (PID_VIDEO >> 8) as u8, PID_VIDEO as u8, 0xf0, 0x00]);
+            pmt.extend_from_slice(&[
+                0x1b,
+                0xe0 | (PID_VIDEO >> 8) as u8,
+                PID_VIDEO as u8,
+                0xf0,
+                0x00,
+            ]);
         }
         if self.has_audio {
-            pmt.extend_from_slice(&[0x0f, 0xe0 | (PID_AUDIO >> 8) as u8, PID_AUDIO as u8, 0xf0, 0x00]);
+            pmt.extend_from_slice(&[
+                0x0f,
+                0xe0 | (PID_AUDIO >> 8) as u8,
+                PID_AUDIO as u8,
+                0xf0,
+                0x00,
+            ]);
         }
         let section_length = pmt.len() - 3 + 4; // after the length field, plus CRC
         pmt[1] = 0xb0 | ((section_length >> 8) as u8 & 0x0f);
@@ -76,7 +100,12 @@ impl TsMuxer {
 
     fn write_section(&mut self, pid: u16, section: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&[0x47, 0x40 | (pid >> 8) as u8, pid as u8, 0x10 | self.next_cc(pid)]);
+        out.extend_from_slice(&[
+            0x47,
+            0x40 | (pid >> 8) as u8,
+            pid as u8,
+            0x10 | self.next_cc(pid),
+        ]);
         out.push(0x00); // pointer_field
         out.extend_from_slice(section);
         out.extend_from_slice(&crc32_mpeg(section).to_be_bytes());
@@ -155,7 +184,13 @@ impl TsMuxer {
                     ]);
                 }
             }
-            let room = PACKET - 4 - if adaptation.is_empty() { 0 } else { 1 + adaptation.len() };
+            let room = PACKET
+                - 4
+                - if adaptation.is_empty() {
+                    0
+                } else {
+                    1 + adaptation.len()
+                };
             if rest.len() < room {
                 // Stuff the adaptation field so the payload ends exactly at the packet end.
                 let stuffing = room - rest.len();
@@ -208,12 +243,30 @@ fn to_90k(ms: i64) -> i64 {
     ms * 90 + TS_OFFSET_90K
 }
 
-fn write_pes_header(out: &mut Vec<u8>, stream_id: u8, pts: i64, dts: Option<i64>, payload_len: usize) {
+fn write_pes_header(
+    out: &mut Vec<u8>,
+    stream_id: u8,
+    pts: i64,
+    dts: Option<i64>,
+    payload_len: usize,
+) {
     let header_data_len = if dts.is_some() { 10 } else { 5 };
     // Video PES may be unbounded (length 0); audio frames always fit.
-    let pes_len = if stream_id == 0xe0 { 0 } else { 3 + header_data_len + payload_len };
+    let pes_len = if stream_id == 0xe0 {
+        0
+    } else {
+        3 + header_data_len + payload_len
+    };
     let pes_len = if pes_len > 0xffff { 0 } else { pes_len };
-    out.extend_from_slice(&[0, 0, 1, stream_id, (pes_len >> 8) as u8, pes_len as u8, 0x80]);
+    out.extend_from_slice(&[
+        0,
+        0,
+        1,
+        stream_id,
+        (pes_len >> 8) as u8,
+        pes_len as u8,
+        0x80,
+    ]);
     out.push(if dts.is_some() { 0xc0 } else { 0x80 });
     out.push(header_data_len as u8);
     write_timestamp(out, if dts.is_some() { 0x3 } else { 0x2 }, pts);
@@ -239,7 +292,11 @@ pub fn crc32_mpeg(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= (byte as u32) << 24;
         for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04c1_1db7 } else { crc << 1 };
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -252,7 +309,9 @@ mod tests {
     #[test]
     fn crc_matches_reference() {
         // The CRC of a section including its own CRC is zero; check against a known PAT.
-        let pat = [0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00];
+        let pat = [
+            0x00, 0xb0, 0x0d, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00,
+        ];
         assert_eq!(crc32_mpeg(&pat), 0x2ab1_04b2);
     }
 

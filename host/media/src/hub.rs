@@ -38,9 +38,17 @@ pub enum Overflow {
 /// Lifecycle announcements, for packagers and bookkeeping that follow every stream.
 #[derive(Debug, Clone)]
 pub enum HubEvent {
-    Started { stream: StreamId },
-    InfoChanged { stream: StreamId, info: StreamInfo },
-    Ended { stream: StreamId, stats: PublishStats },
+    Started {
+        stream: StreamId,
+    },
+    InfoChanged {
+        stream: StreamId,
+        info: StreamInfo,
+    },
+    Ended {
+        stream: StreamId,
+        stats: PublishStats,
+    },
 }
 
 /// Counters for one publish session.
@@ -107,7 +115,12 @@ impl StreamHub {
     }
 
     /// Subscribes to a live stream; `None` when nobody is publishing it.
-    pub fn subscribe(&self, stream: &str, overflow: Overflow, capacity: usize) -> Option<Subscription> {
+    pub fn subscribe(
+        &self,
+        stream: &str,
+        overflow: Overflow,
+        capacity: usize,
+    ) -> Option<Subscription> {
         let channel = lock(&self.inner.channels).get(stream).cloned()?;
         Some(channel.subscribe(overflow, capacity.max(1)))
     }
@@ -166,7 +179,12 @@ enum Sink {
 impl Channel {
     fn subscribe(&self, overflow: Overflow, capacity: usize) -> Subscription {
         let mut state = lock(&self.state);
-        let primer: Vec<MediaPacket> = state.config.iter().chain(state.gop.iter()).cloned().collect();
+        let primer: Vec<MediaPacket> = state
+            .config
+            .iter()
+            .chain(state.gop.iter())
+            .cloned()
+            .collect();
         let (sink, source) = match overflow {
             Overflow::Backpressure => {
                 // Room for the primer on top of the requested capacity, so priming never blocks.
@@ -274,7 +292,10 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        let sinks = std::mem::replace(&mut lock(&self.channel.state).subscribers, Arc::from(Vec::new()));
+        let sinks = std::mem::replace(
+            &mut lock(&self.channel.state).subscribers,
+            Arc::from(Vec::new()),
+        );
         for sink in sinks.iter() {
             if let Sink::DropOldest(ring) = sink {
                 ring.close();
@@ -440,8 +461,14 @@ mod tests {
         let mut events = hub.events();
         let publisher = hub.publish("s").unwrap();
         drop(publisher);
-        assert!(matches!(events.recv().await.unwrap(), HubEvent::Started { .. }));
-        assert!(matches!(events.recv().await.unwrap(), HubEvent::Ended { .. }));
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            HubEvent::Started { .. }
+        ));
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            HubEvent::Ended { .. }
+        ));
     }
 
     #[tokio::test]

@@ -26,10 +26,22 @@ pub enum FlvError {
 /// What one FLV tag body carries.
 #[derive(Debug, PartialEq)]
 pub enum FlvTag {
-    VideoConfig { config: AvcConfig, raw: Bytes },
-    Video { keyframe: bool, cts_ms: i32, data: Bytes },
-    AudioConfig { config: AacConfig, raw: Bytes },
-    Audio { data: Bytes },
+    VideoConfig {
+        config: AvcConfig,
+        raw: Bytes,
+    },
+    Video {
+        keyframe: bool,
+        cts_ms: i32,
+        data: Bytes,
+    },
+    AudioConfig {
+        config: AacConfig,
+        raw: Bytes,
+    },
+    Audio {
+        data: Bytes,
+    },
     /// End of sequence, or a packet that carries nothing to package (e.g. video info frames).
     Nothing,
 }
@@ -59,7 +71,9 @@ pub fn parse_video(body: &Bytes) -> Result<FlvTag, FlvError> {
             12 => "HEVC (legacy FLV id 12)",
             _ => "unknown",
         };
-        return Err(FlvError::UnsupportedVideo(format!("{name} (FLV codec id {codec_id})")));
+        return Err(FlvError::UnsupportedVideo(format!(
+            "{name} (FLV codec id {codec_id})"
+        )));
     }
     if frame_type == 5 {
         return Ok(FlvTag::Nothing); // video info/command frame
@@ -99,7 +113,9 @@ pub fn parse_audio(body: &Bytes) -> Result<FlvTag, FlvError> {
             7 | 8 => "G.711",
             _ => "unknown",
         };
-        return Err(FlvError::UnsupportedAudio(format!("{name} (FLV sound format {format})")));
+        return Err(FlvError::UnsupportedAudio(format!(
+            "{name} (FLV sound format {format})"
+        )));
     }
     if body.len() < 2 {
         return Err(FlvError::Truncated("audio"));
@@ -144,7 +160,12 @@ mod tests {
         let cfg = parse_audio(&Bytes::from_static(&[0xaf, 0, 0x12, 0x10])).unwrap();
         assert!(matches!(cfg, FlvTag::AudioConfig { config, .. } if config.sample_rate == 44100));
         let frame = parse_audio(&Bytes::from_static(&[0xaf, 1, 0x21, 0x00])).unwrap();
-        assert_eq!(frame, FlvTag::Audio { data: Bytes::from_static(&[0x21, 0]) });
+        assert_eq!(
+            frame,
+            FlvTag::Audio {
+                data: Bytes::from_static(&[0x21, 0])
+            }
+        );
         assert!(parse_audio(&Bytes::from_static(&[0x2f, 1])).is_err());
         assert_eq!(parse_audio(&Bytes::new()), Err(FlvError::Empty("audio")));
     }

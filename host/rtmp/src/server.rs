@@ -198,7 +198,9 @@ impl Connection {
         let mut publisher = None;
         let result = self.pump(socket, &token, &mut publisher).await;
         self.pending.leave(self.id);
-        let stream = publisher.as_ref().map(|p: &Publisher| p.stream().to_string());
+        let stream = publisher
+            .as_ref()
+            .map(|p: &Publisher| p.stream().to_string());
         if publisher.is_some() {
             self.stats.publishing.fetch_sub(1, Ordering::Relaxed);
         }

@@ -47,7 +47,10 @@ pub enum SessionError {
 #[derive(Debug, PartialEq)]
 pub enum SessionEvent {
     /// The peer asks to publish; answer with [`Session::accept_publish`] or [`Session::reject_publish`].
-    PublishRequested { app: String, stream_key: String },
+    PublishRequested {
+        app: String,
+        stream_key: String,
+    },
     /// Codec information changed (sequence headers or metadata).
     InfoChanged(StreamInfo),
     Media(MediaPacket),
@@ -59,9 +62,16 @@ pub enum SessionEvent {
 enum State {
     Handshake(Box<Handshake>),
     AwaitingConnect,
-    Connected { app: String },
-    PublishPending { stream_key: String, message_stream: u32 },
-    Publishing { message_stream: u32 },
+    Connected {
+        app: String,
+    },
+    PublishPending {
+        stream_key: String,
+        message_stream: u32,
+    },
+    Publishing {
+        message_stream: u32,
+    },
     /// The peer stopped publishing; it will close the connection.
     Unpublished,
     Finished,
@@ -94,7 +104,9 @@ impl std::fmt::Debug for Session {
             State::Unpublished => "unpublished",
             State::Finished => "finished",
         };
-        f.debug_struct("Session").field("state", &state).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("state", &state)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +138,10 @@ impl Session {
     pub fn is_establishing(&self) -> bool {
         matches!(
             self.state,
-            State::Handshake(_) | State::AwaitingConnect | State::Connected { .. } | State::PublishPending { .. }
+            State::Handshake(_)
+                | State::AwaitingConnect
+                | State::Connected { .. }
+                | State::PublishPending { .. }
         )
     }
 
@@ -234,8 +249,12 @@ impl Session {
                 events,
             )?,
             RtmpMessage::Amf0Data { values } => self.handle_data(values, events),
-            RtmpMessage::VideoData { data } => self.handle_media(MediaKind::Video, data, message_stream, timestamp, events)?,
-            RtmpMessage::AudioData { data } => self.handle_media(MediaKind::Audio, data, message_stream, timestamp, events)?,
+            RtmpMessage::VideoData { data } => {
+                self.handle_media(MediaKind::Video, data, message_stream, timestamp, events)?
+            }
+            RtmpMessage::AudioData { data } => {
+                self.handle_media(MediaKind::Audio, data, message_stream, timestamp, events)?
+            }
             // Acknowledgements, peer bandwidth, user control (ping responses), aborts, and AMF3
             // messages that an AMF0 publisher never needs are ignored.
             _ => {}
@@ -266,9 +285,16 @@ impl Session {
                     self.send_status(0, transaction_id, "_error", "error", "NetConnection.Connect.Rejected",
                         &format!("unknown application '{app}': publish to rtmp://HOST/{expected}/STREAM_KEY"))?;
                     self.state = State::Finished;
-                    return Err(SessionError::Protocol(format!("connect to unknown application '{app}'")));
+                    return Err(SessionError::Protocol(format!(
+                        "connect to unknown application '{app}'"
+                    )));
                 }
-                self.send(RtmpMessage::WindowAcknowledgement { size: WINDOW_ACK_SIZE }, 0)?;
+                self.send(
+                    RtmpMessage::WindowAcknowledgement {
+                        size: WINDOW_ACK_SIZE,
+                    },
+                    0,
+                )?;
                 self.send(
                     RtmpMessage::SetPeerBandwidth {
                         size: WINDOW_ACK_SIZE,
@@ -282,9 +308,16 @@ impl Session {
                     .map_err(|e| SessionError::Encode(format!("{e:?}")))?;
                 self.outbound.extend_from_slice(&packet.bytes);
                 let mut properties = HashMap::new();
-                properties.insert("fmsVer".to_string(), Amf0Value::Utf8String("FMS/3,0,1,123".into()));
+                properties.insert(
+                    "fmsVer".to_string(),
+                    Amf0Value::Utf8String("FMS/3,0,1,123".into()),
+                );
                 properties.insert("capabilities".to_string(), Amf0Value::Number(31.0));
-                let mut information = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.");
+                let mut information = status_object(
+                    "status",
+                    "NetConnection.Connect.Success",
+                    "Connection succeeded.",
+                );
                 information.insert("objectEncoding".to_string(), Amf0Value::Number(0.0));
                 self.send(
                     RtmpMessage::Amf0Command {
@@ -328,18 +361,24 @@ impl Session {
             }
             ("publish", _) => return Err(SessionError::Protocol("publish sent twice".into())),
             ("play" | "play2", _) => {
-                self.send_status(message_stream, 0.0, "onStatus", "error", "NetStream.Play.Failed",
-                    "this server ingests streams; watch them over HLS")?;
+                self.send_status(
+                    message_stream,
+                    0.0,
+                    "onStatus",
+                    "error",
+                    "NetStream.Play.Failed",
+                    "this server ingests streams; watch them over HLS",
+                )?;
                 self.state = State::Finished;
-                return Err(SessionError::Protocol("play is not supported (ingest only)".into()));
+                return Err(SessionError::Protocol(
+                    "play is not supported (ingest only)".into(),
+                ));
             }
-            ("deleteStream" | "FCUnpublish" | "closeStream", _) => {
-                // Publishers send several of these and then close the socket themselves;
-                // closing first makes some (GStreamer's rtmp2sink) report an error.
-                if self.is_publishing() {
-                    events.push(SessionEvent::PublishFinished);
-                    self.state = State::Unpublished;
-                }
+            // Publishers send several of these and then close the socket themselves; closing
+            // first makes some (GStreamer's rtmp2sink) report an error.
+            ("deleteStream" | "FCUnpublish" | "closeStream", State::Publishing { .. }) => {
+                events.push(SessionEvent::PublishFinished);
+                self.state = State::Unpublished;
             }
             _ => {} // Unknown commands (e.g. _checkbw) are harmless.
         }
@@ -348,10 +387,16 @@ impl Session {
 
     fn handle_data(&mut self, values: Vec<Amf0Value>, events: &mut Vec<SessionEvent>) {
         // "@setDataFrame", "onMetaData", {…}
-        let Some(Amf0Value::Object(props)) = values.into_iter().find(|v| matches!(v, Amf0Value::Object(_))) else {
+        let Some(Amf0Value::Object(props)) = values
+            .into_iter()
+            .find(|v| matches!(v, Amf0Value::Object(_)))
+        else {
             return;
         };
-        if let Some(fps) = props.get("framerate").or_else(|| props.get("videoframerate")).and_then(|v| v.clone().get_number())
+        if let Some(fps) = props
+            .get("framerate")
+            .or_else(|| props.get("videoframerate"))
+            .and_then(|v| v.clone().get_number())
             && fps.is_finite()
             && fps > 0.0
             && fps < 1000.0
@@ -412,15 +457,28 @@ impl Session {
                 events.push(SessionEvent::InfoChanged(self.info.clone()));
                 events.push(SessionEvent::Media(packet(true, true, dts, raw)));
             }
-            FlvTag::Video { keyframe, cts_ms, data } => {
+            FlvTag::Video {
+                keyframe,
+                cts_ms,
+                data,
+            } => {
                 if self.info.avc.is_none() {
-                    return Err(SessionError::Protocol("H.264 frame before its sequence header".into()));
+                    return Err(SessionError::Protocol(
+                        "H.264 frame before its sequence header".into(),
+                    ));
                 }
-                events.push(SessionEvent::Media(packet(keyframe, false, dts + cts_ms as i64, data)));
+                events.push(SessionEvent::Media(packet(
+                    keyframe,
+                    false,
+                    dts + cts_ms as i64,
+                    data,
+                )));
             }
             FlvTag::Audio { data } => {
                 if self.info.aac.is_none() {
-                    return Err(SessionError::Protocol("AAC frame before its sequence header".into()));
+                    return Err(SessionError::Protocol(
+                        "AAC frame before its sequence header".into(),
+                    ));
                 }
                 events.push(SessionEvent::Media(packet(true, false, dts, data)));
             }
@@ -431,10 +489,18 @@ impl Session {
 
     /// Accepts the pending publish request: the peer may now send media.
     pub fn accept_publish(&mut self) -> Result<(), SessionError> {
-        let State::PublishPending { message_stream, stream_key, .. } = &self.state else {
-            return Err(SessionError::Protocol("no publish request to accept".into()));
+        let State::PublishPending {
+            message_stream,
+            stream_key,
+            ..
+        } = &self.state
+        else {
+            return Err(SessionError::Protocol(
+                "no publish request to accept".into(),
+            ));
         };
-        let (message_stream, description) = (*message_stream, format!("{stream_key} is now published."));
+        let (message_stream, description) =
+            (*message_stream, format!("{stream_key} is now published."));
         self.send(
             RtmpMessage::UserControl {
                 event_type: UserControlEventType::StreamBegin,
@@ -444,7 +510,14 @@ impl Session {
             },
             0,
         )?;
-        self.send_status(message_stream, 0.0, "onStatus", "status", "NetStream.Publish.Start", &description)?;
+        self.send_status(
+            message_stream,
+            0.0,
+            "onStatus",
+            "status",
+            "NetStream.Publish.Start",
+            &description,
+        )?;
         self.state = State::Publishing { message_stream };
         Ok(())
     }
@@ -455,12 +528,23 @@ impl Session {
             State::PublishPending { message_stream, .. } => *message_stream,
             _ => 0,
         };
-        self.send_status(message_stream, 0.0, "onStatus", "error", "NetStream.Publish.BadName", reason)?;
+        self.send_status(
+            message_stream,
+            0.0,
+            "onStatus",
+            "error",
+            "NetStream.Publish.BadName",
+            reason,
+        )?;
         self.state = State::Finished;
         Ok(())
     }
 
-    fn reply_result(&mut self, transaction_id: f64, args: Vec<Amf0Value>) -> Result<(), SessionError> {
+    fn reply_result(
+        &mut self,
+        transaction_id: f64,
+        args: Vec<Amf0Value>,
+    ) -> Result<(), SessionError> {
         if transaction_id == 0.0 {
             return Ok(()); // a notification, no reply expected
         }
@@ -489,7 +573,11 @@ impl Session {
                 command_name: command.into(),
                 transaction_id,
                 command_object: Amf0Value::Null,
-                additional_arguments: vec![Amf0Value::Object(status_object(level, code, description))],
+                additional_arguments: vec![Amf0Value::Object(status_object(
+                    level,
+                    code,
+                    description,
+                ))],
             },
             message_stream,
         )
@@ -512,7 +600,10 @@ fn status_object(level: &str, code: &str, description: &str) -> HashMap<String, 
     HashMap::from([
         ("level".to_string(), Amf0Value::Utf8String(level.into())),
         ("code".to_string(), Amf0Value::Utf8String(code.into())),
-        ("description".to_string(), Amf0Value::Utf8String(description.into())),
+        (
+            "description".to_string(),
+            Amf0Value::Utf8String(description.into()),
+        ),
     ])
 }
 
@@ -533,5 +624,208 @@ impl TimestampUnwrapper {
         }
         self.last = Some(ts);
         self.epoch + ts as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+        PublishRequestType,
+    };
+
+    /// Drives our server session with rml_rtmp's client session, entirely in memory.
+    struct Pair {
+        server: Session,
+        client: ClientSession,
+        events: Vec<SessionEvent>,
+        client_events: Vec<ClientSessionEvent>,
+    }
+
+    impl Pair {
+        fn new() -> Self {
+            let mut server = Session::new(Some("live".into()));
+            let mut client_hs = Handshake::new(PeerType::Client);
+            let mut to_server = client_hs.generate_outbound_p0_and_p1().unwrap();
+            loop {
+                server.handle_input(&to_server).unwrap();
+                let reply = server.take_outbound();
+                match client_hs.process_bytes(&reply).unwrap() {
+                    HandshakeProcessResult::InProgress { response_bytes } => {
+                        to_server = response_bytes
+                    }
+                    HandshakeProcessResult::Completed { response_bytes, .. } => {
+                        server.handle_input(&response_bytes).unwrap();
+                        break;
+                    }
+                }
+            }
+            assert!(!matches!(server.state, State::Handshake(_)));
+            let (client, results) = ClientSession::new(ClientSessionConfig::new()).unwrap();
+            let mut pair = Self {
+                server,
+                client,
+                events: Vec::new(),
+                client_events: Vec::new(),
+            };
+            pair.deliver(results);
+            pair
+        }
+
+        fn deliver(&mut self, results: Vec<ClientSessionResult>) {
+            let mut pending = results;
+            while !pending.is_empty() {
+                let mut bytes = Vec::new();
+                for r in pending.drain(..) {
+                    match r {
+                        ClientSessionResult::OutboundResponse(p) => {
+                            bytes.extend_from_slice(&p.bytes)
+                        }
+                        ClientSessionResult::RaisedEvent(e) => self.client_events.push(e),
+                        ClientSessionResult::UnhandleableMessageReceived(_) => {}
+                    }
+                }
+                if !bytes.is_empty() {
+                    let events = self.server.handle_input(&bytes).unwrap();
+                    self.events.extend(events);
+                }
+                let reply = self.server.take_outbound();
+                if !reply.is_empty() {
+                    pending = self.client.handle_input(&reply).unwrap();
+                }
+            }
+        }
+    }
+
+    fn avc_sequence_header() -> Bytes {
+        let sps: &[u8] = &[
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
+            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
+        ];
+        let pps: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+        let mut tag = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0x00, 0x1e, 0xff, 0xe1];
+        tag.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        tag.extend_from_slice(sps);
+        tag.push(1);
+        tag.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+        tag.extend_from_slice(pps);
+        Bytes::from(tag)
+    }
+
+    #[test]
+    fn connect_publish_media_and_unpublish() {
+        let mut p = Pair::new();
+        let r = p.client.request_connection("live".into()).unwrap();
+        p.deliver(vec![r]);
+        assert!(
+            p.client_events
+                .contains(&ClientSessionEvent::ConnectionRequestAccepted)
+        );
+        let r = p
+            .client
+            .request_publishing("sk_key?secret=1".into(), PublishRequestType::Live)
+            .unwrap();
+        p.deliver(vec![r]);
+        assert_eq!(
+            p.events.pop(),
+            Some(SessionEvent::PublishRequested {
+                app: "live".into(),
+                stream_key: "sk_key".into()
+            })
+        );
+        p.server.accept_publish().unwrap();
+        let reply = p.server.take_outbound();
+        let results = p.client.handle_input(&reply).unwrap();
+        p.deliver(results);
+        assert!(
+            p.client_events
+                .contains(&ClientSessionEvent::PublishRequestAccepted)
+        );
+        assert!(p.server.is_publishing());
+
+        let r = p
+            .client
+            .publish_video_data(avc_sequence_header(), RtmpTimestamp::new(0), false)
+            .unwrap();
+        p.deliver(vec![r]);
+        let frame = Bytes::from_static(&[0x17, 1, 0, 0, 0x21, 0, 0, 0, 2, 0x65, 0x88]);
+        let r = p
+            .client
+            .publish_video_data(frame, RtmpTimestamp::new(40), false)
+            .unwrap();
+        p.deliver(vec![r]);
+        let info = p.events.iter().find_map(|e| match e {
+            SessionEvent::InfoChanged(i) => Some(i.clone()),
+            _ => None,
+        });
+        assert_eq!(info.unwrap().video.unwrap().width, 640);
+        let media: Vec<&MediaPacket> = p
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Media(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(media.len(), 2);
+        assert!(media[0].is_config);
+        assert_eq!(
+            (media[1].dts_ms, media[1].pts_ms, media[1].keyframe),
+            (40, 73, true)
+        );
+
+        let results = p.client.stop_publishing().unwrap();
+        p.deliver(results);
+        assert!(p.events.contains(&SessionEvent::PublishFinished));
+        assert!(!p.server.is_publishing());
+    }
+
+    #[test]
+    fn rejected_publish_finishes_the_session() {
+        let mut p = Pair::new();
+        let r = p.client.request_connection("live".into()).unwrap();
+        p.deliver(vec![r]);
+        let r = p
+            .client
+            .request_publishing("nope".into(), PublishRequestType::Live)
+            .unwrap();
+        p.deliver(vec![r]);
+        p.server.reject_publish("unknown stream key").unwrap();
+        assert!(p.server.is_finished());
+        assert!(
+            !p.server.take_outbound().is_empty(),
+            "the refusal is sent to the peer"
+        );
+    }
+
+    #[test]
+    fn wrong_application_is_rejected_with_a_reason() {
+        let mut p = Pair::new();
+        let r = p.client.request_connection("vod".into()).unwrap();
+        let ClientSessionResult::OutboundResponse(packet) = r else {
+            panic!()
+        };
+        let err = p.server.handle_input(&packet.bytes).unwrap_err();
+        assert!(err.to_string().contains("vod"), "{err}");
+        let results = p.client.handle_input(&p.server.take_outbound()).unwrap();
+        p.deliver(results);
+        assert!(
+            p.client_events
+                .iter()
+                .any(|e| matches!(e, ClientSessionEvent::ConnectionRequestRejected { .. }))
+        );
+    }
+
+    #[test]
+    fn timestamps_unwrap_past_32_bits() {
+        let mut clock = TimestampUnwrapper::default();
+        assert_eq!(clock.unwrap(u32::MAX - 10), (u32::MAX - 10) as i64);
+        assert_eq!(clock.unwrap(5), (1i64 << 32) + 5);
+        assert_eq!(
+            clock.unwrap(3),
+            (1i64 << 32) + 3,
+            "small steps back are not wraps"
+        );
     }
 }

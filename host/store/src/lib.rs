@@ -77,7 +77,9 @@ impl FromStr for StreamState {
         match s {
             "live" => Ok(Self::Live),
             "offline" => Ok(Self::Offline),
-            other => Err(StoreError::Invalid(format!("unknown stream state '{other}'"))),
+            other => Err(StoreError::Invalid(format!(
+                "unknown stream state '{other}'"
+            ))),
         }
     }
 }
@@ -179,7 +181,9 @@ impl Store {
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
         validate_name("tenant", name)?;
         if self.tenant_by_name(name).await?.is_some() {
-            return Err(StoreError::Conflict(format!("tenant '{name}' already exists")));
+            return Err(StoreError::Conflict(format!(
+                "tenant '{name}' already exists"
+            )));
         }
         let tenant = Tenant {
             id: new_id("ten"),
@@ -196,9 +200,10 @@ impl Store {
     }
 
     pub async fn tenants(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY created_at, name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(tenant_from_row).collect()
     }
 
@@ -252,7 +257,9 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         if exists.is_some() {
-            return Err(StoreError::Conflict(format!("stream '{name}' already exists")));
+            return Err(StoreError::Conflict(format!(
+                "stream '{name}' already exists"
+            )));
         }
         let id = new_id("str");
         sqlx::query("INSERT INTO streams (id, tenant_id, name, state, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -264,7 +271,10 @@ impl Store {
             .execute(&self.pool)
             .await?;
         let key = self.create_stream_key(tenant_id, &id).await?;
-        let stream = self.stream(tenant_id, &id).await?.ok_or(StoreError::NotFound("stream"))?;
+        let stream = self
+            .stream(tenant_id, &id)
+            .await?
+            .ok_or(StoreError::NotFound("stream"))?;
         Ok((stream, key))
     }
 
@@ -299,14 +309,20 @@ impl Store {
     }
 
     pub async fn streams(&self, tenant_id: &str) -> Result<Vec<Stream>> {
-        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams s WHERE s.tenant_id = $1 ORDER BY s.created_at, s.name");
-        let rows = sqlx::query(&sql).bind(tenant_id).fetch_all(&self.pool).await?;
+        let sql = format!(
+            "SELECT {STREAM_COLUMNS} FROM streams s WHERE s.tenant_id = $1 ORDER BY s.created_at, s.name"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(stream_from_row).collect()
     }
 
     /// A stream of this tenant; another tenant's stream is `None`, like a missing one.
     pub async fn stream(&self, tenant_id: &str, stream_id: &str) -> Result<Option<Stream>> {
-        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams s WHERE s.tenant_id = $1 AND s.id = $2");
+        let sql =
+            format!("SELECT {STREAM_COLUMNS} FROM streams s WHERE s.tenant_id = $1 AND s.id = $2");
         let row = sqlx::query(&sql)
             .bind(tenant_id)
             .bind(stream_id)
@@ -325,12 +341,14 @@ impl Store {
     }
 
     pub async fn mark_stream_live(&self, stream_id: &str, at: i64) -> Result<()> {
-        sqlx::query("UPDATE streams SET state = $1, started_at = $2, ended_at = NULL WHERE id = $3")
-            .bind(StreamState::Live.as_str())
-            .bind(at)
-            .bind(stream_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE streams SET state = $1, started_at = $2, ended_at = NULL WHERE id = $3",
+        )
+        .bind(StreamState::Live.as_str())
+        .bind(at)
+        .bind(stream_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -400,7 +418,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn mark_segments_removed(&self, stream_id: &str, seqs: &[u64], at: i64) -> Result<()> {
+    pub async fn mark_segments_removed(
+        &self,
+        stream_id: &str,
+        seqs: &[u64],
+        at: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for seq in seqs {
             sqlx::query("UPDATE segments SET removed_at = $1 WHERE stream_id = $2 AND seq = $3")
@@ -448,19 +471,25 @@ impl Store {
 
     /// Stores `value` unless the setting exists; returns the value in force.
     pub async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
-        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        self.setting(name).await?.ok_or(StoreError::NotFound("setting"))
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        self.setting(name)
+            .await?
+            .ok_or(StoreError::NotFound("setting"))
     }
 }
 
 fn validate_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
     if ok {
         Ok(())
     } else {

@@ -12,11 +12,36 @@ async fn keys_authenticate_only_their_tenant() {
     let a = store.create_tenant("acme").await.unwrap();
     let b = store.create_tenant("globex").await.unwrap();
     let key_a = store.create_api_key(&a.id, "test").await.unwrap();
-    assert_eq!(store.authenticate_api_key(&key_a.secret).await.unwrap().unwrap().id, a.id);
-    assert!(store.authenticate_api_key("mak_wrong").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .authenticate_api_key(&key_a.secret)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a.id
+    );
+    assert!(
+        store
+            .authenticate_api_key("mak_wrong")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let (stream, stream_key) = store.create_stream(&a.id, "main").await.unwrap();
-    assert_eq!(store.stream_for_key(&stream_key.secret).await.unwrap().unwrap().id, stream.id);
-    assert!(store.stream(&b.id, &stream.id).await.unwrap().is_none(), "other tenant must not see it");
+    assert_eq!(
+        store
+            .stream_for_key(&stream_key.secret)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        stream.id
+    );
+    assert!(
+        store.stream(&b.id, &stream.id).await.unwrap().is_none(),
+        "other tenant must not see it"
+    );
     assert_eq!(store.streams(&b.id).await.unwrap().len(), 0);
     assert_eq!(store.streams(&a.id).await.unwrap().len(), 1);
 }
@@ -36,9 +61,18 @@ async fn secrets_are_stored_hashed() {
 async fn names_are_validated_and_unique() {
     let (store, _dir) = sqlite().await;
     store.create_tenant("acme").await.unwrap();
-    assert!(matches!(store.create_tenant("acme").await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.create_tenant("a b").await, Err(StoreError::Invalid(_))));
-    assert!(matches!(store.create_tenant("").await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.create_tenant("acme").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_tenant("a b").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.create_tenant("").await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 #[tokio::test]
@@ -47,13 +81,30 @@ async fn stream_lifecycle_codecs_and_segments() {
     let t = store.create_tenant("acme").await.unwrap();
     let (s, _) = store.create_stream(&t.id, "main").await.unwrap();
     store.mark_stream_live(&s.id, 1000).await.unwrap();
-    let video = VideoRecord { codec: "h264".into(), width: 1280, height: 720, fps: 30.0 };
-    store.set_stream_codecs(&s.id, Some(&video), None).await.unwrap();
+    let video = VideoRecord {
+        codec: "h264".into(),
+        width: 1280,
+        height: 720,
+        fps: 30.0,
+    };
+    store
+        .set_stream_codecs(&s.id, Some(&video), None)
+        .await
+        .unwrap();
     for seq in 0..3 {
-        let seg = SegmentRecord { seq, duration_ms: 2000, program_date_time: 1000 + seq * 2000, bytes: 10, discontinuity: seq == 2 };
+        let seg = SegmentRecord {
+            seq,
+            duration_ms: 2000,
+            program_date_time: 1000 + seq * 2000,
+            bytes: 10,
+            discontinuity: seq == 2,
+        };
         store.add_segment(&s.id, &seg).await.unwrap();
     }
-    store.mark_segments_removed(&s.id, &[0], 5000).await.unwrap();
+    store
+        .mark_segments_removed(&s.id, &[0], 5000)
+        .await
+        .unwrap();
     let got = store.stream(&t.id, &s.id).await.unwrap().unwrap();
     assert_eq!(got.state, StreamState::Live);
     assert_eq!(got.video, Some(video));
@@ -64,7 +115,10 @@ async fn stream_lifecycle_codecs_and_segments() {
     assert!(segs[1].discontinuity);
     assert_eq!(store.reset_live_streams(9000).await.unwrap(), 1);
     let got = store.stream(&t.id, &s.id).await.unwrap().unwrap();
-    assert_eq!((got.state, got.ended_at), (StreamState::Offline, Some(9000)));
+    assert_eq!(
+        (got.state, got.ended_at),
+        (StreamState::Offline, Some(9000))
+    );
 }
 
 #[tokio::test]
@@ -94,9 +148,16 @@ async fn same_queries_work_on_postgres() {
     sqlx::any::install_default_drivers();
     let admin = sqlx::AnyPool::connect(&admin_url)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"
+            )
+        });
     let db = new_id("ma_test");
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let base = admin_url.rsplit_once('/').unwrap().0;
     let result = async {
         let store = Store::open(&format!("{base}/{db}")).await?;
@@ -105,20 +166,43 @@ async fn same_queries_work_on_postgres() {
         assert_eq!(store.authenticate_api_key(&key.secret).await?.unwrap(), t);
         let (s, sk) = store.create_stream(&t.id, "main").await?;
         assert_eq!(store.stream_for_key(&sk.secret).await?.unwrap().id, s.id);
-        let video = VideoRecord { codec: "h264".into(), width: 640, height: 360, fps: 29.97 };
-        let audio = AudioRecord { codec: "aac".into(), sample_rate: 48000, channels: 2 };
-        store.set_stream_codecs(&s.id, Some(&video), Some(&audio)).await?;
-        let seg = SegmentRecord { seq: 0, duration_ms: 2000, program_date_time: 1, bytes: 10, discontinuity: true };
+        let video = VideoRecord {
+            codec: "h264".into(),
+            width: 640,
+            height: 360,
+            fps: 29.97,
+        };
+        let audio = AudioRecord {
+            codec: "aac".into(),
+            sample_rate: 48000,
+            channels: 2,
+        };
+        store
+            .set_stream_codecs(&s.id, Some(&video), Some(&audio))
+            .await?;
+        let seg = SegmentRecord {
+            seq: 0,
+            duration_ms: 2000,
+            program_date_time: 1,
+            bytes: 10,
+            discontinuity: true,
+        };
         store.add_segment(&s.id, &seg).await?;
         store.add_segment(&s.id, &seg).await?;
         assert_eq!(store.segments(&s.id).await?, vec![seg]);
         let got = store.stream(&t.id, &s.id).await?.unwrap();
-        assert_eq!((got.video, got.audio, got.segments), (Some(video), Some(audio), 1));
+        assert_eq!(
+            (got.video, got.audio, got.segments),
+            (Some(video), Some(audio), 1)
+        );
         assert_eq!(store.setting_or_insert("k", "v").await?, "v");
         store.close().await;
         Ok::<_, StoreError>(())
     }
     .await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
     result.unwrap();
 }
