@@ -390,3 +390,137 @@ async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     tokio::fs::write(&tmp, data).await?;
     tokio::fs::rename(&tmp, path).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::{MediaKind, MediaPacket};
+
+    fn video(dts: i64, keyframe: bool, is_config: bool, data: Bytes) -> MediaPacket {
+        MediaPacket {
+            kind: MediaKind::Video,
+            dts_ms: dts,
+            pts_ms: dts,
+            keyframe,
+            is_config,
+            data,
+        }
+    }
+
+    /// Publishes `seconds` of 10 fps video with a keyframe every second into a packager with a
+    /// 1 s target, a 3-segment window and 4 segments of retention.
+    async fn package(seconds: i64, config: HlsConfig) -> (Vec<HlsEvent>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HlsConfig {
+            root: dir.path().to_path_buf(),
+            ..config
+        };
+        let (tx, mut rx) = mpsc::channel(1000);
+        let packager = Packager::new(config, tx);
+        let hub = StreamHub::new();
+        let mut publisher = hub.publish("s").unwrap();
+        let subscription = hub.subscribe("s", Overflow::Backpressure, 64).unwrap();
+        let task = tokio::spawn(async move { packager.package("s", subscription).await });
+        publisher
+            .send(video(
+                0,
+                true,
+                true,
+                Bytes::from(media::fixtures::avc_record_640x360()),
+            ))
+            .await;
+        let frame = Bytes::from_static(&[0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        for i in 0..seconds * 10 {
+            publisher
+                .send(video(i * 100, i % 10 == 0, false, frame.clone()))
+                .await;
+        }
+        drop(publisher);
+        task.await.unwrap().unwrap();
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        (events, dir)
+    }
+
+    fn config() -> HlsConfig {
+        HlsConfig {
+            target_duration: Duration::from_secs(1),
+            window: 3,
+            retain_segments: 4,
+            retain_age: Duration::from_secs(3600),
+            ..HlsConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_by_count_deletes_old_segments_and_reports_them() {
+        let (events, dir) = package(10, config()).await;
+        let closed = events
+            .iter()
+            .filter(|e| matches!(e, HlsEvent::SegmentClosed { .. }))
+            .count();
+        assert_eq!(closed, 10);
+        let removed: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                HlsEvent::SegmentsRemoved { seqs, .. } => Some(seqs.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(removed, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            events.last(),
+            Some(&HlsEvent::PlaylistEnded { stream: "s".into() })
+        );
+        let stream_dir = dir.path().join("s");
+        let mut files: Vec<String> = std::fs::read_dir(&stream_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["index.m3u8", "seg-6.ts", "seg-7.ts", "seg-8.ts", "seg-9.ts"]
+        );
+        let playlist = std::fs::read_to_string(stream_dir.join("index.m3u8")).unwrap();
+        assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{playlist}");
+        assert!(
+            playlist.ends_with("seg-9.ts\n#EXT-X-ENDLIST\n"),
+            "{playlist}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retention_by_age_keeps_only_recent_segments() {
+        let config = HlsConfig {
+            retain_segments: 1000,
+            retain_age: Duration::from_millis(4500),
+            ..config()
+        };
+        let (events, dir) = package(10, config).await;
+        let removed = events
+            .iter()
+            .filter_map(|e| match e {
+                HlsEvent::SegmentsRemoved { seqs, .. } => Some(seqs.len()),
+                _ => None,
+            })
+            .sum::<usize>();
+        // The newest segment starts at 9 s: everything that started before 4.5 s goes.
+        assert_eq!(removed, 5);
+        assert!(!dir.path().join("s/seg-4.ts").exists());
+        assert!(dir.path().join("s/seg-5.ts").exists());
+    }
+
+    #[tokio::test]
+    async fn a_new_session_after_restart_continues_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("s")).unwrap();
+        std::fs::write(dir.path().join("s/seg-41.ts"), b"old").unwrap();
+        assert_eq!(next_seq_on_disk(&dir.path().join("s")), 42);
+        assert_eq!(next_seq_on_disk(&dir.path().join("missing")), 0);
+    }
+}

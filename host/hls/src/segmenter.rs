@@ -205,18 +205,7 @@ mod tests {
     use bytes::Bytes;
 
     fn avc_record() -> Bytes {
-        let sps: &[u8] = &[
-            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
-            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
-        ];
-        let pps: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-        let mut r = vec![1, 0x64, 0x00, 0x1e, 0xff, 0xe1];
-        r.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-        r.extend_from_slice(sps);
-        r.push(1);
-        r.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-        r.extend_from_slice(pps);
-        Bytes::from(r)
+        Bytes::from(media::fixtures::avc_record_640x360())
     }
 
     fn packet(

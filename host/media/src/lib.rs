@@ -6,6 +6,8 @@
 
 pub mod aac;
 pub mod avc;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod hub;
 pub mod packet;
 

@@ -699,17 +699,8 @@ mod tests {
     }
 
     fn avc_sequence_header() -> Bytes {
-        let sps: &[u8] = &[
-            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
-            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
-        ];
-        let pps: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-        let mut tag = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0x00, 0x1e, 0xff, 0xe1];
-        tag.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-        tag.extend_from_slice(sps);
-        tag.push(1);
-        tag.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-        tag.extend_from_slice(pps);
+        let mut tag = vec![0x17, 0, 0, 0, 0];
+        tag.extend_from_slice(&media::fixtures::avc_record_640x360());
         Bytes::from(tag)
     }
 
