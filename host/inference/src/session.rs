@@ -1,0 +1,351 @@
+//! ONNX Runtime behind one worker thread per model.
+//!
+//! ort 2's `Session::run` takes `&mut self`, so a session cannot be shared by reference. Instead of
+//! a mutex around the hot path, each model's session is owned by its own thread that takes jobs
+//! from a bounded queue: callers from any stream submit and wait for the reply. The queue is also
+//! where requests from many streams meet, which is where cross-stream batching goes.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynValue, ValueType};
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use crate::InferenceError;
+use crate::tensor::{ElementType, Tensor, TensorData, TensorInfo};
+
+static ORT_INIT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// Loads the ONNX Runtime shared library once per process. ort panics later on a wrong path,
+/// so the file is checked here and a failure becomes an error that names the path.
+pub fn init_onnxruntime(library: &Path) -> Result<(), InferenceError> {
+    let result = ORT_INIT.get_or_init(|| {
+        let bytes = std::fs::read(library).map_err(|e| format!("{}: {e}", library.display()))?;
+        if !bytes.starts_with(b"\x7fELF") {
+            return Err(format!("{} is not a shared library", library.display()));
+        }
+        let path = library.to_string_lossy().into_owned();
+        std::panic::catch_unwind(|| ort::init_from(path).with_name("media-analyzer").commit())
+            .map_err(|_| {
+                format!(
+                    "loading {} panicked (wrong ONNX Runtime version?)",
+                    library.display()
+                )
+            })?
+            .map_err(|e| format!("{}: {e}", library.display()))?;
+        info!(library = %library.display(), "ONNX Runtime loaded");
+        Ok(library.to_path_buf())
+    });
+    match result {
+        Ok(loaded) if loaded == library => Ok(()),
+        Ok(loaded) => Err(InferenceError::Runtime(format!(
+            "ONNX Runtime is already loaded from {}; cannot switch to {}",
+            loaded.display(),
+            library.display()
+        ))),
+        Err(e) => Err(InferenceError::Runtime(e.clone())),
+    }
+}
+
+/// Settings for one model's session.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Threads ONNX Runtime uses inside one operator (1 was fastest on 2 cores here).
+    pub intra_threads: usize,
+    /// Jobs that may wait for this model before callers are told it is busy.
+    pub queue: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            intra_threads: 1,
+            queue: 64,
+        }
+    }
+}
+
+struct Job {
+    inputs: Vec<Tensor>,
+    queued: Instant,
+    reply: oneshot::Sender<Result<RunOutput, InferenceError>>,
+}
+
+/// Outputs of one run, with the time the model itself took.
+#[derive(Debug)]
+pub struct RunOutput {
+    pub outputs: Vec<Tensor>,
+    pub queued: Duration,
+    pub compute: Duration,
+}
+
+/// A loaded model; cheap to clone, shared by every stream and tenant.
+#[derive(Clone)]
+pub struct Model {
+    inner: Arc<ModelInner>,
+}
+
+struct ModelInner {
+    name: String,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    jobs: SyncSender<Job>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Loads `file` into a session owned by a new worker thread.
+    pub fn load(name: &str, file: &Path, options: &SessionOptions) -> Result<Self, InferenceError> {
+        let load = |e: ort::Error| InferenceError::Load {
+            model: name.to_string(),
+            reason: e.to_string(),
+        };
+        let session = Session::builder()
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+            .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)))
+            .and_then(|b| b.with_inter_threads(1))
+            .and_then(|b| b.commit_from_file(file))
+            .map_err(load)?;
+        let inputs = session
+            .inputs
+            .iter()
+            .map(|i| tensor_info(&i.name, &i.input_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = session
+            .outputs
+            .iter()
+            .map(|o| tensor_info(&o.name, &o.output_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (jobs, queue) = sync_channel::<Job>(options.queue.max(1));
+        let thread_name = format!("model-{name}");
+        let model_name = name.to_string();
+        std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || serve_jobs(model_name, session, queue))
+            .map_err(|e| InferenceError::Runtime(format!("starting the {name} worker: {e}")))?;
+        debug!(model = name, ?inputs, ?outputs, "model loaded");
+        Ok(Self {
+            inner: Arc::new(ModelInner {
+                name: name.to_string(),
+                inputs,
+                outputs,
+                jobs,
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn inputs(&self) -> &[TensorInfo] {
+        &self.inner.inputs
+    }
+
+    pub fn outputs(&self) -> &[TensorInfo] {
+        &self.inner.outputs
+    }
+
+    /// Queues a run; the receiver resolves with the outputs. Fails at once when the model's queue
+    /// is full (the caller decides whether to drop the frame) or the inputs don't fit the model.
+    pub fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+    ) -> Result<oneshot::Receiver<Result<RunOutput, InferenceError>>, InferenceError> {
+        self.check_inputs(&inputs)?;
+        let (reply, receiver) = oneshot::channel();
+        let job = Job {
+            inputs,
+            queued: Instant::now(),
+            reply,
+        };
+        match self.inner.jobs.try_send(job) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(InferenceError::Busy(self.inner.name.clone())),
+            Err(TrySendError::Disconnected(_)) => Err(InferenceError::Runtime(format!(
+                "the {} worker stopped",
+                self.inner.name
+            ))),
+        }
+    }
+
+    /// Runs and waits (for async callers).
+    pub async fn run(&self, inputs: Vec<Tensor>) -> Result<RunOutput, InferenceError> {
+        self.submit(inputs)?.await.map_err(|_| {
+            InferenceError::Runtime(format!("the {} worker dropped a job", self.inner.name))
+        })?
+    }
+
+    /// Runs and waits (for synchronous callers such as a Wasm host call on a blocking thread).
+    pub fn run_blocking(&self, inputs: Vec<Tensor>) -> Result<RunOutput, InferenceError> {
+        self.submit(inputs)?.blocking_recv().map_err(|_| {
+            InferenceError::Runtime(format!("the {} worker dropped a job", self.inner.name))
+        })?
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), InferenceError> {
+        let bad = |reason: String| InferenceError::BadInput {
+            model: self.inner.name.clone(),
+            reason,
+        };
+        for t in inputs {
+            let info = self
+                .inner
+                .inputs
+                .iter()
+                .find(|i| i.name == t.name)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "no input named '{}' (inputs: {})",
+                        t.name,
+                        names(&self.inner.inputs)
+                    ))
+                })?;
+            if info.element_type != t.data.element_type() {
+                return Err(bad(format!(
+                    "'{}' wants {:?}, got {:?}",
+                    t.name,
+                    info.element_type,
+                    t.data.element_type()
+                )));
+            }
+            let fits = info.shape.len() == t.shape.len()
+                && info
+                    .shape
+                    .iter()
+                    .zip(&t.shape)
+                    .all(|(&want, &got)| got > 0 && (want < 0 || want == got));
+            if !fits {
+                return Err(bad(format!(
+                    "'{}' wants shape {:?}, got {:?}",
+                    t.name, info.shape, t.shape
+                )));
+            }
+            if t.shape_elements() != Some(t.data.len()) {
+                return Err(bad(format!(
+                    "'{}' has {} elements for shape {:?}",
+                    t.name,
+                    t.data.len(),
+                    t.shape
+                )));
+            }
+        }
+        if inputs.len() != self.inner.inputs.len() {
+            return Err(bad(format!(
+                "needs inputs {}, got {}",
+                names(&self.inner.inputs),
+                inputs.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn names(infos: &[TensorInfo]) -> String {
+    infos
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn tensor_info(name: &str, ty: &ValueType) -> Result<TensorInfo, InferenceError> {
+    match ty {
+        ValueType::Tensor { ty, shape, .. } => {
+            let element_type = match ty {
+                ort::tensor::TensorElementType::Float32 => ElementType::F32,
+                ort::tensor::TensorElementType::Int64 => ElementType::I64,
+                ort::tensor::TensorElementType::Uint8 => ElementType::U8,
+                other => {
+                    return Err(InferenceError::Unsupported(format!(
+                        "tensor '{name}' has element type {other:?}"
+                    )));
+                }
+            };
+            Ok(TensorInfo {
+                name: name.to_string(),
+                element_type,
+                shape: shape.iter().copied().collect(),
+            })
+        }
+        other => Err(InferenceError::Unsupported(format!(
+            "'{name}' is not a tensor: {other:?}"
+        ))),
+    }
+}
+
+fn serve_jobs(name: String, mut session: Session, queue: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        let queued = job.queued.elapsed();
+        let started = Instant::now();
+        let result = run_session(&mut session, job.inputs).map(|outputs| RunOutput {
+            outputs,
+            queued,
+            compute: started.elapsed(),
+        });
+        let result = result.map_err(|reason| InferenceError::Run {
+            model: name.clone(),
+            reason,
+        });
+        let _ = job.reply.send(result);
+    }
+    debug!(model = %name, "model worker stopped");
+}
+
+fn run_session(session: &mut Session, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+    let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+    for t in inputs {
+        let value = match t.data {
+            TensorData::F32(v) => {
+                ort::value::Tensor::from_array((t.shape.clone(), v)).map(|v| v.into_dyn())
+            }
+            TensorData::I64(v) => {
+                ort::value::Tensor::from_array((t.shape.clone(), v)).map(|v| v.into_dyn())
+            }
+            TensorData::U8(v) => {
+                ort::value::Tensor::from_array((t.shape.clone(), v)).map(|v| v.into_dyn())
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        values.push((t.name, value));
+    }
+    let outputs = session.run(values).map_err(|e| e.to_string())?;
+    let mut result = Vec::with_capacity(outputs.len());
+    for (name, value) in outputs.iter() {
+        let tensor = if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+            Tensor {
+                name: name.to_string(),
+                shape: shape.to_vec(),
+                data: TensorData::F32(data.to_vec()),
+            }
+        } else if let Ok((shape, data)) = value.try_extract_tensor::<i64>() {
+            Tensor {
+                name: name.to_string(),
+                shape: shape.to_vec(),
+                data: TensorData::I64(data.to_vec()),
+            }
+        } else if let Ok((shape, data)) = value.try_extract_tensor::<u8>() {
+            Tensor {
+                name: name.to_string(),
+                shape: shape.to_vec(),
+                data: TensorData::U8(data.to_vec()),
+            }
+        } else {
+            return Err(format!("output '{name}' has an unsupported type"));
+        };
+        result.push(tensor);
+    }
+    Ok(result)
+}
