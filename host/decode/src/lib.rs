@@ -1,0 +1,255 @@
+//! Decoding for analysis: H.264 access units (live, from the stream hub) or a recorded file /
+//! HLS URL (batch `analyze`) become RGB frames with their presentation time. Decoding runs on the
+//! caller's thread with an explicit libavcodec thread count; the [`sampler`] decides which frames
+//! are analysed. Nothing here is on the HLS path: a slow decoder drops analysis frames, not video.
+
+pub mod file;
+pub mod sampler;
+
+use std::sync::{Arc, Once};
+
+use ffmpeg::codec;
+use ffmpeg::software::scaling;
+use ffmpeg::util::format::Pixel;
+use ffmpeg::util::frame;
+use ffmpeg_next as ffmpeg;
+use media::avc::AvcConfig;
+use media::{MediaKind, MediaPacket};
+
+pub use file::FileSource;
+pub use sampler::{LatestFrame, SamplerStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("libav: {0}")]
+    Av(#[from] ffmpeg::Error),
+    #[error("bad H.264 data: {0}")]
+    Avc(#[from] media::avc::AvcError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// A decoded picture, packed RGB24 (`width * height * 3` bytes, no row padding).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Decode order number within the stream (or file), from 0.
+    pub seq: u64,
+    /// Presentation time in milliseconds (the stream's media clock).
+    pub pts_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Arc<Vec<u8>>,
+}
+
+static INIT: Once = Once::new();
+
+fn init() {
+    INIT.call_once(|| {
+        let _ = ffmpeg::init();
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    });
+}
+
+/// Where the decoder's input comes from, which decides how packets are framed.
+enum Input {
+    /// Live: AVCC frames + an AVC configuration packet; converted to Annex B with in-band
+    /// SPS/PPS before each keyframe, so the decoder needs no extradata.
+    Live {
+        avc: Option<AvcConfig>,
+        annex_b: Vec<u8>,
+    },
+    /// A demuxed file: packets go to a decoder made from the stream's parameters as they are.
+    Demuxed,
+}
+
+/// H.264 (or anything libavcodec decodes, for files) → RGB frames.
+pub struct VideoDecoder {
+    decoder: ffmpeg::decoder::Video,
+    input: Input,
+    scaler: Option<(scaling::Context, Pixel, u32, u32)>,
+    decoded: frame::Video,
+    converted: frame::Video,
+    /// After lost packets: drop input until the next keyframe.
+    waiting_for_keyframe: bool,
+    next_seq: u64,
+}
+
+fn open_decoder(
+    mut context: codec::context::Context,
+    threads: usize,
+) -> Result<ffmpeg::decoder::Video, DecodeError> {
+    context.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Frame,
+        count: threads.max(1),
+        ..Default::default()
+    });
+    Ok(context.decoder().video()?)
+}
+
+impl VideoDecoder {
+    /// A decoder for live H.264 from the stream hub. `threads`: libavcodec decoding threads.
+    pub fn live_h264(threads: usize) -> Result<Self, DecodeError> {
+        init();
+        let codec = ffmpeg::decoder::find(codec::Id::H264)
+            .ok_or_else(|| DecodeError::Input("libavcodec has no H.264 decoder".into()))?;
+        let decoder = open_decoder(codec::context::Context::new_with_codec(codec), threads)?;
+        Ok(Self::with(
+            decoder,
+            Input::Live {
+                avc: None,
+                annex_b: Vec::with_capacity(256 * 1024),
+            },
+        ))
+    }
+
+    /// A decoder for a demuxed stream with these codec parameters.
+    pub fn for_parameters(
+        parameters: codec::Parameters,
+        threads: usize,
+    ) -> Result<Self, DecodeError> {
+        init();
+        let decoder = open_decoder(
+            codec::context::Context::from_parameters(parameters)?,
+            threads,
+        )?;
+        Ok(Self::with(decoder, Input::Demuxed))
+    }
+
+    fn with(decoder: ffmpeg::decoder::Video, input: Input) -> Self {
+        Self {
+            decoder,
+            input,
+            scaler: None,
+            decoded: frame::Video::empty(),
+            converted: frame::Video::empty(),
+            waiting_for_keyframe: true,
+            next_seq: 0,
+        }
+    }
+
+    /// Feeds one hub packet (video only; audio is ignored); decoded frames are appended to `out`.
+    pub fn push(&mut self, packet: &MediaPacket, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
+        if packet.kind != MediaKind::Video {
+            return Ok(());
+        }
+        let Input::Live { avc, annex_b } = &mut self.input else {
+            return Err(DecodeError::Input(
+                "push() is for live input; use push_demuxed()".into(),
+            ));
+        };
+        if packet.is_config {
+            *avc = Some(AvcConfig::parse(&packet.data)?);
+            return Ok(());
+        }
+        let Some(config) = avc.as_ref() else {
+            return Ok(());
+        };
+        if self.waiting_for_keyframe && !packet.keyframe {
+            return Ok(());
+        }
+        annex_b.clear();
+        config.write_annex_b(&packet.data, packet.keyframe, annex_b)?;
+        let mut av = ffmpeg::Packet::copy(annex_b);
+        av.set_pts(Some(packet.pts_ms));
+        av.set_dts(Some(packet.dts_ms));
+        if packet.keyframe {
+            av.set_flags(ffmpeg::packet::Flags::KEY);
+        }
+        self.waiting_for_keyframe = false;
+        self.decode(&av, out)
+    }
+
+    /// Feeds one demuxed packet whose timestamps are already in milliseconds.
+    pub fn push_demuxed(
+        &mut self,
+        packet: &ffmpeg::Packet,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), DecodeError> {
+        self.waiting_for_keyframe = false;
+        self.decode(packet, out)
+    }
+
+    /// Packets were lost upstream: forget the decoder state and restart at the next keyframe.
+    pub fn resync(&mut self) {
+        self.decoder.flush();
+        self.waiting_for_keyframe = true;
+    }
+
+    /// Drains frames still inside the decoder (end of stream).
+    pub fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
+        match self.decoder.send_eof() {
+            Ok(()) | Err(ffmpeg::Error::Eof) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.receive(out)
+    }
+
+    fn decode(&mut self, packet: &ffmpeg::Packet, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
+        match self.decoder.send_packet(packet) {
+            Ok(()) => {}
+            // A corrupt packet: the decoder recovers at the next keyframe; skip it.
+            Err(ffmpeg::Error::InvalidData) => {
+                tracing::debug!("decoder rejected a packet as invalid");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.receive(out)
+    }
+
+    fn receive(&mut self, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
+        loop {
+            match self.decoder.receive_frame(&mut self.decoded) {
+                Ok(()) => out.push(self.convert_to_rgb()?),
+                Err(ffmpeg::Error::Other {
+                    errno: ffmpeg::util::error::EAGAIN,
+                })
+                | Err(ffmpeg::Error::Eof) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn convert_to_rgb(&mut self) -> Result<Frame, DecodeError> {
+        let (format, width, height) = (
+            self.decoded.format(),
+            self.decoded.width(),
+            self.decoded.height(),
+        );
+        let stale = !matches!(&self.scaler, Some((_, f, w, h)) if *f == format && *w == width && *h == height);
+        if stale {
+            let context = scaling::Context::get(
+                format,
+                width,
+                height,
+                Pixel::RGB24,
+                width,
+                height,
+                scaling::Flags::BILINEAR,
+            )?;
+            self.scaler = Some((context, format, width, height));
+        }
+        if let Some((scaler, ..)) = self.scaler.as_mut() {
+            scaler.run(&self.decoded, &mut self.converted)?;
+        }
+        let row = width as usize * 3;
+        let stride = self.converted.stride(0);
+        let data = self.converted.data(0);
+        let mut rgb = Vec::with_capacity(row * height as usize);
+        for y in 0..height as usize {
+            rgb.extend_from_slice(&data[y * stride..y * stride + row]);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Ok(Frame {
+            seq,
+            pts_ms: self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(0),
+            width,
+            height,
+            rgb: Arc::new(rgb),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
