@@ -5,10 +5,12 @@
 //!
 //! The wasi-nn host (next) maps `graph.load-by-name` onto [`Model`]s registered here.
 
+pub mod catalog;
 pub mod prepare;
 pub mod session;
 pub mod tensor;
 
+pub use catalog::Catalog;
 pub use prepare::{ChannelOrder, Layout, Placement, Resize, TensorSpec, prepare};
 pub use session::{Model, RunOutput, SessionOptions, init_onnxruntime};
 pub use tensor::{ElementType, Tensor, TensorData, TensorInfo};

@@ -1,0 +1,222 @@
+//! Turning detector outputs into boxes: NanoDet (COCO) decoding and per-class non-maximum
+//! suppression. No dependencies, no allocation beyond the result: the same code runs inside a
+//! detector component (wasm32-wasip2) and natively in the host's benchmark baseline, so the two
+//! paths differ only in where they run.
+
+/// A box in model-input pixels (`x0, y0` top-left, `x1, y1` bottom-right).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub class: usize,
+    pub score: f32,
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+impl Candidate {
+    fn area(&self) -> f32 {
+        (self.x1 - self.x0).max(0.0) * (self.y1 - self.y0).max(0.0)
+    }
+
+    pub fn iou(&self, other: &Candidate) -> f32 {
+        let w = (self.x1.min(other.x1) - self.x0.max(other.x0)).max(0.0);
+        let h = (self.y1.min(other.y1) - self.y0.max(other.y0)).max(0.0);
+        let inter = w * h;
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+}
+
+/// Keeps the best-scoring box of every overlapping group (IoU above `iou`) within each class.
+pub fn nms_per_class(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len().min(64));
+    for c in candidates {
+        if kept.iter().all(|k| k.class != c.class || k.iou(&c) <= iou) {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+/// NanoDet-m (as converted by `scripts/fetch-models`): for each stride 8/16/32 over a square
+/// input, `cls` holds `cells × classes` sigmoid scores and `boxes` holds `cells × 4 × bins`
+/// logits (left, top, right, bottom distance distributions).
+pub mod nanodet {
+    use super::{Candidate, nms_per_class};
+
+    pub const STRIDES: [usize; 3] = [8, 16, 32];
+    pub const BINS: usize = 11;
+    pub const INPUT: usize = 416;
+    pub const CLASSES: usize = 80;
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum DecodeError {
+        /// An output's length does not match the stride's cell count.
+        Shape {
+            stride: usize,
+            expected: usize,
+            got: usize,
+        },
+    }
+
+    /// One stride's outputs.
+    pub struct Level<'a> {
+        pub stride: usize,
+        pub cls: &'a [f32],
+        pub boxes: &'a [f32],
+    }
+
+    /// Decodes all levels, keeps scores ≥ `threshold`, and applies per-class NMS at `iou`.
+    pub fn decode(
+        levels: &[Level<'_>],
+        threshold: f32,
+        iou: f32,
+    ) -> Result<Vec<Candidate>, DecodeError> {
+        let mut candidates = Vec::new();
+        for level in levels {
+            let grid = INPUT / level.stride;
+            let cells = grid * grid;
+            if level.cls.len() != cells * CLASSES {
+                return Err(DecodeError::Shape {
+                    stride: level.stride,
+                    expected: cells * CLASSES,
+                    got: level.cls.len(),
+                });
+            }
+            if level.boxes.len() != cells * 4 * BINS {
+                return Err(DecodeError::Shape {
+                    stride: level.stride,
+                    expected: cells * 4 * BINS,
+                    got: level.boxes.len(),
+                });
+            }
+            for cell in 0..cells {
+                let scores = &level.cls[cell * CLASSES..(cell + 1) * CLASSES];
+                let (class, &score) = scores
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .unwrap_or((0, &0.0));
+                if score < threshold {
+                    continue;
+                }
+                let (row, col) = (cell / grid, cell % grid);
+                let s = level.stride as f32;
+                let (cx, cy) = ((col as f32 + 0.5) * s, (row as f32 + 0.5) * s);
+                let dist = |side: usize| {
+                    expected_bin(
+                        &level.boxes[(cell * 4 + side) * BINS..(cell * 4 + side + 1) * BINS],
+                    ) * s
+                };
+                let max = INPUT as f32;
+                candidates.push(Candidate {
+                    class,
+                    score,
+                    x0: (cx - dist(0)).clamp(0.0, max),
+                    y0: (cy - dist(1)).clamp(0.0, max),
+                    x1: (cx + dist(2)).clamp(0.0, max),
+                    y1: (cy + dist(3)).clamp(0.0, max),
+                });
+            }
+        }
+        Ok(nms_per_class(candidates, iou))
+    }
+
+    /// Softmax over the bins, then the expected bin index.
+    fn expected_bin(logits: &[f32]) -> f32 {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        let mut weighted = 0.0;
+        for (i, &l) in logits.iter().enumerate() {
+            let e = (l - max).exp();
+            sum += e;
+            weighted += e * i as f32;
+        }
+        weighted / sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(class: usize, score: f32, x0: f32) -> Candidate {
+        Candidate {
+            class,
+            score,
+            x0,
+            y0: 0.0,
+            x1: x0 + 10.0,
+            y1: 10.0,
+        }
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlaps_within_a_class_only() {
+        let kept = nms_per_class(
+            vec![
+                c(0, 0.5, 0.0),
+                c(0, 0.9, 1.0),
+                c(1, 0.8, 0.0),
+                c(0, 0.7, 50.0),
+            ],
+            0.5,
+        );
+        let got: Vec<(usize, f32)> = kept.iter().map(|k| (k.class, k.score)).collect();
+        assert_eq!(got, vec![(0, 0.9), (1, 0.8), (0, 0.7)]);
+    }
+
+    #[test]
+    fn nanodet_decodes_a_single_confident_cell() {
+        let mut levels_cls = Vec::new();
+        let mut levels_box = Vec::new();
+        for s in nanodet::STRIDES {
+            let cells = (nanodet::INPUT / s).pow(2);
+            levels_cls.push(vec![0.0f32; cells * nanodet::CLASSES]);
+            levels_box.push(vec![0.0f32; cells * 4 * nanodet::BINS]);
+        }
+        // Stride 32, row 2, col 3: class 41 ("cup") at 0.8, every side exactly 2 bins away.
+        let cell = 2 * 13 + 3;
+        levels_cls[2][cell * 80 + 41] = 0.8;
+        for side in 0..4 {
+            levels_box[2][(cell * 4 + side) * 11 + 2] = 50.0;
+        }
+        let levels: Vec<nanodet::Level> = nanodet::STRIDES
+            .iter()
+            .enumerate()
+            .map(|(i, &stride)| nanodet::Level {
+                stride,
+                cls: &levels_cls[i],
+                boxes: &levels_box[i],
+            })
+            .collect();
+        let found = nanodet::decode(&levels, 0.3, 0.5).unwrap();
+        assert_eq!(found.len(), 1);
+        let d = found[0];
+        assert_eq!((d.class, d.score), (41, 0.8));
+        // Centre (3.5*32, 2.5*32) = (112, 80), 64 px to each side.
+        assert!(
+            (d.x0 - 48.0).abs() < 0.01 && (d.x1 - 176.0).abs() < 0.01,
+            "{d:?}"
+        );
+        assert!(
+            (d.y0 - 16.0).abs() < 0.01 && (d.y1 - 144.0).abs() < 0.01,
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn nanodet_rejects_wrong_shapes() {
+        let levels = [nanodet::Level {
+            stride: 8,
+            cls: &[0.0; 10],
+            boxes: &[],
+        }];
+        assert!(matches!(
+            nanodet::decode(&levels, 0.3, 0.5),
+            Err(nanodet::DecodeError::Shape { stride: 8, .. })
+        ));
+    }
+}

@@ -1,0 +1,155 @@
+//! The bundled models on real photos, natively: frame → prepared tensor → ONNX Runtime →
+//! NanoDet decoding. Needs `scripts/fetch-models` (run by `scripts/setup`); fails, with that
+//! advice, when the models are missing.
+
+use inference::{
+    Catalog, ChannelOrder, InferenceError, Layout, Model, Resize, SessionOptions, Tensor,
+    TensorSpec,
+};
+
+fn catalog() -> Catalog {
+    let catalog = Catalog::load(&Catalog::default_path())
+        .expect("models are required: run scripts/fetch-models");
+    inference::init_onnxruntime(&catalog.onnxruntime_library()).expect("ONNX Runtime loads");
+    catalog
+}
+
+fn rgb_of(path: &std::path::Path) -> decode::Frame {
+    let mut source = decode::FileSource::open(path.to_str().unwrap(), 1).expect("fixture decodes");
+    let mut frames = Vec::new();
+    source.next_frames(&mut frames).unwrap();
+    frames.remove(0)
+}
+
+fn nanodet_spec() -> TensorSpec {
+    TensorSpec {
+        width: 416,
+        height: 416,
+        layout: Layout::Nchw,
+        channels: ChannelOrder::Bgr,
+        resize: Resize::Stretch,
+        mean: [103.53, 116.28, 123.675],
+        std: [57.375, 57.12, 58.395],
+    }
+}
+
+/// Labels found in a fixture, best first, with their scores.
+fn detect(model: &Model, labels: &[String], frame: &decode::Frame) -> Vec<(String, f32)> {
+    let mut data = Vec::new();
+    inference::prepare(
+        &frame.rgb,
+        frame.width,
+        frame.height,
+        &nanodet_spec(),
+        &mut data,
+    )
+    .unwrap();
+    let out = model
+        .run_blocking(vec![Tensor::f32("input", vec![1, 3, 416, 416], data)])
+        .unwrap();
+    let get = |name: &str| {
+        out.outputs
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .data
+            .as_f32()
+            .unwrap()
+    };
+    let levels: Vec<postprocess::nanodet::Level> = postprocess::nanodet::STRIDES
+        .iter()
+        .map(|&s| postprocess::nanodet::Level {
+            stride: s,
+            cls: get(&format!("cls_{s}")),
+            boxes: get(&format!("box_{s}")),
+        })
+        .collect();
+    postprocess::nanodet::decode(&levels, 0.3, 0.5)
+        .unwrap()
+        .into_iter()
+        .map(|c| (labels[c.class].clone(), c.score))
+        .collect()
+}
+
+#[test]
+fn nanodet_finds_the_cup_and_the_person() {
+    let catalog = catalog();
+    let model = Model::load(
+        "nanodet-coco",
+        &catalog.model_path("nanodet-coco").unwrap(),
+        &SessionOptions::default(),
+    )
+    .unwrap();
+    let labels = catalog.labels("nanodet-coco").unwrap();
+    assert_eq!(labels.len(), 80);
+    for (fixture, expected) in [("coffee", "cup"), ("astronaut", "person")] {
+        let frame = rgb_of(
+            &catalog
+                .fixture_path(fixture)
+                .expect("fixture in the manifest"),
+        );
+        let found = detect(&model, &labels, &frame);
+        assert_eq!(
+            found.first().map(|f| f.0.as_str()),
+            Some(expected),
+            "{fixture}: {found:?}"
+        );
+    }
+}
+
+#[test]
+fn inputs_that_do_not_fit_the_model_are_refused_before_running() {
+    let catalog = catalog();
+    let model = Model::load(
+        "nanodet-coco",
+        &catalog.model_path("nanodet-coco").unwrap(),
+        &SessionOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(model.inputs()[0].shape, vec![1, 3, 416, 416]);
+    let wrong_shape = model.run_blocking(vec![Tensor::f32(
+        "input",
+        vec![1, 3, 10, 10],
+        vec![0.0; 300],
+    )]);
+    assert!(
+        matches!(wrong_shape, Err(InferenceError::BadInput { .. })),
+        "{wrong_shape:?}"
+    );
+    let wrong_name = model.run_blocking(vec![Tensor::f32(
+        "pixels",
+        vec![1, 3, 416, 416],
+        vec![0.0; 519_168],
+    )]);
+    assert!(
+        matches!(wrong_name, Err(InferenceError::BadInput { ref reason, .. }) if reason.contains("input")),
+        "{wrong_name:?}"
+    );
+    let short = model.run_blocking(vec![Tensor::f32(
+        "input",
+        vec![1, 3, 416, 416],
+        vec![0.0; 12],
+    )]);
+    assert!(matches!(short, Err(InferenceError::BadInput { .. })));
+}
+
+#[test]
+fn a_missing_library_or_model_is_a_clear_error() {
+    let catalog = catalog();
+    let err = Model::load(
+        "nope",
+        std::path::Path::new("/nonexistent.onnx"),
+        &SessionOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    // Once loaded, switching to another library is refused rather than crashing.
+    let err = inference::init_onnxruntime(std::path::Path::new("/nonexistent/libonnxruntime.so"))
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent"), "{err}");
+    assert!(catalog.model("nanodet-coco").is_ok());
+    assert!(matches!(
+        catalog.model("yolo"),
+        Err(InferenceError::UnknownModel(_))
+    ));
+}
