@@ -1,0 +1,154 @@
+//! COCO object detection: the host prepares NanoDet's input from the frame and runs the model;
+//! this component decodes the outputs, applies NMS and names the classes.
+//!
+//! Settings: `min-score` (default 0.35), `iou` (NMS threshold, default 0.5), `labels`
+//! (comma-separated allow-list, default all).
+
+use media_analyzer_sdk::{
+    self as sdk, Bbox, ChannelOrder, Detection, Frame, Layout, Resize, TensorSpec,
+};
+use postprocess::nanodet;
+
+const COCO: [&str; 80] = [
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+];
+
+struct ObjectDetector;
+
+impl sdk::Detect for ObjectDetector {
+    fn detect(frame: &Frame, config: Vec<(String, String)>) -> Result<Vec<Detection>, String> {
+        let min_score: f32 = sdk::setting(&config, "min-score", 0.35)?;
+        let iou: f32 = sdk::setting(&config, "iou", 0.5)?;
+        let allow: Option<Vec<String>> = config
+            .iter()
+            .find(|(k, _)| k == "labels")
+            .map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).collect());
+        let spec = TensorSpec {
+            width: nanodet::INPUT as u32,
+            height: nanodet::INPUT as u32,
+            layout: Layout::Nchw,
+            channels: ChannelOrder::Bgr,
+            resize: Resize::Stretch,
+            mean: (103.53, 116.28, 123.675),
+            std: (57.375, 57.12, 58.395),
+        };
+        let (input, _placement) = frame.tensor(spec)?;
+        let model = sdk::Model::load("nanodet-coco")?;
+        let outputs = model.run(vec![("input".to_string(), input)])?;
+        let names: Vec<(String, String)> = nanodet::STRIDES
+            .iter()
+            .map(|s| (format!("cls_{s}"), format!("box_{s}")))
+            .collect();
+        let mut levels = Vec::with_capacity(3);
+        for (stride, (cls, boxes)) in nanodet::STRIDES.iter().zip(&names) {
+            levels.push(nanodet::Level {
+                stride: *stride,
+                cls: &sdk::output(&outputs, cls)?.values,
+                boxes: &sdk::output(&outputs, boxes)?.values,
+            });
+        }
+        let candidates = nanodet::decode(&levels, min_score, iou).map_err(|e| format!("{e:?}"))?;
+        // Stretched input: tensor pixels map to the frame by each axis' size alone.
+        let size = nanodet::INPUT as f32;
+        Ok(candidates
+            .into_iter()
+            .filter(|c| {
+                allow
+                    .as_ref()
+                    .is_none_or(|a| a.iter().any(|l| l == COCO[c.class]))
+            })
+            .map(|c| Detection {
+                label: COCO[c.class].to_string(),
+                score: c.score,
+                box_: Bbox {
+                    x: c.x0 / size,
+                    y: c.y0 / size,
+                    w: (c.x1 - c.x0) / size,
+                    h: (c.y1 - c.y0) / size,
+                },
+                attributes: Vec::new(),
+            })
+            .collect())
+    }
+}
+
+media_analyzer_sdk::export_detector!(ObjectDetector with_types_in media_analyzer_sdk);

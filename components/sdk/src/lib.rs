@@ -1,0 +1,96 @@
+//! The guest side of `wit/`: bindings for the detector world and a few helpers so a component
+//! is mostly its own logic.
+//!
+//! ```ignore
+//! struct MyDetector;
+//! impl media_analyzer_sdk::Detect for MyDetector {
+//!     fn detect(frame: &media_analyzer_sdk::Frame, config: Vec<(String, String)>) -> Result<Vec<media_analyzer_sdk::Detection>, String> { … }
+//! }
+//! media_analyzer_sdk::export_detector!(MyDetector with_types_in media_analyzer_sdk);
+//! ```
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "media-analyzer:pipeline/detector",
+    pub_export_macro: true,
+    export_macro_name: "export_detector",
+    default_bindings_module: "media_analyzer_sdk",
+    generate_all,
+});
+
+pub use exports::media_analyzer::pipeline::detect::Guest as Detect;
+pub use media_analyzer::pipeline::frames::{
+    ChannelOrder, Frame, Layout, Placement, Resize, TensorSpec,
+};
+pub use media_analyzer::pipeline::log::{Level, log};
+pub use media_analyzer::pipeline::types::{Bbox, Detection, FrameInfo};
+use wasi::nn::{graph, tensor};
+
+/// A host model, loaded by name, and the outputs of one run by output name.
+pub struct Model {
+    context: wasi::nn::inference::GraphExecutionContext,
+    _graph: graph::Graph,
+}
+
+impl Model {
+    pub fn load(name: &str) -> Result<Self, String> {
+        let g =
+            graph::load_by_name(name).map_err(|e| format!("loading model {name}: {}", e.data()))?;
+        let context = g
+            .init_execution_context()
+            .map_err(|e| format!("model {name}: {}", e.data()))?;
+        Ok(Self { context, _graph: g })
+    }
+
+    /// Runs the model on named inputs; returns `(name, dimensions, f32 values)` per output.
+    pub fn run(&self, inputs: Vec<(String, tensor::Tensor)>) -> Result<Vec<Output>, String> {
+        let outputs = self
+            .context
+            .compute(inputs)
+            .map_err(|e| format!("inference failed: {}", e.data()))?;
+        Ok(outputs
+            .into_iter()
+            .map(|(name, t)| Output {
+                name,
+                dimensions: t.dimensions(),
+                values: f32s(&t.data()),
+            })
+            .collect())
+    }
+}
+
+/// One model output, as f32 values.
+pub struct Output {
+    pub name: String,
+    pub dimensions: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+/// Finds an output by name.
+pub fn output<'a>(outputs: &'a [Output], name: &str) -> Result<&'a Output, String> {
+    outputs
+        .iter()
+        .find(|o| o.name == name)
+        .ok_or_else(|| format!("the model has no output '{name}'"))
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// A config value parsed as `T`, or `default` when absent.
+pub fn setting<T: std::str::FromStr>(
+    config: &[(String, String)],
+    key: &str,
+    default: T,
+) -> Result<T, String> {
+    match config.iter().find(|(k, _)| k == key) {
+        None => Ok(default),
+        Some((_, v)) => v
+            .parse()
+            .map_err(|_| format!("setting '{key}' has an invalid value '{v}'")),
+    }
+}
