@@ -27,6 +27,11 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Measure a capability against its baseline (numbers for docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Create API keys and stream keys.
     Key {
         #[command(subcommand)]
@@ -46,6 +51,18 @@ enum TenantCommand {
     List {
         #[command(flatten)]
         args: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The detector component vs. calling ONNX Runtime directly, on the same frames.
+    Analysis {
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+        /// Folder with the built components (default: next to this binary's target folder).
+        #[arg(long)]
+        components: Option<std::path::PathBuf>,
     },
 }
 
@@ -118,6 +135,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant {
             command: TenantCommand::List { args },
         } => admin::tenant_list(&open_store(&args, cli.log_format).await?).await,
+        Command::Bench {
+            what: BenchCommand::Analysis { frames, components },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let dir = components.unwrap_or_else(media_analyzer::bench::default_components_dir);
+            tokio::task::spawn_blocking(move || media_analyzer::bench::analysis(frames, &dir))
+                .await?
+        }
         Command::Key {
             command:
                 KeyCommand::Create {

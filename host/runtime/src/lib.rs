@@ -198,6 +198,28 @@ impl Runtime {
         })
     }
 
+    /// Creates (and drops) one instance without calling it: the per-call instantiation cost.
+    pub fn instantiate_detector(
+        &self,
+        component: &DetectorComponent,
+    ) -> Result<Duration, CallError> {
+        let started = Instant::now();
+        let state = CallState::new(
+            self.models.clone(),
+            self.config.memory_bytes,
+            self.config.log_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.config.deadline_ticks());
+        component
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        drop(store);
+        Ok(started.elapsed())
+    }
+
     fn classify(&self, e: wasmtime::Error) -> CallError {
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Deadline(self.config.deadline),
