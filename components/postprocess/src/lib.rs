@@ -138,6 +138,70 @@ pub mod nanodet {
     }
 }
 
+/// BlazeFace (front camera, 128×128): 16×16 cells × 2 anchors and 8×8 cells × 6 anchors; per
+/// anchor a score logit and 16 values (box centre offset, size, 6 keypoints) in input pixels.
+pub mod blazeface {
+    use super::{Candidate, nms_per_class};
+
+    pub const INPUT: usize = 128;
+    /// (cells per side, anchors per cell) of the two output layers.
+    pub const LAYERS: [(usize, usize); 2] = [(16, 2), (8, 6)];
+
+    /// One layer's outputs: `scores` (logits, one per anchor) and `boxes` (16 per anchor).
+    pub struct Level<'a> {
+        pub cells: usize,
+        pub anchors: usize,
+        pub scores: &'a [f32],
+        pub boxes: &'a [f32],
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ShapeError {
+        pub expected: usize,
+        pub got: usize,
+    }
+
+    /// Faces with probability ≥ `threshold` after NMS at `iou`, in input pixels (0..128).
+    pub fn decode(
+        levels: &[Level<'_>],
+        threshold: f32,
+        iou: f32,
+    ) -> Result<Vec<Candidate>, ShapeError> {
+        let size = INPUT as f32;
+        let mut candidates = Vec::new();
+        for level in levels {
+            let n = level.cells * level.cells * level.anchors;
+            if level.scores.len() != n || level.boxes.len() != n * 16 {
+                return Err(ShapeError {
+                    expected: n,
+                    got: level.scores.len(),
+                });
+            }
+            for i in 0..n {
+                let score = 1.0 / (1.0 + (-level.scores[i].clamp(-100.0, 100.0)).exp());
+                if score < threshold {
+                    continue;
+                }
+                let cell = i / level.anchors;
+                let ax = ((cell % level.cells) as f32 + 0.5) / level.cells as f32;
+                let ay = ((cell / level.cells) as f32 + 0.5) / level.cells as f32;
+                let b = &level.boxes[i * 16..i * 16 + 4];
+                let (cx, cy) = (ax * size + b[0], ay * size + b[1]);
+                let (w, h) = (b[2], b[3]);
+                candidates.push(Candidate {
+                    class: 0,
+                    score,
+                    x0: (cx - w / 2.0).clamp(0.0, size),
+                    y0: (cy - h / 2.0).clamp(0.0, size),
+                    x1: (cx + w / 2.0).clamp(0.0, size),
+                    y1: (cy + h / 2.0).clamp(0.0, size),
+                });
+            }
+        }
+        Ok(nms_per_class(candidates, iou))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +269,51 @@ mod tests {
             (d.y0 - 16.0).abs() < 0.01 && (d.y1 - 144.0).abs() < 0.01,
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn blazeface_decodes_one_anchor() {
+        let mut s16 = vec![-10.0f32; 512];
+        let b16 = {
+            let mut b = vec![0.0f32; 512 * 16];
+            // Cell (row 4, col 8), anchor 1: index (4*16+8)*2+1; centre offset (+2, -1), 32x40 box.
+            let i = (4 * 16 + 8) * 2 + 1;
+            b[i * 16..i * 16 + 4].copy_from_slice(&[2.0, -1.0, 32.0, 40.0]);
+            s16[i] = 3.0;
+            b
+        };
+        let (s8, b8) = (vec![-10.0f32; 384], vec![0.0f32; 384 * 16]);
+        let levels = [
+            blazeface::Level {
+                cells: 16,
+                anchors: 2,
+                scores: &s16,
+                boxes: &b16,
+            },
+            blazeface::Level {
+                cells: 8,
+                anchors: 6,
+                scores: &s8,
+                boxes: &b8,
+            },
+        ];
+        let faces = blazeface::decode(&levels, 0.5, 0.3).unwrap();
+        assert_eq!(faces.len(), 1);
+        let f = faces[0];
+        assert!((f.score - 0.9526).abs() < 1e-3, "{f:?}");
+        // Anchor centre (8.5/16*128, 4.5/16*128) = (68, 36), plus the offset.
+        assert!(
+            (f.x0 - (70.0 - 16.0)).abs() < 1e-3 && (f.y0 - (35.0 - 20.0)).abs() < 1e-3,
+            "{f:?}"
+        );
+        assert!(blazeface::decode(&levels[..1], 0.5, 0.3).is_ok());
+        let short = [blazeface::Level {
+            cells: 16,
+            anchors: 2,
+            scores: &s16[..10],
+            boxes: &b16,
+        }];
+        assert!(blazeface::decode(&short, 0.5, 0.3).is_err());
     }
 
     #[test]

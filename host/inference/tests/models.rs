@@ -153,3 +153,44 @@ fn a_missing_library_or_model_is_a_clear_error() {
         Err(InferenceError::UnknownModel(_))
     ));
 }
+
+#[test]
+fn blazeface_scores_the_astronauts_face() {
+    let catalog = catalog();
+    let model = Model::load(
+        "blazeface",
+        &catalog.model_path("blazeface").unwrap(),
+        &SessionOptions::default(),
+    )
+    .unwrap();
+    let frame = rgb_of(&catalog.fixture_path("astronaut").unwrap());
+    let spec = TensorSpec {
+        width: 128,
+        height: 128,
+        layout: Layout::Nhwc,
+        channels: ChannelOrder::Rgb,
+        resize: Resize::Stretch,
+        mean: [127.5; 3],
+        std: [127.5; 3],
+    };
+    let mut data = Vec::new();
+    inference::prepare(&frame.rgb, frame.width, frame.height, &spec, &mut data).unwrap();
+    let out = model
+        .run_blocking(vec![Tensor::f32("input:0", vec![1, 128, 128, 3], data)])
+        .unwrap();
+    let best = out
+        .outputs
+        .iter()
+        .filter(|t| t.shape.last() == Some(&1))
+        .flat_map(|t| t.data.as_f32().unwrap().iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let probability = 1.0 / (1.0 + (-best).exp());
+    assert!(
+        probability > 0.5,
+        "best face score {probability} (outputs {:?})",
+        out.outputs
+            .iter()
+            .map(|t| (&t.name, &t.shape))
+            .collect::<Vec<_>>()
+    );
+}

@@ -1,44 +1,13 @@
-//! The sandbox suite: one guest component per case (components/test-programs), plus the real
-//! object detector through wasi-nn. Components are built by `scripts/build-components`
-//! (run by `scripts/setup`); models by `scripts/fetch-models`.
+//! The sandbox suite: one guest component per case (components/test-programs). Components are
+//! built by `scripts/build-components` (run by `scripts/setup`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runtime::{CallError, LoadError, ModelRegistry, Runtime, SandboxConfig};
-use runtime_wit::Frame;
 
-/// `{target}/wasm32-wasip2/release/{name}.wasm`, next to this test binary's target folder.
-fn component(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("MEDIA_ANALYZER_COMPONENTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().unwrap();
-            exe.ancestors()
-                .nth(3)
-                .unwrap()
-                .join("wasm32-wasip2/release")
-        });
-    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the components with scripts/build-components",
-            path.display()
-        )
-    })
-}
-
-fn frame(width: u32, height: u32) -> Frame {
-    Frame {
-        stream: "str_test".into(),
-        seq: 1,
-        pts_ms: 40,
-        width,
-        height,
-        rgb: Arc::new(vec![128; (width * height * 3) as usize]),
-    }
-}
+mod common;
+use common::{component, frame};
 
 fn sandbox(deadline: Duration) -> Runtime {
     let config = SandboxConfig {
@@ -194,56 +163,4 @@ fn wrong_world_and_non_components_are_refused_at_load() {
         rt.load_detector(&truncated),
         Err(LoadError::NotAComponent(_))
     ));
-}
-
-#[test]
-fn the_object_detector_finds_the_cup_through_wasi_nn() {
-    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
-        .expect("models are required: run scripts/fetch-models");
-    inference::init_onnxruntime(&catalog.onnxruntime_library()).unwrap();
-    let model = inference::Model::load(
-        "nanodet-coco",
-        &catalog.model_path("nanodet-coco").unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
-    let rt = Runtime::new(
-        SandboxConfig::default(),
-        ModelRegistry::from([("nanodet-coco".to_string(), model)]),
-    )
-    .unwrap();
-    let detector = rt.load_detector(&component("object-detector")).unwrap();
-    for (fixture, expected) in [("coffee", "cup"), ("astronaut", "person")] {
-        let mut source =
-            decode::FileSource::open(catalog.fixture_path(fixture).unwrap().to_str().unwrap(), 1)
-                .unwrap();
-        let mut frames = Vec::new();
-        source.next_frames(&mut frames).unwrap();
-        let f = frames.remove(0);
-        let frame = Frame {
-            stream: "str_test".into(),
-            seq: 0,
-            pts_ms: 0,
-            width: f.width,
-            height: f.height,
-            rgb: f.rgb,
-        };
-        let outcome = rt.detect(&detector, frame, &[]).unwrap();
-        let top = &outcome.detections[0];
-        assert_eq!(top.label, expected, "{fixture}: {:?}", outcome.detections);
-        let b = top.box_;
-        assert!(
-            b.x >= 0.0 && b.y >= 0.0 && b.x + b.w <= 1.0001 && b.y + b.h <= 1.0001 && b.w > 0.1,
-            "{b:?}"
-        );
-        assert!(outcome.inference > Duration::ZERO && outcome.inference < outcome.elapsed);
-    }
-    // Unknown models are a clean error from the component, not a trap.
-    let rt = Runtime::new(SandboxConfig::default(), ModelRegistry::new()).unwrap();
-    let detector = rt.load_detector(&component("object-detector")).unwrap();
-    let err = rt.detect(&detector, frame(16, 16), &[]).unwrap_err();
-    assert!(
-        matches!(&err, CallError::Component(m) if m.contains("nanodet-coco")),
-        "{err}"
-    );
 }
