@@ -27,6 +27,23 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Analyse a recording (file or HLS/HTTP URL) with the bundled detector components.
+    Analyze {
+        /// A video file, or an http(s) URL such as an HLS playlist.
+        input: String,
+        /// Comma-separated components (default: object-detector,face-detector).
+        #[arg(long, value_delimiter = ',')]
+        components: Vec<String>,
+        /// Analyse every Nth frame.
+        #[arg(long, default_value_t = 1)]
+        every: u64,
+        /// Write one JSON object per analysed frame to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Folder with the built components.
+        #[arg(long, value_name = "DIR")]
+        components_dir: Option<std::path::PathBuf>,
+    },
     /// Measure a capability against its baseline (numbers for docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -86,7 +103,8 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -135,6 +153,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant {
             command: TenantCommand::List { args },
         } => admin::tenant_list(&open_store(&args, cli.log_format).await?).await,
+        Command::Analyze {
+            input,
+            components,
+            every,
+            json,
+            components_dir,
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let options = media_analyzer::analyze::AnalyzeOptions {
+                input,
+                components,
+                every,
+                json,
+                components_dir: media_analyzer::analyze::components_dir(components_dir.as_deref()),
+                progress: true,
+            };
+            let summary =
+                tokio::task::spawn_blocking(move || media_analyzer::analyze::analyze(&options))
+                    .await??;
+            println!("{}", summary.table());
+            Ok(())
+        }
         Command::Bench {
             what: BenchCommand::Analysis { frames, components },
         } => {

@@ -1,0 +1,343 @@
+//! `media-analyzer analyze FILE|URL`: batch analysis of a recording (or an HLS URL) with the
+//! bundled detector components, a progress line, optional JSON Lines output and a summary.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use inference::{Catalog, Model, SessionOptions};
+use runtime::{DetectorComponent, ModelRegistry, Runtime, SandboxConfig};
+use serde::Serialize;
+
+/// The bundled detectors and the model each one loads by name.
+pub const BUNDLED: [(&str, &str); 2] = [
+    ("object-detector", "nanodet-coco"),
+    ("face-detector", "blazeface"),
+];
+
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    pub input: String,
+    /// Bundled component names (default: all).
+    pub components: Vec<String>,
+    /// Analyse every Nth frame.
+    pub every: u64,
+    pub json: Option<PathBuf>,
+    pub components_dir: PathBuf,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+/// Totals per label.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LabelSummary {
+    /// Analysed frames in which the label appeared.
+    pub frames: u64,
+    pub max_score: f32,
+    pub first_pts_ms: i64,
+    pub last_pts_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub decoded_frames: u64,
+    pub analysed_frames: u64,
+    pub failed_calls: u64,
+    pub media_ms: i64,
+    pub wall_ms: u64,
+    pub labels: BTreeMap<String, LabelSummary>,
+}
+
+impl Summary {
+    /// Media time processed per wall-clock time.
+    pub fn realtime_multiple(&self) -> f64 {
+        self.media_ms as f64 / self.wall_ms.max(1) as f64
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "\n{} frames decoded, {} analysed in {:.1} s ({:.2}× real time){}\n\n",
+            self.decoded_frames,
+            self.analysed_frames,
+            self.wall_ms as f64 / 1000.0,
+            self.realtime_multiple(),
+            if self.failed_calls > 0 {
+                format!(", {} component calls failed", self.failed_calls)
+            } else {
+                String::new()
+            }
+        ));
+        out.push_str(&format!(
+            "{:<20} {:>8} {:>10} {:>10} {:>10}\n",
+            "label", "frames", "max score", "first (s)", "last (s)"
+        ));
+        for (label, s) in &self.labels {
+            out.push_str(&format!(
+                "{:<20} {:>8} {:>10.2} {:>10.1} {:>10.1}\n",
+                label,
+                s.frames,
+                s.max_score,
+                s.first_pts_ms as f64 / 1000.0,
+                s.last_pts_ms as f64 / 1000.0
+            ));
+        }
+        if self.labels.is_empty() {
+            out.push_str("(nothing detected)\n");
+        }
+        out
+    }
+}
+
+#[derive(Serialize)]
+struct JsonDetection<'a> {
+    label: &'a str,
+    score: f32,
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
+    component: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonFrame<'a> {
+    seq: u64,
+    pts_ms: i64,
+    width: u32,
+    height: u32,
+    detections: Vec<JsonDetection<'a>>,
+}
+
+pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
+    if options.every == 0 {
+        bail!("--every must be at least 1");
+    }
+    let wanted: Vec<(&str, &str)> = if options.components.is_empty() {
+        BUNDLED.to_vec()
+    } else {
+        options
+            .components
+            .iter()
+            .map(|c| {
+                BUNDLED
+                    .iter()
+                    .find(|(name, _)| name == c)
+                    .copied()
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "unknown component '{c}' (bundled: object-detector, face-detector)"
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let catalog = Catalog::load(&Catalog::default_path())?;
+    inference::init_onnxruntime(&catalog.onnxruntime_library())?;
+    let mut models = ModelRegistry::new();
+    for (_, model) in &wanted {
+        models.insert(
+            model.to_string(),
+            Model::load(
+                model,
+                &catalog.model_path(model)?,
+                &SessionOptions::default(),
+            )?,
+        );
+    }
+    let runtime = Runtime::new(SandboxConfig::default(), models)?;
+    let components: Vec<(&str, DetectorComponent)> = wanted
+        .iter()
+        .map(|(name, _)| {
+            let path = options
+                .components_dir
+                .join(format!("{}.wasm", name.replace('-', "_")));
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "{}: build the components with scripts/build-components",
+                    path.display()
+                )
+            })?;
+            Ok((*name, runtime.load_detector(&bytes)?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let mut source = decode::FileSource::open(&options.input, 2)?;
+    let expected_frames = source.frames_hint;
+    let duration_ms = source.duration_ms;
+    let mut json = match &options.json {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut progress = Progress::new(options.progress, expected_frames, duration_ms);
+    let mut batch = Vec::new();
+    let (mut first_pts, mut last_pts) = (None, 0i64);
+    while source.next_frames(&mut batch)? {
+        for frame in batch.drain(..) {
+            summary.decoded_frames += 1;
+            first_pts.get_or_insert(frame.pts_ms);
+            last_pts = frame.pts_ms;
+            if frame.seq % options.every != 0 {
+                continue;
+            }
+            summary.analysed_frames += 1;
+            let mut detections = Vec::new();
+            let host_frame = runtime_wit::Frame {
+                stream: options.input.clone(),
+                seq: frame.seq,
+                pts_ms: frame.pts_ms,
+                width: frame.width,
+                height: frame.height,
+                rgb: Arc::clone(&frame.rgb),
+            };
+            for (name, component) in &components {
+                match runtime.detect(component, host_frame.clone(), &[]) {
+                    Ok(outcome) => {
+                        detections.extend(outcome.detections.into_iter().map(|d| (*name, d)))
+                    }
+                    Err(e) => {
+                        summary.failed_calls += 1;
+                        tracing::warn!(
+                            component = name,
+                            frame = frame.seq,
+                            "component call failed: {e}"
+                        );
+                    }
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (_, d) in &detections {
+                let entry = summary
+                    .labels
+                    .entry(d.label.clone())
+                    .or_insert_with(|| LabelSummary {
+                        first_pts_ms: frame.pts_ms,
+                        ..Default::default()
+                    });
+                if seen.insert(d.label.clone()) {
+                    entry.frames += 1;
+                }
+                entry.max_score = entry.max_score.max(d.score);
+                entry.last_pts_ms = frame.pts_ms;
+            }
+            if let Some(out) = json.as_mut() {
+                let line = JsonFrame {
+                    seq: frame.seq,
+                    pts_ms: frame.pts_ms,
+                    width: frame.width,
+                    height: frame.height,
+                    detections: detections
+                        .iter()
+                        .map(|(c, d)| JsonDetection {
+                            label: &d.label,
+                            score: d.score,
+                            bbox: [d.box_.x, d.box_.y, d.box_.w, d.box_.h],
+                            component: c,
+                        })
+                        .collect(),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            progress.update(
+                summary.decoded_frames,
+                frame.pts_ms - first_pts.unwrap_or(0),
+            );
+        }
+    }
+    if let Some(mut out) = json {
+        out.flush()?;
+    }
+    progress.finish();
+    // Media time covers the last frame too: add one average frame interval.
+    let frames = summary.decoded_frames.max(1) as i64;
+    let span = last_pts - first_pts.unwrap_or(last_pts);
+    summary.media_ms = if frames > 1 {
+        span + span / (frames - 1)
+    } else {
+        0
+    };
+    summary.wall_ms = started.elapsed().as_millis() as u64;
+    Ok(summary)
+}
+
+/// A progress line on stderr: frames, frames/s, ETA. Redrawn in place on a terminal, a line every
+/// 5 s otherwise.
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+    started: Instant,
+    last: Instant,
+    expected_frames: u64,
+    duration_ms: Option<i64>,
+}
+
+impl Progress {
+    fn new(enabled: bool, expected_frames: u64, duration_ms: Option<i64>) -> Self {
+        let now = Instant::now();
+        Self {
+            enabled,
+            terminal: std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            expected_frames,
+            duration_ms,
+        }
+    }
+
+    fn update(&mut self, frames: u64, media_ms: i64) {
+        let every = if self.terminal {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(5)
+        };
+        if !self.enabled || self.last.elapsed() < every {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64();
+        let fps = frames as f64 / secs.max(1e-9);
+        let eta = match (self.duration_ms, self.expected_frames) {
+            (Some(total), _) if media_ms > 0 => format!(
+                "ETA {:.0} s",
+                secs * (total - media_ms).max(0) as f64 / media_ms as f64
+            ),
+            (_, total) if total > frames => {
+                format!("ETA {:.0} s", (total - frames) as f64 / fps.max(1e-9))
+            }
+            _ => String::new(),
+        };
+        let of = if self.expected_frames > 0 {
+            format!("/{}", self.expected_frames)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "frames {frames}{of}  {fps:.1} fps  media {:.1} s  {eta}",
+            media_ms as f64 / 1000.0
+        );
+        if self.terminal {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+/// Default folder of the bundled components (see `bench::default_components_dir`).
+pub fn components_dir(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(crate::bench::default_components_dir)
+}

@@ -1,0 +1,103 @@
+//! `analyze` end to end: a short clip made from a real photo, the bundled components, the
+//! summary and the JSON Lines output.
+
+use media_analyzer::analyze::{AnalyzeOptions, analyze, components_dir};
+
+#[test]
+fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
+        .expect("models are required: run scripts/fetch-models");
+    let photo = catalog.fixture_path("coffee").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("coffee.mp4");
+    e2e::require_tool("ffmpeg");
+    let status = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-i",
+        ])
+        .arg(&photo)
+        .args([
+            "-vf",
+            "scale=640:360,format=yuv420p",
+            "-r",
+            "30",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let json = dir.path().join("out.jsonl");
+    // The test binary lives in target/debug/deps: the components are in target/wasm32-wasip2/release.
+    let components = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("wasm32-wasip2/release");
+    let options = AnalyzeOptions {
+        input: clip.to_string_lossy().into_owned(),
+        components: Vec::new(),
+        every: 10,
+        json: Some(json.clone()),
+        components_dir: components_dir(Some(&components)),
+        progress: false,
+    };
+    let summary = analyze(&options).unwrap();
+    assert_eq!(summary.decoded_frames, 60);
+    assert_eq!(summary.analysed_frames, 6);
+    assert_eq!(summary.failed_calls, 0);
+    let cup = summary
+        .labels
+        .get("cup")
+        .unwrap_or_else(|| panic!("no cup: {}", summary.table()));
+    assert_eq!(cup.frames, 6);
+    assert!(!summary.labels.contains_key("face"), "{}", summary.table());
+    assert!(
+        (1900..=2100).contains(&summary.media_ms),
+        "{}",
+        summary.media_ms
+    );
+    assert!(summary.table().contains("cup"));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    let d = &lines[0]["detections"][0];
+    assert_eq!(d["component"], "object-detector");
+    assert_eq!(d["box"].as_array().unwrap().len(), 4);
+
+    // Bad input is a clear error, not a crash.
+    let missing = AnalyzeOptions {
+        input: dir
+            .path()
+            .join("missing.mp4")
+            .to_string_lossy()
+            .into_owned(),
+        ..options.clone()
+    };
+    assert!(
+        analyze(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("missing.mp4")
+    );
+    let unknown = AnalyzeOptions {
+        components: vec!["yolo".into()],
+        ..options
+    };
+    assert!(analyze(&unknown).unwrap_err().to_string().contains("yolo"));
+}
