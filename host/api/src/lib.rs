@@ -5,6 +5,7 @@
 //! The API reads the store and the HLS files; it knows nothing about RTMP.
 
 pub mod auth;
+pub mod detections;
 pub mod error;
 pub mod hls;
 pub mod streams;
@@ -45,10 +46,10 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, detections::list_detections),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "streams", description = "Live streams and playback"), (name = "account", description = "The calling tenant"))
+    tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"))
 )]
 pub struct ApiDoc;
 
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
             get(streams::list_streams).post(streams::create_stream),
         )
         .route("/streams/{id}", get(streams::get_stream))
+        .route("/streams/{id}/detections", get(detections::list_detections))
         .route(
             "/streams/{id}/playback-token",
             post(streams::playback_token),

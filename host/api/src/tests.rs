@@ -281,3 +281,75 @@ async fn create_stream_returns_key_once_and_validates() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn detections_are_paged_and_tenant_scoped() {
+    let f = fixture().await;
+    let a = f.store.create_tenant("a").await.unwrap();
+    let b = f.store.create_tenant("b").await.unwrap();
+    let key_a = f.store.create_api_key(&a.id, "t").await.unwrap();
+    let key_b = f.store.create_api_key(&b.id, "t").await.unwrap();
+    let (stream, _) = f.store.create_stream(&a.id, "main").await.unwrap();
+    let mut batch: Vec<store::DetectionRecord> = (0..3)
+        .map(|i| store::DetectionRecord {
+            id: String::new(),
+            stream_id: stream.id.clone(),
+            seq: i,
+            pts_ms: i * 33,
+            wallclock: 1_700_000_000_000 + i * 1000,
+            label: "cup".into(),
+            score: 0.8,
+            bbox: [0.1, 0.2, 0.3, 0.4],
+            component: "object-detector".into(),
+        })
+        .collect();
+    f.store.add_detections(&mut batch).await.unwrap();
+    let base = format!("/api/v1/streams/{}/detections", stream.id);
+    let (status, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}?limit=2"),
+        Some(&key_a.secret),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let page = json(&body);
+    assert_eq!(page["detections"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        page["detections"][0]["box"],
+        serde_json::json!([0.1, 0.2, 0.3, 0.4])
+    );
+    assert_eq!(page["detections"][0]["wallclock"], "2023-11-14T22:13:20Z");
+    let next = page["next"].as_str().unwrap();
+    let (_, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}?limit=2&cursor={next}"),
+        Some(&key_a.secret),
+    )
+    .await;
+    assert_eq!(json(&body)["detections"].as_array().unwrap().len(), 1);
+    assert!(json(&body)["next"].is_null());
+    let (_, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}?from=2023-11-14T22:13:21Z&to=1700000002000"),
+        Some(&key_a.secret),
+    )
+    .await;
+    assert_eq!(json(&body)["detections"].as_array().unwrap().len(), 1);
+    let (status, _, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}?from=yesterday"),
+        Some(&key_a.secret),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = call(&f.app, "GET", &base, Some(&key_b.secret)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another tenant's detections are not found"
+    );
+}

@@ -123,6 +123,29 @@ pub struct SegmentRecord {
     pub discontinuity: bool,
 }
 
+/// One detection as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetectionRecord {
+    pub id: String,
+    pub stream_id: String,
+    pub seq: i64,
+    pub pts_ms: i64,
+    pub wallclock: i64,
+    pub label: String,
+    pub score: f64,
+    /// `[x, y, w, h]` relative to the frame.
+    pub bbox: [f64; 4],
+    /// `name@version` of the component that produced it.
+    pub component: String,
+}
+
+/// A page of detections, oldest first; `next` continues after the last one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionPage {
+    pub detections: Vec<DetectionRecord>,
+    pub next: Option<String>,
+}
+
 /// A newly created secret, shown once.
 #[derive(Debug, Clone)]
 pub struct IssuedKey {
@@ -457,6 +480,87 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    // ---- detections ----
+
+    /// Stores a frame's detections in one transaction (ids are filled in).
+    pub async fn add_detections(&self, detections: &mut [DetectionRecord]) -> Result<()> {
+        if detections.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for d in detections.iter_mut() {
+            // Time-ordered ids: the wall clock first, so paging by id follows time.
+            d.id = format!("det_{:013}_{}", d.wallclock.max(0), &new_id("x")[2..]);
+            sqlx::query(
+                "INSERT INTO detections (id, stream_id, seq, pts_ms, wallclock, label, score, x, y, w, h, component) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&d.id)
+            .bind(&d.stream_id)
+            .bind(d.seq)
+            .bind(d.pts_ms)
+            .bind(d.wallclock)
+            .bind(&d.label)
+            .bind(d.score)
+            .bind(d.bbox[0])
+            .bind(d.bbox[1])
+            .bind(d.bbox[2])
+            .bind(d.bbox[3])
+            .bind(&d.component)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Detections of a stream with `from <= wallclock < to` (Unix ms), oldest first, at most
+    /// `limit`, continuing after the `after` cursor.
+    pub async fn detections(
+        &self,
+        stream_id: &str,
+        from: i64,
+        to: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<DetectionPage> {
+        let limit = limit.clamp(1, 1000) as i64;
+        let rows = sqlx::query(
+            "SELECT id, stream_id, seq, pts_ms, wallclock, label, score, x, y, w, h, component FROM detections \
+             WHERE stream_id = $1 AND wallclock >= $2 AND wallclock < $3 AND id > $4 ORDER BY id LIMIT $5",
+        )
+        .bind(stream_id)
+        .bind(from)
+        .bind(to)
+        .bind(after.unwrap_or(""))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut detections = rows
+            .iter()
+            .map(|r| {
+                Ok(DetectionRecord {
+                    id: r.try_get(0)?,
+                    stream_id: r.try_get(1)?,
+                    seq: r.try_get(2)?,
+                    pts_ms: r.try_get(3)?,
+                    wallclock: r.try_get(4)?,
+                    label: r.try_get(5)?,
+                    score: r.try_get(6)?,
+                    bbox: [r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?],
+                    component: r.try_get(11)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let next = if detections.len() as i64 > limit {
+            detections.truncate(limit as usize);
+            detections.last().map(|d| d.id.clone())
+        } else {
+            None
+        };
+        Ok(DetectionPage { detections, next })
     }
 
     // ---- settings ----

@@ -121,6 +121,67 @@ async fn stream_lifecycle_codecs_and_segments() {
     );
 }
 
+fn detection(stream: &str, wallclock: i64, label: &str) -> DetectionRecord {
+    DetectionRecord {
+        id: String::new(),
+        stream_id: stream.into(),
+        seq: wallclock / 33,
+        pts_ms: wallclock - 1000,
+        wallclock,
+        label: label.into(),
+        score: 0.5,
+        bbox: [0.1, 0.2, 0.3, 0.4],
+        component: "object-detector@1".into(),
+    }
+}
+
+#[tokio::test]
+async fn detections_page_by_time_range() {
+    let (store, _dir) = sqlite().await;
+    let t = store.create_tenant("acme").await.unwrap();
+    let (s, _) = store.create_stream(&t.id, "main").await.unwrap();
+    let mut batch: Vec<DetectionRecord> = (0..25)
+        .map(|i| {
+            detection(
+                &s.id,
+                10_000 + i * 100,
+                if i % 2 == 0 { "cup" } else { "person" },
+            )
+        })
+        .collect();
+    store.add_detections(&mut batch).await.unwrap();
+    assert!(batch.iter().all(|d| d.id.starts_with("det_")));
+    let first = store
+        .detections(&s.id, 0, i64::MAX, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(first.detections.len(), 10);
+    assert_eq!(first.detections[0].wallclock, 10_000);
+    assert_eq!(first.detections[0].bbox, [0.1, 0.2, 0.3, 0.4]);
+    let second = store
+        .detections(&s.id, 0, i64::MAX, first.next.as_deref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(second.detections[0].wallclock, 11_000);
+    let third = store
+        .detections(&s.id, 0, i64::MAX, second.next.as_deref(), 10)
+        .await
+        .unwrap();
+    assert_eq!((third.detections.len(), third.next), (5, None));
+    let window = store
+        .detections(&s.id, 10_500, 11_000, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        window
+            .detections
+            .iter()
+            .map(|d| d.wallclock)
+            .collect::<Vec<_>>(),
+        vec![10_500, 10_600, 10_700, 10_800, 10_900]
+    );
+}
+
 #[tokio::test]
 async fn settings_keep_the_first_value_and_reopen_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,6 +257,24 @@ async fn same_queries_work_on_postgres() {
             (Some(video), Some(audio), 1)
         );
         assert_eq!(store.setting_or_insert("k", "v").await?, "v");
+        let mut batch = vec![
+            detection(&s.id, 5_000, "cup"),
+            detection(&s.id, 5_100, "cup"),
+        ];
+        store.add_detections(&mut batch).await?;
+        let page = store.detections(&s.id, 0, i64::MAX, None, 1).await?;
+        assert_eq!(
+            (page.detections.len(), page.detections[0].label.as_str()),
+            (1, "cup")
+        );
+        assert_eq!(
+            store
+                .detections(&s.id, 0, i64::MAX, page.next.as_deref(), 1)
+                .await?
+                .detections[0]
+                .wallclock,
+            5_100
+        );
         store.close().await;
         Ok::<_, StoreError>(())
     }

@@ -1,0 +1,115 @@
+//! `GET /api/v1/streams/{id}/detections`: what the analysis found, paged, by time range.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::ErrorBody;
+use crate::streams::rfc3339_ms;
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionQuery {
+    /// Start of the range (inclusive): RFC 3339 or Unix milliseconds. Default: the beginning.
+    pub from: Option<String>,
+    /// End of the range (exclusive): RFC 3339 or Unix milliseconds. Default: now and later.
+    pub to: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<u32>,
+    /// `next` from the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetectionView {
+    pub id: String,
+    /// Frame number in decode order.
+    pub seq: i64,
+    /// Presentation time on the stream's media clock (matches HLS), milliseconds.
+    pub pts_ms: i64,
+    /// When the frame was analysed (RFC 3339).
+    pub wallclock: String,
+    pub label: String,
+    pub score: f64,
+    /// `[x, y, w, h]` relative to the frame (0..1).
+    #[serde(rename = "box")]
+    pub bbox: [f64; 4],
+    pub component: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DetectionPage {
+    pub detections: Vec<DetectionView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+fn parse_time(field: &str, value: Option<&str>, default: i64) -> Result<i64, ApiError> {
+    let Some(v) = value else { return Ok(default) };
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    OffsetDateTime::parse(v, &Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{field} must be RFC 3339 or Unix milliseconds, got '{v}'"
+            ))
+        })
+}
+
+/// Detections of one stream, oldest first.
+#[utoipa::path(get, path = "/api/v1/streams/{id}/detections", tag = "analysis",
+    params(("id" = String, Path, description = "stream id"), DetectionQuery),
+    responses((status = 200, body = DetectionPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_detections(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+    Query(query): Query<DetectionQuery>,
+) -> Result<Json<DetectionPage>, ApiError> {
+    state
+        .store
+        .stream(&tenant.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound("stream"))?;
+    let from = parse_time("from", query.from.as_deref(), 0)?;
+    let to = parse_time("to", query.to.as_deref(), i64::MAX)?;
+    if to <= from {
+        return Err(ApiError::BadRequest("to must be after from".into()));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1..=1000, got {limit}"
+        )));
+    }
+    let page = state
+        .store
+        .detections(&id, from, to, query.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(DetectionPage {
+        detections: page
+            .detections
+            .into_iter()
+            .map(|d| DetectionView {
+                id: d.id,
+                seq: d.seq,
+                pts_ms: d.pts_ms,
+                wallclock: rfc3339_ms(d.wallclock),
+                label: d.label,
+                score: d.score,
+                bbox: d.bbox,
+                component: d.component,
+            })
+            .collect(),
+        next: page.next,
+    }))
+}
