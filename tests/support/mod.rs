@@ -32,6 +32,8 @@ impl TestServer {
         };
         let mut config = Config::load(&args, None).expect("config");
         config.dashboard = None;
+        // Ingest tests measure ingest; the analysis test turns it on.
+        config.analysis = false;
         tweak(&mut config);
         let running = media_analyzer::start(config).await.expect("server starts");
         let first = running

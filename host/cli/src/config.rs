@@ -18,6 +18,8 @@ pub struct FileConfig {
     pub store: Option<String>,
     pub dashboard: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
+    pub analysis: Option<Switch>,
+    pub components: Option<PathBuf>,
     #[serde(default)]
     pub hls: HlsFileConfig,
     #[serde(default)]
@@ -76,6 +78,19 @@ pub struct ServeArgs {
     /// HLS target segment duration in seconds.
     #[arg(long, env = "MEDIA_ANALYZER_SEGMENT_SECONDS", value_name = "SECONDS")]
     pub segment_seconds: Option<f64>,
+    /// Live analysis with the bundled components: on (default) or off.
+    #[arg(long, env = "MEDIA_ANALYZER_ANALYSIS", value_name = "on|off")]
+    pub analysis: Option<Switch>,
+    /// Folder with the built components (default: next to this binary's target folder).
+    #[arg(long, env = "MEDIA_ANALYZER_COMPONENTS", value_name = "DIR")]
+    pub components: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// Validated settings for one `serve`.
@@ -89,6 +104,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub hls: hls::HlsConfig,
     pub ingest: rtmp::ServerConfig,
+    /// Live analysis of every stream with the bundled components.
+    pub analysis: bool,
+    pub components: PathBuf,
 }
 
 impl Config {
@@ -180,6 +198,12 @@ impl Config {
                 .or(file.dashboard)
                 .or_else(default_dashboard),
             log_format: log_format.or(file.log_format).unwrap_or_default(),
+            analysis: args.analysis.or(file.analysis).unwrap_or(Switch::On) == Switch::On,
+            components: args
+                .components
+                .clone()
+                .or(file.components)
+                .unwrap_or_else(crate::bench::default_components_dir),
             data,
             store,
             ingest,

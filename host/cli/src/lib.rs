@@ -2,6 +2,7 @@
 //! Kept as a library so end-to-end tests start the same server in-process.
 
 pub mod admin;
+pub mod analysis;
 pub mod analyze;
 pub mod bench;
 pub mod config;

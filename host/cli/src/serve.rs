@@ -156,6 +156,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let router = api::router(state);
 
+    // Models and components load before the first publisher can be accepted, so no stream
+    // starts unanalysed.
+    let analysis_stop = CancellationToken::new();
+    let analysis = if config.analysis {
+        let (dir, store) = (config.components.clone(), store.clone());
+        tokio::task::spawn_blocking(move || crate::analysis::LiveAnalysis::load(&dir, store))
+            .await??
+    } else {
+        None
+    };
     let rtmp_stop = CancellationToken::new();
     let hls_stop = CancellationToken::new();
     let http_stop = CancellationToken::new();
@@ -170,6 +180,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         rtmp_stop.clone(),
     ));
     let hls_task = tokio::spawn(packager.run(hub.clone(), hls_stop.clone()));
+    let analysis_task = analysis.map(|a| tokio::spawn(a.run(hub.clone(), analysis_stop.clone())));
     let books_task = tokio::spawn(keep_books(store.clone(), hub.events(), hls_events_rx));
     let http_task = tokio::spawn(api::serve(
         http_listener,
@@ -200,6 +211,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
         hls_stop.cancel();
         let _ = hls_task.await;
+        analysis_stop.cancel();
+        if let Some(task) = analysis_task {
+            let _ = task.await;
+        }
         // The hub and packager are done: the bookkeeping channels close and it drains.
         drop(supervisor_hub);
         let _ = books_task.await;

@@ -323,6 +323,15 @@ enum Source {
 }
 
 impl Subscription {
+    /// Packets this subscription lost to `DropOldest` since the last call (a decoder must
+    /// resynchronise at the next keyframe when this is not zero).
+    pub fn take_dropped(&self) -> u64 {
+        match &self.source {
+            Source::Queue(_) => 0,
+            Source::Ring(ring) => ring.unreported.swap(0, Ordering::Relaxed),
+        }
+    }
+
     pub async fn recv(&mut self) -> Option<MediaPacket> {
         match &mut self.source {
             Source::Queue(rx) => rx.recv().await,
@@ -336,7 +345,10 @@ struct Ring {
     queue: Mutex<RingState>,
     notify: Notify,
     capacity: usize,
+    /// Shared by the stream's rings: the publisher's total.
     dropped: Arc<AtomicU64>,
+    /// This ring's drops not yet reported to its reader.
+    unreported: AtomicU64,
 }
 
 struct RingState {
@@ -354,6 +366,7 @@ impl Ring {
             notify: Notify::new(),
             capacity,
             dropped,
+            unreported: AtomicU64::new(0),
         }
     }
 
@@ -366,6 +379,7 @@ impl Ring {
         if q.items.len() == self.capacity {
             q.items.pop_front();
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.unreported.fetch_add(1, Ordering::Relaxed);
         }
         q.items.push_back(packet);
         drop(q);
@@ -449,6 +463,8 @@ mod tests {
             publisher.send(video(i, i == 0)).await;
         }
         assert_eq!(publisher.stats().dropped, 3);
+        assert_eq!(sub.take_dropped(), 3);
+        assert_eq!(sub.take_dropped(), 0);
         assert_eq!(sub.recv().await.unwrap().dts_ms, 3);
         assert_eq!(sub.recv().await.unwrap().dts_ms, 4);
         drop(publisher);

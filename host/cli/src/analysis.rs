@@ -1,0 +1,223 @@
+//! Live analysis: every stream that starts in the hub is decoded on its own thread (subscribed
+//! with `DropOldest`, so the video path never waits) and the newest decoded frame is analysed by
+//! the detector components on a second thread; frames analysis could not take are counted as
+//! skipped. Detections go to the store.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use decode::{LatestFrame, VideoDecoder};
+use inference::{Catalog, Model, SessionOptions};
+use media::{HubEvent, Overflow, StreamHub, Subscription};
+use runtime::{DetectorComponent, ModelRegistry, Runtime, SandboxConfig};
+use store::{DetectionRecord, Store};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::analyze::BUNDLED;
+
+/// Packets queued between the hub and a stream's decoder before the oldest are dropped.
+const DECODER_QUEUE: usize = 600;
+
+/// The detector components and models for live streams.
+pub struct LiveAnalysis {
+    runtime: Arc<Runtime>,
+    components: Arc<Vec<(String, DetectorComponent)>>,
+    store: Store,
+}
+
+impl LiveAnalysis {
+    /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
+    /// or components are not installed, so `serve` still ingests and packages video.
+    pub fn load(components_dir: &Path, store: Store) -> anyhow::Result<Option<Self>> {
+        let catalog = match Catalog::load(&Catalog::default_path()) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("analysis is off: {e}");
+                return Ok(None);
+            }
+        };
+        inference::init_onnxruntime(&catalog.onnxruntime_library())?;
+        let mut models = ModelRegistry::new();
+        let mut components = Vec::new();
+        let runtime_models: Vec<(&str, &str)> = BUNDLED.to_vec();
+        for (_, model) in &runtime_models {
+            models.insert(
+                model.to_string(),
+                Model::load(
+                    model,
+                    &catalog.model_path(model)?,
+                    &SessionOptions::default(),
+                )?,
+            );
+        }
+        let runtime = Runtime::new(SandboxConfig::default(), models)?;
+        for (name, _) in &runtime_models {
+            let path = components_dir.join(format!("{}.wasm", name.replace('-', "_")));
+            match std::fs::read(&path) {
+                Ok(bytes) => components.push((name.to_string(), runtime.load_detector(&bytes)?)),
+                Err(e) => {
+                    warn!(
+                        "analysis is off: {}: {e} (build the components with scripts/build-components)",
+                        path.display()
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+        info!(components = components.len(), "live analysis ready");
+        Ok(Some(Self {
+            runtime: Arc::new(runtime),
+            components: Arc::new(components),
+            store,
+        }))
+    }
+
+    /// Analyses every stream that starts until `shutdown`, then waits for the streams in
+    /// progress to end.
+    pub async fn run(self, hub: StreamHub, shutdown: CancellationToken) {
+        let mut events = hub.events();
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = events.recv() => match event {
+                    Ok(HubEvent::Started { stream }) => {
+                        if let Some(subscription) = hub.subscribe(&stream, Overflow::DropOldest, DECODER_QUEUE) {
+                            workers.retain(|w| !w.is_finished());
+                            workers.extend(self.start(stream, subscription));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => warn!("analysis missed {n} stream events"),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+    }
+
+    fn start(&self, stream: String, subscription: Subscription) -> Vec<JoinHandle<()>> {
+        let slot = Arc::new(LatestFrame::new());
+        let handle = Handle::current();
+        let decoder = std::thread::Builder::new()
+            .name(format!("decode-{stream}"))
+            .spawn({
+                let (slot, handle, stream) = (slot.clone(), handle.clone(), stream.clone());
+                move || decode_stream(&stream, subscription, &slot, &handle)
+            });
+        let analyser = std::thread::Builder::new()
+            .name(format!("analyse-{stream}"))
+            .spawn({
+                let (runtime, components, store) = (
+                    self.runtime.clone(),
+                    self.components.clone(),
+                    self.store.clone(),
+                );
+                move || analyse_stream(&stream, &slot, &runtime, &components, &store, &handle)
+            });
+        [decoder, analyser]
+            .into_iter()
+            .filter_map(|t| {
+                t.map_err(|e| warn!("cannot start an analysis thread: {e}"))
+                    .ok()
+            })
+            .collect()
+    }
+}
+
+fn decode_stream(
+    stream: &str,
+    mut subscription: Subscription,
+    slot: &LatestFrame,
+    handle: &Handle,
+) {
+    let mut decoder = match VideoDecoder::live_h264(1) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(%stream, "no decoder, analysis off for this stream: {e}");
+            slot.close();
+            return;
+        }
+    };
+    let mut frames = Vec::new();
+    let mut lost = 0u64;
+    while let Some(packet) = handle.block_on(subscription.recv()) {
+        let dropped = subscription.take_dropped();
+        if dropped > 0 {
+            lost += dropped;
+            decoder.resync();
+        }
+        if let Err(e) = decoder.push(&packet, &mut frames) {
+            warn!(%stream, "skipping undecodable video: {e}");
+            decoder.resync();
+        }
+        for f in frames.drain(..) {
+            slot.offer(f);
+        }
+    }
+    let _ = decoder.finish(&mut frames);
+    for f in frames.drain(..) {
+        slot.offer(f);
+    }
+    slot.close();
+    let stats = slot.stats();
+    info!(%stream, decoded = stats.offered, analysed = stats.taken, skipped = stats.skipped, packets_lost = lost, "stream analysis ended");
+}
+
+fn analyse_stream(
+    stream: &str,
+    slot: &LatestFrame,
+    runtime: &Runtime,
+    components: &[(String, DetectorComponent)],
+    store: &Store,
+    handle: &Handle,
+) {
+    while let Some(frame) = handle.block_on(slot.take()) {
+        let wallclock = store::now_ms();
+        let host_frame = runtime_wit::Frame {
+            stream: stream.to_string(),
+            seq: frame.seq,
+            pts_ms: frame.pts_ms,
+            width: frame.width,
+            height: frame.height,
+            rgb: frame.rgb.clone(),
+        };
+        let mut records = Vec::new();
+        for (name, component) in components {
+            match runtime.detect(component, host_frame.clone(), &[]) {
+                Ok(outcome) => {
+                    records.extend(outcome.detections.into_iter().map(|d| DetectionRecord {
+                        id: String::new(),
+                        stream_id: stream.to_string(),
+                        seq: frame.seq as i64,
+                        pts_ms: frame.pts_ms,
+                        wallclock,
+                        label: d.label,
+                        score: d.score as f64,
+                        bbox: [
+                            d.box_.x as f64,
+                            d.box_.y as f64,
+                            d.box_.w as f64,
+                            d.box_.h as f64,
+                        ],
+                        component: name.clone(),
+                    }))
+                }
+                Err(e) => {
+                    warn!(%stream, component = %name, frame = frame.seq, "component call failed: {e}")
+                }
+            }
+        }
+        if let Err(e) = handle.block_on(store.add_detections(&mut records)) {
+            warn!(%stream, "could not store {} detections: {e}", records.len());
+        }
+    }
+}

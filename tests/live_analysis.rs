@@ -1,0 +1,93 @@
+//! The live path end to end: RTMP in (ffmpeg) → hub → decoder → detector components → store →
+//! GET /api/v1/streams/{id}/detections.
+
+use std::time::{Duration, Instant};
+
+use e2e::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp_in_detections_out() {
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
+        .expect("models are required: run scripts/fetch-models");
+    let photo = catalog.fixture_path("coffee").unwrap();
+    let components = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("wasm32-wasip2/release");
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = components;
+    })
+    .await;
+    require_tool("ffmpeg");
+    let publisher = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-loop",
+            "1",
+            "-i",
+        ])
+        .arg(&photo)
+        .args([
+            "-t",
+            "8",
+            "-vf",
+            "scale=640:360,format=yuv420p",
+            "-r",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            "60",
+        ])
+        .args(["-f", "flv", &server.rtmp_url(&server.stream_key)])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let path = format!("/api/v1/streams/{}/detections?limit=1000", server.stream_id);
+    let detections = loop {
+        let (status, body) = server.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let found = page["detections"].as_array().unwrap().clone();
+        if found.iter().any(|d| d["label"] == "cup") {
+            break found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no cup detected within 20 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let cup = detections.iter().find(|d| d["label"] == "cup").unwrap();
+    assert_eq!(cup["component"], "object-detector");
+    assert!(cup["score"].as_f64().unwrap() > 0.35);
+    let b: Vec<f64> = cup["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        b.iter().all(|v| (0.0..=1.0).contains(v)) && b[2] > 0.1,
+        "{b:?}"
+    );
+    assert!(cup["pts_ms"].as_i64().unwrap() >= 0);
+    // The video path is unaffected: HLS segments are written while analysis runs.
+    let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "{stderr}");
+    server
+        .wait_for_playlist(Duration::from_secs(5), |p| p.contains("#EXT-X-ENDLIST"))
+        .await;
+    assert!(segment_files(&server.hls_dir(&server.stream_id)).len() >= 3);
+    server.stop().await;
+}
