@@ -10,34 +10,7 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
     let photo = catalog.fixture_path("coffee").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("coffee.mp4");
-    e2e::require_tool("ffmpeg");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-loop",
-            "1",
-            "-i",
-        ])
-        .arg(&photo)
-        .args([
-            "-vf",
-            "scale=640:360,format=yuv420p",
-            "-r",
-            "30",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-        ])
-        .arg(&clip)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    media_analyzer::bench::clip_from_photo(&photo, "640:360", 60, &clip).unwrap();
     let json = dir.path().join("out.jsonl");
     // The test binary lives in target/debug/deps: the components are in target/wasm32-wasip2/release.
     let components = std::env::current_exe()

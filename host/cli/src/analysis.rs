@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use decode::{LatestFrame, VideoDecoder};
-use inference::{Catalog, Model, SessionOptions};
 use media::{HubEvent, Overflow, StreamHub, Subscription};
-use runtime::{DetectorComponent, ModelRegistry, Runtime, SandboxConfig};
+use runtime::{DetectorComponent, Runtime};
 use store::{DetectionRecord, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::analyze::BUNDLED;
+use crate::analyze::{BUNDLED, Bundle, load_bundle};
 
 /// Packets queued between the hub and a stream's decoder before the oldest are dropped.
 const DECODER_QUEUE: usize = 600;
@@ -31,48 +30,24 @@ pub struct LiveAnalysis {
 impl LiveAnalysis {
     /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
     /// or components are not installed, so `serve` still ingests and packages video.
-    pub fn load(components_dir: &Path, store: Store) -> anyhow::Result<Option<Self>> {
-        let catalog = match Catalog::load(&Catalog::default_path()) {
-            Ok(c) => c,
+    pub fn load(components_dir: &Path, store: Store) -> Option<Self> {
+        match load_bundle(&BUNDLED, components_dir) {
+            Ok(Bundle {
+                runtime,
+                components,
+            }) => {
+                info!(components = components.len(), "live analysis ready");
+                Some(Self {
+                    runtime: Arc::new(runtime),
+                    components: Arc::new(components),
+                    store,
+                })
+            }
             Err(e) => {
-                warn!("analysis is off: {e}");
-                return Ok(None);
-            }
-        };
-        inference::init_onnxruntime(&catalog.onnxruntime_library())?;
-        let mut models = ModelRegistry::new();
-        let mut components = Vec::new();
-        let runtime_models: Vec<(&str, &str)> = BUNDLED.to_vec();
-        for (_, model) in &runtime_models {
-            models.insert(
-                model.to_string(),
-                Model::load(
-                    model,
-                    &catalog.model_path(model)?,
-                    &SessionOptions::default(),
-                )?,
-            );
-        }
-        let runtime = Runtime::new(SandboxConfig::default(), models)?;
-        for (name, _) in &runtime_models {
-            let path = components_dir.join(format!("{}.wasm", name.replace('-', "_")));
-            match std::fs::read(&path) {
-                Ok(bytes) => components.push((name.to_string(), runtime.load_detector(&bytes)?)),
-                Err(e) => {
-                    warn!(
-                        "analysis is off: {}: {e} (build the components with scripts/build-components)",
-                        path.display()
-                    );
-                    return Ok(None);
-                }
+                warn!("live analysis is off: {e:#}");
+                None
             }
         }
-        info!(components = components.len(), "live analysis ready");
-        Ok(Some(Self {
-            runtime: Arc::new(runtime),
-            components: Arc::new(components),
-            store,
-        }))
     }
 
     /// Analyses every stream that starts until `shutdown`, then waits for the streams in

@@ -110,6 +110,44 @@ struct JsonFrame<'a> {
     detections: Vec<JsonDetection<'a>>,
 }
 
+/// The sandbox loaded with bundled detector components and the models they use.
+pub struct Bundle {
+    pub runtime: Runtime,
+    pub components: Vec<(String, DetectorComponent)>,
+}
+
+/// Loads `wanted` (component, model) pairs: the models from the manifest into ONNX Runtime, the
+/// components from `components_dir`.
+pub fn load_bundle(wanted: &[(&str, &str)], components_dir: &Path) -> anyhow::Result<Bundle> {
+    let catalog = Catalog::load(&Catalog::default_path())?;
+    inference::init_onnxruntime(&catalog.onnxruntime_library())?;
+    let mut models = ModelRegistry::new();
+    for (_, model) in wanted {
+        let session = Model::load(
+            model,
+            &catalog.model_path(model)?,
+            &SessionOptions::default(),
+        )?;
+        models.insert(model.to_string(), session);
+    }
+    let runtime = Runtime::new(SandboxConfig::default(), models)?;
+    let mut components = Vec::with_capacity(wanted.len());
+    for (name, _) in wanted {
+        let path = components_dir.join(format!("{}.wasm", name.replace('-', "_")));
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "{}: build the components with scripts/build-components",
+                path.display()
+            )
+        })?;
+        components.push((name.to_string(), runtime.load_detector(&bytes)?));
+    }
+    Ok(Bundle {
+        runtime,
+        components,
+    })
+}
+
 pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     if options.every == 0 {
         bail!("--every must be at least 1");
@@ -133,35 +171,10 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let catalog = Catalog::load(&Catalog::default_path())?;
-    inference::init_onnxruntime(&catalog.onnxruntime_library())?;
-    let mut models = ModelRegistry::new();
-    for (_, model) in &wanted {
-        models.insert(
-            model.to_string(),
-            Model::load(
-                model,
-                &catalog.model_path(model)?,
-                &SessionOptions::default(),
-            )?,
-        );
-    }
-    let runtime = Runtime::new(SandboxConfig::default(), models)?;
-    let components: Vec<(&str, DetectorComponent)> = wanted
-        .iter()
-        .map(|(name, _)| {
-            let path = options
-                .components_dir
-                .join(format!("{}.wasm", name.replace('-', "_")));
-            let bytes = std::fs::read(&path).with_context(|| {
-                format!(
-                    "{}: build the components with scripts/build-components",
-                    path.display()
-                )
-            })?;
-            Ok((*name, runtime.load_detector(&bytes)?))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let Bundle {
+        runtime,
+        components,
+    } = load_bundle(&wanted, &options.components_dir)?;
 
     let mut source = decode::FileSource::open(&options.input, 2)?;
     let expected_frames = source.frames_hint;
@@ -197,9 +210,8 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
             };
             for (name, component) in &components {
                 match runtime.detect(component, host_frame.clone(), &[]) {
-                    Ok(outcome) => {
-                        detections.extend(outcome.detections.into_iter().map(|d| (*name, d)))
-                    }
+                    Ok(outcome) => detections
+                        .extend(outcome.detections.into_iter().map(|d| (name.as_str(), d))),
                     Err(e) => {
                         summary.failed_calls += 1;
                         tracing::warn!(

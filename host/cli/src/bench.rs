@@ -36,6 +36,20 @@ fn frames(catalog: &Catalog, count: usize, work: &Path) -> anyhow::Result<Vec<de
         .fixture_path("coffee")
         .context("the coffee fixture is missing: run scripts/fetch-models")?;
     let clip = work.join("bench-analysis.mp4");
+    clip_from_photo(&photo, "1280:720", count, &clip)?;
+    let mut source = decode::FileSource::open(clip.to_str().unwrap_or_default(), 2)?;
+    let mut all = Vec::new();
+    let mut batch = Vec::new();
+    while all.len() < count && source.next_frames(&mut batch)? {
+        all.append(&mut batch);
+    }
+    all.truncate(count);
+    Ok(all)
+}
+
+/// A 30 fps H.264 clip of `frames` frames showing `photo` scaled to `size` (`W:H`), made with the
+/// ffmpeg CLI.
+pub fn clip_from_photo(photo: &Path, size: &str, frames: usize, out: &Path) -> anyhow::Result<()> {
     let status = std::process::Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -46,33 +60,23 @@ fn frames(catalog: &Catalog, count: usize, work: &Path) -> anyhow::Result<Vec<de
             "1",
             "-i",
         ])
-        .arg(&photo)
+        .arg(photo)
         .args([
             "-vf",
-            "scale=1280:720,format=yuv420p",
+            &format!("scale={size},format=yuv420p"),
             "-r",
             "30",
             "-frames:v",
-            &count.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
+            &frames.to_string(),
         ])
-        .arg(&clip)
+        .args(["-c:v", "libx264", "-preset", "veryfast"])
+        .arg(out)
         .status()
-        .context("running ffmpeg")?;
+        .context("running ffmpeg (scripts/setup installs it)")?;
     if !status.success() {
-        bail!("ffmpeg could not make the benchmark clip");
+        bail!("ffmpeg could not make a clip from {}", photo.display());
     }
-    let mut source = decode::FileSource::open(clip.to_str().unwrap_or_default(), 2)?;
-    let mut all = Vec::new();
-    let mut batch = Vec::new();
-    while all.len() < count && source.next_frames(&mut batch)? {
-        all.append(&mut batch);
-    }
-    all.truncate(count);
-    Ok(all)
+    Ok(())
 }
 
 pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {

@@ -162,7 +162,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let analysis = if config.analysis {
         let (dir, store) = (config.components.clone(), store.clone());
         tokio::task::spawn_blocking(move || crate::analysis::LiveAnalysis::load(&dir, store))
-            .await??
+            .await?
     } else {
         None
     };
