@@ -202,6 +202,144 @@ pub mod blazeface {
     }
 }
 
+/// PP-OCR text detection (DB) and recognition (CTC) post-processing, simplified to axis-aligned
+/// boxes (horizontal text, as on signs, products and screens).
+pub mod ocr {
+    /// A text region in probability-map pixels.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct TextBox {
+        pub score: f32,
+        pub x0: f32,
+        pub y0: f32,
+        pub x1: f32,
+        pub y1: f32,
+    }
+
+    /// DB post-processing: binarise `prob` (`width`×`height`) at `threshold`, take 4-connected
+    /// regions whose mean probability is at least `box_threshold`, and grow each by
+    /// `area × unclip / perimeter` (the DB "unclip"). Sorted top to bottom, left to right.
+    pub fn text_boxes(
+        prob: &[f32],
+        width: usize,
+        height: usize,
+        threshold: f32,
+        box_threshold: f32,
+        unclip: f32,
+    ) -> Vec<TextBox> {
+        if prob.len() != width * height {
+            return Vec::new();
+        }
+        let mut seen = vec![false; prob.len()];
+        let mut boxes = Vec::new();
+        let mut stack = Vec::new();
+        for start in 0..prob.len() {
+            if seen[start] || prob[start] <= threshold {
+                continue;
+            }
+            seen[start] = true;
+            stack.push(start);
+            let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
+            let (mut sum, mut count) = (0f32, 0usize);
+            while let Some(i) = stack.pop() {
+                let (x, y) = (i % width, i / width);
+                x0 = x0.min(x);
+                y0 = y0.min(y);
+                x1 = x1.max(x + 1);
+                y1 = y1.max(y + 1);
+                sum += prob[i];
+                count += 1;
+                let mut visit = |j: usize| {
+                    if !seen[j] && prob[j] > threshold {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                };
+                if x > 0 {
+                    visit(i - 1);
+                }
+                if x + 1 < width {
+                    visit(i + 1);
+                }
+                if y > 0 {
+                    visit(i - width);
+                }
+                if y + 1 < height {
+                    visit(i + width);
+                }
+            }
+            let (bw, bh) = ((x1 - x0) as f32, (y1 - y0) as f32);
+            if bw.min(bh) < 3.0 || sum / (count as f32) < box_threshold {
+                continue;
+            }
+            let d = bw * bh * unclip / (2.0 * (bw + bh));
+            boxes.push(TextBox {
+                score: sum / count as f32,
+                x0: (x0 as f32 - d).max(0.0),
+                y0: (y0 as f32 - d).max(0.0),
+                x1: (x1 as f32 + d).min(width as f32),
+                y1: (y1 as f32 + d).min(height as f32),
+            });
+        }
+        boxes.sort_by(|a, b| a.y0.total_cmp(&b.y0).then(a.x0.total_cmp(&b.x0)));
+        boxes
+    }
+
+    /// Greedy CTC decoding of `probs` (`steps` × `classes`, softmax): the class per step with
+    /// repeats merged and blanks (class 0) dropped, and the mean confidence of what was kept.
+    pub fn ctc_greedy(probs: &[f32], classes: usize) -> (Vec<usize>, f32) {
+        let mut out = Vec::new();
+        let (mut sum, mut previous) = (0f32, 0usize);
+        for step in probs.chunks_exact(classes.max(1)) {
+            let (best, &p) = step
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &0.0));
+            if best != 0 && best != previous {
+                out.push(best);
+                sum += p;
+            }
+            previous = best;
+        }
+        let confidence = if out.is_empty() {
+            0.0
+        } else {
+            sum / out.len() as f32
+        };
+        (out, confidence)
+    }
+
+    /// Letters and digits only, lower case: how brand names are compared.
+    pub fn fold(text: &str) -> String {
+        text.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+
+    /// 1 − edit distance / longer length, on folded strings (1.0 = the same brand name).
+    pub fn similarity(a: &str, b: &str) -> f32 {
+        let (a, b): (Vec<char>, Vec<char>) = (fold(a).chars().collect(), fold(b).chars().collect());
+        let longest = a.len().max(b.len());
+        if longest == 0 {
+            return 0.0;
+        }
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let above = row[j + 1];
+                row[j + 1] = (above + 1)
+                    .min(row[j] + 1)
+                    .min(diagonal + usize::from(ca != cb));
+                diagonal = above;
+            }
+        }
+        1.0 - row[b.len()] as f32 / longest as f32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +452,33 @@ mod tests {
             boxes: &b16,
         }];
         assert!(blazeface::decode(&short, 0.5, 0.3).is_err());
+    }
+
+    #[test]
+    fn ocr_boxes_ctc_and_brand_similarity() {
+        // A 20x10 map with one 8x4 text blob.
+        let (w, h) = (20, 10);
+        let mut prob = vec![0.0f32; w * h];
+        for y in 3..7 {
+            for x in 5..13 {
+                prob[y * w + x] = 0.9;
+            }
+        }
+        prob[0] = 0.9; // a 1-pixel speck is dropped
+        let boxes = ocr::text_boxes(&prob, w, h, 0.3, 0.5, 1.5);
+        assert_eq!(boxes.len(), 1);
+        let b = boxes[0];
+        assert!((b.score - 0.9).abs() < 1e-6);
+        // area 32 × 1.5 / perimeter 24 = 2 pixels of growth on each side.
+        assert_eq!((b.x0, b.y0, b.x1, b.y1), (3.0, 1.0, 15.0, 9.0));
+        // CTC: blank, a, a, blank, b → [a, b].
+        let probs = [
+            0.9, 0.05, 0.05, 0.1, 0.8, 0.1, 0.1, 0.8, 0.1, 0.9, 0.05, 0.05, 0.1, 0.1, 0.8,
+        ];
+        assert_eq!(ocr::ctc_greedy(&probs, 3).0, vec![1, 2]);
+        assert_eq!(ocr::similarity("Coca-Cola", "COCA COLA"), 1.0);
+        assert!(ocr::similarity("Coca-Cola", "Coca-Coia") > 0.85);
+        assert!(ocr::similarity("NETFLIX", "Nike") < 0.5);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::analyze::{BUNDLED, Bundle, load_bundle};
+use crate::analyze::{Bundle, DEFAULT_COMPONENTS, bundled, load_bundle};
 
 /// Packets queued between the hub and a stream's decoder before the oldest are dropped.
 const DECODER_QUEUE: usize = 600;
@@ -31,7 +31,7 @@ impl LiveAnalysis {
     /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
     /// or components are not installed, so `serve` still ingests and packages video.
     pub fn load(components_dir: &Path, store: Store) -> Option<Self> {
-        match load_bundle(&BUNDLED, components_dir) {
+        match bundled(&DEFAULT_COMPONENTS).and_then(|wanted| load_bundle(&wanted, components_dir)) {
             Ok(Bundle {
                 runtime,
                 components,

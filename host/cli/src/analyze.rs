@@ -12,11 +12,35 @@ use inference::{Catalog, Model, SessionOptions};
 use runtime::{DetectorComponent, ModelRegistry, Runtime, SandboxConfig};
 use serde::Serialize;
 
-/// The bundled detectors and the model each one loads by name.
-pub const BUNDLED: [(&str, &str); 2] = [
-    ("object-detector", "nanodet-coco"),
-    ("face-detector", "blazeface"),
+/// A bundled detector component and the models it loads by name.
+pub type BundledComponent = (&'static str, &'static [&'static str]);
+
+/// Every bundled detector.
+pub const BUNDLED: [BundledComponent; 3] = [
+    ("object-detector", &["nanodet-coco"]),
+    ("face-detector", &["blazeface"]),
+    ("brand-text", &["ppocr-det", "ppocr-rec"]),
 ];
+
+/// What runs when nothing is chosen: brand-text (OCR, ~0.3 s a frame on a CPU) is opt-in.
+pub const DEFAULT_COMPONENTS: [&str; 2] = ["object-detector", "face-detector"];
+
+/// The bundled components with these names.
+pub fn bundled(names: &[&str]) -> anyhow::Result<Vec<BundledComponent>> {
+    names
+        .iter()
+        .map(|c| {
+            BUNDLED
+                .iter()
+                .find(|(name, _)| name == c)
+                .copied()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+                    anyhow::anyhow!("unknown component '{c}' (bundled: {})", known.join(", "))
+                })
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
@@ -116,13 +140,12 @@ pub struct Bundle {
     pub components: Vec<(String, DetectorComponent)>,
 }
 
-/// Loads `wanted` (component, model) pairs: the models from the manifest into ONNX Runtime, the
-/// components from `components_dir`.
-pub fn load_bundle(wanted: &[(&str, &str)], components_dir: &Path) -> anyhow::Result<Bundle> {
+/// Loads `wanted` components from `components_dir` and the models they use from the manifest.
+pub fn load_bundle(wanted: &[BundledComponent], components_dir: &Path) -> anyhow::Result<Bundle> {
     let catalog = Catalog::load(&Catalog::default_path())?;
     inference::init_onnxruntime(&catalog.onnxruntime_library())?;
     let mut models = ModelRegistry::new();
-    for (_, model) in wanted {
+    for model in wanted.iter().flat_map(|(_, models)| models.iter()) {
         let session = Model::load(
             model,
             &catalog.model_path(model)?,
@@ -152,25 +175,12 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     if options.every == 0 {
         bail!("--every must be at least 1");
     }
-    let wanted: Vec<(&str, &str)> = if options.components.is_empty() {
-        BUNDLED.to_vec()
+    let names: Vec<&str> = if options.components.is_empty() {
+        DEFAULT_COMPONENTS.to_vec()
     } else {
-        options
-            .components
-            .iter()
-            .map(|c| {
-                BUNDLED
-                    .iter()
-                    .find(|(name, _)| name == c)
-                    .copied()
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "unknown component '{c}' (bundled: object-detector, face-detector)"
-                        )
-                    })
-            })
-            .collect::<anyhow::Result<_>>()?
+        options.components.iter().map(String::as_str).collect()
     };
+    let wanted = bundled(&names)?;
     let Bundle {
         runtime,
         components,

@@ -31,7 +31,8 @@ enum Command {
     Analyze {
         /// A video file, or an http(s) URL such as an HLS playlist.
         input: String,
-        /// Comma-separated components (default: object-detector,face-detector).
+        /// Comma-separated components: object-detector, face-detector, brand-text
+        /// (default: object-detector,face-detector).
         #[arg(long, value_delimiter = ',')]
         components: Vec<String>,
         /// Analyse every Nth frame.

@@ -92,3 +92,66 @@ fn top_half(f: &runtime_wit::Frame) -> runtime_wit::Frame {
         ..f.clone()
     }
 }
+
+#[test]
+fn brand_text_reads_coca_cola_and_netflix() {
+    let catalog = catalog();
+    let models = ModelRegistry::from([
+        ("ppocr-det".to_string(), model(&catalog, "ppocr-det")),
+        ("ppocr-rec".to_string(), model(&catalog, "ppocr-rec")),
+    ]);
+    let config = SandboxConfig {
+        deadline: Duration::from_secs(5),
+        ..SandboxConfig::default()
+    };
+    let rt = Runtime::new(config, models).unwrap();
+    let detector = rt.load_detector(&component("brand-text")).unwrap();
+    let settings = [("emit-text".to_string(), "true".to_string())];
+    let outcome = rt
+        .detect(&detector, fixture(&catalog, "ocr-brands"), &settings)
+        .unwrap();
+    let labels: Vec<&str> = outcome
+        .detections
+        .iter()
+        .map(|d| d.label.as_str())
+        .collect();
+    assert!(
+        labels.contains(&"brand:cocacola"),
+        "{:?}",
+        outcome.detections
+    );
+    assert!(
+        labels.contains(&"brand:netflix"),
+        "{:?}",
+        outcome.detections
+    );
+    let coke = outcome
+        .detections
+        .iter()
+        .find(|d| d.label == "brand:cocacola")
+        .unwrap();
+    assert!(coke.score > 0.8, "{coke:?}");
+    assert!(
+        coke.box_.w > 0.1 && coke.box_.x + coke.box_.w <= 1.0,
+        "{coke:?}"
+    );
+    // A tenant's own lexicon: only its brands are reported.
+    let only_netflix = [("brands".to_string(), "Netflix".to_string())];
+    let outcome = rt
+        .detect(&detector, fixture(&catalog, "ocr-brands"), &only_netflix)
+        .unwrap();
+    let labels: Vec<&str> = outcome
+        .detections
+        .iter()
+        .map(|d| d.label.as_str())
+        .collect();
+    assert_eq!(labels, vec!["brand:netflix"]);
+    // No text, no brands.
+    assert!(
+        rt.detect(&detector, fixture(&catalog, "astronaut"), &[])
+            .unwrap()
+            .detections
+            .iter()
+            .all(|d| !d.label.starts_with("brand:"))
+    );
+}
