@@ -186,9 +186,43 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
         components,
     } = load_bundle(&wanted, &options.components_dir)?;
 
-    let mut source = decode::FileSource::open(&options.input, 2)?;
-    let expected_frames = source.frames_hint;
-    let duration_ms = source.duration_ms;
+    // Decoding runs on its own thread, a few frames ahead of analysis, so the two overlap.
+    let (frames_tx, frames_rx) =
+        std::sync::mpsc::sync_channel::<Result<decode::Frame, decode::DecodeError>>(8);
+    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+    let input = options.input.clone();
+    let decoder = std::thread::Builder::new()
+        .name("analyze-decode".into())
+        .spawn(move || {
+            let mut source = match decode::FileSource::open(&input, 2) {
+                Ok(source) => source,
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = opened_tx.send(Ok((source.frames_hint, source.duration_ms)));
+            let mut batch = Vec::new();
+            loop {
+                match source.next_frames(&mut batch) {
+                    Ok(true) => {
+                        for frame in batch.drain(..) {
+                            if frames_tx.send(Ok(frame)).is_err() {
+                                return; // analysis stopped
+                            }
+                        }
+                    }
+                    Ok(false) => return,
+                    Err(e) => {
+                        let _ = frames_tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })?;
+    let (expected_frames, duration_ms) = opened_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the decoder stopped before opening {}", options.input))??;
     let mut json = match &options.json {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -198,80 +232,80 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut progress = Progress::new(options.progress, expected_frames, duration_ms);
-    let mut batch = Vec::new();
     let (mut first_pts, mut last_pts) = (None, 0i64);
-    while source.next_frames(&mut batch)? {
-        for frame in batch.drain(..) {
-            summary.decoded_frames += 1;
-            first_pts.get_or_insert(frame.pts_ms);
-            last_pts = frame.pts_ms;
-            if frame.seq % options.every != 0 {
-                continue;
+    for decoded in frames_rx {
+        let frame = decoded?;
+        summary.decoded_frames += 1;
+        first_pts.get_or_insert(frame.pts_ms);
+        last_pts = frame.pts_ms;
+        if frame.seq % options.every != 0 {
+            continue;
+        }
+        summary.analysed_frames += 1;
+        let mut detections = Vec::new();
+        let host_frame = runtime_wit::Frame {
+            stream: options.input.clone(),
+            seq: frame.seq,
+            pts_ms: frame.pts_ms,
+            width: frame.width,
+            height: frame.height,
+            rgb: Arc::clone(&frame.rgb),
+        };
+        for (name, component) in &components {
+            match runtime.detect(component, host_frame.clone(), &[]) {
+                Ok(outcome) => {
+                    detections.extend(outcome.detections.into_iter().map(|d| (name.as_str(), d)))
+                }
+                Err(e) => {
+                    summary.failed_calls += 1;
+                    tracing::warn!(
+                        component = name,
+                        frame = frame.seq,
+                        "component call failed: {e}"
+                    );
+                }
             }
-            summary.analysed_frames += 1;
-            let mut detections = Vec::new();
-            let host_frame = runtime_wit::Frame {
-                stream: options.input.clone(),
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (_, d) in &detections {
+            let entry = summary
+                .labels
+                .entry(d.label.clone())
+                .or_insert_with(|| LabelSummary {
+                    first_pts_ms: frame.pts_ms,
+                    ..Default::default()
+                });
+            if seen.insert(d.label.clone()) {
+                entry.frames += 1;
+            }
+            entry.max_score = entry.max_score.max(d.score);
+            entry.last_pts_ms = frame.pts_ms;
+        }
+        if let Some(out) = json.as_mut() {
+            let line = JsonFrame {
                 seq: frame.seq,
                 pts_ms: frame.pts_ms,
                 width: frame.width,
                 height: frame.height,
-                rgb: Arc::clone(&frame.rgb),
+                detections: detections
+                    .iter()
+                    .map(|(c, d)| JsonDetection {
+                        label: &d.label,
+                        score: d.score,
+                        bbox: [d.box_.x, d.box_.y, d.box_.w, d.box_.h],
+                        component: c,
+                    })
+                    .collect(),
             };
-            for (name, component) in &components {
-                match runtime.detect(component, host_frame.clone(), &[]) {
-                    Ok(outcome) => detections
-                        .extend(outcome.detections.into_iter().map(|d| (name.as_str(), d))),
-                    Err(e) => {
-                        summary.failed_calls += 1;
-                        tracing::warn!(
-                            component = name,
-                            frame = frame.seq,
-                            "component call failed: {e}"
-                        );
-                    }
-                }
-            }
-            let mut seen = std::collections::HashSet::new();
-            for (_, d) in &detections {
-                let entry = summary
-                    .labels
-                    .entry(d.label.clone())
-                    .or_insert_with(|| LabelSummary {
-                        first_pts_ms: frame.pts_ms,
-                        ..Default::default()
-                    });
-                if seen.insert(d.label.clone()) {
-                    entry.frames += 1;
-                }
-                entry.max_score = entry.max_score.max(d.score);
-                entry.last_pts_ms = frame.pts_ms;
-            }
-            if let Some(out) = json.as_mut() {
-                let line = JsonFrame {
-                    seq: frame.seq,
-                    pts_ms: frame.pts_ms,
-                    width: frame.width,
-                    height: frame.height,
-                    detections: detections
-                        .iter()
-                        .map(|(c, d)| JsonDetection {
-                            label: &d.label,
-                            score: d.score,
-                            bbox: [d.box_.x, d.box_.y, d.box_.w, d.box_.h],
-                            component: c,
-                        })
-                        .collect(),
-                };
-                serde_json::to_writer(&mut *out, &line)?;
-                out.write_all(b"\n")?;
-            }
-            progress.update(
-                summary.decoded_frames,
-                frame.pts_ms - first_pts.unwrap_or(0),
-            );
+            serde_json::to_writer(&mut *out, &line)?;
+            out.write_all(b"\n")?;
         }
+        progress.update(
+            summary.decoded_frames,
+            frame.pts_ms - first_pts.unwrap_or(0),
+        );
     }
+    let _ = decoder.join();
     if let Some(mut out) = json {
         out.flush()?;
     }
