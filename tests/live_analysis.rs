@@ -82,6 +82,19 @@ async fn rtmp_in_detections_out() {
         "{b:?}"
     );
     assert!(cup["pts_ms"].as_i64().unwrap() >= 0);
+    // The analysis shows in /metrics.
+    let (_, metrics) = server.get("/metrics").await;
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("media_analyzer_analysis_{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(counter("frames_analysed_total") > 0);
+    assert!(counter("detections_total") > 0);
+    assert!(counter("inference_microseconds_total") > 0);
+    assert_eq!(counter("component_failures_total"), 0);
     // The video path is unaffected: HLS segments are written while analysis runs.
     let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
     assert!(ok, "{stderr}");

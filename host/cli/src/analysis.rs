@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use decode::{LatestFrame, VideoDecoder};
@@ -20,17 +21,83 @@ use crate::analyze::{Bundle, DEFAULT_COMPONENTS, bundled, load_bundle};
 /// Packets queued between the hub and a stream's decoder before the oldest are dropped.
 const DECODER_QUEUE: usize = 600;
 
+/// Counters for `/metrics`, summed over streams.
+#[derive(Debug, Default)]
+pub struct AnalysisStats {
+    pub frames_decoded: AtomicU64,
+    pub frames_analysed: AtomicU64,
+    /// Replaced by a newer frame before the analyser took them (by design, not an error).
+    pub frames_skipped: AtomicU64,
+    /// Packets the decoder's `DropOldest` queue dropped (it then waits for a keyframe).
+    pub packets_lost: AtomicU64,
+    pub component_failures: AtomicU64,
+    pub detections_stored: AtomicU64,
+    /// Time spent in model runs, microseconds.
+    pub inference_us: AtomicU64,
+}
+
+impl AnalysisStats {
+    /// Prometheus text.
+    pub fn render(&self) -> String {
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "frames_decoded_total",
+                "frames decoded for analysis",
+                c(&self.frames_decoded),
+            ),
+            (
+                "frames_analysed_total",
+                "frames analysed",
+                c(&self.frames_analysed),
+            ),
+            (
+                "frames_skipped_total",
+                "frames replaced by a newer one before analysis",
+                c(&self.frames_skipped),
+            ),
+            (
+                "packets_lost_total",
+                "packets dropped before the decoder",
+                c(&self.packets_lost),
+            ),
+            (
+                "component_failures_total",
+                "component calls that failed",
+                c(&self.component_failures),
+            ),
+            (
+                "detections_total",
+                "detections stored",
+                c(&self.detections_stored),
+            ),
+            (
+                "inference_microseconds_total",
+                "time spent in model runs",
+                c(&self.inference_us),
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP media_analyzer_analysis_{name} {help}\n# TYPE media_analyzer_analysis_{name} counter\nmedia_analyzer_analysis_{name} {value}\n"
+            ));
+        }
+        out
+    }
+}
+
 /// The detector components and models for live streams.
 pub struct LiveAnalysis {
     runtime: Arc<Runtime>,
     components: Arc<Vec<(String, DetectorComponent)>>,
     store: Store,
+    stats: Arc<AnalysisStats>,
 }
 
 impl LiveAnalysis {
     /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
     /// or components are not installed, so `serve` still ingests and packages video.
-    pub fn load(components_dir: &Path, store: Store) -> Option<Self> {
+    pub fn load(components_dir: &Path, store: Store, stats: Arc<AnalysisStats>) -> Option<Self> {
         match bundled(&DEFAULT_COMPONENTS).and_then(|wanted| load_bundle(&wanted, components_dir)) {
             Ok(Bundle {
                 runtime,
@@ -41,6 +108,7 @@ impl LiveAnalysis {
                     runtime: Arc::new(runtime),
                     components: Arc::new(components),
                     store,
+                    stats,
                 })
             }
             Err(e) => {
@@ -85,18 +153,34 @@ impl LiveAnalysis {
         let decoder = std::thread::Builder::new()
             .name(format!("decode-{stream}"))
             .spawn({
-                let (slot, handle, stream) = (slot.clone(), handle.clone(), stream.clone());
-                move || decode_stream(&stream, subscription, &slot, &handle)
+                let (slot, handle, stream, stats) = (
+                    slot.clone(),
+                    handle.clone(),
+                    stream.clone(),
+                    self.stats.clone(),
+                );
+                move || decode_stream(&stream, subscription, &slot, &handle, &stats)
             });
         let analyser = std::thread::Builder::new()
             .name(format!("analyse-{stream}"))
             .spawn({
-                let (runtime, components, store) = (
+                let (runtime, components, store, stats) = (
                     self.runtime.clone(),
                     self.components.clone(),
                     self.store.clone(),
+                    self.stats.clone(),
                 );
-                move || analyse_stream(&stream, &slot, &runtime, &components, &store, &handle)
+                move || {
+                    analyse_stream(
+                        &stream,
+                        &slot,
+                        &runtime,
+                        &components,
+                        &store,
+                        &handle,
+                        &stats,
+                    )
+                }
             });
         [decoder, analyser]
             .into_iter()
@@ -113,6 +197,7 @@ fn decode_stream(
     mut subscription: Subscription,
     slot: &LatestFrame,
     handle: &Handle,
+    stats: &AnalysisStats,
 ) {
     let mut decoder = match VideoDecoder::live_h264(1) {
         Ok(d) => d,
@@ -128,6 +213,7 @@ fn decode_stream(
         let dropped = subscription.take_dropped();
         if dropped > 0 {
             lost += dropped;
+            stats.packets_lost.fetch_add(dropped, Ordering::Relaxed);
             decoder.resync();
         }
         if let Err(e) = decoder.push(&packet, &mut frames) {
@@ -135,6 +221,7 @@ fn decode_stream(
             decoder.resync();
         }
         for f in frames.drain(..) {
+            stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
             slot.offer(f);
         }
     }
@@ -143,8 +230,11 @@ fn decode_stream(
         slot.offer(f);
     }
     slot.close();
-    let stats = slot.stats();
-    info!(%stream, decoded = stats.offered, analysed = stats.taken, skipped = stats.skipped, packets_lost = lost, "stream analysis ended");
+    let sampled = slot.stats();
+    stats
+        .frames_skipped
+        .fetch_add(sampled.skipped, Ordering::Relaxed);
+    info!(%stream, decoded = sampled.offered, analysed = sampled.taken, skipped = sampled.skipped, packets_lost = lost, "stream analysis ended");
 }
 
 fn analyse_stream(
@@ -154,8 +244,10 @@ fn analyse_stream(
     components: &[(String, DetectorComponent)],
     store: &Store,
     handle: &Handle,
+    stats: &AnalysisStats,
 ) {
     while let Some(frame) = handle.block_on(slot.take()) {
+        stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
         let wallclock = store::now_ms();
         let host_frame = runtime_wit::Frame {
             stream: stream.to_string(),
@@ -169,6 +261,9 @@ fn analyse_stream(
         for (name, component) in components {
             match runtime.detect(component, host_frame.clone(), &[]) {
                 Ok(outcome) => {
+                    stats
+                        .inference_us
+                        .fetch_add(outcome.inference.as_micros() as u64, Ordering::Relaxed);
                     records.extend(outcome.detections.into_iter().map(|d| DetectionRecord {
                         id: String::new(),
                         stream_id: stream.to_string(),
@@ -187,12 +282,18 @@ fn analyse_stream(
                     }))
                 }
                 Err(e) => {
+                    stats.component_failures.fetch_add(1, Ordering::Relaxed);
                     warn!(%stream, component = %name, frame = frame.seq, "component call failed: {e}")
                 }
             }
         }
-        if let Err(e) = handle.block_on(store.add_detections(&mut records)) {
-            warn!(%stream, "could not store {} detections: {e}", records.len());
+        match handle.block_on(store.add_detections(&mut records)) {
+            Ok(()) => {
+                stats
+                    .detections_stored
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => warn!(%stream, "could not store {} detections: {e}", records.len()),
         }
     }
 }

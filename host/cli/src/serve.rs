@@ -142,6 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let hub = StreamHub::new();
     let stats = Arc::new(ServerStats::default());
+    let analysis_stats = Arc::new(crate::analysis::AnalysisStats::default());
     let shutdown = CancellationToken::new();
     let (hls_events_tx, hls_events_rx) = mpsc::channel(1024);
     let packager = hls::Packager::new(config.hls.clone(), hls_events_tx);
@@ -152,7 +153,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         dashboard: config.dashboard.clone(),
         token_key: api::TokenKey::new(token_secret.as_bytes()),
         rtmp_url: format!("rtmp://{}/{}", display_addr(rtmp_addr), config.ingest.app),
-        metrics: metrics_renderer(stats.clone(), hub.clone()),
+        metrics: metrics_renderer(stats.clone(), hub.clone(), analysis_stats.clone()),
     };
     let router = api::router(state);
 
@@ -160,8 +161,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // starts unanalysed.
     let analysis_stop = CancellationToken::new();
     let analysis = if config.analysis {
-        let (dir, store) = (config.components.clone(), store.clone());
-        tokio::task::spawn_blocking(move || crate::analysis::LiveAnalysis::load(&dir, store))
+        let (dir, store, stats) = (
+            config.components.clone(),
+            store.clone(),
+            analysis_stats.clone(),
+        );
+        tokio::task::spawn_blocking(move || crate::analysis::LiveAnalysis::load(&dir, store, stats))
             .await?
     } else {
         None
@@ -345,10 +350,14 @@ async fn record_hls_event(store: &Store, event: hls::HlsEvent) {
     }
 }
 
-fn metrics_renderer(stats: Arc<ServerStats>, hub: StreamHub) -> api::MetricsRenderer {
+fn metrics_renderer(
+    stats: Arc<ServerStats>,
+    hub: StreamHub,
+    analysis: Arc<crate::analysis::AnalysisStats>,
+) -> api::MetricsRenderer {
     Arc::new(move || {
         let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        format!(
+        let ingest = format!(
             "# TYPE media_analyzer_rtmp_connections_total counter\nmedia_analyzer_rtmp_connections_total {}\n\
              # TYPE media_analyzer_rtmp_evicted_total counter\nmedia_analyzer_rtmp_evicted_total {}\n\
              # TYPE media_analyzer_rtmp_publish_refused_total counter\nmedia_analyzer_rtmp_publish_refused_total {}\n\
@@ -361,6 +370,7 @@ fn metrics_renderer(stats: Arc<ServerStats>, hub: StreamHub) -> api::MetricsRend
             c(&stats.failed),
             c(&stats.publishing),
             hub.live_streams().len(),
-        )
+        );
+        ingest + &analysis.render()
     })
 }
