@@ -20,6 +20,8 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub analysis: Option<Switch>,
     pub components: Option<PathBuf>,
+    /// Stored detections older than this many days are deleted (default 30).
+    pub detections_retain_days: Option<f64>,
     #[serde(default)]
     pub hls: HlsFileConfig,
     #[serde(default)]
@@ -107,6 +109,8 @@ pub struct Config {
     /// Live analysis of every stream with the bundled components.
     pub analysis: bool,
     pub components: PathBuf,
+    /// Stored detections are kept this long.
+    pub detections_retention: Duration,
 }
 
 impl Config {
@@ -143,6 +147,10 @@ impl Config {
         let retain_hours = file.hls.retain_hours.unwrap_or(24.0);
         if retain_hours <= 0.0 || !retain_hours.is_finite() {
             bail!("hls.retain_hours must be positive, got {retain_hours}");
+        }
+        let retain_days = file.detections_retain_days.unwrap_or(30.0);
+        if retain_days <= 0.0 || !retain_days.is_finite() {
+            bail!("detections_retain_days must be positive, got {retain_days}");
         }
         let ingest_defaults = rtmp::ServerConfig::default();
         let seconds =
@@ -199,6 +207,7 @@ impl Config {
                 .or_else(default_dashboard),
             log_format: log_format.or(file.log_format).unwrap_or_default(),
             analysis: args.analysis.or(file.analysis).unwrap_or(Switch::On) == Switch::On,
+            detections_retention: Duration::from_secs_f64(retain_days * 86_400.0),
             components: args
                 .components
                 .clone()
@@ -278,5 +287,8 @@ mod tests {
         std::fs::write(&path, "[hls]\nsegment_seconds = 100\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("hls.segment_seconds"), "{err}");
+        std::fs::write(&path, "detections_retain_days = -1\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("detections_retain_days"), "{err}");
     }
 }

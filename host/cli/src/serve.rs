@@ -186,6 +186,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     let hls_task = tokio::spawn(packager.run(hub.clone(), hls_stop.clone()));
     let analysis_task = analysis.map(|a| tokio::spawn(a.run(hub.clone(), analysis_stop.clone())));
+    let retention_task = tokio::spawn(expire_detections(
+        store.clone(),
+        config.detections_retention,
+        http_stop.clone(),
+    ));
     let books_task = tokio::spawn(keep_books(store.clone(), hub.events(), hls_events_rx));
     let http_task = tokio::spawn(api::serve(
         http_listener,
@@ -224,6 +229,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         drop(supervisor_hub);
         let _ = books_task.await;
         http_stop.cancel();
+        let _ = retention_task.await;
         if early.as_ref().map(|(w, _)| *w) != Some("HTTP") {
             let _ = http_task.await;
         }
@@ -263,6 +269,24 @@ fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deletes detections past their retention, hourly, until `stop`.
+async fn expire_detections(store: Store, retention: std::time::Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let cutoff = store::now_ms() - retention.as_millis() as i64;
+                match store.delete_detections_before(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(deleted = n, "expired old detections"),
+                    Err(e) => warn!("could not expire detections: {e}"),
+                }
+            }
+        }
+    }
 }
 
 /// Records what the hub and the packager report: stream state and codecs, segments.

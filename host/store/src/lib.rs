@@ -563,6 +563,15 @@ impl Store {
         Ok(DetectionPage { detections, next })
     }
 
+    /// Deletes detections analysed before `cutoff` (Unix ms); returns how many.
+    pub async fn delete_detections_before(&self, cutoff: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM detections WHERE wallclock < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     // ---- settings ----
 
     pub async fn setting(&self, name: &str) -> Result<Option<String>> {

@@ -168,6 +168,16 @@ async fn detections_page_by_time_range() {
         .await
         .unwrap();
     assert_eq!((third.detections.len(), third.next), (5, None));
+    assert_eq!(store.delete_detections_before(10_200).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .detections(&s.id, 0, i64::MAX, None, 100)
+            .await
+            .unwrap()
+            .detections
+            .len(),
+        23
+    );
     let window = store
         .detections(&s.id, 10_500, 11_000, None, 100)
         .await
