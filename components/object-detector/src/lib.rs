@@ -108,8 +108,16 @@ impl sdk::Detect for ObjectDetector {
             layout: Layout::Nchw,
             channels: ChannelOrder::Bgr,
             resize: Resize::Stretch,
-            mean: (103.53, 116.28, 123.675),
-            std: (57.375, 57.12, 58.395),
+            mean: (
+                nanodet::MEAN_BGR[0],
+                nanodet::MEAN_BGR[1],
+                nanodet::MEAN_BGR[2],
+            ),
+            std: (
+                nanodet::STD_BGR[0],
+                nanodet::STD_BGR[1],
+                nanodet::STD_BGR[2],
+            ),
         };
         let (input, _placement) = frame.tensor(spec)?;
         let model = sdk::Model::load("nanodet-coco")?;

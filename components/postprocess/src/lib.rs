@@ -50,6 +50,9 @@ pub mod nanodet {
     pub const BINS: usize = 11;
     pub const INPUT: usize = 416;
     pub const CLASSES: usize = 80;
+    /// Input normalisation, BGR order, pixels 0..255: `(px - MEAN) / STD`.
+    pub const MEAN_BGR: [f32; 3] = [103.53, 116.28, 123.675];
+    pub const STD_BGR: [f32; 3] = [57.375, 57.12, 58.395];
 
     #[derive(Debug, Clone, PartialEq)]
     pub enum DecodeError {

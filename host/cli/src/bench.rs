@@ -103,8 +103,8 @@ pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {
         layout: Layout::Nchw,
         channels: ChannelOrder::Bgr,
         resize: Resize::Stretch,
-        mean: [103.53, 116.28, 123.675],
-        std: [57.375, 57.12, 58.395],
+        mean: postprocess::nanodet::MEAN_BGR,
+        std: postprocess::nanodet::STD_BGR,
     };
     let mut native = Vec::with_capacity(frames.len());
     let mut native_inference = Vec::with_capacity(frames.len());

@@ -28,8 +28,8 @@ fn nanodet_spec() -> TensorSpec {
         layout: Layout::Nchw,
         channels: ChannelOrder::Bgr,
         resize: Resize::Stretch,
-        mean: [103.53, 116.28, 123.675],
-        std: [57.375, 57.12, 58.395],
+        mean: postprocess::nanodet::MEAN_BGR,
+        std: postprocess::nanodet::STD_BGR,
     }
 }
 

@@ -160,15 +160,7 @@ impl Runtime {
         config: &[(String, String)],
     ) -> Result<DetectOutcome, CallError> {
         let started = Instant::now();
-        let state = CallState::new(
-            self.models.clone(),
-            self.config.memory_bytes,
-            self.config.log_bytes,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.config.deadline_ticks());
-        store.epoch_deadline_trap();
+        let mut store = self.new_store();
         let result = (|| {
             let detector = component.pre.instantiate(&mut store)?;
             let frame = store.data_mut().table.push(frame)?;
@@ -198,12 +190,8 @@ impl Runtime {
         })
     }
 
-    /// Creates (and drops) one instance without calling it: the per-call instantiation cost.
-    pub fn instantiate_detector(
-        &self,
-        component: &DetectorComponent,
-    ) -> Result<Duration, CallError> {
-        let started = Instant::now();
+    /// A fresh store for one call, under the sandbox limits: memory, deadline (a trap when passed).
+    fn new_store(&self) -> Store<CallState> {
         let state = CallState::new(
             self.models.clone(),
             self.config.memory_bytes,
@@ -212,6 +200,17 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.config.deadline_ticks());
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Creates (and drops) one instance without calling it: the per-call instantiation cost.
+    pub fn instantiate_detector(
+        &self,
+        component: &DetectorComponent,
+    ) -> Result<Duration, CallError> {
+        let started = Instant::now();
+        let mut store = self.new_store();
         component
             .pre
             .instantiate(&mut store)

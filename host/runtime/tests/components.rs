@@ -6,17 +6,12 @@ use std::time::Duration;
 use runtime::{CallError, ModelRegistry, Runtime, SandboxConfig};
 
 mod common;
-use common::{catalog, component, fixture, frame, model};
+use common::{catalog, component, fixture, frame, runtime_with};
 
 #[test]
 fn the_object_detector_finds_the_cup_through_wasi_nn() {
     let catalog = catalog();
-    let nanodet = model(&catalog, "nanodet-coco");
-    let rt = Runtime::new(
-        SandboxConfig::default(),
-        ModelRegistry::from([("nanodet-coco".to_string(), nanodet)]),
-    )
-    .unwrap();
+    let rt = runtime_with(&catalog, &["nanodet-coco"], Duration::from_secs(1));
     let detector = rt.load_detector(&component("object-detector")).unwrap();
     for (name, expected) in [("coffee", "cup"), ("astronaut", "person")] {
         let outcome = rt.detect(&detector, fixture(&catalog, name), &[]).unwrap();
@@ -42,12 +37,7 @@ fn the_object_detector_finds_the_cup_through_wasi_nn() {
 #[test]
 fn the_face_detector_finds_one_face_on_the_astronaut_and_none_on_the_coffee() {
     let catalog = catalog();
-    let blazeface = model(&catalog, "blazeface");
-    let rt = Runtime::new(
-        SandboxConfig::default(),
-        ModelRegistry::from([("blazeface".to_string(), blazeface)]),
-    )
-    .unwrap();
+    let rt = runtime_with(&catalog, &["blazeface"], Duration::from_secs(1));
     let detector = rt.load_detector(&component("face-detector")).unwrap();
     let faces = rt
         .detect(&detector, fixture(&catalog, "astronaut"), &[])
@@ -96,15 +86,11 @@ fn top_half(f: &runtime_wit::Frame) -> runtime_wit::Frame {
 #[test]
 fn brand_text_reads_coca_cola_and_netflix() {
     let catalog = catalog();
-    let models = ModelRegistry::from([
-        ("ppocr-det".to_string(), model(&catalog, "ppocr-det")),
-        ("ppocr-rec".to_string(), model(&catalog, "ppocr-rec")),
-    ]);
-    let config = SandboxConfig {
-        deadline: Duration::from_secs(5),
-        ..SandboxConfig::default()
-    };
-    let rt = Runtime::new(config, models).unwrap();
+    let rt = runtime_with(
+        &catalog,
+        &["ppocr-det", "ppocr-rec"],
+        Duration::from_secs(5),
+    );
     let detector = rt.load_detector(&component("brand-text")).unwrap();
     let settings = [("emit-text".to_string(), "true".to_string())];
     let outcome = rt

@@ -64,6 +64,23 @@ pub fn catalog() -> inference::Catalog {
     catalog
 }
 
+/// A sandbox with these models from the manifest and the given call deadline.
+pub fn runtime_with(
+    catalog: &inference::Catalog,
+    models: &[&str],
+    deadline: std::time::Duration,
+) -> runtime::Runtime {
+    let registry = models
+        .iter()
+        .map(|m| (m.to_string(), model(catalog, m)))
+        .collect();
+    let config = runtime::SandboxConfig {
+        deadline,
+        ..runtime::SandboxConfig::default()
+    };
+    runtime::Runtime::new(config, registry).unwrap()
+}
+
 pub fn model(catalog: &inference::Catalog, name: &str) -> inference::Model {
     inference::Model::load(
         name,
