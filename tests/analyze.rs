@@ -26,6 +26,7 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
         json: Some(json.clone()),
         components_dir: components_dir(Some(&components)),
         progress: false,
+        accelerator: inference::Accelerator::Cpu,
     };
     let summary = analyze(&options).unwrap();
     assert_eq!(summary.decoded_frames, 60);
@@ -70,7 +71,17 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
     );
     let unknown = AnalyzeOptions {
         components: vec!["yolo".into()],
-        ..options
+        ..options.clone()
     };
     assert!(analyze(&unknown).unwrap_err().to_string().contains("yolo"));
+    // clip-brands without user-supplied CLIP weights says how to supply them.
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path()).unwrap();
+    if catalog.model("clip").is_err() {
+        let clip = AnalyzeOptions {
+            components: vec!["clip-brands".into()],
+            ..options
+        };
+        let err = format!("{:#}", analyze(&clip).unwrap_err());
+        assert!(err.contains("--clip"), "{err}");
+    }
 }

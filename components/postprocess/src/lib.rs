@@ -43,6 +43,8 @@ pub fn nms_per_class(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate>
 /// NanoDet-m (as converted by `scripts/fetch-models`): for each stride 8/16/32 over a square
 /// input, `cls` holds `cells × classes` sigmoid scores and `boxes` holds `cells × 4 × bins`
 /// logits (left, top, right, bottom distance distributions).
+pub mod clip;
+
 pub mod nanodet {
     use super::{Candidate, nms_per_class};
 

@@ -59,6 +59,12 @@ impl Model {
     }
 }
 
+/// A model input made of 64-bit integers (token ids, masks), `dimensions` row-major.
+pub fn tensor_i64(dimensions: &[u32], values: &[i64]) -> tensor::Tensor {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor::Tensor::new(dimensions, tensor::TensorType::I64, &bytes)
+}
+
 /// One model output, as f32 values.
 pub struct Output {
     pub name: String,

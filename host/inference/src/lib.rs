@@ -12,7 +12,9 @@ pub mod tensor;
 
 pub use catalog::Catalog;
 pub use prepare::{ChannelOrder, Layout, Placement, Resize, TensorSpec, prepare};
-pub use session::{Model, RunOutput, SessionOptions, init_onnxruntime};
+pub use session::{
+    Accelerator, Model, RunOutput, SessionOptions, available_providers, init_onnxruntime,
+};
 pub use tensor::{ElementType, Tensor, TensorData, TensorInfo};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -29,6 +31,8 @@ pub enum InferenceError {
     Busy(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
-    #[error("no model named '{0}'")]
+    #[error(
+        "no model named '{0}' in the model manifest (scripts/fetch-models installs the bundled ones; CLIP weights are user-supplied: scripts/fetch-models --clip PATH)"
+    )]
     UnknownModel(String),
 }

@@ -141,3 +141,101 @@ fn brand_text_reads_coca_cola_and_netflix() {
             .all(|d| !d.label.starts_with("brand:"))
     );
 }
+
+/// A frame of one colour, with an optional centre square of another (a `width`:`height` frame
+/// whose short side is the square).
+fn coloured(width: u32, height: u32, outside: [u8; 3], centre: [u8; 3]) -> runtime_wit::Frame {
+    let side = width.min(height);
+    let (x0, y0) = ((width - side) / 2, (height - side) / 2);
+    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let inside = (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y);
+            rgb.extend_from_slice(if inside { &centre } else { &outside });
+        }
+    }
+    runtime_wit::Frame {
+        width,
+        height,
+        rgb: std::sync::Arc::new(rgb),
+        ..frame(1, 1)
+    }
+}
+
+/// CLIP's code path end to end on the generated CLIP-shaped model (`clip-test`: only the words
+/// red/green/blue carry meaning): prompts tokenised in the sandbox with CLIP's real vocabulary,
+/// the centre square prepared by the host, both towers in one call, cosine + softmax.
+#[test]
+fn clip_brands_classifies_zero_shot_on_a_clip_shaped_model() {
+    let catalog = catalog();
+    let rt = runtime_with(&catalog, &["clip-test"], Duration::from_secs(2));
+    let detector = rt.load_detector(&component("clip-brands")).unwrap();
+    let settings = |brands: &str| {
+        vec![
+            ("model".to_string(), "clip-test".to_string()),
+            ("brands".to_string(), brands.to_string()),
+        ]
+    };
+    let (red, green, blue) = ([230, 20, 20], [20, 230, 20], [20, 20, 230]);
+    for (colour, expected) in [
+        (red, "brand:red"),
+        (green, "brand:green"),
+        (blue, "brand:blue"),
+    ] {
+        let outcome = rt
+            .detect(
+                &detector,
+                coloured(64, 64, colour, colour),
+                &settings("Red,Green,Blue"),
+            )
+            .unwrap();
+        assert_eq!(outcome.detections.len(), 1, "{:?}", outcome.detections);
+        let d = &outcome.detections[0];
+        assert_eq!(d.label, expected);
+        assert!(d.score > 0.9, "{d:?}");
+        assert!(
+            d.attributes
+                .iter()
+                .any(|(k, v)| k == "prompt" && v.starts_with("a photo of"))
+        );
+    }
+    // Only the centre square is analysed (CLIP's centre crop); the box says where it was.
+    let wide = rt
+        .detect(
+            &detector,
+            coloured(128, 64, blue, red),
+            &settings("Red,Blue"),
+        )
+        .unwrap();
+    assert_eq!(wide.detections[0].label, "brand:red");
+    let b = wide.detections[0].box_;
+    assert!(
+        (b.x - 0.25).abs() < 1e-4 && (b.w - 0.5).abs() < 1e-4 && b.h == 1.0,
+        "{b:?}"
+    );
+    // No prompt fits (only "green" on offer for a red picture): "none of these" wins, no brand.
+    let none = rt
+        .detect(&detector, coloured(64, 64, red, red), &settings("Green"))
+        .unwrap();
+    assert!(none.detections.is_empty(), "{:?}", none.detections);
+    // Scenes are a separate question over the same embeddings.
+    let mut with_scenes = settings("Green");
+    with_scenes.push(("scenes".to_string(), "red,blue".to_string()));
+    let scene = rt
+        .detect(&detector, coloured(64, 64, blue, blue), &with_scenes)
+        .unwrap();
+    let labels: Vec<&str> = scene.detections.iter().map(|d| d.label.as_str()).collect();
+    assert_eq!(labels, ["scene:blue"]);
+    // Bad settings and a missing model are the component's clear errors, not traps.
+    let bad = vec![("template".to_string(), "no placeholder".to_string())];
+    let err = rt.detect(&detector, frame(8, 8), &bad).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Component(m) if m.contains("template")),
+        "{err}"
+    );
+    let err = rt.detect(&detector, frame(8, 8), &[]).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Component(m) if m.contains("clip")),
+        "{err}"
+    );
+}
