@@ -104,3 +104,99 @@ async fn rtmp_in_detections_out() {
     assert!(segment_files(&server.hls_dir(&server.stream_id)).len() >= 3);
     server.stop().await;
 }
+
+/// Batch mode: the live decoder idles, each closed segment is queued in the store and analysed
+/// from disk, every Nth frame, nothing skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_mode_analyses_every_nth_frame_of_each_segment() {
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
+        .expect("models are required: run scripts/fetch-models");
+    let photo = catalog.fixture_path("coffee").unwrap();
+    let components = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("wasm32-wasip2/release");
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = components;
+    })
+    .await;
+    require_tool("ffmpeg");
+    let (status, body) = http_send(
+        "PUT",
+        &server.http(&format!("/api/v1/streams/{}/mode", server.stream_id)),
+        Some(&server.api_key),
+        r#"{"mode":"batch","every":15}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let publisher = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-loop",
+            "1",
+            "-i",
+        ])
+        .arg(&photo)
+        .args(["-t", "6", "-vf", "scale=640:360,format=yuv420p", "-r", "30"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "60"])
+        .args(["-f", "flv", &server.rtmp_url(&server.stream_key)])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "{stderr}");
+    server
+        .wait_for_playlist(Duration::from_secs(5), |p| p.contains("#EXT-X-ENDLIST"))
+        .await;
+    let segments = segment_files(&server.hls_dir(&server.stream_id)).len() as u64;
+    assert!(segments >= 3, "{segments} segments");
+
+    let counter = |metrics: &str, name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("media_analyzer_analysis_{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let started = Instant::now();
+    loop {
+        let (_, metrics) = server.get("/metrics").await;
+        if counter(&metrics, "batch_segments_done_total") >= segments {
+            assert_eq!(counter(&metrics, "batch_segments_failed_total"), 0);
+            assert_eq!(counter(&metrics, "batch_segments_refused_total"), 0);
+            assert_eq!(counter(&metrics, "batch_queue_depth"), 0);
+            // 6 s at 30 fps, every 15th frame: about 12 frames, none skipped.
+            let analysed = counter(&metrics, "frames_analysed_total");
+            assert!((10..=14).contains(&analysed), "{analysed} frames analysed");
+            assert_eq!(counter(&metrics, "frames_skipped_total"), 0);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "batch analysis did not finish {segments} segments in 60 s: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let path = format!("/api/v1/streams/{}/detections?limit=1000", server.stream_id);
+    let (status, body) = server.get(&path).await;
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let detections = page["detections"].as_array().unwrap();
+    assert!(detections.iter().any(|d| d["label"] == "cup"), "{body}");
+    for d in detections {
+        let (seq, pts) = (d["seq"].as_i64().unwrap(), d["pts_ms"].as_i64().unwrap());
+        assert_eq!(seq % 15, 0, "every 15th frame only: {d}");
+        assert!(
+            (pts - seq * 1000 / 30).abs() <= 34,
+            "seq follows media time: {d}"
+        );
+    }
+    server.stop().await;
+}

@@ -133,6 +133,11 @@ impl TestServer {
 
 /// A minimal HTTP/1.1 client over TCP (enough for loopback tests, no extra dependency).
 pub async fn http_request(method: &str, url: &str, bearer: Option<&str>) -> (u16, String) {
+    http_send(method, url, bearer, "").await
+}
+
+/// `http_request` with a JSON body.
+pub async fn http_send(method: &str, url: &str, bearer: Option<&str>, json: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest
@@ -143,8 +148,14 @@ pub async fn http_request(method: &str, url: &str, bearer: Option<&str>) -> (u16
     let auth = bearer
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
+    let content_type = if json.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
     );
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();

@@ -46,7 +46,7 @@ pub struct AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, detections::list_detections),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"))
@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/streams/{id}", get(streams::get_stream))
         .route("/streams/{id}/detections", get(detections::list_detections))
+        .route("/streams/{id}/mode", axum::routing::put(streams::set_mode))
         .route(
             "/streams/{id}/playback-token",
             post(streams::playback_token),

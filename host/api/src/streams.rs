@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, JsonBody};
 use crate::{ApiError, AppState};
 
 /// Playback tokens live this long.
@@ -59,6 +59,34 @@ pub struct StreamView {
     pub hls_path: String,
     /// Segments currently kept on disk.
     pub segments: i64,
+    pub analysis: AnalysisView,
+}
+
+/// How a stream is analysed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisView {
+    /// `realtime`: the newest decoded frame, live (frames analysis can't keep up with are
+    /// skipped). `batch`: every Nth frame of each closed HLS segment through a durable, bounded
+    /// queue (nothing skipped; results arrive a segment or more later).
+    #[schema(value_type = String, example = "realtime")]
+    pub mode: store::AnalysisMode,
+    /// Batch mode: analyse every Nth frame (1-1000; default 1).
+    #[serde(default = "one")]
+    pub every: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl From<store::AnalysisSettings> for AnalysisView {
+    fn from(a: store::AnalysisSettings) -> Self {
+        Self {
+            mode: a.mode,
+            every: a.every,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,6 +151,7 @@ impl From<store::Stream> for StreamView {
                 channels: a.channels,
             }),
             segments: s.segments,
+            analysis: s.analysis.into(),
             id: s.id,
             name: s.name,
         }
@@ -164,7 +193,7 @@ pub async fn list_streams(
 pub async fn create_stream(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Json(body): Json<CreateStream>,
+    JsonBody(body): JsonBody<CreateStream>,
 ) -> Result<(StatusCode, Json<CreatedStream>), ApiError> {
     let (stream, key) = state.store.create_stream(&tenant.id, &body.name).await?;
     Ok((
@@ -217,4 +246,35 @@ pub async fn playback_token(
         token,
         expires_at: rfc3339_ms(expires * 1000),
     }))
+}
+
+/// Switches a stream between realtime and batch analysis; takes effect within a few seconds, also
+/// while the stream is live.
+#[utoipa::path(put, path = "/api/v1/streams/{id}/mode", tag = "streams", request_body = AnalysisView,
+    params(("id" = String, Path, description = "stream id")),
+    responses((status = 200, body = StreamView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_mode(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<AnalysisView>,
+) -> Result<Json<StreamView>, ApiError> {
+    if !(1..=1000).contains(&body.every) {
+        return Err(ApiError::BadRequest(format!(
+            "every must be between 1 and 1000, not {}",
+            body.every
+        )));
+    }
+    let settings = store::AnalysisSettings {
+        mode: body.mode,
+        every: body.every,
+    };
+    let stream = state
+        .store
+        .set_analysis(&tenant.id, &id, settings)
+        .await?
+        .ok_or(ApiError::NotFound("stream"))?;
+    Ok(Json(stream.into()))
 }

@@ -353,3 +353,90 @@ async fn detections_are_paged_and_tenant_scoped() {
         "another tenant's detections are not found"
     );
 }
+
+async fn send_json(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    key: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, json(&bytes))
+}
+
+#[tokio::test]
+async fn mode_switches_between_realtime_and_batch_and_is_validated() {
+    let f = fixture().await;
+    let a = f.store.create_tenant("a").await.unwrap();
+    let b = f.store.create_tenant("b").await.unwrap();
+    let key_a = f.store.create_api_key(&a.id, "t").await.unwrap().secret;
+    let key_b = f.store.create_api_key(&b.id, "t").await.unwrap().secret;
+    let (s, _) = f.store.create_stream(&a.id, "main").await.unwrap();
+    let uri = format!("/api/v1/streams/{}/mode", s.id);
+
+    let (_, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("/api/v1/streams/{}", s.id),
+        Some(&key_a),
+    )
+    .await;
+    assert_eq!(
+        json(&body)["analysis"],
+        serde_json::json!({"mode": "realtime", "every": 1})
+    );
+
+    let (status, body) =
+        send_json(&f.app, "PUT", &uri, &key_a, r#"{"mode":"batch","every":5}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["analysis"],
+        serde_json::json!({"mode": "batch", "every": 5})
+    );
+    assert_eq!(
+        f.store.analysis(&s.id).await.unwrap().unwrap().mode,
+        store::AnalysisMode::Batch
+    );
+    let (status, body) = send_json(&f.app, "PUT", &uri, &key_a, r#"{"mode":"realtime"}"#).await;
+    assert_eq!(
+        (status, &body["analysis"]["every"]),
+        (StatusCode::OK, &serde_json::json!(1))
+    );
+
+    // Bad bodies are JSON errors, and nothing changes.
+    for bad in [
+        r#"{"mode":"fast"}"#,
+        r#"{"mode":"batch","every":0}"#,
+        r#"{"mode":"batch","every":5000}"#,
+        r#"{"mode":"batch","extra":1}"#,
+        r#"not json"#,
+    ] {
+        let (status, body) = send_json(&f.app, "PUT", &uri, &key_a, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{bad}");
+    }
+    assert_eq!(
+        f.store.analysis(&s.id).await.unwrap().unwrap().mode,
+        store::AnalysisMode::Realtime
+    );
+    // Another tenant can neither see nor change it.
+    let (status, body) = send_json(&f.app, "PUT", &uri, &key_b, r#"{"mode":"batch"}"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    assert_eq!(
+        f.store.analysis(&s.id).await.unwrap().unwrap().mode,
+        store::AnalysisMode::Realtime
+    );
+}

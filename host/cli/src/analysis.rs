@@ -1,17 +1,26 @@
-//! Live analysis: every stream that starts in the hub is decoded on its own thread (subscribed
-//! with `DropOldest`, so the video path never waits) and the newest decoded frame is analysed by
-//! the detector components on a second thread; frames analysis could not take are counted as
-//! skipped. Detections go to the store.
+//! Analysis of live streams, in one of two modes per stream (`PUT /api/v1/streams/{id}/mode`):
+//!
+//! - **realtime**: every stream that starts in the hub is decoded on its own thread (subscribed
+//!   with `DropOldest`, so the video path never waits) and the newest decoded frame is analysed by
+//!   the detector components on a second thread; frames analysis could not take are counted as
+//!   skipped.
+//! - **batch**: the live decoder idles; each closed HLS segment is queued in the store (durable,
+//!   bounded per stream; `serve` queues them) and one worker decodes queued segments from disk and
+//!   analyses every Nth frame of each — slower than live, but nothing is skipped, and a restart
+//!   picks up where it stopped.
+//!
+//! Detections go to the store either way.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use decode::{LatestFrame, VideoDecoder};
 use media::{HubEvent, Overflow, StreamHub, Subscription};
 use runtime::{DetectorComponent, Runtime};
-use store::{DetectionRecord, Store};
+use store::{AnalysisMode, BatchJob, DetectionRecord, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -20,6 +29,13 @@ use crate::analyze::{Bundle, DEFAULT_COMPONENTS, bundled, load_bundle};
 
 /// Packets queued between the hub and a stream's decoder before the oldest are dropped.
 const DECODER_QUEUE: usize = 600;
+/// Segments of one stream that may wait for batch analysis (30 min of 2 s segments); more are
+/// refused and counted, so a stream analysis can't keep up with can't fill the disk's database.
+pub const BATCH_QUEUE_LIMIT: i64 = 900;
+/// How often a live decoder re-reads its stream's mode.
+const MODE_POLL: Duration = Duration::from_secs(2);
+/// How long the batch worker sleeps when the queue is empty.
+const BATCH_IDLE: Duration = Duration::from_millis(500);
 
 /// Counters for `/metrics`, summed over streams.
 #[derive(Debug, Default)]
@@ -34,6 +50,12 @@ pub struct AnalysisStats {
     pub detections_stored: AtomicU64,
     /// Time spent in model runs, microseconds.
     pub inference_us: AtomicU64,
+    /// Closed segments queued for batch analysis, and refused because the stream's queue was full.
+    pub batch_queued: AtomicU64,
+    pub batch_refused: AtomicU64,
+    /// Batch jobs finished, and failed (e.g. the segment was removed before its turn).
+    pub batch_done: AtomicU64,
+    pub batch_failed: AtomicU64,
 }
 
 impl AnalysisStats {
@@ -77,11 +99,36 @@ impl AnalysisStats {
                 "time spent in model runs",
                 c(&self.inference_us),
             ),
+            (
+                "batch_segments_queued_total",
+                "closed segments queued for batch analysis",
+                c(&self.batch_queued),
+            ),
+            (
+                "batch_segments_refused_total",
+                "closed segments not queued: the stream's batch queue was full",
+                c(&self.batch_refused),
+            ),
+            (
+                "batch_segments_done_total",
+                "segments analysed in batch mode",
+                c(&self.batch_done),
+            ),
+            (
+                "batch_segments_failed_total",
+                "batch jobs that failed",
+                c(&self.batch_failed),
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP media_analyzer_analysis_{name} {help}\n# TYPE media_analyzer_analysis_{name} counter\nmedia_analyzer_analysis_{name} {value}\n"
             ));
         }
+        let waiting =
+            c(&self.batch_queued).saturating_sub(c(&self.batch_done) + c(&self.batch_failed));
+        out.push_str(&format!(
+            "# HELP media_analyzer_analysis_batch_queue_depth segments waiting for batch analysis (queued by this process)\n# TYPE media_analyzer_analysis_batch_queue_depth gauge\nmedia_analyzer_analysis_batch_queue_depth {waiting}\n"
+        ));
         out
     }
 }
@@ -92,13 +139,22 @@ pub struct LiveAnalysis {
     components: Arc<Vec<(String, DetectorComponent)>>,
     store: Store,
     stats: Arc<AnalysisStats>,
+    hls_root: PathBuf,
 }
 
 impl LiveAnalysis {
     /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
     /// or components are not installed, so `serve` still ingests and packages video.
-    pub fn load(components_dir: &Path, store: Store, stats: Arc<AnalysisStats>) -> Option<Self> {
-        match bundled(&DEFAULT_COMPONENTS).and_then(|wanted| load_bundle(&wanted, components_dir)) {
+    pub fn load(
+        components_dir: &Path,
+        accelerator: inference::Accelerator,
+        hls_root: PathBuf,
+        store: Store,
+        stats: Arc<AnalysisStats>,
+    ) -> Option<Self> {
+        match bundled(&DEFAULT_COMPONENTS)
+            .and_then(|wanted| load_bundle(&wanted, components_dir, accelerator))
+        {
             Ok(Bundle {
                 runtime,
                 components,
@@ -109,6 +165,7 @@ impl LiveAnalysis {
                     components: Arc::new(components),
                     store,
                     stats,
+                    hls_root,
                 })
             }
             Err(e) => {
@@ -123,6 +180,34 @@ impl LiveAnalysis {
     pub async fn run(self, hub: StreamHub, shutdown: CancellationToken) {
         let mut events = hub.events();
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
+        let batch = std::thread::Builder::new()
+            .name("analyse-batch".into())
+            .spawn({
+                let (runtime, components, store, stats, root, handle, stop) = (
+                    self.runtime.clone(),
+                    self.components.clone(),
+                    self.store.clone(),
+                    self.stats.clone(),
+                    self.hls_root.clone(),
+                    Handle::current(),
+                    shutdown.clone(),
+                );
+                move || {
+                    let queue = BatchQueue {
+                        runtime: &runtime,
+                        components: &components,
+                        store: &store,
+                        stats: &stats,
+                        hls_root: &root,
+                        handle: &handle,
+                    };
+                    queue.run(&stop)
+                }
+            });
+        match batch {
+            Ok(t) => workers.push(t),
+            Err(e) => warn!("cannot start the batch analysis thread: {e}"),
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -153,13 +238,14 @@ impl LiveAnalysis {
         let decoder = std::thread::Builder::new()
             .name(format!("decode-{stream}"))
             .spawn({
-                let (slot, handle, stream, stats) = (
+                let (slot, handle, stream, stats, store) = (
                     slot.clone(),
                     handle.clone(),
                     stream.clone(),
                     self.stats.clone(),
+                    self.store.clone(),
                 );
-                move || decode_stream(&stream, subscription, &slot, &handle, &stats)
+                move || decode_stream(&stream, subscription, &slot, &handle, &stats, &store)
             });
         let analyser = std::thread::Builder::new()
             .name(format!("analyse-{stream}"))
@@ -198,6 +284,7 @@ fn decode_stream(
     slot: &LatestFrame,
     handle: &Handle,
     stats: &AnalysisStats,
+    store: &Store,
 ) {
     let mut decoder = match VideoDecoder::live_h264(1) {
         Ok(d) => d,
@@ -209,12 +296,35 @@ fn decode_stream(
     };
     let mut frames = Vec::new();
     let mut lost = 0u64;
+    let mut realtime = true;
+    let mut mode_checked: Option<Instant> = None;
     while let Some(packet) = handle.block_on(subscription.recv()) {
+        if mode_checked.is_none_or(|t| t.elapsed() >= MODE_POLL) {
+            mode_checked = Some(Instant::now());
+            match handle.block_on(store.analysis(stream)) {
+                Ok(Some(settings)) => {
+                    let now_realtime = settings.mode == AnalysisMode::Realtime;
+                    if now_realtime != realtime {
+                        info!(%stream, mode = settings.mode.as_str(), "analysis mode changed");
+                        // Back to live decoding: start again at the next keyframe.
+                        decoder.resync();
+                    }
+                    realtime = now_realtime;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(%stream, "cannot read the analysis mode, keeping {}: {e}", if realtime { "realtime" } else { "batch" })
+                }
+            }
+        }
         let dropped = subscription.take_dropped();
         if dropped > 0 {
             lost += dropped;
             stats.packets_lost.fetch_add(dropped, Ordering::Relaxed);
             decoder.resync();
+        }
+        if !realtime {
+            continue; // batch mode: closed segments are analysed from disk
         }
         if let Err(e) = decoder.push(&packet, &mut frames) {
             warn!(%stream, "skipping undecodable video: {e}");
@@ -247,6 +357,21 @@ fn analyse_stream(
     stats: &AnalysisStats,
 ) {
     while let Some(frame) = handle.block_on(slot.take()) {
+        analyse_frame(stream, &frame, runtime, components, store, handle, stats);
+    }
+}
+
+/// Runs every component on one frame and stores what they found.
+fn analyse_frame(
+    stream: &str,
+    frame: &decode::Frame,
+    runtime: &Runtime,
+    components: &[(String, DetectorComponent)],
+    store: &Store,
+    handle: &Handle,
+    stats: &AnalysisStats,
+) {
+    {
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
         let wallclock = store::now_ms();
         let host_frame = runtime_wit::Frame {
@@ -295,5 +420,122 @@ fn analyse_stream(
             }
             Err(e) => warn!(%stream, "could not store {} detections: {e}", records.len()),
         }
+    }
+}
+
+/// The batch worker: takes queued segments oldest first, decodes each from disk and analyses every
+/// Nth frame, and records the outcome in the store.
+struct BatchQueue<'a> {
+    runtime: &'a Runtime,
+    components: &'a [(String, DetectorComponent)],
+    store: &'a Store,
+    stats: &'a AnalysisStats,
+    hls_root: &'a Path,
+    handle: &'a Handle,
+}
+
+impl BatchQueue<'_> {
+    fn run(&self, shutdown: &CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let jobs = match self.handle.block_on(self.store.queued_batch_jobs(16)) {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    warn!("cannot read the batch queue: {e}");
+                    std::thread::sleep(BATCH_IDLE * 4);
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                std::thread::sleep(BATCH_IDLE);
+                continue;
+            }
+            for job in jobs {
+                if shutdown.is_cancelled() {
+                    return; // the job stays queued for the next start
+                }
+                let outcome = match self.analyse_segment(&job, shutdown) {
+                    Ok(None) => return, // stopped mid-segment: it stays queued
+                    Ok(Some(frames)) => Ok(frames),
+                    Err(e) => Err(e),
+                };
+                match &outcome {
+                    Ok(frames) => {
+                        self.stats.batch_done.fetch_add(1, Ordering::Relaxed);
+                        info!(stream = %job.stream_id, segment = job.segment_seq, frames, "batch segment analysed");
+                    }
+                    Err(e) => {
+                        self.stats.batch_failed.fetch_add(1, Ordering::Relaxed);
+                        warn!(stream = %job.stream_id, segment = job.segment_seq, "batch segment failed: {e}");
+                    }
+                }
+                if let Err(e) = self.handle.block_on(self.store.finish_batch_job(
+                    &job,
+                    outcome,
+                    store::now_ms(),
+                )) {
+                    warn!(stream = %job.stream_id, segment = job.segment_seq, "cannot record the batch outcome: {e}");
+                }
+            }
+        }
+    }
+
+    /// Frames analysed (`None`: shutdown interrupted it), or why the segment can't be analysed.
+    fn analyse_segment(
+        &self,
+        job: &BatchJob,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<u64>, String> {
+        let stream = self
+            .handle
+            .block_on(self.store.stream_by_id(&job.stream_id))
+            .map_err(|e| format!("store: {e}"))?
+            .ok_or_else(|| "the stream no longer exists".to_string())?;
+        let file = hls::segment_file_name(job.segment_seq.max(0) as u64);
+        let path = self.hls_root.join(&job.stream_id).join(&file);
+        if !path.is_file() {
+            return Err(format!(
+                "{file} is no longer on disk (retention removed it before its turn)"
+            ));
+        }
+        // Frame numbers from presentation time, so they agree with the live path's decode count
+        // for constant-rate video (RTMP timestamps start at 0).
+        let fps = stream
+            .video
+            .as_ref()
+            .map(|v| v.fps)
+            .filter(|f| *f > 0.0)
+            .unwrap_or(30.0);
+        let every = job.every.max(1) as u64;
+        let location = path.to_string_lossy();
+        let mut source = decode::FileSource::open(&location, 1).map_err(|e| e.to_string())?;
+        let mut frames = Vec::new();
+        let mut analysed = 0u64;
+        while source
+            .next_frames(&mut frames)
+            .map_err(|e| format!("{file}: {e}"))?
+        {
+            for mut frame in frames.drain(..) {
+                frame.pts_ms -= hls::ts::TS_OFFSET_MS;
+                frame.seq = (frame.pts_ms.max(0) as f64 * fps / 1000.0).round() as u64;
+                self.stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+                if frame.seq % every != 0 {
+                    continue;
+                }
+                if shutdown.is_cancelled() {
+                    return Ok(None);
+                }
+                analyse_frame(
+                    &job.stream_id,
+                    &frame,
+                    self.runtime,
+                    self.components,
+                    self.store,
+                    self.handle,
+                    self.stats,
+                );
+                analysed += 1;
+            }
+        }
+        Ok(Some(analysed))
     }
 }

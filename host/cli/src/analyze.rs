@@ -16,10 +16,12 @@ use serde::Serialize;
 pub type BundledComponent = (&'static str, &'static [&'static str]);
 
 /// Every bundled detector.
-pub const BUNDLED: [BundledComponent; 3] = [
+pub const BUNDLED: [BundledComponent; 4] = [
     ("object-detector", &["nanodet-coco"]),
     ("face-detector", &["blazeface"]),
     ("brand-text", &["ppocr-det", "ppocr-rec"]),
+    // CLIP weights are user-supplied: `scripts/fetch-models --clip PATH`.
+    ("clip-brands", &["clip"]),
 ];
 
 /// What runs when nothing is chosen: brand-text (OCR, ~0.3 s a frame on a CPU) is opt-in.
@@ -51,6 +53,7 @@ pub struct AnalyzeOptions {
     pub every: u64,
     pub json: Option<PathBuf>,
     pub components_dir: PathBuf,
+    pub accelerator: inference::Accelerator,
     /// Print progress to stderr.
     pub progress: bool,
 }
@@ -141,16 +144,21 @@ pub struct Bundle {
 }
 
 /// Loads `wanted` components from `components_dir` and the models they use from the manifest.
-pub fn load_bundle(wanted: &[BundledComponent], components_dir: &Path) -> anyhow::Result<Bundle> {
+pub fn load_bundle(
+    wanted: &[BundledComponent],
+    components_dir: &Path,
+    accelerator: inference::Accelerator,
+) -> anyhow::Result<Bundle> {
     let catalog = Catalog::load(&Catalog::default_path())?;
     inference::init_onnxruntime(&catalog.onnxruntime_library())?;
     let mut models = ModelRegistry::new();
     for model in wanted.iter().flat_map(|(_, models)| models.iter()) {
-        let session = Model::load(
-            model,
-            &catalog.model_path(model)?,
-            &SessionOptions::default(),
-        )?;
+        let options = SessionOptions {
+            accelerator,
+            ..SessionOptions::default()
+        };
+        let session = Model::load(model, &catalog.model_path(model)?, &options)?;
+        tracing::info!(model, providers = ?session.providers(), "model loaded");
         models.insert(model.to_string(), session);
     }
     let runtime = Runtime::new(SandboxConfig::default(), models)?;
@@ -184,7 +192,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     let Bundle {
         runtime,
         components,
-    } = load_bundle(&wanted, &options.components_dir)?;
+    } = load_bundle(&wanted, &options.components_dir, options.accelerator)?;
 
     // Decoding runs on its own thread, a few frames ahead of analysis, so the two overlap.
     let (frames_tx, frames_rx) =

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub analysis: Option<Switch>,
     pub components: Option<PathBuf>,
+    pub accelerator: Option<inference::Accelerator>,
     /// Stored detections older than this many days are deleted (default 30).
     pub detections_retain_days: Option<f64>,
     #[serde(default)]
@@ -86,6 +87,14 @@ pub struct ServeArgs {
     /// Folder with the built components (default: next to this binary's target folder).
     #[arg(long, env = "MEDIA_ANALYZER_COMPONENTS", value_name = "DIR")]
     pub components: Option<PathBuf>,
+    /// Where models run: auto (TensorRT/CUDA when the ONNX Runtime library has them, else the
+    /// CPU), cpu, cuda or tensorrt (an error when unavailable).
+    #[arg(
+        long,
+        env = "MEDIA_ANALYZER_ACCELERATOR",
+        value_name = "auto|cpu|cuda|tensorrt"
+    )]
+    pub accelerator: Option<inference::Accelerator>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -109,6 +118,7 @@ pub struct Config {
     /// Live analysis of every stream with the bundled components.
     pub analysis: bool,
     pub components: PathBuf,
+    pub accelerator: inference::Accelerator,
     /// Stored detections are kept this long.
     pub detections_retention: Duration,
 }
@@ -207,6 +217,7 @@ impl Config {
                 .or_else(default_dashboard),
             log_format: log_format.or(file.log_format).unwrap_or_default(),
             analysis: args.analysis.or(file.analysis).unwrap_or(Switch::On) == Switch::On,
+            accelerator: args.accelerator.or(file.accelerator).unwrap_or_default(),
             detections_retention: Duration::from_secs_f64(retain_days * 86_400.0),
             components: args
                 .components

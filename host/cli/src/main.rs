@@ -31,8 +31,9 @@ enum Command {
     Analyze {
         /// A video file, or an http(s) URL such as an HLS playlist.
         input: String,
-        /// Comma-separated components: object-detector, face-detector, brand-text
-        /// (default: object-detector,face-detector).
+        /// Comma-separated components: object-detector, face-detector, brand-text, clip-brands
+        /// (default: object-detector,face-detector; clip-brands needs
+        /// `scripts/fetch-models --clip PATH`).
         #[arg(long, value_delimiter = ',')]
         components: Vec<String>,
         /// Analyse every Nth frame.
@@ -44,6 +45,9 @@ enum Command {
         /// Folder with the built components.
         #[arg(long, value_name = "DIR")]
         components_dir: Option<std::path::PathBuf>,
+        /// Where models run: auto, cpu, cuda or tensorrt.
+        #[arg(long, env = "MEDIA_ANALYZER_ACCELERATOR", default_value = "auto")]
+        accelerator: inference::Accelerator,
     },
     /// Measure a capability against its baseline (numbers for docs/benchmarks.md).
     Bench {
@@ -160,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             every,
             json,
             components_dir,
+            accelerator,
         } => {
             init_logging(cli.log_format.unwrap_or_default());
             let options = media_analyzer::analyze::AnalyzeOptions {
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
                 components_dir: media_analyzer::analyze::components_dir(components_dir.as_deref()),
                 progress: true,
+                accelerator,
             };
             let summary =
                 tokio::task::spawn_blocking(move || media_analyzer::analyze::analyze(&options))

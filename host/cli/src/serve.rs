@@ -166,8 +166,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             store.clone(),
             analysis_stats.clone(),
         );
-        tokio::task::spawn_blocking(move || crate::analysis::LiveAnalysis::load(&dir, store, stats))
-            .await?
+        let (hls_root, accelerator) = (config.hls.root.clone(), config.accelerator);
+        tokio::task::spawn_blocking(move || {
+            crate::analysis::LiveAnalysis::load(&dir, accelerator, hls_root, store, stats)
+        })
+        .await?
     } else {
         None
     };
@@ -191,7 +194,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.detections_retention,
         http_stop.clone(),
     ));
-    let books_task = tokio::spawn(keep_books(store.clone(), hub.events(), hls_events_rx));
+    let books_task = tokio::spawn(keep_books(
+        store.clone(),
+        hub.events(),
+        hls_events_rx,
+        analysis_stats.clone(),
+    ));
     let http_task = tokio::spawn(api::serve(
         http_listener,
         router,
@@ -294,6 +302,7 @@ async fn keep_books(
     store: Store,
     mut hub_events: tokio::sync::broadcast::Receiver<HubEvent>,
     mut hls_events: mpsc::Receiver<hls::HlsEvent>,
+    analysis: Arc<crate::analysis::AnalysisStats>,
 ) {
     let mut hub_open = true;
     loop {
@@ -306,7 +315,7 @@ async fn keep_books(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => hub_open = false,
             },
             event = hls_events.recv() => match event {
-                Some(event) => record_hls_event(&store, event).await,
+                Some(event) => record_hls_event(&store, &analysis, event).await,
                 None => break,
             },
         }
@@ -346,10 +355,14 @@ async fn record_hub_event(store: &Store, event: HubEvent) {
     }
 }
 
-async fn record_hls_event(store: &Store, event: hls::HlsEvent) {
+async fn record_hls_event(
+    store: &Store,
+    analysis: &crate::analysis::AnalysisStats,
+    event: hls::HlsEvent,
+) {
     let result = match &event {
         hls::HlsEvent::SegmentClosed { stream, segment } => {
-            store
+            let added = store
                 .add_segment(
                     stream,
                     &SegmentRecord {
@@ -360,7 +373,11 @@ async fn record_hls_event(store: &Store, event: hls::HlsEvent) {
                         discontinuity: segment.discontinuity,
                     },
                 )
-                .await
+                .await;
+            if added.is_ok() {
+                queue_for_batch(store, analysis, stream, segment.seq as i64).await;
+            }
+            added
         }
         hls::HlsEvent::SegmentsRemoved { stream, seqs } => {
             store
@@ -371,6 +388,36 @@ async fn record_hls_event(store: &Store, event: hls::HlsEvent) {
     };
     if let Err(e) = result {
         warn!("could not record {event:?}: {e}");
+    }
+}
+
+/// Queues a closed segment for batch analysis when its stream is in batch mode.
+async fn queue_for_batch(
+    store: &Store,
+    analysis: &crate::analysis::AnalysisStats,
+    stream: &str,
+    seq: i64,
+) {
+    use std::sync::atomic::Ordering;
+    let limit = crate::analysis::BATCH_QUEUE_LIMIT;
+    match store
+        .queue_batch_segment(stream, seq, limit, store::now_ms())
+        .await
+    {
+        Ok(true) => {
+            analysis.batch_queued.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(false) => {
+            if let Ok(Some(a)) = store.analysis(stream).await
+                && a.mode == store::AnalysisMode::Batch
+            {
+                analysis.batch_refused.fetch_add(1, Ordering::Relaxed);
+                warn!(%stream, segment = seq, "batch queue full ({limit} segments waiting): segment not queued for analysis");
+            }
+        }
+        Err(e) => {
+            warn!(%stream, segment = seq, "could not queue the segment for batch analysis: {e}")
+        }
     }
 }
 

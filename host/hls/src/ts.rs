@@ -11,6 +11,8 @@ pub const PID_VIDEO: u16 = 0x0100;
 pub const PID_AUDIO: u16 = 0x0101;
 /// Timestamps are offset so that B-frame reordering never makes them negative.
 const TS_OFFSET_90K: i64 = 126_000;
+/// The same offset in milliseconds: a segment's PTS minus this is the stream's media time.
+pub const TS_OFFSET_MS: i64 = TS_OFFSET_90K / 90;
 /// PCR runs this far ahead of the decode time of the frame it travels with.
 const PCR_LEAD_90K: i64 = 63_000;
 

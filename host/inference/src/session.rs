@@ -52,6 +52,64 @@ pub fn init_onnxruntime(library: &Path) -> Result<(), InferenceError> {
     }
 }
 
+/// Where models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    /// TensorRT, then CUDA, when the loaded ONNX Runtime library has them; else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// CUDA, or an error (no silent fall back to the CPU).
+    Cuda,
+    /// TensorRT (with CUDA for what TensorRT can't run), or an error.
+    Tensorrt,
+}
+
+impl std::str::FromStr for Accelerator {
+    type Err = InferenceError;
+    fn from_str(s: &str) -> Result<Self, InferenceError> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            "tensorrt" => Ok(Self::Tensorrt),
+            other => Err(InferenceError::Unsupported(format!(
+                "accelerator '{other}' (auto, cpu, cuda or tensorrt)"
+            ))),
+        }
+    }
+}
+
+/// The execution providers the loaded ONNX Runtime library was built with, e.g.
+/// `["CPUExecutionProvider"]` for the PyPI `onnxruntime` wheel; the GPU build adds
+/// `CUDAExecutionProvider` and `TensorrtExecutionProvider`.
+pub fn available_providers() -> Vec<&'static str> {
+    use ort::execution_providers::{
+        CPUExecutionProvider, CUDAExecutionProvider, ExecutionProvider, TensorRTExecutionProvider,
+    };
+    let mut found = Vec::new();
+    if TensorRTExecutionProvider::default()
+        .is_available()
+        .unwrap_or(false)
+    {
+        found.push("TensorrtExecutionProvider");
+    }
+    if CUDAExecutionProvider::default()
+        .is_available()
+        .unwrap_or(false)
+    {
+        found.push("CUDAExecutionProvider");
+    }
+    if CPUExecutionProvider::default()
+        .is_available()
+        .unwrap_or(true)
+    {
+        found.push("CPUExecutionProvider");
+    }
+    found
+}
+
 /// Settings for one model's session.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -59,6 +117,7 @@ pub struct SessionOptions {
     pub intra_threads: usize,
     /// Jobs that may wait for this model before callers are told it is busy.
     pub queue: usize,
+    pub accelerator: Accelerator,
 }
 
 impl Default for SessionOptions {
@@ -66,8 +125,61 @@ impl Default for SessionOptions {
         Self {
             intra_threads: 1,
             queue: 64,
+            accelerator: Accelerator::Auto,
         }
     }
+}
+
+/// Registers the providers `accelerator` asks for on `builder`; returns their names in priority
+/// order (the CPU always comes last: ONNX Runtime runs there what the others can't).
+fn with_accelerator(
+    builder: ort::session::builder::SessionBuilder,
+    accelerator: Accelerator,
+) -> Result<(ort::session::builder::SessionBuilder, Vec<&'static str>), String> {
+    use ort::execution_providers::{
+        CUDAExecutionProvider, ExecutionProviderDispatch, TensorRTExecutionProvider,
+    };
+    let available = available_providers();
+    let has = |name: &str| available.contains(&name);
+    let (trt, cuda) = ("TensorrtExecutionProvider", "CUDAExecutionProvider");
+    let wanted: Vec<&'static str> = match accelerator {
+        Accelerator::Cpu => vec![],
+        Accelerator::Auto => [trt, cuda].into_iter().filter(|p| has(p)).collect(),
+        Accelerator::Cuda => vec![cuda],
+        Accelerator::Tensorrt => vec![trt, cuda],
+    };
+    for name in &wanted {
+        if !has(name) {
+            return Err(format!(
+                "{name} was asked for, but the loaded ONNX Runtime library only has {}. The PyPI \
+                 `onnxruntime` wheel is CPU-only: point ORT_DYLIB_PATH at the library of the \
+                 `onnxruntime-gpu` build (with CUDA 12 and cuDNN installed), or use --accelerator cpu",
+                available.join(", ")
+            ));
+        }
+    }
+    let dispatch: Vec<ExecutionProviderDispatch> = wanted
+        .iter()
+        .map(|name| {
+            if *name == trt {
+                TensorRTExecutionProvider::default()
+                    .build()
+                    .error_on_failure()
+            } else {
+                CUDAExecutionProvider::default().build().error_on_failure()
+            }
+        })
+        .collect();
+    let builder = if dispatch.is_empty() {
+        builder
+    } else {
+        builder
+            .with_execution_providers(dispatch)
+            .map_err(|e| format!("registering {}: {e}", wanted.join(", ")))?
+    };
+    let mut used = wanted;
+    used.push("CPUExecutionProvider");
+    Ok((builder, used))
 }
 
 struct Job {
@@ -92,6 +204,8 @@ pub struct Model {
 
 struct ModelInner {
     name: String,
+    /// Execution providers registered for this session, highest priority first.
+    providers: Vec<&'static str>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     jobs: SyncSender<Job>,
@@ -112,12 +226,19 @@ impl Model {
             model: name.to_string(),
             reason: e.to_string(),
         };
-        let session = Session::builder()
+        let builder = Session::builder()
             .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
             .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)))
             .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.commit_from_file(file))
             .map_err(load)?;
+        let (builder, providers) =
+            with_accelerator(builder, options.accelerator).map_err(|reason| {
+                InferenceError::Load {
+                    model: name.to_string(),
+                    reason,
+                }
+            })?;
+        let session = builder.commit_from_file(file).map_err(load)?;
         let inputs = session
             .inputs
             .iter()
@@ -135,9 +256,10 @@ impl Model {
             .name(thread_name)
             .spawn(move || serve_jobs(model_name, session, queue))
             .map_err(|e| InferenceError::Runtime(format!("starting the {name} worker: {e}")))?;
-        debug!(model = name, ?inputs, ?outputs, "model loaded");
+        debug!(model = name, ?inputs, ?outputs, ?providers, "model loaded");
         Ok(Self {
             inner: Arc::new(ModelInner {
+                providers,
                 name: name.to_string(),
                 inputs,
                 outputs,
@@ -148,6 +270,11 @@ impl Model {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Where this model runs: its execution providers, highest priority first.
+    pub fn providers(&self) -> &[&'static str] {
+        &self.inner.providers
     }
 
     pub fn inputs(&self) -> &[TensorInfo] {

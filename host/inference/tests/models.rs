@@ -194,3 +194,44 @@ fn blazeface_scores_the_astronauts_face() {
             .collect::<Vec<_>>()
     );
 }
+
+/// `auto` uses what the loaded library has; asking for a GPU provider the library lacks is a clear
+/// error, never a silent CPU fall back. (The PyPI wheel here is CPU-only; on a GPU build the same
+/// test checks that CUDA is really registered.)
+#[test]
+fn accelerators_are_chosen_from_what_onnx_runtime_has() {
+    let catalog = catalog();
+    let path = catalog.model_path("blazeface").unwrap();
+    let available = inference::available_providers();
+    assert_eq!(
+        available.last(),
+        Some(&"CPUExecutionProvider"),
+        "{available:?}"
+    );
+    let load = |accelerator: inference::Accelerator| {
+        let options = SessionOptions {
+            accelerator,
+            ..SessionOptions::default()
+        };
+        Model::load("blazeface", &path, &options)
+    };
+    let auto = load(inference::Accelerator::Auto).unwrap();
+    assert_eq!(auto.providers(), available.as_slice());
+    let cpu = load(inference::Accelerator::Cpu).unwrap();
+    assert_eq!(cpu.providers(), ["CPUExecutionProvider"]);
+    match load(inference::Accelerator::Cuda) {
+        Ok(cuda) => {
+            assert!(available.contains(&"CUDAExecutionProvider"));
+            assert_eq!(cuda.providers()[0], "CUDAExecutionProvider");
+        }
+        Err(InferenceError::Load { reason, .. }) => {
+            assert!(!available.contains(&"CUDAExecutionProvider"), "{reason}");
+            assert!(
+                reason.contains("CUDAExecutionProvider") && reason.contains("onnxruntime-gpu"),
+                "{reason}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+    }
+    assert!("gpu".parse::<inference::Accelerator>().is_err());
+}

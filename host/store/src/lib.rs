@@ -84,6 +84,63 @@ impl FromStr for StreamState {
     }
 }
 
+/// How a stream is analysed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalysisMode {
+    /// The newest decoded frame, live; frames analysis can't keep up with are skipped.
+    Realtime,
+    /// Every Nth frame of each closed segment, through a durable bounded queue; nothing skipped.
+    Batch,
+}
+
+impl AnalysisMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalysisMode::Realtime => "realtime",
+            AnalysisMode::Batch => "batch",
+        }
+    }
+}
+
+impl FromStr for AnalysisMode {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "realtime" => Ok(Self::Realtime),
+            "batch" => Ok(Self::Batch),
+            other => Err(StoreError::Invalid(format!(
+                "unknown analysis mode '{other}' (realtime or batch)"
+            ))),
+        }
+    }
+}
+
+/// A stream's analysis settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalysisSettings {
+    pub mode: AnalysisMode,
+    /// In batch mode: analyse every Nth frame (1 = all).
+    pub every: u32,
+}
+
+/// One closed segment waiting for batch analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchJob {
+    pub stream_id: String,
+    pub segment_seq: i64,
+    pub every: u32,
+    pub queued_at: i64,
+}
+
+/// Batch queue counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchQueueDepth {
+    pub queued: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoRecord {
     pub codec: String,
@@ -112,6 +169,7 @@ pub struct Stream {
     pub audio: Option<AudioRecord>,
     /// Segments on disk (not yet removed by retention).
     pub segments: i64,
+    pub analysis: AnalysisSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +213,8 @@ pub struct IssuedKey {
 
 const STREAM_COLUMNS: &str = "s.id, s.tenant_id, s.name, s.state, s.created_at, s.started_at, s.ended_at, \
      s.video_codec, s.width, s.height, s.fps, s.audio_codec, s.sample_rate, s.channels, \
-     (SELECT COUNT(*) FROM segments g WHERE g.stream_id = s.id AND g.removed_at IS NULL) AS segment_count";
+     (SELECT COUNT(*) FROM segments g WHERE g.stream_id = s.id AND g.removed_at IS NULL) AS segment_count, \
+     s.analysis_mode, s.analysis_every";
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -354,6 +413,16 @@ impl Store {
         row.as_ref().map(stream_from_row).transpose()
     }
 
+    /// A stream by id, whatever its tenant (for the host's own loops, never for API callers).
+    pub async fn stream_by_id(&self, stream_id: &str) -> Result<Option<Stream>> {
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams s WHERE s.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stream_from_row).transpose()
+    }
+
     /// The tenant that owns a stream (for playback tokens, which name only the stream).
     pub async fn stream_tenant(&self, stream_id: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT tenant_id FROM streams WHERE id = $1")
@@ -439,6 +508,139 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Sets how a tenant's stream is analysed; `None` when the stream isn't the tenant's.
+    pub async fn set_analysis(
+        &self,
+        tenant_id: &str,
+        stream_id: &str,
+        settings: AnalysisSettings,
+    ) -> Result<Option<Stream>> {
+        let done = sqlx::query(
+            "UPDATE streams SET analysis_mode = $1, analysis_every = $2 WHERE tenant_id = $3 AND id = $4",
+        )
+        .bind(settings.mode.as_str())
+        .bind(settings.every.max(1) as i64)
+        .bind(tenant_id)
+        .bind(stream_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.stream(tenant_id, stream_id).await
+    }
+
+    /// A stream's analysis settings (any tenant: for the host's own analysis loop).
+    pub async fn analysis(&self, stream_id: &str) -> Result<Option<AnalysisSettings>> {
+        let row = sqlx::query("SELECT analysis_mode, analysis_every FROM streams WHERE id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(AnalysisSettings {
+                mode: r.try_get::<String, _>(0)?.parse()?,
+                every: r.try_get::<i64, _>(1)?.clamp(1, u32::MAX as i64) as u32,
+            })
+        })
+        .transpose()
+    }
+
+    // ---- batch analysis queue ----
+
+    /// Queues a closed segment for batch analysis if its stream is in batch mode and fewer than
+    /// `limit` of the stream's jobs are waiting. Returns whether it was queued; `Ok(false)` with
+    /// the stream in batch mode means the queue was full (the caller counts it).
+    pub async fn queue_batch_segment(
+        &self,
+        stream_id: &str,
+        segment_seq: i64,
+        limit: i64,
+        at: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO analysis_jobs (stream_id, segment_seq, every, state, queued_at) \
+             SELECT s.id, $2, s.analysis_every, 'queued', $3 FROM streams s \
+             WHERE s.id = $1 AND s.analysis_mode = 'batch' \
+             AND (SELECT COUNT(*) FROM analysis_jobs j WHERE j.stream_id = $1 AND j.state = 'queued') < $4 \
+             ON CONFLICT (stream_id, segment_seq) DO UPDATE SET every = excluded.every, state = 'queued', \
+             queued_at = excluded.queued_at, finished_at = NULL, frames = NULL, error = NULL",
+        )
+        .bind(stream_id)
+        .bind(segment_seq)
+        .bind(at)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The oldest queued jobs, across streams.
+    pub async fn queued_batch_jobs(&self, limit: i64) -> Result<Vec<BatchJob>> {
+        let rows = sqlx::query(
+            "SELECT stream_id, segment_seq, every, queued_at FROM analysis_jobs \
+             WHERE state = 'queued' ORDER BY queued_at, stream_id, segment_seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchJob {
+                    stream_id: r.try_get(0)?,
+                    segment_seq: r.try_get(1)?,
+                    every: r.try_get::<i64, _>(2)?.clamp(1, u32::MAX as i64) as u32,
+                    queued_at: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a job's outcome: the frames analysed, or why it failed.
+    pub async fn finish_batch_job(
+        &self,
+        job: &BatchJob,
+        outcome: std::result::Result<u64, String>,
+        at: i64,
+    ) -> Result<()> {
+        let (state, frames, error) = match outcome {
+            Ok(frames) => ("done", Some(frames as i64), None),
+            Err(e) => ("failed", None, Some(e)),
+        };
+        sqlx::query(
+            "UPDATE analysis_jobs SET state = $1, frames = $2, error = $3, finished_at = $4 \
+             WHERE stream_id = $5 AND segment_seq = $6",
+        )
+        .bind(state)
+        .bind(frames)
+        .bind(error)
+        .bind(at)
+        .bind(&job.stream_id)
+        .bind(job.segment_seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Jobs per state, for `/metrics` (`stream_id` narrows it to one stream).
+    pub async fn batch_queue_depth(&self, stream_id: Option<&str>) -> Result<BatchQueueDepth> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) FROM analysis_jobs WHERE ($1 IS NULL OR stream_id = $1) GROUP BY state",
+        )
+        .bind(stream_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut depth = BatchQueueDepth::default();
+        for r in rows {
+            let n: i64 = r.try_get(1)?;
+            match r.try_get::<String, _>(0)?.as_str() {
+                "queued" => depth.queued = n,
+                "done" => depth.done = n,
+                _ => depth.failed += n,
+            }
+        }
+        Ok(depth)
     }
 
     pub async fn mark_segments_removed(
@@ -650,6 +852,10 @@ fn stream_from_row(r: &AnyRow) -> Result<Stream> {
         video,
         audio,
         segments: r.try_get(14)?,
+        analysis: AnalysisSettings {
+            mode: r.try_get::<String, _>(15)?.parse()?,
+            every: r.try_get::<i64, _>(16)?.clamp(1, u32::MAX as i64) as u32,
+        },
     })
 }
 

@@ -285,6 +285,7 @@ async fn same_queries_work_on_postgres() {
                 .wallclock,
             5_100
         );
+        batch_queue_checks(&store).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -294,4 +295,79 @@ async fn same_queries_work_on_postgres() {
         .await
         .unwrap();
     result.unwrap();
+}
+
+/// The batch queue on any backend: only batch-mode streams queue segments, the queue is bounded per
+/// stream, a re-queued segment replaces its job, and outcomes are kept.
+async fn batch_queue_checks(store: &Store) -> Result<()> {
+    let t = store.create_tenant("queue-tenant").await?;
+    let other = store.create_tenant("queue-other").await?;
+    let (s, _) = store.create_stream(&t.id, "queued").await?;
+    assert_eq!(
+        store.analysis(&s.id).await?.unwrap(),
+        AnalysisSettings {
+            mode: AnalysisMode::Realtime,
+            every: 1
+        }
+    );
+    assert!(
+        !store.queue_batch_segment(&s.id, 0, 2, 10).await?,
+        "realtime streams queue nothing"
+    );
+    let batch = AnalysisSettings {
+        mode: AnalysisMode::Batch,
+        every: 5,
+    };
+    assert!(
+        store.set_analysis(&other.id, &s.id, batch).await?.is_none(),
+        "another tenant cannot change it"
+    );
+    let updated = store.set_analysis(&t.id, &s.id, batch).await?.unwrap();
+    assert_eq!(updated.analysis, batch);
+    assert!(store.queue_batch_segment(&s.id, 1, 2, 11).await?);
+    assert!(store.queue_batch_segment(&s.id, 2, 2, 12).await?);
+    assert!(
+        !store.queue_batch_segment(&s.id, 3, 2, 13).await?,
+        "bounded: two waiting already"
+    );
+    let jobs = store.queued_batch_jobs(10).await?;
+    assert_eq!(
+        jobs.iter()
+            .map(|j| (j.segment_seq, j.every))
+            .collect::<Vec<_>>(),
+        [(1, 5), (2, 5)]
+    );
+    store.finish_batch_job(&jobs[0], Ok(12), 20).await?;
+    store
+        .finish_batch_job(&jobs[1], Err("segment gone".into()), 21)
+        .await?;
+    assert_eq!(
+        store.batch_queue_depth(Some(&s.id)).await?,
+        BatchQueueDepth {
+            queued: 0,
+            done: 1,
+            failed: 1
+        }
+    );
+    // A failed segment can be queued again; the queue has room again.
+    assert!(store.queue_batch_segment(&s.id, 2, 2, 30).await?);
+    assert!(store.queue_batch_segment(&s.id, 3, 2, 31).await?);
+    assert_eq!(store.batch_queue_depth(None).await?.queued, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn batch_queue_is_bounded_and_survives_a_restart() {
+    let (store, dir) = sqlite().await;
+    batch_queue_checks(&store).await.unwrap();
+    store.close().await;
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let reopened = Store::open(&url).await.unwrap();
+    let jobs = reopened.queued_batch_jobs(10).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.segment_seq).collect::<Vec<_>>(),
+        [2, 3],
+        "queued jobs are still there after a restart"
+    );
+    assert!("fast".parse::<AnalysisMode>().is_err());
 }
