@@ -18,7 +18,8 @@ use media_analyzer_sdk::{
 };
 use postprocess::{clip, ocr};
 
-const VOCABULARY: &str = include_str!(env!("CLIP_BPE_VOCAB_PATH"));
+// CLIP's BPE merges sorted by pair (written by build.rs from the fetched vocabulary).
+include!(concat!(env!("OUT_DIR"), "/merges.rs"));
 const DEFAULT_BRANDS: &str =
     "Coca-Cola,NETFLIX,Pepsi,Nike,Adidas,McDonald's,Samsung,Apple,Google,Amazon,Red Bull,Heineken";
 const DEFAULT_OTHERS: &str =
@@ -91,7 +92,7 @@ impl sdk::Detect for ClipBrands {
             .chain(others.iter().cloned())
             .chain(scenes.iter().map(|s| template.replace("{}", s)))
             .collect();
-        let tokenizer = clip::Tokenizer::new(VOCABULARY)?;
+        let tokenizer = clip::Tokenizer::from_table(&MERGES)?;
         let batch = tokenizer.batch(&prompts);
         let dims = [batch.prompts as u32, clip::CONTEXT as u32];
 

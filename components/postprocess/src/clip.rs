@@ -23,9 +23,40 @@ const MERGES: usize = 49152 - 256 - 2;
 const FIRST_MERGE_ID: u32 = 512;
 
 pub struct Tokenizer<'a> {
-    ranks: HashMap<(&'a str, &'a str), u32>,
+    ranks: Ranks<'a>,
     byte_char: [char; 256],
     byte_id: [u32; 256],
+}
+
+/// Merge ranks: a hash map built from the vocabulary text, or a table sorted by pair that was built
+/// ahead of time (`merge_table`), which costs nothing to set up — a component, whose store is fresh
+/// per call, uses the table.
+enum Ranks<'a> {
+    Map(HashMap<(&'a str, &'a str), u32>),
+    Sorted(&'a [(&'a str, &'a str, u32)]),
+}
+
+impl Ranks<'_> {
+    fn get(&self, a: &str, b: &str) -> Option<u32> {
+        match self {
+            Ranks::Map(m) => m.get(&(a, b)).copied(),
+            Ranks::Sorted(t) => t
+                .binary_search_by(|(x, y, _)| (*x, *y).cmp(&(a, b)))
+                .ok()
+                .map(|i| t[i].2),
+        }
+    }
+}
+
+/// The vocabulary's merges as `(first, second, rank)` sorted by pair, for `Tokenizer::from_table`
+/// (a build script writes it out as a static array).
+pub fn merge_table(vocabulary: &str) -> Result<Vec<(&str, &str, u32)>, String> {
+    let Ranks::Map(map) = Tokenizer::new(vocabulary)?.ranks else {
+        unreachable!("new builds a map")
+    };
+    let mut table: Vec<_> = map.into_iter().map(|((a, b), r)| (a, b, r)).collect();
+    table.sort_unstable();
+    Ok(table)
 }
 
 /// Prompts as model inputs: `ids` and `mask` are `[prompts, CONTEXT]`, row-major.
@@ -63,7 +94,22 @@ impl<'a> Tokenizer<'a> {
         }
         let (byte_char, byte_id) = byte_alphabet();
         Ok(Self {
-            ranks,
+            ranks: Ranks::Map(ranks),
+            byte_char,
+            byte_id,
+        })
+    }
+
+    /// From a table made by `merge_table` (sorted by pair).
+    pub fn from_table(table: &'a [(&'a str, &'a str, u32)]) -> Result<Self, String> {
+        if table.len() != MERGES || !table.is_sorted_by(|x, y| (x.0, x.1) < (y.0, y.1)) {
+            return Err(format!(
+                "the CLIP merge table must hold {MERGES} merges sorted by pair"
+            ));
+        }
+        let (byte_char, byte_id) = byte_alphabet();
+        Ok(Self {
+            ranks: Ranks::Sorted(table),
             byte_char,
             byte_id,
         })
@@ -124,18 +170,14 @@ impl<'a> Tokenizer<'a> {
         while symbols.len() > 1 {
             let best = symbols
                 .windows(2)
-                .filter_map(|w| self.ranks.get(&(w[0].0.as_str(), w[1].0.as_str())))
-                .min()
-                .copied();
+                .filter_map(|w| self.ranks.get(&w[0].0, &w[1].0))
+                .min();
             let Some(rank) = best else { break };
             let mut merged = Vec::with_capacity(symbols.len());
             let mut i = 0;
             while i < symbols.len() {
                 if i + 1 < symbols.len()
-                    && self
-                        .ranks
-                        .get(&(symbols[i].0.as_str(), symbols[i + 1].0.as_str()))
-                        == Some(&rank)
+                    && self.ranks.get(&symbols[i].0, &symbols[i + 1].0) == Some(rank)
                 {
                     let text = format!("{}{}", symbols[i].0, symbols[i + 1].0);
                     merged.push((text, FIRST_MERGE_ID + rank));
@@ -287,6 +329,8 @@ mod tests {
         });
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{path}: {e}; run scripts/fetch-models"));
+        let table = merge_table(&text).unwrap();
+        let from_table = Tokenizer::from_table(&table).unwrap();
         let t = Tokenizer::new(&text).unwrap();
         let cases: [(&str, &[i64]); 10] = [
             (
@@ -314,7 +358,9 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(t.encode(text), want, "{text:?}");
+            assert_eq!(from_table.encode(text), want, "{text:?} (sorted table)");
         }
+        assert!(Tokenizer::from_table(&table[1..]).is_err());
         let b = t.batch(&["red".into(), "x ".repeat(100)]);
         assert_eq!(b.prompts, 2);
         assert_eq!(&b.ids[..4], &[START, 736, END, 0]);

@@ -86,6 +86,14 @@ enum BenchCommand {
         #[arg(long)]
         components: Option<std::path::PathBuf>,
     },
+    /// clip-brands (tokenizer in the sandbox + one CLIP call) vs. the same work natively.
+    Clip {
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+        /// Folder with the built components (default: next to this binary's target folder).
+        #[arg(long)]
+        components: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +197,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = components.unwrap_or_else(media_analyzer::bench::default_components_dir);
             tokio::task::spawn_blocking(move || media_analyzer::bench::analysis(frames, &dir))
                 .await?
+        }
+        Command::Bench {
+            what: BenchCommand::Clip { calls, components },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let dir = components.unwrap_or_else(media_analyzer::bench::default_components_dir);
+            tokio::task::spawn_blocking(move || media_analyzer::bench::clip(calls, &dir)).await?
         }
         Command::Key {
             command:

@@ -13,6 +13,9 @@ pub struct Catalog {
     pub models: Vec<ModelEntry>,
     #[serde(default)]
     pub fixtures: Vec<FixtureEntry>,
+    /// Tokenizer files by name (`clip-bpe`: CLIP's BPE vocabulary).
+    #[serde(default)]
+    pub tokenizers: std::collections::BTreeMap<String, FileRef>,
     /// The manifest's own folder (filled in by `load`).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -107,6 +110,10 @@ impl Catalog {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| InferenceError::Runtime(format!("labels {}: {e}", path.display())))?;
         Ok(text.lines().map(str::to_string).collect())
+    }
+
+    pub fn tokenizer_path(&self, name: &str) -> Option<PathBuf> {
+        self.tokenizers.get(name).map(|t| self.resolve(&t.file))
     }
 
     pub fn fixture_path(&self, name: &str) -> Option<PathBuf> {

@@ -63,6 +63,14 @@ impl Tensor {
         }
     }
 
+    pub fn i64(name: impl Into<String>, shape: Vec<i64>, data: Vec<i64>) -> Self {
+        Self {
+            name: name.into(),
+            shape,
+            data: TensorData::I64(data),
+        }
+    }
+
     /// Elements the shape calls for (dynamic dimensions are not allowed in a value).
     pub fn shape_elements(&self) -> Option<usize> {
         self.shape.iter().try_fold(1usize, |acc, &d| {
