@@ -36,17 +36,48 @@ impl TestServer {
         config.analysis = false;
         tweak(&mut config);
         let running = media_analyzer::start(config).await.expect("server starts");
-        let first = running
-            .first_start
-            .clone()
-            .expect("first start creates the demo tenant");
+        // A second host on a shared store finds the demo tenant there already: its keys stay
+        // empty and the test copies them from the first host.
+        let first = running.first_start.clone();
         Self {
-            api_key: first.api_key,
-            stream_key: first.stream_key,
-            stream_id: first.stream_id,
+            api_key: first
+                .as_ref()
+                .map(|f| f.api_key.clone())
+                .unwrap_or_default(),
+            stream_key: first
+                .as_ref()
+                .map(|f| f.stream_key.clone())
+                .unwrap_or_default(),
+            stream_id: first.map(|f| f.stream_id).unwrap_or_default(),
             running: Some(running),
             data,
         }
+    }
+
+    /// The components built by scripts/build-components, next to this test binary's target.
+    pub fn components_dir() -> PathBuf {
+        std::env::current_exe()
+            .unwrap()
+            .ancestors()
+            .nth(3)
+            .unwrap()
+            .join("wasm32-wasip2/release")
+    }
+
+    /// A playback token for this server's stream.
+    pub async fn playback_token(&self) -> String {
+        let (status, body) = http_request(
+            "POST",
+            &self.http(&format!(
+                "/api/v1/streams/{}/playback-token",
+                self.stream_id
+            )),
+            Some(&self.api_key),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["token"].as_str().unwrap().to_string()
     }
 
     fn running(&self) -> &Running {
@@ -54,7 +85,7 @@ impl TestServer {
     }
 
     pub fn rtmp_port(&self) -> u16 {
-        self.running().rtmp_addr.port()
+        self.running().rtmp_addr.expect("this host ingests").port()
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {
@@ -427,6 +458,100 @@ pub mod raw {
                 Err(_) => panic!("server kept the connection open for {within:?}"),
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Ok(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+/// Publishes `photo` as a 640×360 30 fps H.264 stream for `seconds` (real time), with ffmpeg.
+pub fn publish_photo(photo: &Path, url: &str, seconds: u32) -> Child {
+    require_tool("ffmpeg");
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-loop",
+            "1",
+            "-i",
+        ])
+        .arg(photo)
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-vf",
+            "scale=640:360,format=yuv420p",
+            "-r",
+            "30",
+        ])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-f", "flv", url,
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg")
+}
+
+/// A WebSocket viewer of a stream's events.
+pub struct Viewer {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Viewer {
+    /// Connects to `/api/v1/streams/{id}/events` with `query` (e.g. `token=…&since=5`).
+    pub async fn connect(http_base: &str, stream: &str, query: &str) -> Result<Self, String> {
+        let url = format!(
+            "{}/api/v1/streams/{stream}/events?{query}",
+            http_base.replacen("http://", "ws://", 1)
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self { socket })
+    }
+
+    /// The next JSON event (pings are answered by the client library), or `None` on close or
+    /// after `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<serde_json::Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??
+                .ok()?;
+            match msg {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("JSON event"));
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Events until one satisfies `pred` (returned with everything before it).
+    pub async fn until(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(event) = self.next(left).await else {
+                panic!("no matching event within {within:?}; got {seen:?}");
+            };
+            let done = pred(&event);
+            seen.push(event);
+            if done {
+                return seen;
             }
         }
     }

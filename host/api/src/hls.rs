@@ -39,7 +39,7 @@ fn valid_stream_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-async fn authorize(
+pub(crate) async fn authorize(
     state: &AppState,
     parts: &Parts,
     stream: &str,

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod detections;
 pub mod error;
+pub mod events;
 pub mod hls;
 pub mod streams;
 
@@ -41,12 +42,14 @@ pub struct AppState {
     /// Shown to users creating streams: the OBS "Server" setting.
     pub rtmp_url: String,
     pub metrics: MetricsRenderer,
+    /// WebSocket viewers of stream events, fed from the bus.
+    pub viewers: events::Viewers,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"))
@@ -76,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/streams/{id}", get(streams::get_stream))
         .route("/streams/{id}/detections", get(detections::list_detections))
         .route("/streams/{id}/mode", axum::routing::put(streams::set_mode))
+        .route("/streams/{id}/events", get(events::events))
         .route(
             "/streams/{id}/playback-token",
             post(streams::playback_token),
@@ -101,6 +105,17 @@ pub fn router(state: AppState) -> Router {
     };
     app.with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// What an ingest-only host serves over HTTP: health, readiness and metrics (the API, HLS and
+/// viewers are on the API hosts).
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(api_not_found)
+        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.

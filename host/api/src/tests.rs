@@ -27,6 +27,7 @@ async fn fixture() -> Fixture {
         token_key: TokenKey::new(b"test-secret"),
         rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
         metrics: Arc::new(|| "media_analyzer_up 1\n".to_string()),
+        viewers: events::Viewers::default(),
     };
     Fixture {
         app: router(state),

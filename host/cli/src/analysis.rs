@@ -9,7 +9,8 @@
 //!   analyses every Nth frame of each — slower than live, but nothing is skipped, and a restart
 //!   picks up where it stopped.
 //!
-//! Detections go to the store either way.
+//! Detections go to the store either way, and every analysed frame (with or without detections)
+//! is published on the bus for live viewers; a bus outage never holds analysis up.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,6 +141,7 @@ pub struct LiveAnalysis {
     store: Store,
     stats: Arc<AnalysisStats>,
     hls_root: PathBuf,
+    publisher: bus::Publisher,
 }
 
 impl LiveAnalysis {
@@ -151,6 +153,7 @@ impl LiveAnalysis {
         hls_root: PathBuf,
         store: Store,
         stats: Arc<AnalysisStats>,
+        publisher: bus::Publisher,
     ) -> Option<Self> {
         match bundled(&DEFAULT_COMPONENTS)
             .and_then(|wanted| load_bundle(&wanted, components_dir, accelerator))
@@ -166,6 +169,7 @@ impl LiveAnalysis {
                     store,
                     stats,
                     hls_root,
+                    publisher,
                 })
             }
             Err(e) => {
@@ -183,7 +187,7 @@ impl LiveAnalysis {
         let batch = std::thread::Builder::new()
             .name("analyse-batch".into())
             .spawn({
-                let (runtime, components, store, stats, root, handle, stop) = (
+                let (runtime, components, store, stats, root, handle, stop, publisher) = (
                     self.runtime.clone(),
                     self.components.clone(),
                     self.store.clone(),
@@ -191,6 +195,7 @@ impl LiveAnalysis {
                     self.hls_root.clone(),
                     Handle::current(),
                     shutdown.clone(),
+                    self.publisher.clone(),
                 );
                 move || {
                     let queue = BatchQueue {
@@ -200,6 +205,7 @@ impl LiveAnalysis {
                         stats: &stats,
                         hls_root: &root,
                         handle: &handle,
+                        publisher: &publisher,
                     };
                     queue.run(&stop)
                 }
@@ -250,22 +256,21 @@ impl LiveAnalysis {
         let analyser = std::thread::Builder::new()
             .name(format!("analyse-{stream}"))
             .spawn({
-                let (runtime, components, store, stats) = (
+                let (runtime, components, store, stats, publisher) = (
                     self.runtime.clone(),
                     self.components.clone(),
                     self.store.clone(),
                     self.stats.clone(),
+                    self.publisher.clone(),
                 );
                 move || {
-                    analyse_stream(
-                        &stream,
-                        &slot,
-                        &runtime,
-                        &components,
-                        &store,
-                        &handle,
-                        &stats,
-                    )
+                    let out = Output {
+                        store: &store,
+                        publisher: &publisher,
+                        handle: &handle,
+                        stats: &stats,
+                    };
+                    analyse_stream(&stream, &slot, &runtime, &components, &out)
                 }
             });
         [decoder, analyser]
@@ -347,30 +352,47 @@ fn decode_stream(
     info!(%stream, decoded = sampled.offered, analysed = sampled.taken, skipped = sampled.skipped, packets_lost = lost, "stream analysis ended");
 }
 
+/// Where a frame's results go: the store, then the bus.
+struct Output<'a> {
+    store: &'a Store,
+    publisher: &'a bus::Publisher,
+    handle: &'a Handle,
+    stats: &'a AnalysisStats,
+}
+
 fn analyse_stream(
     stream: &str,
     slot: &LatestFrame,
     runtime: &Runtime,
     components: &[(String, DetectorComponent)],
-    store: &Store,
-    handle: &Handle,
-    stats: &AnalysisStats,
+    out: &Output,
 ) {
-    while let Some(frame) = handle.block_on(slot.take()) {
-        analyse_frame(stream, &frame, runtime, components, store, handle, stats);
+    let tenant = match out.handle.block_on(out.store.stream_tenant(stream)) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            warn!(%stream, "the stream has no tenant; not analysing it");
+            return;
+        }
+        Err(e) => {
+            warn!(%stream, "cannot look up the stream's tenant; not analysing it: {e}");
+            return;
+        }
+    };
+    while let Some(frame) = out.handle.block_on(slot.take()) {
+        analyse_frame(stream, &tenant, &frame, runtime, components, out);
     }
 }
 
-/// Runs every component on one frame and stores what they found.
+/// Runs every component on one frame, stores what they found and publishes it.
 fn analyse_frame(
     stream: &str,
+    tenant: &str,
     frame: &decode::Frame,
     runtime: &Runtime,
     components: &[(String, DetectorComponent)],
-    store: &Store,
-    handle: &Handle,
-    stats: &AnalysisStats,
+    out: &Output,
 ) {
+    let (store, handle, stats) = (out.store, out.handle, out.stats);
     {
         stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
         let wallclock = store::now_ms();
@@ -420,6 +442,26 @@ fn analyse_frame(
             }
             Err(e) => warn!(%stream, "could not store {} detections: {e}", records.len()),
         }
+        out.publisher.send(bus::Envelope::new(
+            tenant,
+            bus::Event::Detections(bus::FrameDetections {
+                stream: stream.to_string(),
+                seq: frame.seq,
+                pts_ms: frame.pts_ms,
+                wallclock: api::streams::rfc3339_ms(wallclock),
+                width: frame.width,
+                height: frame.height,
+                detections: records
+                    .into_iter()
+                    .map(|r| bus::Detection {
+                        label: r.label,
+                        score: r.score as f32,
+                        bbox: r.bbox.map(|v| v as f32),
+                        component: r.component,
+                    })
+                    .collect(),
+            }),
+        ));
     }
 }
 
@@ -432,6 +474,7 @@ struct BatchQueue<'a> {
     stats: &'a AnalysisStats,
     hls_root: &'a Path,
     handle: &'a Handle,
+    publisher: &'a bus::Publisher,
 }
 
 impl BatchQueue<'_> {
@@ -490,6 +533,12 @@ impl BatchQueue<'_> {
             .block_on(self.store.stream_by_id(&job.stream_id))
             .map_err(|e| format!("store: {e}"))?
             .ok_or_else(|| "the stream no longer exists".to_string())?;
+        let out = Output {
+            store: self.store,
+            publisher: self.publisher,
+            handle: self.handle,
+            stats: self.stats,
+        };
         let file = hls::segment_file_name(job.segment_seq.max(0) as u64);
         let path = self.hls_root.join(&job.stream_id).join(&file);
         if !path.is_file() {
@@ -526,12 +575,11 @@ impl BatchQueue<'_> {
                 }
                 analyse_frame(
                     &job.stream_id,
+                    &stream.tenant_id,
                     &frame,
                     self.runtime,
                     self.components,
-                    self.store,
-                    self.handle,
-                    self.stats,
+                    &out,
                 );
                 analysed += 1;
             }

@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub analysis: Option<Switch>,
     pub components: Option<PathBuf>,
     pub accelerator: Option<inference::Accelerator>,
+    pub bus: Option<String>,
+    pub role: Option<Role>,
     /// Stored detections older than this many days are deleted (default 30).
     pub detections_retain_days: Option<f64>,
     #[serde(default)]
@@ -95,6 +97,34 @@ pub struct ServeArgs {
         value_name = "auto|cpu|cuda|tensorrt"
     )]
     pub accelerator: Option<inference::Accelerator>,
+    /// Event bus: memory (default, in-process), redis://HOST:PORT, or pubsub://PROJECT[/PREFIX]
+    /// (Google Cloud Pub/Sub; the emulator when PUBSUB_EMULATOR_HOST is set).
+    #[arg(long, env = "MEDIA_ANALYZER_BUS", value_name = "URL")]
+    pub bus: Option<String>,
+    /// What this host does: all (default); ingest (RTMP, HLS packaging, analysis; publishes to
+    /// the bus); api (HTTP API, HLS delivery, WebSocket viewers fed by the bus). Hosts of
+    /// different roles meet only through the bus and the store.
+    #[arg(long, env = "MEDIA_ANALYZER_ROLE", value_name = "all|ingest|api")]
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    All,
+    Ingest,
+    Api,
+}
+
+impl Role {
+    pub fn ingests(self) -> bool {
+        self != Role::Api
+    }
+
+    pub fn serves_api(self) -> bool {
+        self != Role::Ingest
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -119,6 +149,8 @@ pub struct Config {
     pub analysis: bool,
     pub components: PathBuf,
     pub accelerator: inference::Accelerator,
+    pub bus: bus::BusConfig,
+    pub role: Role,
     /// Stored detections are kept this long.
     pub detections_retention: Duration,
 }
@@ -218,6 +250,14 @@ impl Config {
             log_format: log_format.or(file.log_format).unwrap_or_default(),
             analysis: args.analysis.or(file.analysis).unwrap_or(Switch::On) == Switch::On,
             accelerator: args.accelerator.or(file.accelerator).unwrap_or_default(),
+            bus: args
+                .bus
+                .clone()
+                .or(file.bus)
+                .unwrap_or_else(|| "memory".into())
+                .parse()
+                .context("--bus")?,
+            role: args.role.or(file.role).unwrap_or_default(),
             detections_retention: Duration::from_secs_f64(retain_days * 86_400.0),
             components: args
                 .components

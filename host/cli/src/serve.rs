@@ -32,7 +32,8 @@ pub struct FirstStart {
 
 /// A running server. Drop does not stop it: call [`Running::stop`].
 pub struct Running {
-    pub rtmp_addr: SocketAddr,
+    /// Where RTMP is accepted (`None` on an API-only host).
+    pub rtmp_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
     pub first_start: Option<FirstStart>,
     pub store: Store,
@@ -44,7 +45,10 @@ pub struct Running {
 impl Running {
     /// The public RTMP URL prefix for OBS's "Server" field.
     pub fn rtmp_url(&self, app: &str) -> String {
-        format!("rtmp://{}/{app}", display_addr(self.rtmp_addr))
+        match self.rtmp_addr {
+            Some(addr) => format!("rtmp://{}/{app}", display_addr(addr)),
+            None => format!("(no RTMP on this host: role api)/{app}"),
+        }
     }
 
     pub fn http_url(&self) -> String {
@@ -125,20 +129,36 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .setting_or_insert("playback_token_secret", &random_hex(32))
         .await?;
 
-    let rtmp_listener = TcpListener::bind(config.rtmp).await.with_context(|| {
-        format!(
-            "binding RTMP on {} (is another server running?)",
-            config.rtmp
-        )
-    })?;
+    let rtmp_listener = if config.role.ingests() {
+        Some(TcpListener::bind(config.rtmp).await.with_context(|| {
+            format!(
+                "binding RTMP on {} (is another server running?)",
+                config.rtmp
+            )
+        })?)
+    } else {
+        None
+    };
     let http_listener = TcpListener::bind(config.http).await.with_context(|| {
         format!(
             "binding HTTP on {} (is another server running?)",
             config.http
         )
     })?;
-    let rtmp_addr = rtmp_listener.local_addr()?;
+    let rtmp_addr = rtmp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let http_addr = http_listener.local_addr()?;
+    let bus = bus::Bus::connect(&config.bus)
+        .await
+        .context("connecting the event bus (--bus)")?;
+    let viewers = api::events::Viewers::default();
+    if config.role.serves_api() {
+        let deliveries = bus
+            .subscribe()
+            .await
+            .context("subscribing to the event bus")?;
+        tokio::spawn(viewers.clone().run(deliveries));
+    }
+    let publisher = bus.publisher(1024);
 
     let hub = StreamHub::new();
     let stats = Arc::new(ServerStats::default());
@@ -152,23 +172,46 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hls_root: config.hls.root.clone(),
         dashboard: config.dashboard.clone(),
         token_key: api::TokenKey::new(token_secret.as_bytes()),
-        rtmp_url: format!("rtmp://{}/{}", display_addr(rtmp_addr), config.ingest.app),
-        metrics: metrics_renderer(stats.clone(), hub.clone(), analysis_stats.clone()),
+        rtmp_url: format!(
+            "rtmp://{}/{}",
+            display_addr(rtmp_addr.unwrap_or(config.rtmp)),
+            config.ingest.app
+        ),
+        metrics: metrics_renderer(
+            stats.clone(),
+            hub.clone(),
+            analysis_stats.clone(),
+            bus.clone(),
+            viewers.clone(),
+        ),
+        viewers,
     };
-    let router = api::router(state);
+    let router = if config.role.serves_api() {
+        api::router(state)
+    } else {
+        api::ops_router(state)
+    };
 
     // Models and components load before the first publisher can be accepted, so no stream
     // starts unanalysed.
     let analysis_stop = CancellationToken::new();
-    let analysis = if config.analysis {
+    let analysis = if config.analysis && config.role.ingests() {
         let (dir, store, stats) = (
             config.components.clone(),
             store.clone(),
             analysis_stats.clone(),
         );
         let (hls_root, accelerator) = (config.hls.root.clone(), config.accelerator);
+        let publisher = publisher.clone();
         tokio::task::spawn_blocking(move || {
-            crate::analysis::LiveAnalysis::load(&dir, accelerator, hls_root, store, stats)
+            crate::analysis::LiveAnalysis::load(
+                &dir,
+                accelerator,
+                hls_root,
+                store,
+                stats,
+                publisher,
+            )
         })
         .await?
     } else {
@@ -177,16 +220,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let rtmp_stop = CancellationToken::new();
     let hls_stop = CancellationToken::new();
     let http_stop = CancellationToken::new();
-    let rtmp_task = tokio::spawn(rtmp::run(
-        rtmp_listener,
-        config.ingest.clone(),
-        Arc::new(StoreAuthorizer {
-            store: store.clone(),
+    let rtmp_task = match rtmp_listener {
+        Some(listener) => tokio::spawn(rtmp::run(
+            listener,
+            config.ingest.clone(),
+            Arc::new(StoreAuthorizer {
+                store: store.clone(),
+            }),
+            hub.clone(),
+            stats,
+            rtmp_stop.clone(),
+        )),
+        // An API host: nothing to ingest; the task waits for shutdown like the RTMP server would.
+        None => tokio::spawn({
+            let stop = rtmp_stop.clone();
+            async move { stop.cancelled().await }
         }),
-        hub.clone(),
-        stats,
-        rtmp_stop.clone(),
-    ));
+    };
     let hls_task = tokio::spawn(packager.run(hub.clone(), hls_stop.clone()));
     let analysis_task = analysis.map(|a| tokio::spawn(a.run(hub.clone(), analysis_stop.clone())));
     let retention_task = tokio::spawn(expire_detections(
@@ -199,6 +249,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         hub.events(),
         hls_events_rx,
         analysis_stats.clone(),
+        publisher,
     ));
     let http_task = tokio::spawn(api::serve(
         http_listener,
@@ -206,7 +257,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http_stop.clone().cancelled_owned(),
     ));
 
-    info!(rtmp = %rtmp_addr, http = %http_addr, data = %config.data.display(), "media-analyzer started");
+    info!(role = ?config.role, rtmp = ?rtmp_addr, http = %http_addr, bus = bus.backend_name(), data = %config.data.display(), "media-analyzer started");
     let supervisor_shutdown = shutdown.clone();
     let supervisor_store = store.clone();
     let supervisor_hub = hub.clone();
@@ -303,12 +354,16 @@ async fn keep_books(
     mut hub_events: tokio::sync::broadcast::Receiver<HubEvent>,
     mut hls_events: mpsc::Receiver<hls::HlsEvent>,
     analysis: Arc<crate::analysis::AnalysisStats>,
+    publisher: bus::Publisher,
 ) {
     let mut hub_open = true;
     loop {
         tokio::select! {
             event = hub_events.recv(), if hub_open => match event {
-                Ok(event) => record_hub_event(&store, event).await,
+                Ok(event) => {
+                    announce_stream_change(&store, &publisher, &event).await;
+                    record_hub_event(&store, event).await
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     warn!("bookkeeping missed {n} stream events; stream states may be stale until the next change");
                 }
@@ -322,7 +377,29 @@ async fn keep_books(
     }
     // Drain stream ends that raced with the packager's last events.
     while let Ok(event) = hub_events.try_recv() {
+        announce_stream_change(&store, &publisher, &event).await;
         record_hub_event(&store, event).await;
+    }
+}
+
+/// Tells viewers (through the bus) that a stream went live or offline.
+async fn announce_stream_change(store: &Store, publisher: &bus::Publisher, event: &HubEvent) {
+    let (stream, state) = match event {
+        HubEvent::Started { stream } => (stream, "live"),
+        HubEvent::Ended { stream, .. } => (stream, "offline"),
+        _ => return,
+    };
+    match store.stream_tenant(stream).await {
+        Ok(Some(tenant)) => publisher.send(bus::Envelope::new(
+            tenant,
+            bus::Event::Stream(bus::StreamChange {
+                stream: stream.clone(),
+                state: state.into(),
+                at: api::streams::rfc3339_ms(store::now_ms()),
+            }),
+        )),
+        Ok(None) => {}
+        Err(e) => warn!(%stream, "cannot announce the stream change: {e}"),
     }
 }
 
@@ -425,6 +502,8 @@ fn metrics_renderer(
     stats: Arc<ServerStats>,
     hub: StreamHub,
     analysis: Arc<crate::analysis::AnalysisStats>,
+    bus: bus::Bus,
+    viewers: api::events::Viewers,
 ) -> api::MetricsRenderer {
     Arc::new(move || {
         let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -442,6 +521,9 @@ fn metrics_renderer(
             c(&stats.publishing),
             hub.live_streams().len(),
         );
-        ingest + &analysis.render()
+        ingest
+            + &analysis.render()
+            + &bus.stats().render(bus.backend_name())
+            + &viewers.render_metrics()
     })
 }

@@ -1,4 +1,4 @@
--- Per-stream analysis mode: 'realtime' (the newest decoded frame, live) or 'batch' (every Nth frame
+-- Replay of detections by frame number (WebSocket ?since=SEQ), and per-stream analysis mode: 'realtime' (the newest decoded frame, live) or 'batch' (every Nth frame
 -- of each closed HLS segment, through the queue below, which survives restarts).
 ALTER TABLE streams ADD COLUMN analysis_mode TEXT NOT NULL DEFAULT 'realtime';
 ALTER TABLE streams ADD COLUMN analysis_every BIGINT NOT NULL DEFAULT 1;
@@ -17,3 +17,5 @@ CREATE TABLE analysis_jobs (
 );
 
 CREATE INDEX analysis_jobs_by_state ON analysis_jobs (state, queued_at);
+
+CREATE INDEX detections_by_seq ON detections (stream_id, seq);

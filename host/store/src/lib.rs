@@ -742,19 +742,7 @@ impl Store {
         .await?;
         let mut detections = rows
             .iter()
-            .map(|r| {
-                Ok(DetectionRecord {
-                    id: r.try_get(0)?,
-                    stream_id: r.try_get(1)?,
-                    seq: r.try_get(2)?,
-                    pts_ms: r.try_get(3)?,
-                    wallclock: r.try_get(4)?,
-                    label: r.try_get(5)?,
-                    score: r.try_get(6)?,
-                    bbox: [r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?],
-                    component: r.try_get(11)?,
-                })
-            })
+            .map(detection_from_row)
             .collect::<Result<Vec<_>>>()?;
         let next = if detections.len() as i64 > limit {
             detections.truncate(limit as usize);
@@ -763,6 +751,39 @@ impl Store {
             None
         };
         Ok(DetectionPage { detections, next })
+    }
+
+    /// Detections of frames after `after_seq`, in frame order (for viewers resuming with
+    /// `?since=SEQ`); at most `limit` rows, whole frames only unless one frame alone exceeds it.
+    pub async fn detections_after_seq(
+        &self,
+        stream_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<DetectionRecord>> {
+        let limit = limit.clamp(1, 10_000) as i64;
+        let rows = sqlx::query(
+            "SELECT id, stream_id, seq, pts_ms, wallclock, label, score, x, y, w, h, component FROM detections \
+             WHERE stream_id = $1 AND seq > $2 ORDER BY seq, id LIMIT $3",
+        )
+        .bind(stream_id)
+        .bind(after_seq)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut detections = rows
+            .iter()
+            .map(detection_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if detections.len() as i64 > limit {
+            // Drop the last, possibly partial, frame so the caller can continue after it.
+            let last = detections[limit as usize].seq;
+            detections.truncate(limit as usize);
+            if detections.first().is_some_and(|d| d.seq != last) {
+                detections.retain(|d| d.seq != last);
+            }
+        }
+        Ok(detections)
     }
 
     /// Deletes detections analysed before `cutoff` (Unix ms); returns how many.
@@ -819,6 +840,20 @@ fn tenant_from_row(r: &AnyRow) -> Result<Tenant> {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
         created_at: r.try_get(2)?,
+    })
+}
+
+fn detection_from_row(r: &AnyRow) -> Result<DetectionRecord> {
+    Ok(DetectionRecord {
+        id: r.try_get(0)?,
+        stream_id: r.try_get(1)?,
+        seq: r.try_get(2)?,
+        pts_ms: r.try_get(3)?,
+        wallclock: r.try_get(4)?,
+        label: r.try_get(5)?,
+        score: r.try_get(6)?,
+        bbox: [r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?],
+        component: r.try_get(11)?,
     })
 }
 

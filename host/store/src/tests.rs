@@ -371,3 +371,38 @@ async fn batch_queue_is_bounded_and_survives_a_restart() {
     );
     assert!("fast".parse::<AnalysisMode>().is_err());
 }
+
+#[tokio::test]
+async fn detections_after_seq_return_whole_frames_in_order() {
+    let (store, _dir) = sqlite().await;
+    let t = store.create_tenant("acme").await.unwrap();
+    let (s, _) = store.create_stream(&t.id, "main").await.unwrap();
+    // Frames 10, 20, 30 with two detections each.
+    let mut rows: Vec<DetectionRecord> = [10, 20, 30]
+        .iter()
+        .flat_map(|&seq| {
+            ["cup", "person"].map(|label| DetectionRecord {
+                seq,
+                ..detection(&s.id, seq * 33, label)
+            })
+        })
+        .collect();
+    store.add_detections(&mut rows).await.unwrap();
+    let seqs = |v: Vec<DetectionRecord>| v.iter().map(|d| d.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(store.detections_after_seq(&s.id, 10, 100).await.unwrap()),
+        [20, 20, 30, 30]
+    );
+    // A limit that would cut frame 30 in half returns frame 20 only.
+    assert_eq!(
+        seqs(store.detections_after_seq(&s.id, 10, 3).await.unwrap()),
+        [20, 20]
+    );
+    assert!(
+        store
+            .detections_after_seq(&s.id, 30, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

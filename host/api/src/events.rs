@@ -1,0 +1,299 @@
+//! `GET /api/v1/streams/{id}/events`: a WebSocket of what happens on a stream — detections per
+//! analysed frame, alerts, stream state — as JSON text messages, one per event.
+//!
+//! Fan-out: the host subscribes to the bus once; each message is serialised once and put into the
+//! stream's ring (`tokio::sync::broadcast`, bounded). Every viewer reads the ring at its own pace:
+//! a viewer that falls more than a ring behind is told so (`{"type":"lagged","skipped":N}`) and
+//! carries on from the newest — it never slows the others, and it costs no per-viewer queue.
+//!
+//! Resume: `?since=SEQ` first sends what the store kept after frame SEQ, then live events (those
+//! already sent are skipped). After a bus outage every viewer is re-synchronised from the store.
+//! Keep-alive: a ping every 15 s; a viewer that answers nothing for 45 s is closed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Deserialize;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::{ApiError, AppState};
+
+/// Events a stream's ring holds (≈ 8 s of 30 fps analysis) before slow viewers lag.
+const RING: usize = 256;
+const PING_EVERY: Duration = Duration::from_secs(15);
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// A viewer whose socket takes longer than this to accept one message is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows read from the store per replay query.
+const REPLAY_PAGE: u32 = 2000;
+
+/// What a stream's ring carries.
+#[derive(Debug, Clone)]
+enum Item {
+    /// One event as the viewer receives it; `seq` for frame events (to skip replayed ones).
+    Event { seq: Option<u64>, json: Utf8Bytes },
+    /// The bus lost messages: re-read the store from the last frame sent.
+    Resync,
+}
+
+/// The per-stream rings of one API host.
+#[derive(Clone, Default)]
+pub struct Viewers {
+    rings: Arc<Mutex<HashMap<String, broadcast::Sender<Item>>>>,
+    stats: Arc<ViewerStats>,
+}
+
+#[derive(Debug, Default)]
+pub struct ViewerStats {
+    pub connected: std::sync::atomic::AtomicU64,
+    pub sent: std::sync::atomic::AtomicU64,
+    pub lagged: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Viewers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viewers").finish_non_exhaustive()
+    }
+}
+
+impl Viewers {
+    fn ring(&self, stream: &str) -> broadcast::Receiver<Item> {
+        let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        rings
+            .entry(stream.to_string())
+            .or_insert_with(|| broadcast::channel(RING).0)
+            .subscribe()
+    }
+
+    fn deliver(&self, stream: &str, item: Item) {
+        let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ring) = rings.get(stream)
+            && ring.send(item).is_err()
+        {
+            rings.remove(stream); // nobody watches any more
+        }
+    }
+
+    /// Feeds the rings from a bus subscription until it closes.
+    pub async fn run(self, mut deliveries: mpsc::Receiver<bus::Delivery>) {
+        while let Some(delivery) = deliveries.recv().await {
+            match delivery {
+                bus::Delivery::Message(envelope) => {
+                    let json = match serde_json::to_string(&envelope.event) {
+                        Ok(j) => j,
+                        Err(e) => {
+                            warn!("cannot serialise an event: {e}");
+                            continue;
+                        }
+                    };
+                    self.deliver(
+                        envelope.event.stream(),
+                        Item::Event {
+                            seq: envelope.event.seq(),
+                            json: json.into(),
+                        },
+                    );
+                }
+                bus::Delivery::Resubscribed => {
+                    let streams: Vec<String> = {
+                        let rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+                        rings.keys().cloned().collect()
+                    };
+                    for stream in streams {
+                        self.deliver(&stream, Item::Resync);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &ViewerStats {
+        &self.stats
+    }
+
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats;
+        format!(
+            "# HELP media_analyzer_ws_viewers WebSocket viewers connected\n# TYPE media_analyzer_ws_viewers gauge\nmedia_analyzer_ws_viewers {}\n\
+             # HELP media_analyzer_ws_messages_total events sent to WebSocket viewers\n# TYPE media_analyzer_ws_messages_total counter\nmedia_analyzer_ws_messages_total {}\n\
+             # HELP media_analyzer_ws_lagged_total times a viewer fell behind and skipped events\n# TYPE media_analyzer_ws_lagged_total counter\nmedia_analyzer_ws_lagged_total {}\n",
+            s.connected.load(Relaxed),
+            s.sent.load(Relaxed),
+            s.lagged.load(Relaxed)
+        )
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EventsQuery {
+    /// Playback token (instead of a bearer API key), as for HLS.
+    token: Option<String>,
+    /// Resume: first send what the store kept after this frame number.
+    since: Option<u64>,
+}
+
+/// WebSocket of a stream's events (detections, alerts, stream state, lagged).
+#[utoipa::path(get, path = "/api/v1/streams/{id}/events", tag = "analysis",
+    params(("id" = String, Path, description = "stream id"), EventsQuery),
+    responses((status = 101, description = "WebSocket: one JSON event per text message"),
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    parts: Parts,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    crate::hls::authorize(&state, &parts, &id, query.token.as_deref()).await?;
+    let stream = state
+        .store
+        .stream_by_id(&id)
+        .await?
+        .ok_or(ApiError::NotFound("stream"))?;
+    let size = stream.video.map(|v| (v.width, v.height)).unwrap_or((0, 0));
+    let viewers = state.viewers.clone();
+    let ring = viewers.ring(&id);
+    let store = state.store.clone();
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            viewers.stats.connected.fetch_add(1, Relaxed);
+            let mut viewer = Viewer {
+                socket,
+                store,
+                stream: id,
+                size,
+                last_seq: query.since,
+                stats: viewers.stats.clone(),
+            };
+            if let Err(e) = viewer.serve(ring, query.since.is_some()).await {
+                debug!(stream = %viewer.stream, "viewer left: {e}");
+            }
+            viewers.stats.connected.fetch_sub(1, Relaxed);
+        }))
+}
+
+struct Viewer {
+    socket: WebSocket,
+    store: store::Store,
+    stream: String,
+    size: (u32, u32),
+    /// The last frame sent (events for frames up to it are not sent again).
+    last_seq: Option<u64>,
+    stats: Arc<ViewerStats>,
+}
+
+impl Viewer {
+    async fn serve(
+        &mut self,
+        mut ring: broadcast::Receiver<Item>,
+        resume: bool,
+    ) -> Result<(), String> {
+        if resume {
+            self.replay().await?;
+        }
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let mut heard = Instant::now();
+        loop {
+            tokio::select! {
+                item = ring.recv() => match item {
+                    Ok(Item::Event { seq, json }) => {
+                        if let (Some(seq), Some(last)) = (seq, self.last_seq)
+                            && seq <= last
+                        {
+                            continue; // already sent by the replay
+                        }
+                        self.send(json).await?;
+                        if seq.is_some() {
+                            self.last_seq = seq;
+                        }
+                    }
+                    Ok(Item::Resync) => self.replay().await?,
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        self.stats.lagged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let note = serde_json::json!({
+                            "type": "lagged", "stream": self.stream, "skipped": skipped,
+                            "resume_from": self.last_seq,
+                        });
+                        self.send(note.to_string().into()).await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                incoming = self.socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(_)) => heard = Instant::now(), // pong, or anything else: alive
+                },
+                _ = ping.tick() => {
+                    if heard.elapsed() > SILENCE_LIMIT {
+                        return Err("no answer to pings".into());
+                    }
+                    self.send_raw(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, json: Utf8Bytes) -> Result<(), String> {
+        self.send_raw(Message::Text(json)).await?;
+        self.stats
+            .sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn send_raw(&mut self, message: Message) -> Result<(), String> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the viewer stopped reading".into()),
+        }
+    }
+
+    /// Sends what the store kept after `last_seq`, one `detections` event per frame.
+    async fn replay(&mut self) -> Result<(), String> {
+        loop {
+            let after = self.last_seq.map(|s| s as i64).unwrap_or(-1);
+            let rows = self
+                .store
+                .detections_after_seq(&self.stream, after, REPLAY_PAGE)
+                .await
+                .map_err(|e| format!("replay: {e}"))?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for frame in rows.chunk_by(|a, b| a.seq == b.seq) {
+                let first = &frame[0];
+                let event = bus::Event::Detections(bus::FrameDetections {
+                    stream: self.stream.clone(),
+                    seq: first.seq.max(0) as u64,
+                    pts_ms: first.pts_ms,
+                    wallclock: crate::streams::rfc3339_ms(first.wallclock),
+                    width: self.size.0,
+                    height: self.size.1,
+                    detections: frame
+                        .iter()
+                        .map(|d| bus::Detection {
+                            label: d.label.clone(),
+                            score: d.score as f32,
+                            bbox: d.bbox.map(|v| v as f32),
+                            component: d.component.clone(),
+                        })
+                        .collect(),
+                });
+                let json = serde_json::to_string(&event).map_err(|e| e.to_string())?;
+                self.send(json.into()).await?;
+                self.last_seq = Some(first.seq.max(0) as u64);
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Bus messages: versioned JSON. The `event` part is exactly what a WebSocket viewer receives.
+
+use serde::{Deserialize, Serialize};
+
+/// The message format version; a host refuses versions it does not know.
+pub const VERSION: u32 = 1;
+
+/// One message on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u32,
+    pub tenant: String,
+    pub event: Event,
+}
+
+/// What happened, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Event {
+    /// What the components found on one analysed frame (possibly nothing).
+    Detections(FrameDetections),
+    /// A rule fired.
+    Alert(Alert),
+    /// A stream went live or offline.
+    Stream(StreamChange),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameDetections {
+    pub stream: String,
+    /// The frame's number in decode order.
+    pub seq: u64,
+    /// Presentation time on the stream's media clock (the HLS clock), milliseconds.
+    pub pts_ms: i64,
+    /// When the frame was analysed, RFC 3339.
+    pub wallclock: String,
+    /// Frame size in pixels.
+    pub width: u32,
+    pub height: u32,
+    pub detections: Vec<Detection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub label: String,
+    /// 0..1
+    pub score: f32,
+    /// `[x, y, w, h]` relative to the frame (0..1, top-left origin).
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    /// The component that found it.
+    pub component: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub stream: String,
+    pub seq: u64,
+    pub pts_ms: i64,
+    pub wallclock: String,
+    pub rule: String,
+    /// `info`, `warning` or `critical`
+    pub severity: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamChange {
+    pub stream: String,
+    /// `live` or `offline`
+    pub state: String,
+    /// RFC 3339
+    pub at: String,
+}
+
+impl Event {
+    pub fn stream(&self) -> &str {
+        match self {
+            Event::Detections(d) => &d.stream,
+            Event::Alert(a) => &a.stream,
+            Event::Stream(s) => &s.stream,
+        }
+    }
+
+    /// `detections`, `alert` or `stream`: also the Pub/Sub topic suffix.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Detections(_) => "detections",
+            Event::Alert(_) => "alert",
+            Event::Stream(_) => "stream",
+        }
+    }
+
+    /// The frame number, for events tied to a frame.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Event::Detections(d) => Some(d.seq),
+            Event::Alert(a) => Some(a.seq),
+            Event::Stream(_) => None,
+        }
+    }
+}
+
+impl Envelope {
+    pub fn new(tenant: impl Into<String>, event: Event) -> Self {
+        Self {
+            v: VERSION,
+            tenant: tenant.into(),
+            event,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a message, refusing versions this host does not know.
+    pub fn from_json(bytes: &[u8]) -> crate::Result<Self> {
+        let envelope: Envelope = serde_json::from_slice(bytes)
+            .map_err(|e| crate::BusError::Message(format!("not a bus message: {e}")))?;
+        if envelope.v != VERSION {
+            return Err(crate::BusError::Message(format!(
+                "message version {} (this host reads {VERSION})",
+                envelope.v
+            )));
+        }
+        Ok(envelope)
+    }
+}

@@ -1,0 +1,279 @@
+//! Real-time results end to end: RTMP in (ffmpeg) → analysis → bus → WebSocket viewers; resume
+//! from the store with `?since=`; tenant isolation; and two hosts (`--role ingest` and
+//! `--role api`) that meet only through Redis and PostgreSQL.
+
+use std::time::Duration;
+
+use e2e::*;
+use serde_json::Value;
+
+fn is_cup_frame(e: &Value) -> bool {
+    e["type"] == "detections"
+        && e["detections"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["label"] == "cup"))
+}
+
+/// The cup in coffee.png is in the middle of the picture.
+fn assert_cup_where_it_is(e: &Value) {
+    let cup = e["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["label"] == "cup")
+        .unwrap();
+    let b: Vec<f64> = cup["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let (cx, cy) = (b[0] + b[2] / 2.0, b[1] + b[3] / 2.0);
+    assert!(
+        (0.2..0.8).contains(&cx) && (0.2..0.8).contains(&cy),
+        "cup box {b:?}"
+    );
+    assert_eq!(cup["component"], "object-detector");
+    assert_eq!(
+        (e["width"].as_u64(), e["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detections_reach_websocket_viewers_live_and_on_resume() {
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
+        .expect("models are required: run scripts/fetch-models");
+    let photo = catalog.fixture_path("coffee").unwrap();
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    let base = server.http("");
+    let token = server.playback_token().await;
+
+    // Authorisation: a bad token, no credentials, another stream's token.
+    assert!(
+        Viewer::connect(&base, &server.stream_id, "token=nope")
+            .await
+            .is_err()
+    );
+    assert!(Viewer::connect(&base, &server.stream_id, "").await.is_err());
+    assert!(
+        Viewer::connect(&base, "str_other", &format!("token={token}"))
+            .await
+            .is_err()
+    );
+
+    let mut viewer = Viewer::connect(&base, &server.stream_id, &format!("token={token}"))
+        .await
+        .unwrap();
+    let publisher = publish_photo(&photo, &server.rtmp_url(&server.stream_key), 6);
+    let seen = viewer.until(Duration::from_secs(20), is_cup_frame).await;
+    assert!(
+        seen.iter()
+            .any(|e| e["type"] == "stream" && e["state"] == "live"),
+        "the stream's going live is announced: {seen:?}"
+    );
+    let first_cup = seen.last().unwrap().clone();
+    assert_cup_where_it_is(&first_cup);
+    assert_eq!(first_cup["stream"], server.stream_id.as_str());
+    assert!(first_cup["wallclock"].as_str().unwrap().ends_with('Z'));
+    // Frames arrive in order.
+    let mut last = first_cup["seq"].as_u64().unwrap();
+    let rest = viewer
+        .until(Duration::from_secs(30), |e| {
+            e["type"] == "stream" && e["state"] == "offline"
+        })
+        .await;
+    for e in rest.iter().filter(|e| e["type"] == "detections") {
+        let seq = e["seq"].as_u64().unwrap();
+        assert!(seq > last, "out of order: {seq} after {last}");
+        last = seq;
+    }
+    let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "{stderr}");
+
+    // A viewer that comes back with ?since= gets what it missed from the store, in order.
+    let since = first_cup["seq"].as_u64().unwrap();
+    let mut resumed = Viewer::connect(
+        &base,
+        &server.stream_id,
+        &format!("token={token}&since={since}"),
+    )
+    .await
+    .unwrap();
+    let mut replayed = Vec::new();
+    while let Some(e) = resumed.next(Duration::from_secs(2)).await {
+        replayed.push(e);
+    }
+    assert!(!replayed.is_empty(), "nothing replayed after frame {since}");
+    let seqs: Vec<u64> = replayed
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > since,
+        "{seqs:?}"
+    );
+    assert!(replayed.iter().any(is_cup_frame));
+
+    // The bus and the viewers show in /metrics.
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains("media_analyzer_bus_published_total{backend=\"memory\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("media_analyzer_ws_messages_total"));
+    server.stop().await;
+}
+
+/// A bearer API key works too, but only the owning tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_viewers_are_tenant_scoped() {
+    let server = TestServer::start().await;
+    let base = server.http("");
+    let store = server.running.as_ref().unwrap().store.clone();
+    let other = store.create_tenant("other").await.unwrap();
+    let other_key = store.create_api_key(&other.id, "t").await.unwrap().secret;
+    let request = |key: &str| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/api/v1/streams/{}/events",
+            base.replacen("http://", "ws://", 1),
+            server.stream_id
+        );
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        req
+    };
+    let err = tokio_tungstenite::connect_async(request(&other_key))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+    assert!(
+        tokio_tungstenite::connect_async(request(&server.api_key))
+            .await
+            .is_ok()
+    );
+    server.stop().await;
+}
+
+/// A throwaway PostgreSQL database on the local server; dropped by `drop_database`.
+async fn postgres_database() -> (String, String, sqlx::AnyPool) {
+    let admin_url = std::env::var("MEDIA_ANALYZER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"
+            )
+        });
+    let db = format!("ma_e2e_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    (format!("{base}/{db}"), db, admin)
+}
+
+/// Two hosts on one machine: `--role ingest` (RTMP, HLS packaging, analysis) and `--role api`
+/// (API, HLS delivery, WebSocket viewers), sharing only Redis (the bus) and PostgreSQL (the
+/// store) — and the HLS folder, as a shared volume would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_and_api_hosts_meet_through_redis_and_postgres() {
+    use media_analyzer::config::Role;
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
+        .expect("models are required: run scripts/fetch-models");
+    let photo = catalog.fixture_path("coffee").unwrap();
+    let redis = std::env::var("MEDIA_ANALYZER_TEST_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let (store_url, db, admin) = postgres_database().await;
+
+    let ingest = TestServer::start_with(|c| {
+        c.role = Role::Ingest;
+        c.store = store_url.clone();
+        c.bus = redis.parse().unwrap();
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    let hls_root = ingest.data.path().join("hls");
+    let mut api = TestServer::start_with(|c| {
+        c.role = Role::Api;
+        c.store = store_url.clone();
+        c.bus = redis.parse().unwrap();
+        c.hls.root = hls_root.clone();
+    })
+    .await;
+    assert!(
+        api.running.as_ref().unwrap().rtmp_addr.is_none(),
+        "an API host takes no RTMP"
+    );
+    api.api_key = ingest.api_key.clone();
+    api.stream_key = ingest.stream_key.clone();
+    api.stream_id = ingest.stream_id.clone();
+
+    // The ingest host serves health and metrics only; the API lives on the API host.
+    let (status, _) = ingest.get("/healthz").await;
+    assert_eq!(status, 200);
+    let (status, body) = ingest.get("/api/v1/streams").await;
+    assert_eq!(status, 404, "{body}");
+
+    let token = api.playback_token().await;
+    let mut viewer = Viewer::connect(&api.http(""), &api.stream_id, &format!("token={token}"))
+        .await
+        .unwrap();
+    let publisher = publish_photo(&photo, &ingest.rtmp_url(&ingest.stream_key), 5);
+    let seen = viewer.until(Duration::from_secs(25), is_cup_frame).await;
+    assert_cup_where_it_is(seen.last().unwrap());
+    // HLS written by the ingest host is served by the API host (once the first segment closes).
+    let playlist_url = api.http(&format!("/hls/{}/index.m3u8?token={token}", api.stream_id));
+    let started = std::time::Instant::now();
+    loop {
+        let (status, playlist) = http_get(&playlist_url, None).await;
+        if status == 200 {
+            assert!(playlist.contains("#EXTM3U"), "{playlist}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{status}: {playlist}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "{stderr}");
+    viewer
+        .until(Duration::from_secs(15), |e| {
+            e["type"] == "stream" && e["state"] == "offline"
+        })
+        .await;
+    // The stream's state and detections went through the shared store.
+    let stream = api.stream_json().await;
+    assert_eq!(stream["state"], "offline");
+    let (status, body) = api
+        .get(&format!(
+            "/api/v1/streams/{}/detections?limit=1000",
+            api.stream_id
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"cup\""), "{body}");
+
+    api.stop().await;
+    ingest.stop().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
