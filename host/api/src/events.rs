@@ -164,6 +164,10 @@ pub async fn events(
     let ring = viewers.ring(&id);
     let store = state.store.clone();
     Ok(upgrade
+        // A viewer only sends pongs and a close: small buffers keep a viewer's memory low
+        // (tungstenite's default read buffer alone is 128 KiB).
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
             use std::sync::atomic::Ordering::Relaxed;
@@ -278,6 +282,7 @@ impl Viewer {
                     seq: first.seq.max(0) as u64,
                     pts_ms: first.pts_ms,
                     wallclock: crate::streams::rfc3339_ms(first.wallclock),
+                    ingested: None,
                     width: self.size.0,
                     height: self.size.1,
                     detections: frame

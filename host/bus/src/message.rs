@@ -34,6 +34,10 @@ pub struct FrameDetections {
     pub pts_ms: i64,
     /// When the frame was analysed, RFC 3339.
     pub wallclock: String,
+    /// When the frame's video reached the host (live streams), RFC 3339: `arrival − ingested` is
+    /// the glass-to-overlay latency a viewer sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingested: Option<String>,
     /// Frame size in pixels.
     pub width: u32,
     pub height: u32,

@@ -301,6 +301,8 @@ fn decode_stream(
     };
     let mut frames = Vec::new();
     let mut lost = 0u64;
+    // When recent video packets arrived, by presentation time: each decoded frame gets its own.
+    let mut arrivals: std::collections::VecDeque<(i64, i64)> = std::collections::VecDeque::new();
     let mut realtime = true;
     let mut mode_checked: Option<Instant> = None;
     while let Some(packet) = handle.block_on(subscription.recv()) {
@@ -331,12 +333,21 @@ fn decode_stream(
         if !realtime {
             continue; // batch mode: closed segments are analysed from disk
         }
+        if packet.kind == media::MediaKind::Video && !packet.is_config {
+            arrivals.push_back((packet.pts_ms, store::now_ms()));
+            if arrivals.len() > 64 {
+                arrivals.pop_front();
+            }
+        }
         if let Err(e) = decoder.push(&packet, &mut frames) {
             warn!(%stream, "skipping undecodable video: {e}");
             decoder.resync();
         }
-        for f in frames.drain(..) {
+        for mut f in frames.drain(..) {
             stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+            if let Some(&(_, at)) = arrivals.iter().find(|(pts, _)| *pts == f.pts_ms) {
+                f.received_ms = at;
+            }
             slot.offer(f);
         }
     }
@@ -449,6 +460,8 @@ fn analyse_frame(
                 seq: frame.seq,
                 pts_ms: frame.pts_ms,
                 wallclock: api::streams::rfc3339_ms(wallclock),
+                ingested: (frame.received_ms > 0)
+                    .then(|| api::streams::rfc3339_ms(frame.received_ms)),
                 width: frame.width,
                 height: frame.height,
                 detections: records

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod analysis;
 pub mod analyze;
 pub mod bench;
+pub mod bench_events;
 pub mod config;
 pub mod serve;
 

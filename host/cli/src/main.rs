@@ -86,6 +86,27 @@ enum BenchCommand {
         #[arg(long)]
         components: Option<std::path::PathBuf>,
     },
+    /// WebSocket fan-out: N viewers of one stream on a `serve --role api` child fed by the bus.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        viewers: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        bus: String,
+    },
+    /// Messages/s through each bus backend.
+    Bus {
+        #[arg(long, default_value_t = 20000)]
+        messages: usize,
+        /// Bus URLs (memory, redis://…, pubsub://…).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "memory,redis://127.0.0.1:6379"
+        )]
+        backends: Vec<String>,
+    },
     /// clip-brands (tokenizer in the sandbox + one CLIP call) vs. the same work natively.
     Clip {
         #[arg(long, default_value_t = 200)]
@@ -197,6 +218,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = components.unwrap_or_else(media_analyzer::bench::default_components_dir);
             tokio::task::spawn_blocking(move || media_analyzer::bench::analysis(frames, &dir))
                 .await?
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Fanout {
+                    viewers,
+                    seconds,
+                    bus,
+                },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            media_analyzer::bench_events::fanout(viewers, seconds, &bus).await
+        }
+        Command::Bench {
+            what: BenchCommand::Bus { messages, backends },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            media_analyzer::bench_events::bus_throughput(messages, &backends).await
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },

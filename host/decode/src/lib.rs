@@ -39,6 +39,8 @@ pub struct Frame {
     pub width: u32,
     pub height: u32,
     pub rgb: Arc<Vec<u8>>,
+    /// Unix milliseconds when the frame's packet reached the decoder (live input; 0 if unknown).
+    pub received_ms: i64,
 }
 
 static INIT: Once = Once::new();
@@ -247,6 +249,7 @@ impl VideoDecoder {
             width,
             height,
             rgb: Arc::new(rgb),
+            received_ms: 0,
         })
     }
 }

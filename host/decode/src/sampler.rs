@@ -96,6 +96,7 @@ mod tests {
             width: 1,
             height: 1,
             rgb: Arc::new(vec![0; 3]),
+            received_ms: 0,
         }
     }
 
