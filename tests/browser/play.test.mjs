@@ -8,142 +8,19 @@
 // MA_PUBLISH_SECONDS (default 20), MA_KEEP_DATA=1 (keep the temp data dir).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, OVERALL_MS, PUBLISH_SECONDS, launch, serverInfo, sleep } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MA_BIN = process.env.MA_BIN;
 const MA_DASHBOARD = path.resolve(
   process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
 );
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const PUBLISH_SECONDS = Number(process.env.MA_PUBLISH_SECONDS || 20);
-const OVERALL_MS = 90_000;
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-// Tolerant of log prefixes (timestamps, levels, targets) and ANSI colours.
-const RE = {
-  apiKey: /API key:\s*([^\s"'`]+)/i,
-  streamKey: /Stream key:\s*([^\s"'`]+)/i,
-  // Scheme, host and port only (no path, no trailing punctuation).
-  http: /HTTP listening on\s+(https?:\/\/[\w.\-]+(?::\d+)?|https?:\/\/\[[0-9a-fA-F:.]+\](?::\d+)?)/i,
-  rtmp: /RTMP listening on\s+(rtmp:\/\/[\w.\-]+(?::\d+)?|rtmp:\/\/\[[0-9a-fA-F:.]+\](?::\d+)?)/i,
-};
-// eslint-disable-next-line no-control-regex
-const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
-
-// Last resort: never leave a child group behind, even if the runner exits abruptly.
-const LIVE_GROUPS = new Set();
-process.on('exit', () => {
-  for (const pid of LIVE_GROUPS) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-});
-
-/** A child process in its own process group, with the tail of its output kept. */
-function launch(name, cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...opts });
-  const log = [];
-  const listeners = new Set();
-  const onLine = (line) => {
-    const clean = line.replace(ANSI, '');
-    log.push(clean);
-    if (log.length > 400) log.shift();
-    for (const l of listeners) l(clean);
-  };
-  for (const s of [child.stdout, child.stderr]) readline.createInterface({ input: s }).on('line', onLine);
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => resolve({ code, signal }));
-    child.on('error', (err) => {
-      onLine(`[spawn error] ${err.message}`);
-      resolve({ code: -1, signal: null });
-    });
-  });
-  let done = false;
-  if (child.pid !== undefined) LIVE_GROUPS.add(child.pid);
-  exited.then(() => {
-    done = true;
-    LIVE_GROUPS.delete(child.pid);
-  });
-  return {
-    name,
-    child,
-    log,
-    exited,
-    get running() {
-      return !done;
-    },
-    onLine: (fn) => listeners.add(fn),
-    tail: (n = 40) => log.slice(-n).join('\n'),
-    async kill(graceMs = 3000) {
-      if (done || child.pid === undefined) return;
-      const signalGroup = (sig) => {
-        try {
-          process.kill(-child.pid, sig);
-        } catch {
-          try {
-            child.kill(sig);
-          } catch {
-            /* already gone */
-          }
-        }
-      };
-      signalGroup('SIGTERM');
-      const t = setTimeout(() => signalGroup('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(t);
-    },
-  };
-}
-
-/** Waits until the server has printed its keys and listening addresses. */
-function serverInfo(server, timeoutMs) {
-  const found = {};
-  return new Promise((resolve, reject) => {
-    const check = (line) => {
-      for (const [k, re] of Object.entries(RE)) {
-        const m = found[k] ? null : line.match(re);
-        if (m) found[k] = m[1];
-      }
-      if (Object.keys(RE).every((k) => found[k])) {
-        clearTimeout(timer);
-        resolve(found);
-      }
-    };
-    const timer = setTimeout(
-      () => reject(new Error(`server did not print its addresses/keys within ${timeoutMs} ms (got ${JSON.stringify(Object.keys(found))})`)),
-      timeoutMs,
-    );
-    for (const line of server.log) check(line);
-    server.onLine(check);
-    server.exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited early (code ${code}, signal ${signal})`));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 15_000 }, async (t) => {
   assert.ok(MA_BIN, 'set MA_BIN to the media-analyzer binary');
   assert.ok(existsSync(MA_BIN), `MA_BIN not found: ${MA_BIN}`);

@@ -11,6 +11,7 @@ import { provideRouter, withComponentInputBinding } from '@angular/router';
 import { routes } from './app.routes';
 import { ApiKeyService } from './core/api-key.service';
 import { authInterceptor } from './core/auth.interceptor';
+import { STREAM_EVENTS, openStreamEvents } from './core/stream-events';
 
 export const appConfig: ApplicationConfig = {
   providers: [
@@ -22,5 +23,6 @@ export const appConfig: ApplicationConfig = {
     }),
     provideHttpClient(withFetch(), withInterceptors([authInterceptor])),
     provideRouter(routes, withComponentInputBinding()),
+    { provide: STREAM_EVENTS, useValue: openStreamEvents },
   ],
 };

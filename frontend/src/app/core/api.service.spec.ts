@@ -73,6 +73,16 @@ describe('ApiService', () => {
     expect(url).toBe('/hls/str_abc/index.m3u8?token=tok');
   });
 
+  it('switches the analysis mode with PUT', () => {
+    let mode: string | undefined;
+    api.setMode('str_abc', { mode: 'batch', every: 5 }).subscribe((s) => (mode = s.analysis?.mode));
+    const req = http.expectOne('/api/v1/streams/str_abc/mode');
+    expect(req.request.method).toBe('PUT');
+    expect(req.request.body).toEqual({ mode: 'batch', every: 5 });
+    req.flush({ ...STREAM, analysis: { mode: 'batch', every: 5 } });
+    expect(mode).toBe('batch');
+  });
+
   it('signs out and goes to sign-in on 401', () => {
     const navigate = vi.spyOn(TestBed.inject(Router), 'navigate').mockResolvedValue(true);
     let failed = false;

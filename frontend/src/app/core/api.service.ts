@@ -1,7 +1,7 @@
 import { HttpClient, HttpContext, HttpContextToken, HttpHeaders } from '@angular/common/http';
 import { Injectable, inject } from '@angular/core';
 import { Observable, map } from 'rxjs';
-import { MeResponse, PlaybackToken, Stream, StreamsResponse } from './models';
+import { AnalysisSettings, MeResponse, PlaybackToken, Stream, StreamsResponse } from './models';
 
 /** Base path of the JSON API; the dashboard is served by the same host. */
 export const API_BASE = '/api/v1';
@@ -38,6 +38,11 @@ export class ApiService {
 
   getStream(id: string): Observable<Stream> {
     return this.http.get<Stream>(`${API_BASE}/streams/${encodeURIComponent(id)}`);
+  }
+
+  /** `PUT /api/v1/streams/{id}/mode`: realtime or batch analysis. */
+  setMode(id: string, settings: AnalysisSettings): Observable<Stream> {
+    return this.http.put<Stream>(`${API_BASE}/streams/${encodeURIComponent(id)}/mode`, settings);
   }
 
   playbackToken(id: string): Observable<PlaybackToken> {

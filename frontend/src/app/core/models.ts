@@ -34,7 +34,61 @@ export interface Stream {
   audio: AudioInfo | null;
   hls_path: string;
   segments: number;
+  analysis?: AnalysisSettings;
 }
+
+export type AnalysisMode = 'realtime' | 'batch';
+
+export interface AnalysisSettings {
+  mode: AnalysisMode;
+  every: number;
+}
+
+/** One detection in an event: `box` is [x, y, w, h] relative to the frame (0..1). */
+export interface EventDetection {
+  label: string;
+  score: number;
+  box: [number, number, number, number];
+  component: string;
+}
+
+/** Messages of `GET /api/v1/streams/{id}/events` (WebSocket). */
+export interface DetectionsEvent {
+  type: 'detections';
+  stream: string;
+  seq: number;
+  pts_ms: number;
+  wallclock: string;
+  ingested?: string;
+  width: number;
+  height: number;
+  detections: EventDetection[];
+}
+
+export interface StreamStateEvent {
+  type: 'stream';
+  stream: string;
+  state: StreamState;
+  at: string;
+}
+
+export interface LaggedEvent {
+  type: 'lagged';
+  stream: string;
+  skipped: number;
+  resume_from: number | null;
+}
+
+export interface AlertEvent {
+  type: 'alert';
+  stream: string;
+  seq: number;
+  rule: string;
+  severity: string;
+  message: string;
+}
+
+export type StreamEvent = DetectionsEvent | StreamStateEvent | LaggedEvent | AlertEvent;
 
 export interface StreamsResponse {
   streams: Stream[];

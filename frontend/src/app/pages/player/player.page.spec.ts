@@ -9,6 +9,8 @@ import { HlsConstructor, HlsLoader } from '../../core/hls-loader';
 import { POLL_INTERVAL_MS } from '../../core/polling';
 import { makeStream, tick } from '../../testing';
 import { PlayerPage } from './player.page';
+import { DetectionsEvent } from '../../core/models';
+import { STREAM_EVENTS, StreamEventsOptions } from '../../core/stream-events';
 
 type Handler = (event: string, data: unknown) => void;
 
@@ -17,7 +19,7 @@ class FakeHls {
   static instances: FakeHls[] = [];
   static supported = true;
   static version = '0.0-test';
-  static Events = { MANIFEST_PARSED: 'hlsManifestParsed', ERROR: 'hlsError' };
+  static Events = { MANIFEST_PARSED: 'hlsManifestParsed', ERROR: 'hlsError', INIT_PTS_FOUND: 'hlsInitPtsFound' };
   static ErrorTypes = { NETWORK_ERROR: 'networkError', MEDIA_ERROR: 'mediaError', OTHER_ERROR: 'otherError' };
   static isSupported() {
     return FakeHls.supported;
@@ -197,6 +199,99 @@ describe('PlayerPage', () => {
     await vi.waitFor(() => expect(video.getAttribute('src')).toContain('token=tok1'));
     expect(FakeHls.instances.length).toBe(0);
     expect(video.muted).toBe(true);
+    fixture.destroy();
+  });
+});
+
+describe('PlayerPage analysis panel', () => {
+  let http: HttpTestingController;
+  let opened: StreamEventsOptions[];
+  let closed: number;
+
+  beforeEach(() => {
+    opened = [];
+    closed = 0;
+    localStorage.clear();
+    vi.spyOn(HTMLMediaElement.prototype, 'play').mockResolvedValue(undefined);
+    vi.spyOn(HTMLMediaElement.prototype, 'load').mockImplementation(() => undefined);
+    TestBed.configureTestingModule({
+      imports: [PlayerPage],
+      providers: [
+        provideHttpClient(withInterceptors([authInterceptor])),
+        provideHttpClientTesting(),
+        provideRouter([]),
+        { provide: POLL_INTERVAL_MS, useValue: 60_000 },
+        { provide: HlsLoader, useValue: { load: () => new Promise(() => undefined) } },
+        {
+          provide: STREAM_EVENTS,
+          useValue: (o: StreamEventsOptions) => {
+            opened.push(o);
+            return { start: () => o.onStatus?.('open'), close: () => closed++ };
+          },
+        },
+      ],
+    });
+    TestBed.inject(ApiKeyService).set('k');
+    http = TestBed.inject(HttpTestingController);
+  });
+
+  afterEach(() => vi.restoreAllMocks());
+
+  function frame(seq: number, labels: string[]): DetectionsEvent {
+    return {
+      type: 'detections',
+      stream: 'str_abc',
+      seq,
+      pts_ms: seq * 33,
+      wallclock: '2026-11-25T12:00:00Z',
+      width: 1280,
+      height: 720,
+      detections: labels.map((label) => ({ label, score: 0.9, box: [0.1, 0.1, 0.2, 0.2], component: 'c' })),
+    };
+  }
+
+  it('opens the events socket and tallies labels and brand screen time', async () => {
+    const fixture = TestBed.createComponent(PlayerPage);
+    fixture.componentRef.setInput('id', 'str_abc');
+    await fixture.whenStable();
+    await tick();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
+    expect(opened.length).toBe(1);
+    expect(opened[0].url).toBe(`${location.origin.replace(/^http/, 'ws')}/api/v1/streams/str_abc/events`);
+    // The socket asks for its own playback token.
+    const token = opened[0].token();
+    http.expectOne('/api/v1/streams/str_abc/playback-token').flush({ token: 'tk', expires_at: '', hls_url: '' });
+    expect(await token).toBe('tk');
+
+    opened[0].onEvent(frame(0, ['cup', 'brand:netflix']));
+    opened[0].onEvent(frame(15, ['cup', 'brand:netflix']));
+    opened[0].onEvent(frame(30, ['cup']));
+    await fixture.whenStable();
+    const el: HTMLElement = fixture.nativeElement;
+    expect(el.querySelector('[data-testid="frames-analysed"]')?.textContent?.trim()).toBe('3');
+    expect(el.querySelector('[data-testid="label-counts"]')?.textContent).toContain('cup');
+    expect(el.querySelector('[data-testid="brand-time"]')?.textContent).toContain('netflix');
+    expect(el.querySelector('[data-testid="brand-time"]')?.textContent).toContain('1.0 s');
+    expect(el.querySelector('[data-testid="events-status"]')?.textContent?.trim()).toBe('open');
+    fixture.destroy();
+    expect(closed).toBe(1);
+  });
+
+  it('switches the analysis mode through the API', async () => {
+    const fixture = TestBed.createComponent(PlayerPage);
+    fixture.componentRef.setInput('id', 'str_abc');
+    await fixture.whenStable();
+    await tick();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
+    await fixture.whenStable();
+    const batch: HTMLButtonElement = fixture.nativeElement.querySelector('[data-testid="mode-batch"]');
+    batch.click();
+    const req = http.expectOne('/api/v1/streams/str_abc/mode');
+    expect(req.request.method).toBe('PUT');
+    expect(req.request.body).toEqual({ mode: 'batch', every: 5 });
+    req.flush(makeStream({ state: 'offline', analysis: { mode: 'batch', every: 5 } }));
+    await fixture.whenStable();
+    expect(batch.classList.contains('btn-active')).toBe(true);
     fixture.destroy();
   });
 });

@@ -27,7 +27,9 @@ import {
   videoSummary,
 } from '../../core/format';
 import { HlsLoader } from '../../core/hls-loader';
-import { PlaybackToken, Stream } from '../../core/models';
+import { AnalysisMode, PlaybackToken, Stream, StreamEvent } from '../../core/models';
+import { STREAM_EVENTS, Tally, addFrame, emptyTally, eventsUrl } from '../../core/stream-events';
+import { FrameOverlay } from '../../core/overlay';
 import { POLL_INTERVAL_MS } from '../../core/polling';
 import { renewDelay, withToken } from '../../core/token-url';
 
@@ -54,11 +56,16 @@ export class PlayerPage {
   private readonly api = inject(ApiService);
   private readonly hlsLoader = inject(HlsLoader);
   private readonly pollMs = inject(POLL_INTERVAL_MS);
+  private readonly openEvents = inject(STREAM_EVENTS);
+  private events?: { close(): void };
 
   /** Stream id, bound from the `:id` route parameter. */
   readonly id = input.required<string>();
 
   private readonly videoRef = viewChild<ElementRef<HTMLVideoElement>>('video');
+  private readonly overlayRef = viewChild<ElementRef<HTMLCanvasElement>>('boxesCanvas');
+  /** Draws each frame's boxes on the frame being shown (see core/overlay.ts). */
+  private readonly boxes = new FrameOverlay();
 
   private get video(): HTMLVideoElement | undefined {
     return this.videoRef()?.nativeElement;
@@ -76,6 +83,20 @@ export class PlayerPage {
   protected readonly tokenExpiresAt = signal<string | null>(null);
   protected readonly engine = signal<string | null>(null);
   protected readonly now = signal(new Date());
+  /** Live results from the events WebSocket. */
+  protected readonly eventsStatus = signal<string>('—');
+  protected readonly tally = signal<Tally>(emptyTally(), { equal: () => false });
+  protected readonly analysedFrames = signal(0);
+  protected readonly lastFrameLabels = signal<string[]>([]);
+  protected readonly modeError = signal<string | null>(null);
+  protected readonly modeBusy = signal(false);
+  protected readonly labelRows = computed(() =>
+    [...this.tally().frames.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])),
+  );
+  protected readonly brandRows = computed(() =>
+    [...this.tally().brandSeconds.entries()].sort((a, b) => b[1] - a[1]),
+  );
+  protected readonly mode = computed<AnalysisMode>(() => this.stream()?.analysis?.mode ?? 'realtime');
 
   protected readonly isLive = computed(() => this.stream()?.state === 'live');
   protected readonly videoInfo = computed(() => videoSummary(this.stream()?.video));
@@ -119,13 +140,20 @@ export class PlayerPage {
   private readonly videoListeners: Array<[string, EventListener]> = [];
 
   constructor() {
-    afterNextRender(() => this.attachVideoListeners());
+    afterNextRender(() => {
+      this.attachVideoListeners();
+      const video = this.video;
+      const canvas = this.overlayRef()?.nativeElement;
+      if (video && canvas) this.boxes.attach(video, canvas);
+    });
     effect(() => {
       const id = this.id();
       untracked(() => this.open(id));
     });
     inject(DestroyRef).onDestroy(() => {
       this.destroyed = true;
+      this.events?.close();
+      this.boxes.detach();
       this.pollSub?.unsubscribe();
       clearInterval(this.statsTimer);
       this.teardown();
@@ -145,6 +173,7 @@ export class PlayerPage {
     this.unsupported = false;
     clearInterval(this.statsTimer);
     this.statsTimer = setInterval(() => this.updateStats(), 1000);
+    this.openEventsFor(id);
 
     this.pollSub = timer(0, this.pollMs)
       .pipe(
@@ -224,6 +253,10 @@ export class PlayerPage {
         this.hls = hls;
         this.mediaErrorRecoveries = 0;
         hls.on(HlsCtor.Events.MANIFEST_PARSED, () => this.play());
+        // The media element's time ↔ the stream's PTS: boxes are matched to the shown frame.
+        hls.on(HlsCtor.Events.INIT_PTS_FOUND, (_e, data) => {
+          if (data.timescale > 0) this.boxes.setInitPts(data.initPTS, data.timescale);
+        });
         hls.on(HlsCtor.Events.ERROR, (_e, data) => this.onHlsError(HlsCtor, hls, data));
         hls.loadSource(url);
         hls.attachMedia(video);
@@ -437,6 +470,56 @@ export class PlayerPage {
       }
     }
     this.bufferAhead.set(ahead);
+  }
+
+  /** Connects the stream's events WebSocket (it reconnects and resumes by itself). */
+  private openEventsFor(id: string): void {
+    this.events?.close();
+    this.tally.set(emptyTally());
+    this.analysedFrames.set(0);
+    this.lastFrameLabels.set([]);
+    const client = this.openEvents({
+      url: eventsUrl(id),
+      token: () => firstValueFrom(this.api.playbackToken(id)).then((t) => t.token),
+      onEvent: (e) => this.onEvent(e),
+      onStatus: (s) => this.eventsStatus.set(s),
+    });
+    this.events = client;
+    client.start();
+  }
+
+  private onEvent(event: StreamEvent): void {
+    if (event.type === 'detections') {
+      this.boxes.add(event);
+      this.tally.set(addFrame(this.tally(), event));
+      this.analysedFrames.update((n) => n + 1);
+      this.lastFrameLabels.set([...new Set(event.detections.map((d) => d.label))]);
+    } else if (event.type === 'stream') {
+      const s = this.stream();
+      if (s && s.state !== event.state) this.stream.set({ ...s, state: event.state });
+    }
+  }
+
+  /** User action: switch between realtime and batch analysis. */
+  protected setMode(mode: AnalysisMode): void {
+    if (this.modeBusy() || mode === this.mode()) return;
+    this.modeBusy.set(true);
+    this.modeError.set(null);
+    const every = mode === 'batch' ? 5 : 1;
+    this.api.setMode(this.id(), { mode, every }).subscribe({
+      next: (s) => {
+        this.stream.set(s);
+        this.modeBusy.set(false);
+      },
+      error: (err: unknown) => {
+        this.modeError.set(errorMessage(err));
+        this.modeBusy.set(false);
+      },
+    });
+  }
+
+  protected fmtScreenTime(seconds: number): string {
+    return seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
   }
 
   /** User action: start playback (after a refused autoplay) or go back to the live edge. */

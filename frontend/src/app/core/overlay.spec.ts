@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { DetectionsEvent } from './models';
+import { FrameOverlay, TS_OFFSET_MS, contentRect, labelColour } from './overlay';
+
+function frame(seq: number, pts: number): DetectionsEvent {
+  return {
+    type: 'detections',
+    stream: 's',
+    seq,
+    pts_ms: pts,
+    wallclock: '',
+    width: 1280,
+    height: 720,
+    detections: [{ label: 'cup', score: 0.9, box: [0.1, 0.2, 0.3, 0.4], component: 'c' }],
+  };
+}
+
+describe('FrameOverlay', () => {
+  it('maps media time to stream PTS through hls.js initPTS', () => {
+    const o = new FrameOverlay();
+    expect(o.ptsAt(1)).toBeNull();
+    // The first fragment's PTS was 10.4 s (90 kHz): 9 s of stream time plus the muxer's 1.4 s.
+    o.setInitPts((9000 + TS_OFFSET_MS) * 90, 90_000);
+    expect(o.ptsAt(0)).toBeCloseTo(9000);
+    expect(o.ptsAt(2.5)).toBeCloseTo(11_500);
+  });
+
+  it('shows the analysed frame at or just before the shown one, never a later one', () => {
+    const o = new FrameOverlay();
+    for (const [seq, pts] of [[30, 1000], [32, 1067], [35, 1167]]) o.add(frame(seq, pts));
+    o.add(frame(31, 1033)); // late: placed in order
+    expect(o.frameAt(1000)?.seq).toBe(30);
+    expect(o.frameAt(1040)?.seq).toBe(31);
+    expect(o.frameAt(1066)?.seq).toBe(32); // within half a frame
+    expect(o.frameAt(1100)?.seq).toBe(32);
+    expect(o.frameAt(1140)?.seq).toBe(32); // 1167 is still more than half a frame ahead
+    expect(o.frameAt(980)).toBeNull(); // more than half a frame before the first analysed frame
+    expect(o.frameAt(1167 + 200)).toBeNull(); // too old to keep showing
+  });
+
+  it('forgets frames a minute behind the newest', () => {
+    const o = new FrameOverlay();
+    o.add(frame(1, 0));
+    o.add(frame(2, 70_000));
+    expect(o.frameAt(10)).toBeNull();
+    expect(o.frameAt(70_000)?.seq).toBe(2);
+  });
+});
+
+describe('contentRect', () => {
+  it('letterboxes a 16:9 picture in a 4:3 element and pillarboxes a 4:3 one in 16:9', () => {
+    expect(contentRect(800, 600, 1920, 1080)).toEqual({ x: 0, y: 75, w: 800, h: 450 });
+    expect(contentRect(1600, 900, 640, 480)).toEqual({ x: 200, y: 0, w: 1200, h: 900 });
+    expect(contentRect(100, 50, 0, 0)).toEqual({ x: 0, y: 0, w: 100, h: 50 });
+  });
+
+  it('gives each label a stable colour', () => {
+    expect(labelColour('cup')).toBe(labelColour('cup'));
+  });
+});

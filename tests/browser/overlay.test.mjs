@@ -1,0 +1,137 @@
+// End-to-end: an RTMP stream of a photo with a cup → live analysis → events WebSocket → the
+// dashboard's overlay canvas in headless Chromium. Checks that a box is drawn where the cup is
+// (pixels on the canvas), and that what is drawn belongs to the frame on screen (never a frame
+// from the future, and at most a few frames old).
+//
+//   MA_BIN=… MA_DASHBOARD=… node --test overlay.test.mjs
+//
+// Optional: MA_PHOTO (default ~/.cache/media-analyzer/fixtures/coffee.png, from scripts/fetch-models),
+// MA_OVERLAY_SCREENSHOT (PNG path).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, OVERALL_MS, launch, serverInfo, sleep } from './support.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const MA_BIN = process.env.MA_BIN;
+const MA_DASHBOARD = path.resolve(
+  process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
+);
+const CACHE = process.env.MEDIA_ANALYZER_CACHE || path.join(os.homedir(), '.cache/media-analyzer');
+const PHOTO = process.env.MA_PHOTO || path.join(CACHE, 'fixtures/coffee.png');
+
+test('overlay boxes are drawn where the objects are, on the frame they belong to', { timeout: OVERALL_MS + 15_000 }, async (t) => {
+  assert.ok(MA_BIN && existsSync(MA_BIN), `set MA_BIN to the media-analyzer binary (got ${MA_BIN})`);
+  assert.ok(existsSync(path.join(MA_DASHBOARD, 'index.html')), `no dashboard build in ${MA_DASHBOARD}`);
+  assert.ok(existsSync(PHOTO), `no test photo at ${PHOTO} (run scripts/fetch-models)`);
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'ma-overlay-'));
+  const screenshot = process.env.MA_OVERLAY_SCREENSHOT || path.join(dataDir, '..', `ma-overlay-${process.pid}.png`);
+  const procs = [];
+  let browser = null;
+  let page = null;
+  let deadline;
+
+  const body = async () => {
+    const server = launch('server', MA_BIN, [
+      'serve', '--rtmp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', dataDir, '--dashboard', MA_DASHBOARD,
+    ], { env: { ...process.env, NO_COLOR: '1' } });
+    procs.push(server);
+    const info = await serverInfo(server, 20_000);
+    const httpBase = info.http.replace(/\/+$/, '');
+    const rtmp = new URL(info.rtmp);
+    const publisher = launch('ffmpeg', 'ffmpeg', [
+      '-hide_banner', '-loglevel', 'error', '-re', '-loop', '1', '-i', PHOTO, '-t', '40',
+      '-vf', 'scale=640:360,format=yuv420p', '-r', '30',
+      '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '60',
+      '-f', 'flv', `rtmp://${rtmp.hostname}:${rtmp.port}/live/${info.streamKey}`,
+    ]);
+    procs.push(publisher);
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+    page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    await page.goto(`${httpBase}/?key=${encodeURIComponent(info.apiKey)}`, { waitUntil: 'domcontentloaded' });
+    const row = page.locator('a.stream-row[data-state="live"]').first();
+    await row.waitFor({ state: 'visible', timeout: 30_000 });
+    await row.click();
+    await page.waitForURL(/\/streams\/[^/]+$/, { timeout: 10_000 });
+
+    // Wait for a cup box on the canvas.
+    await page.waitForFunction(
+      () => {
+        const c = document.querySelector('canvas[data-testid="overlay"]');
+        return !!c && (c.dataset.boxes || '').includes('"cup"');
+      },
+      null,
+      { timeout: 45_000, polling: 100 },
+    );
+
+    // Where it is: the cup's box, relative to the picture, is in the middle of coffee.png.
+    const seen = await page.evaluate(() => {
+      const c = document.querySelector('canvas[data-testid="overlay"]');
+      const v = document.querySelector('video#player');
+      const boxes = JSON.parse(c.dataset.boxes);
+      const cup = boxes.find((b) => b.label === 'cup');
+      const dpr = window.devicePixelRatio || 1;
+      const ctx = c.getContext('2d');
+      const alpha = (x, y) => ctx.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data[3];
+      return {
+        cup,
+        canvas: { w: c.clientWidth, h: c.clientHeight },
+        video: { w: v.videoWidth, h: v.videoHeight },
+        // The box's left and right edges at mid-height are painted; its centre is not.
+        edgeLeft: alpha(cup.x, cup.y + cup.h / 2),
+        edgeRight: alpha(cup.x + cup.w, cup.y + cup.h / 2),
+        inside: alpha(cup.x + cup.w / 2, cup.y + cup.h / 2),
+      };
+    });
+    t.diagnostic(`cup box ${JSON.stringify(seen.cup)} on a ${seen.canvas.w}x${seen.canvas.h} canvas`);
+    const cx = (seen.cup.x + seen.cup.w / 2) / seen.canvas.w;
+    const cy = (seen.cup.y + seen.cup.h / 2) / seen.canvas.h;
+    assert.ok(cx > 0.2 && cx < 0.8 && cy > 0.2 && cy < 0.8, `cup centre at ${cx.toFixed(2)},${cy.toFixed(2)}`);
+    assert.ok(seen.cup.w > 0.1 * seen.canvas.w, 'cup box too small');
+    assert.ok(seen.edgeLeft > 0 && seen.edgeRight > 0, `box edges not painted: ${seen.edgeLeft}, ${seen.edgeRight}`);
+    assert.equal(seen.inside, 0, 'the inside of the box should stay clear');
+
+    // When: sample the shown frame's PTS and the drawn frame's PTS while it plays.
+    const gaps = [];
+    for (let i = 0; i < 40; i++) {
+      const s = await page.evaluate(() => {
+        const c = document.querySelector('canvas[data-testid="overlay"]');
+        return { media: Number(c.dataset.mediaPts), drawn: c.dataset.drawnPts === '' ? null : Number(c.dataset.drawnPts) };
+      });
+      if (s.drawn !== null && Number.isFinite(s.media)) gaps.push(s.media - s.drawn);
+      await sleep(100);
+    }
+    gaps.sort((a, b) => a - b);
+    t.diagnostic(`shown − drawn PTS (ms): min ${gaps[0]}, median ${gaps[gaps.length >> 1]}, max ${gaps[gaps.length - 1]} over ${gaps.length} samples`);
+    assert.ok(gaps.length >= 20, `too few samples with boxes (${gaps.length})`);
+    assert.ok(gaps[0] >= -17, `a box from a later frame was drawn (${gaps[0]} ms ahead)`);
+    assert.ok(gaps[gaps.length >> 1] <= 67, `boxes lag the picture by ${gaps[gaps.length >> 1]} ms (median)`);
+    assert.ok(gaps[gaps.length - 1] <= 150, `boxes up to ${gaps[gaps.length - 1]} ms old were shown`);
+    await page.screenshot({ path: screenshot });
+    t.diagnostic(`screenshot: ${screenshot}`);
+  };
+
+  try {
+    await Promise.race([
+      body(),
+      new Promise((_, reject) => {
+        deadline = setTimeout(() => reject(new Error(`overall timeout of ${OVERALL_MS} ms`)), OVERALL_MS);
+      }),
+    ]);
+  } catch (err) {
+    if (page) await page.screenshot({ path: screenshot, timeout: 5000 }).catch(() => undefined);
+    for (const p of procs) console.error(`--- ${p.name} output (tail) ---\n${p.tail()}`);
+    throw err;
+  } finally {
+    clearTimeout(deadline);
+    if (browser) await Promise.race([browser.close().catch(() => undefined), sleep(5000)]);
+    for (const p of [...procs].reverse()) await p.kill();
+    await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+});
