@@ -354,3 +354,95 @@ async fn a_redis_outage_loses_nothing_for_viewers() {
     );
     server.stop().await;
 }
+
+/// A viewer that stops reading falls behind the stream's ring: it is told how much it skipped
+/// (`lagged`) and then carries on with live events; a viewer that keeps reading gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_viewer_is_told_it_lagged_and_never_slows_the_others() {
+    let server = TestServer::start().await;
+    let running = server.running.as_ref().unwrap();
+    let tenant = running
+        .store
+        .stream_tenant(&server.stream_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = server.playback_token().await;
+    let query = format!("token={token}");
+    let mut slow = Viewer::connect(&server.http(""), &server.stream_id, &query)
+        .await
+        .unwrap();
+    let mut fast = Viewer::connect(&server.http(""), &server.stream_id, &query)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Big events and many of them, published far faster than a socket drains: the slow viewer's
+    // kernel buffers fill and its place in the 256-event ring is overtaken.
+    let detections: Vec<bus::Detection> = (0..60)
+        .map(|i| bus::Detection {
+            label: format!("brand:label-{i:03}"),
+            score: 0.5,
+            bbox: [0.1, 0.1, 0.2, 0.2],
+            component: "test".into(),
+        })
+        .collect();
+    let total = 3000u64;
+    let fast_reader = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while let Some(e) = fast.next(Duration::from_secs(10)).await {
+            if let Some(seq) = e["seq"].as_u64() {
+                seqs.push(seq);
+                if seq + 1 == total {
+                    break;
+                }
+            }
+        }
+        seqs
+    });
+    for seq in 0..total {
+        let event = bus::Event::Detections(bus::FrameDetections {
+            stream: server.stream_id.clone(),
+            seq,
+            pts_ms: seq as i64 * 33,
+            wallclock: "2026-11-25T12:00:00Z".into(),
+            ingested: None,
+            width: 640,
+            height: 360,
+            detections: detections.clone(),
+        });
+        running
+            .bus
+            .publish(&bus::Envelope::new(&tenant, event))
+            .await
+            .unwrap();
+        if seq % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let fast_seqs = fast_reader.await.unwrap();
+    assert_eq!(
+        fast_seqs.last(),
+        Some(&(total - 1)),
+        "the reading viewer kept up"
+    );
+
+    let mut lagged = None;
+    let mut after = 0;
+    while let Some(e) = slow.next(Duration::from_secs(3)).await {
+        if e["type"] == "lagged" {
+            lagged = Some(e.clone());
+        } else if lagged.is_some() {
+            after += 1;
+        }
+    }
+    let lagged = lagged.expect("the slow viewer was told it lagged");
+    assert!(lagged["skipped"].as_u64().unwrap() > 0, "{lagged}");
+    assert!(after > 0, "events kept coming after the lagged notice");
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        !metrics.contains("media_analyzer_ws_lagged_total 0\n"),
+        "{metrics}"
+    );
+    server.stop().await;
+}

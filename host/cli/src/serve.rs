@@ -38,6 +38,8 @@ pub struct Running {
     pub first_start: Option<FirstStart>,
     pub store: Store,
     pub hub: StreamHub,
+    /// The event bus this host publishes to (and, on an API host, reads viewers' events from).
+    pub bus: bus::Bus,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -305,6 +307,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         first_start,
         store,
         hub,
+        bus,
         shutdown,
         task,
     })
