@@ -132,6 +132,43 @@ impl Viewers {
     }
 }
 
+/// One analysed frame: its number, media time and when it was analysed (Unix ms).
+#[derive(Debug, Clone, Copy)]
+pub struct AnalysedFrame {
+    pub seq: u64,
+    pub pts_ms: i64,
+    pub wallclock_ms: i64,
+}
+
+/// The `detections` event of one analysed frame from its stored rows (empty when nothing was
+/// found). Live analysis and the replay from the store build events the same way.
+pub fn detections_event(
+    stream: &str,
+    frame: AnalysedFrame,
+    ingested_ms: Option<i64>,
+    size: (u32, u32),
+    rows: &[store::DetectionRecord],
+) -> bus::Event {
+    bus::Event::Detections(bus::FrameDetections {
+        stream: stream.to_string(),
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        wallclock: crate::streams::rfc3339_ms(frame.wallclock_ms),
+        ingested: ingested_ms.map(crate::streams::rfc3339_ms),
+        width: size.0,
+        height: size.1,
+        detections: rows
+            .iter()
+            .map(|d| bus::Detection {
+                label: d.label.clone(),
+                score: d.score as f32,
+                bbox: d.bbox.map(|v| v as f32),
+                component: d.component.clone(),
+            })
+            .collect(),
+    })
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct EventsQuery {
     /// Playback token (instead of a bearer API key), as for HLS.
@@ -277,24 +314,12 @@ impl Viewer {
             }
             for frame in rows.chunk_by(|a, b| a.seq == b.seq) {
                 let first = &frame[0];
-                let event = bus::Event::Detections(bus::FrameDetections {
-                    stream: self.stream.clone(),
+                let analysed = AnalysedFrame {
                     seq: first.seq.max(0) as u64,
                     pts_ms: first.pts_ms,
-                    wallclock: crate::streams::rfc3339_ms(first.wallclock),
-                    ingested: None,
-                    width: self.size.0,
-                    height: self.size.1,
-                    detections: frame
-                        .iter()
-                        .map(|d| bus::Detection {
-                            label: d.label.clone(),
-                            score: d.score as f32,
-                            bbox: d.bbox.map(|v| v as f32),
-                            component: d.component.clone(),
-                        })
-                        .collect(),
-                });
+                    wallclock_ms: first.wallclock,
+                };
+                let event = detections_event(&self.stream, analysed, None, self.size, frame);
                 let json = serde_json::to_string(&event).map_err(|e| e.to_string())?;
                 self.send(json.into()).await?;
                 self.last_seq = Some(first.seq.max(0) as u64);

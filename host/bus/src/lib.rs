@@ -263,8 +263,7 @@ impl Bus {
     /// A non-blocking publisher for analysis threads (see `Publisher`).
     pub fn publisher(&self, queue: usize) -> Publisher {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let bus = self.clone();
-        tokio::spawn(bus.clone().publish_queued(rx));
+        tokio::spawn(self.clone().publish_queued(rx));
         Publisher {
             tx,
             stats: self.stats.clone(),

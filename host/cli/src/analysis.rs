@@ -404,78 +404,65 @@ fn analyse_frame(
     out: &Output,
 ) {
     let (store, handle, stats) = (out.store, out.handle, out.stats);
-    {
-        stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
-        let wallclock = store::now_ms();
-        let host_frame = runtime_wit::Frame {
-            stream: stream.to_string(),
-            seq: frame.seq,
-            pts_ms: frame.pts_ms,
-            width: frame.width,
-            height: frame.height,
-            rgb: frame.rgb.clone(),
-        };
-        let mut records = Vec::new();
-        for (name, component) in components {
-            match runtime.detect(component, host_frame.clone(), &[]) {
-                Ok(outcome) => {
-                    stats
-                        .inference_us
-                        .fetch_add(outcome.inference.as_micros() as u64, Ordering::Relaxed);
-                    records.extend(outcome.detections.into_iter().map(|d| DetectionRecord {
-                        id: String::new(),
-                        stream_id: stream.to_string(),
-                        seq: frame.seq as i64,
-                        pts_ms: frame.pts_ms,
-                        wallclock,
-                        label: d.label,
-                        score: d.score as f64,
-                        bbox: [
-                            d.box_.x as f64,
-                            d.box_.y as f64,
-                            d.box_.w as f64,
-                            d.box_.h as f64,
-                        ],
-                        component: name.clone(),
-                    }))
-                }
-                Err(e) => {
-                    stats.component_failures.fetch_add(1, Ordering::Relaxed);
-                    warn!(%stream, component = %name, frame = frame.seq, "component call failed: {e}")
-                }
-            }
-        }
-        match handle.block_on(store.add_detections(&mut records)) {
-            Ok(()) => {
+    stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+    let wallclock = store::now_ms();
+    let host_frame = runtime_wit::Frame {
+        stream: stream.to_string(),
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        width: frame.width,
+        height: frame.height,
+        rgb: frame.rgb.clone(),
+    };
+    let mut records = Vec::new();
+    for (name, component) in components {
+        match runtime.detect(component, host_frame.clone(), &[]) {
+            Ok(outcome) => {
                 stats
-                    .detections_stored
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    .inference_us
+                    .fetch_add(outcome.inference.as_micros() as u64, Ordering::Relaxed);
+                records.extend(outcome.detections.into_iter().map(|d| DetectionRecord {
+                    id: String::new(),
+                    stream_id: stream.to_string(),
+                    seq: frame.seq as i64,
+                    pts_ms: frame.pts_ms,
+                    wallclock,
+                    label: d.label,
+                    score: d.score as f64,
+                    bbox: [
+                        d.box_.x as f64,
+                        d.box_.y as f64,
+                        d.box_.w as f64,
+                        d.box_.h as f64,
+                    ],
+                    component: name.clone(),
+                }))
             }
-            Err(e) => warn!(%stream, "could not store {} detections: {e}", records.len()),
+            Err(e) => {
+                stats.component_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(%stream, component = %name, frame = frame.seq, "component call failed: {e}")
+            }
         }
-        out.publisher.send(bus::Envelope::new(
-            tenant,
-            bus::Event::Detections(bus::FrameDetections {
-                stream: stream.to_string(),
-                seq: frame.seq,
-                pts_ms: frame.pts_ms,
-                wallclock: api::streams::rfc3339_ms(wallclock),
-                ingested: (frame.received_ms > 0)
-                    .then(|| api::streams::rfc3339_ms(frame.received_ms)),
-                width: frame.width,
-                height: frame.height,
-                detections: records
-                    .into_iter()
-                    .map(|r| bus::Detection {
-                        label: r.label,
-                        score: r.score as f32,
-                        bbox: r.bbox.map(|v| v as f32),
-                        component: r.component,
-                    })
-                    .collect(),
-            }),
-        ));
     }
+    match handle.block_on(store.add_detections(&mut records)) {
+        Ok(()) => {
+            stats
+                .detections_stored
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => warn!(%stream, "could not store {} detections: {e}", records.len()),
+    }
+    let analysed = api::events::AnalysedFrame {
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        wallclock_ms: wallclock,
+    };
+    let received = (frame.received_ms > 0).then_some(frame.received_ms);
+    let size = (frame.width, frame.height);
+    out.publisher.send(bus::Envelope::new(
+        tenant,
+        api::events::detections_event(stream, analysed, received, size, &records),
+    ));
 }
 
 /// The batch worker: takes queued segments oldest first, decodes each from disk and analyses every
