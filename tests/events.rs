@@ -42,9 +42,7 @@ fn assert_cup_where_it_is(e: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detections_reach_websocket_viewers_live_and_on_resume() {
-    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
-        .expect("models are required: run scripts/fetch-models");
-    let photo = catalog.fixture_path("coffee").unwrap();
+    let photo = fixture_photo("coffee");
     let server = TestServer::start_with(|c| {
         c.analysis = true;
         c.components = TestServer::components_dir();
@@ -192,9 +190,7 @@ async fn postgres_database() -> (String, String, sqlx::AnyPool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_and_api_hosts_meet_through_redis_and_postgres() {
     use media_analyzer::config::Role;
-    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
-        .expect("models are required: run scripts/fetch-models");
-    let photo = catalog.fixture_path("coffee").unwrap();
+    let photo = fixture_photo("coffee");
     let redis = std::env::var("MEDIA_ANALYZER_TEST_REDIS")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let (store_url, db, admin) = postgres_database().await;
@@ -283,9 +279,7 @@ async fn ingest_and_api_hosts_meet_through_redis_and_postgres() {
 /// store once the bus is back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_loses_nothing_for_viewers() {
-    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
-        .expect("models are required: run scripts/fetch-models");
-    let photo = catalog.fixture_path("coffee").unwrap();
+    let photo = fixture_photo("coffee");
     let redis = RedisServer::start(None);
     let url = redis.url();
     let server = TestServer::start_with(|c| {
@@ -319,11 +313,7 @@ async fn a_redis_outage_loses_nothing_for_viewers() {
         }
     }
     let (_, metrics) = server.get("/metrics").await;
-    let gap: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("media_analyzer_bus_gap_total{backend=\"redis\"} "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let gap = metric(&metrics, "media_analyzer_bus_gap_total{backend=\"redis\"}");
     assert!(
         gap > 0,
         "the outage should have cost some bus messages: {metrics}"

@@ -7,51 +7,13 @@ use e2e::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtmp_in_detections_out() {
-    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
-        .expect("models are required: run scripts/fetch-models");
-    let photo = catalog.fixture_path("coffee").unwrap();
-    let components = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("wasm32-wasip2/release");
+    let photo = fixture_photo("coffee");
     let server = TestServer::start_with(|c| {
         c.analysis = true;
-        c.components = components;
+        c.components = TestServer::components_dir();
     })
     .await;
-    require_tool("ffmpeg");
-    let publisher = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-re",
-            "-loop",
-            "1",
-            "-i",
-        ])
-        .arg(&photo)
-        .args([
-            "-t",
-            "8",
-            "-vf",
-            "scale=640:360,format=yuv420p",
-            "-r",
-            "30",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-g",
-            "60",
-        ])
-        .args(["-f", "flv", &server.rtmp_url(&server.stream_key)])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let publisher = publish_photo(&photo, &server.rtmp_url(&server.stream_key), 8);
     let started = Instant::now();
     let path = format!("/api/v1/streams/{}/detections?limit=1000", server.stream_id);
     let detections = loop {
@@ -84,13 +46,7 @@ async fn rtmp_in_detections_out() {
     assert!(cup["pts_ms"].as_i64().unwrap() >= 0);
     // The analysis shows in /metrics.
     let (_, metrics) = server.get("/metrics").await;
-    let counter = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("media_analyzer_analysis_{name} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
+    let counter = |name: &str| metric(&metrics, &format!("media_analyzer_analysis_{name}"));
     assert!(counter("frames_analysed_total") > 0);
     assert!(counter("detections_total") > 0);
     assert!(counter("inference_microseconds_total") > 0);
@@ -109,21 +65,12 @@ async fn rtmp_in_detections_out() {
 /// from disk, every Nth frame, nothing skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_mode_analyses_every_nth_frame_of_each_segment() {
-    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
-        .expect("models are required: run scripts/fetch-models");
-    let photo = catalog.fixture_path("coffee").unwrap();
-    let components = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("wasm32-wasip2/release");
+    let photo = fixture_photo("coffee");
     let server = TestServer::start_with(|c| {
         c.analysis = true;
-        c.components = components;
+        c.components = TestServer::components_dir();
     })
     .await;
-    require_tool("ffmpeg");
     let (status, body) = http_send(
         "PUT",
         &server.http(&format!("/api/v1/streams/{}/mode", server.stream_id)),
@@ -132,24 +79,7 @@ async fn batch_mode_analyses_every_nth_frame_of_each_segment() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let publisher = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-re",
-            "-loop",
-            "1",
-            "-i",
-        ])
-        .arg(&photo)
-        .args(["-t", "6", "-vf", "scale=640:360,format=yuv420p", "-r", "30"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "60"])
-        .args(["-f", "flv", &server.rtmp_url(&server.stream_key)])
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let publisher = publish_photo(&photo, &server.rtmp_url(&server.stream_key), 6);
     let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
     assert!(ok, "{stderr}");
     server
@@ -158,13 +88,8 @@ async fn batch_mode_analyses_every_nth_frame_of_each_segment() {
     let segments = segment_files(&server.hls_dir(&server.stream_id)).len() as u64;
     assert!(segments >= 3, "{segments} segments");
 
-    let counter = |metrics: &str, name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("media_analyzer_analysis_{name} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
+    let counter =
+        |metrics: &str, name: &str| metric(metrics, &format!("media_analyzer_analysis_{name}"));
     let started = Instant::now();
     loop {
         let (_, metrics) = server.get("/metrics").await;

@@ -463,6 +463,25 @@ pub mod raw {
     }
 }
 
+/// The value of a Prometheus sample in `/metrics` text, by its name with labels
+/// (e.g. `media_analyzer_bus_gap_total{backend="redis"}`).
+pub fn metric(metrics: &str, sample: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in {metrics}"))
+}
+
+/// A test photo from the model manifest's fixtures (`coffee`: a cup in the middle of the picture).
+pub fn fixture_photo(name: &str) -> PathBuf {
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path())
+        .expect("models are required: run scripts/fetch-models");
+    catalog
+        .fixture_path(name)
+        .unwrap_or_else(|| panic!("fixture {name} is not in the manifest"))
+}
+
 /// Publishes `photo` as a 640×360 30 fps H.264 stream for `seconds` (real time), with ffmpeg.
 pub fn publish_photo(photo: &Path, url: &str, seconds: u32) -> Child {
     require_tool("ffmpeg");
@@ -557,56 +576,4 @@ impl Viewer {
     }
 }
 
-/// A private `redis-server` on a free port, so a test can kill and restart it without disturbing
-/// anything else. Killed when dropped.
-pub struct RedisServer {
-    pub port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    pub fn start(port: Option<u16>) -> Self {
-        require_tool("redis-server");
-        let port = port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        });
-        let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            port,
-            child,
-            _dir: dir,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use bus::testing::RedisServer;

@@ -324,5 +324,7 @@ pub(crate) fn reconnect_delay(attempt: u32) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
