@@ -1,3 +1,4 @@
+import { Provider } from '@angular/core';
 import { TestBed } from '@angular/core/testing';
 import { provideHttpClient, withInterceptors } from '@angular/common/http';
 import { HttpTestingController, provideHttpClientTesting } from '@angular/common/http/testing';
@@ -60,30 +61,45 @@ const TOKEN = {
   hls_url: '/hls/str_abc/index.m3u8?token=tok1',
 };
 
+/** TestBed for the player with the fake hls.js, signed in with key `k`; `extra` adds providers. */
+function configurePlayer(extra: Provider[] = []): HttpTestingController {
+  FakeHls.instances = [];
+  FakeHls.supported = true;
+  localStorage.clear();
+  vi.spyOn(HTMLMediaElement.prototype, 'play').mockResolvedValue(undefined);
+  vi.spyOn(HTMLMediaElement.prototype, 'load').mockImplementation(() => undefined);
+  TestBed.configureTestingModule({
+    imports: [PlayerPage],
+    providers: [
+      provideHttpClient(withInterceptors([authInterceptor])),
+      provideHttpClientTesting(),
+      provideRouter([]),
+      { provide: POLL_INTERVAL_MS, useValue: 60_000 },
+      {
+        provide: HlsLoader,
+        useValue: { load: () => Promise.resolve(FakeHls as unknown as HlsConstructor) },
+      },
+      ...extra,
+    ],
+  });
+  TestBed.inject(ApiKeyService).set('k');
+  return TestBed.inject(HttpTestingController);
+}
+
+/** The player page for stream `id`, after its first render. */
+async function openPlayer(id = 'str_abc') {
+  const fixture = TestBed.createComponent(PlayerPage);
+  fixture.componentRef.setInput('id', id);
+  await fixture.whenStable();
+  await tick();
+  return fixture;
+}
+
 describe('PlayerPage', () => {
   let http: HttpTestingController;
 
   beforeEach(() => {
-    FakeHls.instances = [];
-    FakeHls.supported = true;
-    localStorage.clear();
-    vi.spyOn(HTMLMediaElement.prototype, 'play').mockResolvedValue(undefined);
-    vi.spyOn(HTMLMediaElement.prototype, 'load').mockImplementation(() => undefined);
-    TestBed.configureTestingModule({
-      imports: [PlayerPage],
-      providers: [
-        provideHttpClient(withInterceptors([authInterceptor])),
-        provideHttpClientTesting(),
-        provideRouter([]),
-        { provide: POLL_INTERVAL_MS, useValue: 60_000 },
-        {
-          provide: HlsLoader,
-          useValue: { load: () => Promise.resolve(FakeHls as unknown as HlsConstructor) },
-        },
-      ],
-    });
-    TestBed.inject(ApiKeyService).set('k');
-    http = TestBed.inject(HttpTestingController);
+    http = configurePlayer();
   });
 
   afterEach(() => {
@@ -91,16 +107,8 @@ describe('PlayerPage', () => {
     vi.restoreAllMocks();
   });
 
-  async function open(id = 'str_abc') {
-    const fixture = TestBed.createComponent(PlayerPage);
-    fixture.componentRef.setInput('id', id);
-    await fixture.whenStable();
-    await tick();
-    return fixture;
-  }
-
   it('requests a playback token for a live stream and plays hls_url muted', async () => {
-    const fixture = await open();
+    const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
     const tokenReq = http.expectOne('/api/v1/streams/str_abc/playback-token');
     expect(tokenReq.request.method).toBe('POST');
@@ -125,7 +133,7 @@ describe('PlayerPage', () => {
   });
 
   it('uses the newest token for hls.js requests', async () => {
-    const fixture = await open();
+    const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
     http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
     await vi.waitFor(() => expect(FakeHls.instances.length).toBe(1));
@@ -137,7 +145,7 @@ describe('PlayerPage', () => {
   });
 
   it('renews the token and reloads the source on a fatal 401/403', async () => {
-    const fixture = await open();
+    const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
     http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
     await vi.waitFor(() => expect(FakeHls.instances.length).toBe(1));
@@ -166,7 +174,7 @@ describe('PlayerPage', () => {
   });
 
   it('shows an offline message and requests no token for an offline stream', async () => {
-    const fixture = await open();
+    const fixture = await openPlayer();
     http
       .expectOne('/api/v1/streams/str_abc')
       .flush(makeStream({ state: 'offline', ended_at: '2026-01-01T11:00:00Z' }));
@@ -180,7 +188,7 @@ describe('PlayerPage', () => {
   });
 
   it('says so when the stream does not exist', async () => {
-    const fixture = await open('str_missing');
+    const fixture = await openPlayer('str_missing');
     http
       .expectOne('/api/v1/streams/str_missing')
       .flush({ error: { code: 'not_found', message: 'no such stream' } }, { status: 404, statusText: 'Not Found' });
@@ -192,7 +200,7 @@ describe('PlayerPage', () => {
   it('falls back to native HLS when hls.js is not supported', async () => {
     FakeHls.supported = false;
     vi.spyOn(HTMLMediaElement.prototype, 'canPlayType').mockReturnValue('maybe');
-    const fixture = await open();
+    const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
     http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
     const video: HTMLVideoElement = fixture.nativeElement.querySelector('video#player');
@@ -211,28 +219,15 @@ describe('PlayerPage analysis panel', () => {
   beforeEach(() => {
     opened = [];
     closed = 0;
-    localStorage.clear();
-    vi.spyOn(HTMLMediaElement.prototype, 'play').mockResolvedValue(undefined);
-    vi.spyOn(HTMLMediaElement.prototype, 'load').mockImplementation(() => undefined);
-    TestBed.configureTestingModule({
-      imports: [PlayerPage],
-      providers: [
-        provideHttpClient(withInterceptors([authInterceptor])),
-        provideHttpClientTesting(),
-        provideRouter([]),
-        { provide: POLL_INTERVAL_MS, useValue: 60_000 },
-        { provide: HlsLoader, useValue: { load: () => new Promise(() => undefined) } },
-        {
-          provide: STREAM_EVENTS,
-          useValue: (o: StreamEventsOptions) => {
-            opened.push(o);
-            return { start: () => o.onStatus?.('open'), close: () => closed++ };
-          },
+    http = configurePlayer([
+      {
+        provide: STREAM_EVENTS,
+        useValue: (o: StreamEventsOptions) => {
+          opened.push(o);
+          return { start: () => o.onStatus?.('open'), close: () => closed++ };
         },
-      ],
-    });
-    TestBed.inject(ApiKeyService).set('k');
-    http = TestBed.inject(HttpTestingController);
+      },
+    ]);
   });
 
   afterEach(() => vi.restoreAllMocks());
@@ -251,10 +246,7 @@ describe('PlayerPage analysis panel', () => {
   }
 
   it('opens the events socket and tallies labels and brand screen time', async () => {
-    const fixture = TestBed.createComponent(PlayerPage);
-    fixture.componentRef.setInput('id', 'str_abc');
-    await fixture.whenStable();
-    await tick();
+    const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
     expect(opened.length).toBe(1);
     expect(opened[0].url).toBe(`${location.origin.replace(/^http/, 'ws')}/api/v1/streams/str_abc/events`);
@@ -278,10 +270,7 @@ describe('PlayerPage analysis panel', () => {
   });
 
   it('switches the analysis mode through the API', async () => {
-    const fixture = TestBed.createComponent(PlayerPage);
-    fixture.componentRef.setInput('id', 'str_abc');
-    await fixture.whenStable();
-    await tick();
+    const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
     await fixture.whenStable();
     const batch: HTMLButtonElement = fixture.nativeElement.querySelector('[data-testid="mode-batch"]');
