@@ -69,6 +69,27 @@ fn json(body: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
+/// A request with a JSON body and a bearer key; the answer's status and JSON body.
+async fn send_json(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    key: &str,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, json(&bytes))
+}
+
 #[tokio::test]
 async fn unauthenticated_requests_get_401_json() {
     let f = fixture().await;
@@ -245,42 +266,19 @@ async fn create_stream_returns_key_once_and_validates() {
     let f = fixture().await;
     let t = f.store.create_tenant("demo").await.unwrap();
     let key = f.store.create_api_key(&t.id, "t").await.unwrap();
-    let req = |body: &str| {
-        Request::builder()
-            .method("POST")
-            .uri("/api/v1/streams")
-            .header("authorization", format!("Bearer {}", key.secret))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
-    let r = f
-        .app
-        .clone()
-        .oneshot(req(r#"{"name":"studio-2"}"#))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let body = json(&r.into_body().collect().await.unwrap().to_bytes());
+    let post = |body: &'static str| send_json(&f.app, "POST", "/api/v1/streams", &key.secret, body);
+    let (status, body) = post(r#"{"name":"studio-2"}"#).await;
+    assert_eq!(status, StatusCode::CREATED);
     let sk = body["stream_key"].as_str().unwrap();
     assert_eq!(
         f.store.stream_for_key(sk).await.unwrap().unwrap().name,
         "studio-2"
     );
-    let r = f
-        .app
-        .clone()
-        .oneshot(req(r#"{"name":"studio-2"}"#))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT);
-    let r = f
-        .app
-        .clone()
-        .oneshot(req(r#"{"name":"bad name"}"#))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(post(r#"{"name":"studio-2"}"#).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        post(r#"{"name":"bad name"}"#).await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -353,26 +351,6 @@ async fn detections_are_paged_and_tenant_scoped() {
         StatusCode::NOT_FOUND,
         "another tenant's detections are not found"
     );
-}
-
-async fn send_json(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    key: &str,
-    body: &str,
-) -> (StatusCode, serde_json::Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = app.clone().oneshot(req).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, json(&bytes))
 }
 
 #[tokio::test]
