@@ -20,23 +20,6 @@ use postprocess::{clip, ocr};
 
 // CLIP's BPE merges sorted by pair (written by build.rs from the fetched vocabulary).
 include!(concat!(env!("OUT_DIR"), "/merges.rs"));
-const DEFAULT_BRANDS: &str =
-    "Coca-Cola,NETFLIX,Pepsi,Nike,Adidas,McDonald's,Samsung,Apple,Google,Amazon,Red Bull,Heineken";
-const DEFAULT_OTHERS: &str =
-    "a photo.|a photo of a person.|a photo of a room.|a photo of the outdoors.";
-const SIZE: u32 = 224;
-/// CLIP's normalisation, in 0..255 pixel units.
-const MEAN: (f32, f32, f32) = (
-    0.481_454_7 * 255.0,
-    0.457_827_5 * 255.0,
-    0.408_210_73 * 255.0,
-);
-const STD: (f32, f32, f32) = (
-    0.268_629_5 * 255.0,
-    0.261_302_6 * 255.0,
-    0.275_777_1 * 255.0,
-);
-
 struct ClipBrands;
 
 fn list(value: &str, separator: char) -> Vec<String> {
@@ -65,11 +48,11 @@ impl sdk::Detect for ClipBrands {
         let model: String = sdk::setting(&config, "model", "clip".to_string())?;
         let template: String = sdk::setting(&config, "template", "a photo of {}.".to_string())?;
         let brands = list(
-            &sdk::setting(&config, "brands", DEFAULT_BRANDS.to_string())?,
+            &sdk::setting(&config, "brands", clip::DEFAULT_BRANDS.to_string())?,
             ',',
         );
         let others = list(
-            &sdk::setting(&config, "others", DEFAULT_OTHERS.to_string())?,
+            &sdk::setting(&config, "others", clip::DEFAULT_OTHERS.to_string())?,
             '|',
         );
         let scenes = list(&sdk::setting(&config, "scenes", String::new())?, ',');
@@ -99,13 +82,13 @@ impl sdk::Detect for ClipBrands {
         let info = frame.info();
         let square = centre_square(info.width, info.height);
         let spec = TensorSpec {
-            width: SIZE,
-            height: SIZE,
+            width: clip::IMAGE_SIZE,
+            height: clip::IMAGE_SIZE,
             layout: Layout::Nchw,
             channels: ChannelOrder::Rgb,
             resize: Resize::Stretch,
-            mean: MEAN,
-            std: STD,
+            mean: (clip::MEAN_RGB[0], clip::MEAN_RGB[1], clip::MEAN_RGB[2]),
+            std: (clip::STD_RGB[0], clip::STD_RGB[1], clip::STD_RGB[2]),
         };
         let (pixels, _) = if info.width == info.height {
             frame.tensor(spec)?

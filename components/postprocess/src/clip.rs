@@ -11,6 +11,26 @@
 
 use std::collections::HashMap;
 
+/// CLIP's image normalisation in 0..255 pixel units (RGB): `(pixel − MEAN) / STD`.
+pub const MEAN_RGB: [f32; 3] = [
+    0.481_454_7 * 255.0,
+    0.457_827_5 * 255.0,
+    0.408_210_73 * 255.0,
+];
+pub const STD_RGB: [f32; 3] = [
+    0.268_629_5 * 255.0,
+    0.261_302_6 * 255.0,
+    0.275_777_1 * 255.0,
+];
+/// CLIP's input size (square).
+pub const IMAGE_SIZE: u32 = 224;
+/// Brands `clip-brands` looks for when the tenant names none.
+pub const DEFAULT_BRANDS: &str =
+    "Coca-Cola,NETFLIX,Pepsi,Nike,Adidas,McDonald's,Samsung,Apple,Google,Amazon,Red Bull,Heineken";
+/// Prompts that mean "none of these brands" (`|`-separated).
+pub const DEFAULT_OTHERS: &str =
+    "a photo.|a photo of a person.|a photo of a room.|a photo of the outdoors.";
+
 /// Tokens per prompt, including the start and end markers (every CLIP model uses 77).
 pub const CONTEXT: usize = 77;
 /// `<|startoftext|>`

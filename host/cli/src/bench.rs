@@ -209,16 +209,6 @@ pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The brands and "none of these" prompts clip-brands uses by default (16 prompts).
-const CLIP_BRANDS: &str =
-    "Coca-Cola,NETFLIX,Pepsi,Nike,Adidas,McDonald's,Samsung,Apple,Google,Amazon,Red Bull,Heineken";
-const CLIP_OTHERS: [&str; 4] = [
-    "a photo.",
-    "a photo of a person.",
-    "a photo of a room.",
-    "a photo of the outdoors.",
-];
-
 /// clip-brands through the sandbox vs. the same steps natively: build the tokenizer, tokenise 16
 /// prompts, prepare the frame's centre square (224×224), one CLIP call with both towers, softmax.
 /// Uses the user's `clip` model when registered, else the generated `clip-test` (whose compute is
@@ -238,27 +228,25 @@ pub fn clip(calls: usize, components: &Path) -> anyhow::Result<()> {
     let vocabulary = std::fs::read_to_string(&vocab_path)?;
     let work = tempfile_dir()?;
     let frame = frames(&catalog, 1, &work)?.remove(0);
-    let prompts: Vec<String> = CLIP_BRANDS
+    // The prompts clip-brands makes by default: its brands and "none of these" (16 prompts).
+    let prompts: Vec<String> = postprocess::clip::DEFAULT_BRANDS
         .split(',')
         .map(|b| format!("a photo of {b}."))
-        .chain(CLIP_OTHERS.iter().map(|s| s.to_string()))
+        .chain(
+            postprocess::clip::DEFAULT_OTHERS
+                .split('|')
+                .map(str::to_string),
+        )
         .collect();
+    let size = postprocess::clip::IMAGE_SIZE;
     let spec = TensorSpec {
-        width: 224,
-        height: 224,
+        width: size,
+        height: size,
         layout: Layout::Nchw,
         channels: ChannelOrder::Rgb,
         resize: Resize::Stretch,
-        mean: [
-            0.481_454_7 * 255.0,
-            0.457_827_5 * 255.0,
-            0.408_210_73 * 255.0,
-        ],
-        std: [
-            0.268_629_5 * 255.0,
-            0.261_302_6 * 255.0,
-            0.275_777_1 * 255.0,
-        ],
+        mean: postprocess::clip::MEAN_RGB,
+        std: postprocess::clip::STD_RGB,
     };
     let side = frame.width.min(frame.height);
     let (x0, y0) = ((frame.width - side) / 2, (frame.height - side) / 2);
@@ -281,7 +269,7 @@ pub fn clip(calls: usize, components: &Path) -> anyhow::Result<()> {
         inference::prepare(&square, side, side, &spec, &mut pixels)?;
         let shape = vec![prompts.len() as i64, postprocess::clip::CONTEXT as i64];
         let out = model.run_blocking(vec![
-            Tensor::f32("pixel_values", vec![1, 3, 224, 224], pixels),
+            Tensor::f32("pixel_values", vec![1, 3, size as i64, size as i64], pixels),
             Tensor::i64("input_ids", shape.clone(), batch.ids),
             Tensor::i64("attention_mask", shape, batch.mask),
         ])?;

@@ -541,7 +541,7 @@ impl Store {
         row.map(|r| {
             Ok(AnalysisSettings {
                 mode: r.try_get::<String, _>(0)?.parse()?,
-                every: r.try_get::<i64, _>(1)?.clamp(1, u32::MAX as i64) as u32,
+                every: every_from(r.try_get(1)?),
             })
         })
         .transpose()
@@ -590,7 +590,7 @@ impl Store {
                 Ok(BatchJob {
                     stream_id: r.try_get(0)?,
                     segment_seq: r.try_get(1)?,
-                    every: r.try_get::<i64, _>(2)?.clamp(1, u32::MAX as i64) as u32,
+                    every: every_from(r.try_get(2)?),
                     queued_at: r.try_get(3)?,
                 })
             })
@@ -843,6 +843,11 @@ fn tenant_from_row(r: &AnyRow) -> Result<Tenant> {
     })
 }
 
+/// A stored `every` (BIGINT) as the frame step it means: at least 1.
+fn every_from(stored: i64) -> u32 {
+    stored.clamp(1, u32::MAX as i64) as u32
+}
+
 fn detection_from_row(r: &AnyRow) -> Result<DetectionRecord> {
     Ok(DetectionRecord {
         id: r.try_get(0)?,
@@ -889,7 +894,7 @@ fn stream_from_row(r: &AnyRow) -> Result<Stream> {
         segments: r.try_get(14)?,
         analysis: AnalysisSettings {
             mode: r.try_get::<String, _>(15)?.parse()?,
-            every: r.try_get::<i64, _>(16)?.clamp(1, u32::MAX as i64) as u32,
+            every: every_from(r.try_get(16)?),
         },
     })
 }
