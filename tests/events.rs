@@ -78,7 +78,20 @@ async fn detections_reach_websocket_viewers_live_and_on_resume() {
     assert_cup_where_it_is(&first_cup);
     assert_eq!(first_cup["stream"], server.stream_id.as_str());
     assert!(first_cup["wallclock"].as_str().unwrap().ends_with('Z'));
-    // Frames arrive in order.
+    // A live frame says when its video arrived and where its time went on the host.
+    assert!(first_cup["ingested"].as_str().unwrap() <= first_cup["wallclock"].as_str().unwrap());
+    let timing = &first_cup["timing"];
+    let ms = |k: &str| {
+        timing[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("timing.{k} in {first_cup}"))
+    };
+    assert!(ms("inference_ms") > 0.0, "{timing}");
+    assert!(ms("analysis_ms") + 1.0 >= ms("inference_ms"), "{timing}");
+    for stage in ["reorder_ms", "decode_ms", "queue_ms"] {
+        assert!(ms(stage) < 10_000.0, "{timing}");
+    }
+    // Frames arrive in order (several analysers may work on a stream's frames at once).
     let mut last = first_cup["seq"].as_u64().unwrap();
     let rest = viewer
         .until(Duration::from_secs(30), |e| {
@@ -397,6 +410,7 @@ async fn a_slow_viewer_is_told_it_lagged_and_never_slows_the_others() {
             pts_ms: seq as i64 * 33,
             wallclock: "2026-11-25T12:00:00Z".into(),
             ingested: None,
+            timing: None,
             width: 640,
             height: 360,
             detections: detections.clone(),

@@ -51,6 +51,15 @@ async fn rtmp_in_detections_out() {
     assert!(counter("detections_total") > 0);
     assert!(counter("inference_microseconds_total") > 0);
     assert_eq!(counter("component_failures_total"), 0);
+    // Every analysed frame went through each stage's latency histogram.
+    for stage in ["decode", "queue", "analysis", "output"] {
+        let count = counter(&format!("stage_seconds_count{{stage=\"{stage}\"}}"));
+        assert!(count > 0, "{stage}: {count}");
+        assert!(
+            count <= counter("frames_decoded_total"),
+            "{stage}: {count} frames"
+        );
+    }
     // The video path is unaffected: HLS segments are written while analysis runs.
     let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
     assert!(ok, "{stderr}");

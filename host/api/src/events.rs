@@ -138,6 +138,10 @@ pub struct AnalysedFrame {
     pub seq: u64,
     pub pts_ms: i64,
     pub wallclock_ms: i64,
+    /// When the frame's video reached the host (live analysis only).
+    pub ingested_ms: Option<i64>,
+    /// Where the frame's time went (live analysis only).
+    pub timing: Option<bus::FrameTiming>,
 }
 
 /// The `detections` event of one analysed frame from its stored rows (empty when nothing was
@@ -145,7 +149,6 @@ pub struct AnalysedFrame {
 pub fn detections_event(
     stream: &str,
     frame: AnalysedFrame,
-    ingested_ms: Option<i64>,
     size: (u32, u32),
     rows: &[store::DetectionRecord],
 ) -> bus::Event {
@@ -154,7 +157,8 @@ pub fn detections_event(
         seq: frame.seq,
         pts_ms: frame.pts_ms,
         wallclock: crate::streams::rfc3339_ms(frame.wallclock_ms),
-        ingested: ingested_ms.map(crate::streams::rfc3339_ms),
+        ingested: frame.ingested_ms.map(crate::streams::rfc3339_ms),
+        timing: frame.timing,
         width: size.0,
         height: size.1,
         detections: rows
@@ -318,8 +322,10 @@ impl Viewer {
                     seq: first.seq.max(0) as u64,
                     pts_ms: first.pts_ms,
                     wallclock_ms: first.wallclock,
+                    ingested_ms: None,
+                    timing: None,
                 };
-                let event = detections_event(&self.stream, analysed, None, self.size, frame);
+                let event = detections_event(&self.stream, analysed, self.size, frame);
                 let json = serde_json::to_string(&event).map_err(|e| e.to_string())?;
                 self.send(json.into()).await?;
                 self.last_seq = Some(first.seq.max(0) as u64);

@@ -24,7 +24,9 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
-pub use message::{Alert, Detection, Envelope, Event, FrameDetections, StreamChange, VERSION};
+pub use message::{
+    Alert, Detection, Envelope, Event, FrameDetections, FrameTiming, StreamChange, VERSION,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

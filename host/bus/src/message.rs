@@ -38,10 +38,31 @@ pub struct FrameDetections {
     /// the glass-to-overlay latency a viewer sees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingested: Option<String>,
+    /// Where the frame's time went on the host before its results were published (live analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<FrameTiming>,
     /// Frame size in pixels.
     pub width: u32,
     pub height: u32,
     pub detections: Vec<Detection>,
+}
+
+/// Where a live frame's time went on the host, milliseconds. `arrival − ingested − inference_ms`
+/// is what the host added to the model's time (`reorder_ms` of it is the stream's own B-frame
+/// delay, which a player has too).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FrameTiming {
+    /// The frame's packet arrived → the packet that let it out of the decoder arrived: the
+    /// codec's display-order delay (0 without B-frames).
+    pub reorder_ms: u32,
+    /// Decoding and conversion to RGB.
+    pub decode_ms: u32,
+    /// Waiting for a free analyser.
+    pub queue_ms: u32,
+    /// The components' calls, model time included.
+    pub analysis_ms: u32,
+    /// Model time, all components together.
+    pub inference_ms: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

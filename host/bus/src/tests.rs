@@ -16,6 +16,7 @@ fn detections(tenant: &str, stream: &str, seq: u64) -> Envelope {
             pts_ms: seq as i64 * 33,
             wallclock: "2026-11-25T12:00:00Z".into(),
             ingested: None,
+            timing: None,
             width: 640,
             height: 360,
             detections: vec![Detection {

@@ -137,6 +137,16 @@ struct JsonFrame<'a> {
     detections: Vec<JsonDetection<'a>>,
 }
 
+/// How the bundled models are loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSettings {
+    pub accelerator: inference::Accelerator,
+    /// Sessions per model: runs of one model that may be in progress at once.
+    pub sessions: usize,
+    /// Niceness of the model threads (see [`inference::SessionOptions::nice`]).
+    pub nice: i32,
+}
+
 /// The sandbox loaded with bundled detector components and the models they use.
 pub struct Bundle {
     pub runtime: Runtime,
@@ -147,14 +157,16 @@ pub struct Bundle {
 pub fn load_bundle(
     wanted: &[BundledComponent],
     components_dir: &Path,
-    accelerator: inference::Accelerator,
+    settings: ModelSettings,
 ) -> anyhow::Result<Bundle> {
     let catalog = Catalog::load(&Catalog::default_path())?;
     inference::init_onnxruntime(&catalog.onnxruntime_library())?;
     let mut models = ModelRegistry::new();
     for model in wanted.iter().flat_map(|(_, models)| models.iter()) {
         let options = SessionOptions {
-            accelerator,
+            accelerator: settings.accelerator,
+            sessions: settings.sessions.max(1),
+            nice: settings.nice,
             ..SessionOptions::default()
         };
         let session = Model::load(model, &catalog.model_path(model)?, &options)?;
@@ -192,7 +204,16 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     let Bundle {
         runtime,
         components,
-    } = load_bundle(&wanted, &options.components_dir, options.accelerator)?;
+    } = load_bundle(
+        &wanted,
+        &options.components_dir,
+        // One frame at a time here: decoding overlaps analysis on its own thread.
+        ModelSettings {
+            accelerator: options.accelerator,
+            sessions: 1,
+            nice: 0,
+        },
+    )?;
 
     // Decoding runs on its own thread, a few frames ahead of analysis, so the two overlap.
     let (frames_tx, frames_rx) =

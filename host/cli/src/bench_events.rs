@@ -39,6 +39,7 @@ fn event(tenant: &str, stream: &str, seq: u64) -> bus::Envelope {
             pts_ms: seq as i64 * 33,
             wallclock: "2026-11-25T00:00:00Z".into(),
             ingested: None,
+            timing: None,
             width: 1920,
             height: 1080,
             detections: vec![

@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub analysis: Option<Switch>,
     pub components: Option<PathBuf>,
     pub accelerator: Option<inference::Accelerator>,
+    pub inference_sessions: Option<usize>,
     pub bus: Option<String>,
     pub role: Option<Role>,
     /// Stored detections older than this many days are deleted (default 30).
@@ -97,6 +98,10 @@ pub struct ServeArgs {
         value_name = "auto|cpu|cuda|tensorrt"
     )]
     pub accelerator: Option<inference::Accelerator>,
+    /// Sessions per model, each on its own thread, so this many frames can be in a model at once
+    /// (default: one per CPU core, at most 4). Each session holds its own copy of the weights.
+    #[arg(long, env = "MEDIA_ANALYZER_INFERENCE_SESSIONS", value_name = "N")]
+    pub inference_sessions: Option<usize>,
     /// Event bus: memory (default, in-process), redis://HOST:PORT, or pubsub://PROJECT[/PREFIX]
     /// (Google Cloud Pub/Sub; the emulator when PUBSUB_EMULATOR_HOST is set).
     #[arg(long, env = "MEDIA_ANALYZER_BUS", value_name = "URL")]
@@ -149,6 +154,8 @@ pub struct Config {
     pub analysis: bool,
     pub components: PathBuf,
     pub accelerator: inference::Accelerator,
+    /// Sessions per model, and analysers per live stream.
+    pub inference_sessions: usize,
     pub bus: bus::BusConfig,
     pub role: Role,
     /// Stored detections are kept this long.
@@ -250,6 +257,14 @@ impl Config {
             log_format: log_format.or(file.log_format).unwrap_or_default(),
             analysis: args.analysis.or(file.analysis).unwrap_or(Switch::On) == Switch::On,
             accelerator: args.accelerator.or(file.accelerator).unwrap_or_default(),
+            inference_sessions: match args.inference_sessions.or(file.inference_sessions) {
+                Some(0) => anyhow::bail!("--inference-sessions must be at least 1"),
+                Some(n) => n,
+                None => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(4),
+            },
             bus: args
                 .bus
                 .clone()
@@ -341,5 +356,20 @@ mod tests {
         std::fs::write(&path, "detections_retain_days = -1\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("detections_retain_days"), "{err}");
+        std::fs::write(&path, "inference_sessions = 0\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("inference-sessions"), "{err}");
+    }
+
+    #[test]
+    fn inference_sessions_default_to_the_cores_up_to_four() {
+        let c = Config::load(&ServeArgs::default(), None).unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(c.inference_sessions, cores.min(4));
+        let args = ServeArgs {
+            inference_sessions: Some(3),
+            ..ServeArgs::default()
+        };
+        assert_eq!(Config::load(&args, None).unwrap().inference_sessions, 3);
     }
 }

@@ -203,17 +203,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             store.clone(),
             analysis_stats.clone(),
         );
-        let (hls_root, accelerator) = (config.hls.root.clone(), config.accelerator);
+        let hls_root = config.hls.root.clone();
+        let models = crate::analyze::ModelSettings {
+            accelerator: config.accelerator,
+            sessions: config.inference_sessions,
+            nice: crate::analysis::ANALYSIS_NICE,
+        };
         let publisher = publisher.clone();
         tokio::task::spawn_blocking(move || {
-            crate::analysis::LiveAnalysis::load(
-                &dir,
-                accelerator,
-                hls_root,
-                store,
-                stats,
-                publisher,
-            )
+            crate::analysis::LiveAnalysis::load(&dir, models, hls_root, store, stats, publisher)
         })
         .await?
     } else {

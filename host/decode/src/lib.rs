@@ -41,6 +41,19 @@ pub struct Frame {
     pub rgb: Arc<Vec<u8>>,
     /// Unix milliseconds when the frame's packet reached the decoder (live input; 0 if unknown).
     pub received_ms: i64,
+    /// Unix milliseconds when the packet whose decoding let the frame out arrived (live input; 0
+    /// if unknown). Later than `received_ms` when the stream has B-frames: a frame leaves the
+    /// decoder in display order, after the frames shown before it.
+    pub released_ms: i64,
+    /// Unix milliseconds when the decoder gave the frame out, converted to RGB.
+    pub decoded_ms: i64,
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 static INIT: Once = Once::new();
@@ -76,12 +89,16 @@ pub struct VideoDecoder {
     next_seq: u64,
 }
 
+/// Opens a decoder with `threads` threads of `kind`: frame threads raise throughput but each adds
+/// a frame of delay; slice threads add none, and split a frame's decoding where the stream has
+/// several slices per frame (x264's zerolatency tune, as in OBS's low-latency settings).
 fn open_decoder(
     mut context: codec::context::Context,
+    kind: codec::threading::Type,
     threads: usize,
 ) -> Result<ffmpeg::decoder::Video, DecodeError> {
     context.set_threading(codec::threading::Config {
-        kind: codec::threading::Type::Frame,
+        kind,
         count: threads.max(1),
         ..Default::default()
     });
@@ -89,12 +106,17 @@ fn open_decoder(
 }
 
 impl VideoDecoder {
-    /// A decoder for live H.264 from the stream hub. `threads`: libavcodec decoding threads.
+    /// A decoder for live H.264 from the stream hub. `threads`: libavcodec slice threads (no
+    /// added delay; a frame comes out as soon as it is decoded and due in display order).
     pub fn live_h264(threads: usize) -> Result<Self, DecodeError> {
         init();
         let codec = ffmpeg::decoder::find(codec::Id::H264)
             .ok_or_else(|| DecodeError::Input("libavcodec has no H.264 decoder".into()))?;
-        let decoder = open_decoder(codec::context::Context::new_with_codec(codec), threads)?;
+        let decoder = open_decoder(
+            codec::context::Context::new_with_codec(codec),
+            codec::threading::Type::Slice,
+            threads,
+        )?;
         Ok(Self::with(
             decoder,
             Input::Live {
@@ -104,7 +126,8 @@ impl VideoDecoder {
         ))
     }
 
-    /// A decoder for a demuxed stream with these codec parameters.
+    /// A decoder for a demuxed stream with these codec parameters (`threads` frame threads: files
+    /// are decoded for throughput).
     pub fn for_parameters(
         parameters: codec::Parameters,
         threads: usize,
@@ -112,6 +135,7 @@ impl VideoDecoder {
         init();
         let decoder = open_decoder(
             codec::context::Context::from_parameters(parameters)?,
+            codec::threading::Type::Frame,
             threads,
         )?;
         Ok(Self::with(decoder, Input::Demuxed))
@@ -250,6 +274,8 @@ impl VideoDecoder {
             height,
             rgb: Arc::new(rgb),
             received_ms: 0,
+            released_ms: 0,
+            decoded_ms: unix_ms(),
         })
     }
 }

@@ -97,6 +97,8 @@ mod tests {
             height: 1,
             rgb: Arc::new(vec![0; 3]),
             received_ms: 0,
+            released_ms: 0,
+            decoded_ms: 0,
         }
     }
 

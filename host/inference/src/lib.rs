@@ -14,6 +14,7 @@ pub use catalog::Catalog;
 pub use prepare::{ChannelOrder, Layout, Placement, Resize, TensorSpec, prepare};
 pub use session::{
     Accelerator, Model, RunOutput, SessionOptions, available_providers, init_onnxruntime,
+    set_thread_nice, thread_nice,
 };
 pub use tensor::{ElementType, Tensor, TensorData, TensorInfo};
 

@@ -1,13 +1,15 @@
-//! ONNX Runtime behind one worker thread per model.
+//! ONNX Runtime behind worker threads, one session each.
 //!
 //! ort 2's `Session::run` takes `&mut self`, so a session cannot be shared by reference. Instead of
-//! a mutex around the hot path, each model's session is owned by its own thread that takes jobs
-//! from a bounded queue: callers from any stream submit and wait for the reply. The queue is also
-//! where requests from many streams meet, which is where cross-stream batching goes.
+//! a mutex around the hot path, each session is owned by its own thread; a model has
+//! [`SessionOptions::sessions`] of them, all taking jobs from one bounded queue, so that runs from
+//! several frames (of one stream or many) overlap on a multi-core CPU the way several in-flight
+//! requests do on an accelerator. Callers from any stream submit and wait for the reply. The queue
+//! is also where requests from many streams meet, which is where cross-stream batching goes.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, OnceLock};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
@@ -115,6 +117,12 @@ pub fn available_providers() -> Vec<&'static str> {
 pub struct SessionOptions {
     /// Threads ONNX Runtime uses inside one operator (1 was fastest on 2 cores here).
     pub intra_threads: usize,
+    /// Sessions (each on its own thread) that serve the model's queue, so this many runs can be in
+    /// progress at once. Each holds its own copy of the weights.
+    pub sessions: usize,
+    /// Scheduling niceness of the model's threads (Linux; 0 leaves them as they are). Positive
+    /// values let the video path and the decoders have the CPU first when it is short.
+    pub nice: i32,
     /// Jobs that may wait for this model before callers are told it is busy.
     pub queue: usize,
     pub accelerator: Accelerator,
@@ -124,6 +132,8 @@ impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             intra_threads: 1,
+            sessions: 1,
+            nice: 0,
             queue: 64,
             accelerator: Accelerator::Auto,
         }
@@ -194,6 +204,8 @@ pub struct RunOutput {
     pub outputs: Vec<Tensor>,
     pub queued: Duration,
     pub compute: Duration,
+    /// Which of the model's sessions ran it (0-based).
+    pub session: usize,
 }
 
 /// A loaded model; cheap to clone, shared by every stream and tenant.
@@ -208,6 +220,7 @@ struct ModelInner {
     providers: Vec<&'static str>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
+    sessions: usize,
     jobs: SyncSender<Job>,
 }
 
@@ -220,25 +233,33 @@ impl std::fmt::Debug for Model {
 }
 
 impl Model {
-    /// Loads `file` into a session owned by a new worker thread.
+    /// Loads `file` into [`SessionOptions::sessions`] sessions, each owned by a new worker thread.
     pub fn load(name: &str, file: &Path, options: &SessionOptions) -> Result<Self, InferenceError> {
         let load = |e: ort::Error| InferenceError::Load {
             model: name.to_string(),
             reason: e.to_string(),
         };
-        let builder = Session::builder()
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
-            .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)))
-            .and_then(|b| b.with_inter_threads(1))
-            .map_err(load)?;
-        let (builder, providers) =
-            with_accelerator(builder, options.accelerator).map_err(|reason| {
-                InferenceError::Load {
-                    model: name.to_string(),
-                    reason,
-                }
-            })?;
-        let session = builder.commit_from_file(file).map_err(load)?;
+        let open = || {
+            let builder = Session::builder()
+                .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+                .and_then(|b| b.with_intra_threads(options.intra_threads.max(1)))
+                .and_then(|b| b.with_inter_threads(1))
+                .map_err(load)?;
+            let (builder, providers) =
+                with_accelerator(builder, options.accelerator).map_err(|reason| {
+                    InferenceError::Load {
+                        model: name.to_string(),
+                        reason,
+                    }
+                })?;
+            Ok::<_, InferenceError>((builder.commit_from_file(file).map_err(load)?, providers))
+        };
+        let (session, providers) = open()?;
+        let mut sessions = vec![session];
+        for _ in 1..options.sessions.max(1) {
+            sessions.push(open()?.0);
+        }
+        let session = &sessions[0];
         let inputs = session
             .inputs
             .iter()
@@ -250,19 +271,35 @@ impl Model {
             .map(|o| tensor_info(&o.name, &o.output_type))
             .collect::<Result<Vec<_>, _>>()?;
         let (jobs, queue) = sync_channel::<Job>(options.queue.max(1));
-        let thread_name = format!("model-{name}");
-        let model_name = name.to_string();
-        std::thread::Builder::new()
-            .name(thread_name)
-            .spawn(move || serve_jobs(model_name, session, queue))
-            .map_err(|e| InferenceError::Runtime(format!("starting the {name} worker: {e}")))?;
-        debug!(model = name, ?inputs, ?outputs, ?providers, "model loaded");
+        // The workers take turns waiting on the queue: whoever holds the lock waits for the next
+        // job, and lets go of it before running the job.
+        let queue = Arc::new(Mutex::new(queue));
+        let count = sessions.len();
+        for (i, session) in sessions.into_iter().enumerate() {
+            let (model_name, queue, nice) = (name.to_string(), queue.clone(), options.nice);
+            std::thread::Builder::new()
+                .name(format!("model-{name}-{i}"))
+                .spawn(move || {
+                    set_thread_nice(nice);
+                    serve_jobs(model_name, i, session, &queue)
+                })
+                .map_err(|e| InferenceError::Runtime(format!("starting the {name} worker: {e}")))?;
+        }
+        debug!(
+            model = name,
+            ?inputs,
+            ?outputs,
+            ?providers,
+            sessions = count,
+            "model loaded"
+        );
         Ok(Self {
             inner: Arc::new(ModelInner {
                 providers,
                 name: name.to_string(),
                 inputs,
                 outputs,
+                sessions: count,
                 jobs,
             }),
         })
@@ -275,6 +312,11 @@ impl Model {
     /// Where this model runs: its execution providers, highest priority first.
     pub fn providers(&self) -> &[&'static str] {
         &self.inner.providers
+    }
+
+    /// How many runs of this model can be in progress at once.
+    pub fn sessions(&self) -> usize {
+        self.inner.sessions
     }
 
     pub fn inputs(&self) -> &[TensorInfo] {
@@ -413,14 +455,37 @@ fn tensor_info(name: &str, ty: &ValueType) -> Result<TensorInfo, InferenceError>
     }
 }
 
-fn serve_jobs(name: String, mut session: Session, queue: std::sync::mpsc::Receiver<Job>) {
-    while let Ok(job) = queue.recv() {
+/// Sets the calling thread's niceness (on Linux, niceness belongs to a thread; elsewhere this does
+/// nothing). Raising it needs no privilege; a failure is logged and otherwise ignored.
+pub fn set_thread_nice(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        debug!(nice, "setpriority: {e}");
+    }
+}
+
+/// The calling thread's niceness (0 where it can't be read).
+pub fn thread_nice() -> i32 {
+    #[cfg(target_os = "linux")]
+    return rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(0);
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+fn serve_jobs(name: String, index: usize, mut session: Session, queue: &Mutex<Receiver<Job>>) {
+    loop {
+        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(job) = next else { break };
         let queued = job.queued.elapsed();
         let started = Instant::now();
         let result = run_session(&mut session, job.inputs).map(|outputs| RunOutput {
             outputs,
             queued,
             compute: started.elapsed(),
+            session: index,
         });
         let result = result.map_err(|reason| InferenceError::Run {
             model: name.clone(),
@@ -475,4 +540,25 @@ fn run_session(session: &mut Session, inputs: Vec<Tensor>) -> Result<Vec<Tensor>
         result.push(tensor);
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn niceness_is_set_for_the_calling_thread_only() {
+        let before = thread_nice();
+        let wanted = (before + 3).min(19);
+        let set = std::thread::spawn(move || {
+            set_thread_nice(wanted);
+            thread_nice()
+        })
+        .join()
+        .unwrap();
+        if cfg!(target_os = "linux") {
+            assert_eq!(set, wanted, "the thread's niceness was not set");
+        }
+        assert_eq!(thread_nice(), before, "another thread's niceness changed");
+    }
 }

@@ -97,6 +97,61 @@ fn nanodet_finds_the_cup_and_the_person() {
     }
 }
 
+/// With two sessions, a run submitted while another is in progress starts at once on the other
+/// session instead of waiting, and both give the same answer.
+#[test]
+fn a_model_with_two_sessions_runs_two_frames_at_once() {
+    let catalog = catalog();
+    let options = SessionOptions {
+        sessions: 2,
+        ..SessionOptions::default()
+    };
+    let model = Model::load(
+        "nanodet-coco",
+        &catalog.model_path("nanodet-coco").unwrap(),
+        &options,
+    )
+    .unwrap();
+    assert_eq!(model.sessions(), 2);
+    let frame = rgb_of(&catalog.fixture_path("coffee").unwrap());
+    let mut data = Vec::new();
+    inference::prepare(
+        &frame.rgb,
+        frame.width,
+        frame.height,
+        &nanodet_spec(),
+        &mut data,
+    )
+    .unwrap();
+    let input = || vec![Tensor::f32("input", vec![1, 3, 416, 416], data.clone())];
+    let first = model.submit(input()).unwrap();
+    let second = model.submit(input()).unwrap();
+    let (first, second) = (
+        first.blocking_recv().unwrap().unwrap(),
+        second.blocking_recv().unwrap().unwrap(),
+    );
+    let mut served = [first.session, second.session];
+    served.sort();
+    assert_eq!(
+        served,
+        [0, 1],
+        "the second run waited for the first session"
+    );
+    assert!(
+        second.queued < first.compute,
+        "queued {:?} behind a {:?} run",
+        second.queued,
+        first.compute
+    );
+    let outputs = |run: &inference::RunOutput| {
+        run.outputs
+            .iter()
+            .map(|t| (t.name.clone(), t.data.as_f32().unwrap().to_vec()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outputs(&first), outputs(&second));
+}
+
 #[test]
 fn inputs_that_do_not_fit_the_model_are_refused_before_running() {
     let catalog = catalog();

@@ -60,9 +60,19 @@ export interface DetectionsEvent {
   pts_ms: number;
   wallclock: string;
   ingested?: string;
+  /** Live frames: where the frame's time went on the host, milliseconds. */
+  timing?: FrameTiming;
   width: number;
   height: number;
   detections: EventDetection[];
+}
+
+export interface FrameTiming {
+  reorder_ms: number;
+  decode_ms: number;
+  queue_ms: number;
+  analysis_ms: number;
+  inference_ms: number;
 }
 
 export interface StreamStateEvent {
