@@ -7,7 +7,9 @@ pure inference time measured in the same run.
 Stored latency = the detection's analysis wall clock − (publisher start + the frame's media time);
 it includes publisher start-up (~0.1-0.3 s), like the ingest benchmark. Glass-to-overlay latency =
 arrival on the WebSocket − the event's `ingested` time (when the frame's video reached the host), so
-publisher start-up is not in it. Everything runs on 127.0.0.1 and stops by itself."""
+publisher start-up is not in it. Everything runs on 127.0.0.1 and stops by itself.
+
+BENCH_RUST_LOG sets the server's RUST_LOG (default info); BENCH_KEEP_LOG=FILE keeps its log."""
 
 import argparse
 import base64
@@ -103,7 +105,6 @@ def main():
     native_frame_ms, model_ms = (float(m.group(2)), float(m.group(3))) if m else (float("nan"), float("nan"))
 
     with tempfile.TemporaryDirectory(prefix="ma-realtime-") as data:
-        os.environ.get("BENCH_KEEP_LOG") and print(data)
         rtmp, http = free_port(), free_port()
         server = subprocess.Popen([a.binary, "serve", "--data", data, "--rtmp", f"127.0.0.1:{rtmp}", "--http", f"127.0.0.1:{http}"],
                                   stdout=subprocess.PIPE, stderr=open(os.path.join(data, "serve.log"), "w"), text=True,
