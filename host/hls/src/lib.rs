@@ -14,7 +14,7 @@ pub mod ts;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use media::{HubEvent, Overflow, StreamHub, StreamId, Subscription};
 use tokio::sync::mpsc;
@@ -67,12 +67,7 @@ pub fn stream_dir(root: &Path, stream: &str) -> PathBuf {
     root.join(stream)
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use media::now_ms;
 
 /// Per-stream state that outlives one publish session, so a reconnect continues the playlist.
 struct StreamState {
