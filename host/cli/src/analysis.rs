@@ -821,16 +821,7 @@ mod tests {
     use super::*;
 
     fn frame(seq: u64) -> decode::Frame {
-        decode::Frame {
-            seq,
-            pts_ms: seq as i64 * 33,
-            width: 1,
-            height: 1,
-            rgb: Arc::new(vec![0; 3]),
-            received_ms: 0,
-            released_ms: 0,
-            decoded_ms: 0,
-        }
+        decode::Frame::new(seq, seq as i64 * 33, 1, 1, vec![0; 3])
     }
 
     /// Two analysers: the one with the later frame finishes first, yet its results wait until the

@@ -49,11 +49,20 @@ pub struct Frame {
     pub decoded_ms: i64,
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+impl Frame {
+    /// A frame just decoded (`decoded_ms` is now); the live input's arrival times are set later.
+    pub fn new(seq: u64, pts_ms: i64, width: u32, height: u32, rgb: Vec<u8>) -> Self {
+        Self {
+            seq,
+            pts_ms,
+            width,
+            height,
+            rgb: Arc::new(rgb),
+            received_ms: 0,
+            released_ms: 0,
+            decoded_ms: media::now_ms(),
+        }
+    }
 }
 
 static INIT: Once = Once::new();
@@ -267,16 +276,8 @@ impl VideoDecoder {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        Ok(Frame {
-            seq,
-            pts_ms: self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(0),
-            width,
-            height,
-            rgb: Arc::new(rgb),
-            received_ms: 0,
-            released_ms: 0,
-            decoded_ms: unix_ms(),
-        })
+        let pts_ms = self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(0);
+        Ok(Frame::new(seq, pts_ms, width, height, rgb))
     }
 }
 

@@ -90,16 +90,7 @@ mod tests {
     use std::sync::Arc;
 
     fn frame(seq: u64) -> Frame {
-        Frame {
-            seq,
-            pts_ms: seq as i64 * 33,
-            width: 1,
-            height: 1,
-            rgb: Arc::new(vec![0; 3]),
-            received_ms: 0,
-            released_ms: 0,
-            decoded_ms: 0,
-        }
+        Frame::new(seq, seq as i64 * 33, 1, 1, vec![0; 3])
     }
 
     #[tokio::test]
