@@ -33,8 +33,8 @@ fn nanodet_spec() -> TensorSpec {
     }
 }
 
-/// Labels found in a fixture, best first, with their scores.
-fn detect(model: &Model, labels: &[String], frame: &decode::Frame) -> Vec<(String, f32)> {
+/// NanoDet's input for a frame.
+fn nanodet_input(frame: &decode::Frame) -> Vec<Tensor> {
     let mut data = Vec::new();
     inference::prepare(
         &frame.rgb,
@@ -44,9 +44,12 @@ fn detect(model: &Model, labels: &[String], frame: &decode::Frame) -> Vec<(Strin
         &mut data,
     )
     .unwrap();
-    let out = model
-        .run_blocking(vec![Tensor::f32("input", vec![1, 3, 416, 416], data)])
-        .unwrap();
+    vec![Tensor::f32("input", vec![1, 3, 416, 416], data)]
+}
+
+/// Labels found in a fixture, best first, with their scores.
+fn detect(model: &Model, labels: &[String], frame: &decode::Frame) -> Vec<(String, f32)> {
+    let out = model.run_blocking(nanodet_input(frame)).unwrap();
     let get = |name: &str| {
         out.outputs
             .iter()
@@ -113,19 +116,9 @@ fn a_model_with_two_sessions_runs_two_frames_at_once() {
     )
     .unwrap();
     assert_eq!(model.sessions(), 2);
-    let frame = rgb_of(&catalog.fixture_path("coffee").unwrap());
-    let mut data = Vec::new();
-    inference::prepare(
-        &frame.rgb,
-        frame.width,
-        frame.height,
-        &nanodet_spec(),
-        &mut data,
-    )
-    .unwrap();
-    let input = || vec![Tensor::f32("input", vec![1, 3, 416, 416], data.clone())];
-    let first = model.submit(input()).unwrap();
-    let second = model.submit(input()).unwrap();
+    let input = nanodet_input(&rgb_of(&catalog.fixture_path("coffee").unwrap()));
+    let first = model.submit(input.clone()).unwrap();
+    let second = model.submit(input).unwrap();
     let (first, second) = (
         first.blocking_recv().unwrap().unwrap(),
         second.blocking_recv().unwrap().unwrap(),
