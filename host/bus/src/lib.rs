@@ -138,6 +138,31 @@ pub enum Delivery {
     Resubscribed,
 }
 
+/// The subscriber dropped its receiver.
+pub(crate) struct SubscriberGone;
+
+/// Decodes one message received from a bus and hands it to the subscriber; a malformed one is
+/// logged (with where it came `from`) and skipped.
+pub(crate) async fn deliver(
+    data: &[u8],
+    from: &str,
+    stats: &BusStats,
+    tx: &mpsc::Sender<Delivery>,
+) -> std::result::Result<(), SubscriberGone> {
+    match Envelope::from_json(data) {
+        Ok(envelope) => {
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            tx.send(Delivery::Message(Arc::new(envelope)))
+                .await
+                .map_err(|_| SubscriberGone)
+        }
+        Err(e) => {
+            warn!(from, "ignoring a message: {e}");
+            Ok(())
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Backend {
     InProcess(broadcast::Sender<Delivery>),

@@ -16,7 +16,7 @@ use google_cloud_pubsub::model::Message;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::{BusError, BusStats, Delivery, Envelope, Result, reconnect_delay};
+use crate::{BusError, BusStats, Delivery, Envelope, Result, deliver, reconnect_delay};
 
 const KINDS: [&str; 3] = ["detections", "alert", "stream"];
 
@@ -179,18 +179,8 @@ async fn receive(
                 Some(Ok((message, handler))) => {
                     handler.ack();
                     attempt = 0;
-                    match Envelope::from_json(&message.data) {
-                        Ok(envelope) => {
-                            stats.received.fetch_add(1, Ordering::Relaxed);
-                            if tx
-                                .send(Delivery::Message(Arc::new(envelope)))
-                                .await
-                                .is_err()
-                            {
-                                break 'open;
-                            }
-                        }
-                        Err(e) => warn!(subscription = %name, "ignoring a message: {e}"),
+                    if deliver(&message.data, &name, &stats, &tx).await.is_err() {
+                        break 'open;
                     }
                 }
                 Some(Err(e)) => {

@@ -13,7 +13,7 @@ use redis::streams::{StreamMaxlen, StreamRangeReply};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::{BusError, BusStats, Delivery, Envelope, Result, reconnect_delay};
+use crate::{BusError, BusStats, Delivery, Envelope, Result, deliver, reconnect_delay};
 
 const CHANNEL_PREFIX: &str = "ma:events:";
 const REPLAY_PREFIX: &str = "ma:replay:";
@@ -112,20 +112,12 @@ impl RedisBus {
                 };
                 let mut messages = connection.on_message();
                 while let Some(msg) = messages.next().await {
-                    match Envelope::from_json(msg.get_payload_bytes()) {
-                        Ok(envelope) => {
-                            stats.received.fetch_add(1, Ordering::Relaxed);
-                            if tx
-                                .send(Delivery::Message(Arc::new(envelope)))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            warn!(channel = msg.get_channel_name(), "ignoring a message: {e}")
-                        }
+                    let from = msg.get_channel_name();
+                    if deliver(msg.get_payload_bytes(), from, &stats, &tx)
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
                 }
                 // The stream ended: the connection is gone.
