@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use e2e::raw::{assert_closed, chunk, connect, handshake};
+use e2e::raw::{assert_closed, chunk, command, connect, connect_from, handshake, message, publish};
 use e2e::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A 3 s ffmpeg publish to the demo key succeeds and produces segments.
 async fn assert_still_serves(server: &TestServer) {
@@ -243,5 +243,234 @@ async fn bad_input_does_not_disturb_a_live_stream() {
         .await;
     assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
     assert_valid_hls(&server.playback_url().await, 10.0).await;
+    server.stop().await;
+}
+
+/// The value of `media_analyzer_rtmp_violations_total{kind=…}`.
+async fn violations(server: &TestServer, kind: &str) -> u64 {
+    let (_, metrics) = server.get("/metrics").await;
+    metric(
+        &metrics,
+        &format!("media_analyzer_rtmp_violations_total{{kind=\"{kind}\"}}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_amf_in_connect_closes_that_connection_only() {
+    // The attack that used to abort the process: a connect whose AMF0 body nests strict arrays
+    // 100,000 deep, right after the handshake, unauthenticated.
+    let server = TestServer::start().await;
+    let live = ffmpeg_publish(&server.rtmp_url(&server.stream_key), 8, "320x180");
+    server
+        .wait_for_playlist(Duration::from_secs(8), |p| p.contains("seg-0.ts"))
+        .await;
+    for depth in [100_000, 10_000] {
+        let mut body = command("connect", 1.0, &[]);
+        for _ in 0..depth {
+            body.extend_from_slice(&[0x0a, 0, 0, 0, 1]);
+        }
+        body.push(0x05);
+        let mut socket = handshake(server.rtmp_port()).await;
+        socket
+            .write_all(&message(20, 0, &body, 128))
+            .await
+            .unwrap_or(());
+        assert_closed(&mut socket, Duration::from_secs(3)).await;
+    }
+    assert_eq!(
+        violations(&server, "message_size").await,
+        1,
+        "100,000 deep is over 64 KiB"
+    );
+    assert_eq!(
+        violations(&server, "amf_depth").await,
+        1,
+        "10,000 deep fits but nests too far"
+    );
+    let (ok, stderr) = finish(live, Duration::from_secs(30)).await;
+    assert!(ok, "the live publisher noticed: {stderr}");
+    assert_still_serves(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_commands_and_chunk_streams_are_refused_without_a_panic() {
+    let server = TestServer::start().await;
+    let port = server.rtmp_port();
+    // A command with fewer than three values (rml_rtmp's drain(..3) panicked on it).
+    let mut socket = handshake(port).await;
+    socket
+        .write_all(&chunk(3, 20, 0, &command("connect", 1.0, &[])[..]))
+        .await
+        .unwrap();
+    assert_closed(&mut socket, Duration::from_secs(3)).await;
+    let mut socket = handshake(port).await;
+    socket
+        .write_all(&chunk(3, 20, 0, &[0x02, 0, 1, b'x']))
+        .await
+        .unwrap();
+    assert_closed(&mut socket, Duration::from_secs(3)).await;
+    // A new message header on a chunk stream whose message is incomplete (the chunk reader's
+    // length underflow).
+    let mut socket = handshake(port).await;
+    let mut bytes = vec![0x04, 0, 0, 0, 0, 1, 0, 20, 0, 0, 0, 0];
+    bytes.extend_from_slice(&[0x05; 128]);
+    bytes.extend_from_slice(&[0x04, 0, 0, 0, 0, 0, 4, 20, 0, 0, 0, 0, 5, 5, 5, 5]);
+    socket.write_all(&bytes).await.unwrap();
+    assert_closed(&mut socket, Duration::from_secs(3)).await;
+    // Too many chunk streams, and a message size over the command limit.
+    let mut socket = handshake(port).await;
+    let mut bytes = Vec::new();
+    for csid in 3..40u8 {
+        // One-byte video messages before publishing: ignored, but each takes a chunk stream.
+        bytes.extend_from_slice(&[csid, 0, 0, 0, 0, 0, 1, 9, 1, 0, 0, 0, 0x17]);
+    }
+    socket.write_all(&bytes).await.unwrap_or(());
+    assert_closed(&mut socket, Duration::from_secs(3)).await;
+    let mut socket = handshake(port).await;
+    socket
+        .write_all(&[0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    assert_closed(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(violations(&server, "protocol").await, 2);
+    assert_eq!(violations(&server, "chunk_stream").await, 1);
+    assert_eq!(violations(&server, "chunk_streams").await, 1);
+    assert_eq!(violations(&server, "message_size").await, 1);
+    assert_still_serves(&server).await;
+    server.stop().await;
+}
+
+/// An FLV video tag carrying an AVC sequence header for a `width`×`height` picture.
+fn sequence_header(width: u32, height: u32) -> Vec<u8> {
+    let mut tag = vec![0x17, 0, 0, 0, 0];
+    tag.extend_from_slice(&media::fixtures::avc_record_for_size(width, height));
+    tag
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_picture_is_refused_before_anything_is_decoded() {
+    let server = TestServer::start().await;
+    let mut socket = handshake(server.rtmp_port()).await;
+    let stream = publish(&mut socket, &server.stream_key).await;
+    socket
+        .write_all(&message(9, stream, &sequence_header(16384, 16384), 128))
+        .await
+        .unwrap_or(());
+    assert_closed(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(violations(&server, "picture_size").await, 1);
+    // The same with a sane sequence header, then an oversized SPS inside a keyframe.
+    let mut socket = handshake(server.rtmp_port()).await;
+    let stream = publish(&mut socket, &server.stream_key).await;
+    socket
+        .write_all(&message(9, stream, &sequence_header(640, 360), 128))
+        .await
+        .unwrap();
+    let sps = media::fixtures::sps_for_size(8192, 4320);
+    let mut frame = vec![0x17, 1, 0, 0, 0];
+    frame.extend_from_slice(&(sps.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&sps);
+    frame.extend_from_slice(&[0, 0, 0, 2, 0x65, 0x88]);
+    socket
+        .write_all(&message(9, stream, &frame, 128))
+        .await
+        .unwrap_or(());
+    assert_closed(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(violations(&server, "picture_size").await, 2);
+    let json = server.stream_json().await;
+    assert_eq!(json["state"], "offline", "{json}");
+    assert_still_serves(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_cannot_evict_an_encoder_mid_handshake() {
+    let server = TestServer::start_with(|c| {
+        c.ingest.max_pending = 64;
+        c.ingest.max_pending_per_ip = 16;
+        c.ingest.connections_per_second_per_ip = 50.0;
+        c.ingest.connection_burst_per_ip = 100.0;
+    })
+    .await;
+    let port = server.rtmp_port();
+    // A real encoder at 127.0.0.2 has sent C0+C1 and waits for the server's reply.
+    let mut encoder = connect_from([127, 0, 0, 2], port).await;
+    let mut hs = rml_rtmp::handshake::Handshake::new(rml_rtmp::handshake::PeerType::Client);
+    encoder
+        .write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .await
+        .unwrap();
+    // 300 connections from 127.0.0.1 that never speak, as fast as possible.
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        flood.push(connect(port).await);
+    }
+    // The encoder finishes its handshake and connects.
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), encoder.read(&mut buf))
+            .await
+            .expect("handshake reply")
+            .unwrap();
+        assert!(n > 0, "the encoder mid-handshake was closed by the flood");
+        match hs.process_bytes(&buf[..n]).unwrap() {
+            rml_rtmp::handshake::HandshakeProcessResult::InProgress { response_bytes } => {
+                encoder.write_all(&response_bytes).await.unwrap()
+            }
+            rml_rtmp::handshake::HandshakeProcessResult::Completed { response_bytes, .. } => {
+                encoder.write_all(&response_bytes).await.unwrap();
+                break;
+            }
+        }
+    }
+    publish(&mut encoder, &server.stream_key).await;
+    let (_, metrics) = server.get("/metrics").await;
+    let limited = metric(&metrics, "media_analyzer_rtmp_rate_limited_total");
+    let evicted = metric(&metrics, "media_analyzer_rtmp_evicted_total");
+    assert!(
+        limited + evicted >= 300 - 16,
+        "limited {limited}, evicted {evicted}"
+    );
+    // At most 16 of the flood are still held.
+    let mut open = 0;
+    for socket in &mut flood {
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(10), socket.peek(&mut b)).await {
+            Err(_) | Ok(Ok(1..)) => open += 1,
+            _ => {}
+        }
+    }
+    assert!(open <= 16, "{open} flood connections held");
+    drop(encoder);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_stops_sending_keyframes_cannot_grow_a_segment_forever() {
+    let server = TestServer::start_with(|c| {
+        c.hls.target_duration = Duration::from_secs(1);
+    })
+    .await;
+    // One keyframe, then 14 s of P-frames only.
+    let publisher = ffmpeg_publish_gop(&server.rtmp_url(&server.stream_key), 14, "320x180", 10_000);
+    let (ok, stderr) = finish(publisher, Duration::from_secs(40)).await;
+    assert!(ok, "{stderr}");
+    let playlist = server
+        .wait_for_playlist(Duration::from_secs(5), |p| p.contains("#EXT-X-ENDLIST"))
+        .await;
+    let durations: Vec<f64> = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse().ok())
+        .collect();
+    assert!(
+        durations.len() >= 2,
+        "the keyframe-less stream was cut: {playlist}"
+    );
+    assert!(
+        durations.iter().all(|d| *d <= 10.5),
+        "no segment is longer than 10 target durations: {durations:?}"
+    );
+    assert_still_serves(&server).await;
     server.stop().await;
 }

@@ -35,6 +35,11 @@ struct OpenSegment {
     drained: u64,
 }
 
+/// A segment that reaches this many target durations without a keyframe is cut anyway (at a
+/// video frame), so a publisher that never sends another keyframe cannot grow one segment — its
+/// file, and everything that waits for it to close — without bound.
+pub const MAX_SEGMENT_TARGETS: i64 = 10;
+
 /// How long audio may flow without any video configuration before the stream is treated as
 /// audio-only.
 const AUDIO_ONLY_AFTER_MS: i64 = 1_000;
@@ -51,6 +56,8 @@ pub struct Segmenter {
     open: Option<OpenSegment>,
     /// Packets dropped before the first keyframe.
     pub skipped: u64,
+    /// Segments cut without a keyframe after [`MAX_SEGMENT_TARGETS`] target durations.
+    pub forced_cuts: u64,
 }
 
 impl Segmenter {
@@ -67,6 +74,7 @@ impl Segmenter {
             base: None,
             open: None,
             skipped: 0,
+            forced_cuts: 0,
         }
     }
 
@@ -99,6 +107,13 @@ impl Segmenter {
                 return Ok(None);
             }
             Some(open) if starts_segment && packet.dts_ms - open.start_dts >= self.target_ms => {
+                finished = self.close(packet.dts_ms);
+            }
+            Some(open)
+                if packet.kind == MediaKind::Video
+                    && packet.dts_ms - open.start_dts >= self.target_ms * MAX_SEGMENT_TARGETS =>
+            {
+                self.forced_cuts += 1;
                 finished = self.close(packet.dts_ms);
             }
             _ => {}
@@ -223,6 +238,29 @@ mod tests {
             is_config,
             data,
         }
+    }
+
+    #[test]
+    fn a_stream_without_keyframes_is_cut_at_ten_targets() {
+        let mut s = Segmenter::new(0, 1000, false);
+        s.push(&packet(MediaKind::Video, 0, true, true, avc_record()), 0)
+            .unwrap();
+        let frame = Bytes::from_static(&[0, 0, 0, 2, 0x41, 0x9a]);
+        let mut closed = Vec::new();
+        // One keyframe, then 60 s of P-frames at 10 fps.
+        for i in 0..600 {
+            if let Some(f) = s
+                .push(
+                    &packet(MediaKind::Video, i * 100, i == 0, false, frame.clone()),
+                    0,
+                )
+                .unwrap()
+            {
+                closed.push(f.segment.duration_ms);
+            }
+        }
+        assert_eq!(closed, vec![10_000; 5], "cut every 10 target durations");
+        assert_eq!(s.forced_cuts, 5);
     }
 
     #[test]

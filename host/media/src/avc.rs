@@ -103,29 +103,41 @@ impl AvcConfig {
 
 /// Splits an AVCC frame into its NAL units.
 pub fn split_avcc(frame: &[u8], nal_length_size: usize) -> Result<Vec<&[u8]>, AvcError> {
-    let mut nals = Vec::new();
+    nal_units(frame, nal_length_size).collect()
+}
+
+/// The NAL units of an AVCC frame, without allocating; an error ends the iteration.
+pub fn nal_units(
+    frame: &[u8],
+    nal_length_size: usize,
+) -> impl Iterator<Item = Result<&[u8], AvcError>> {
     let mut rest = frame;
-    while !rest.is_empty() {
-        if rest.len() < nal_length_size {
-            return Err(AvcError::BadNalLength {
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if rest.is_empty() || failed {
+            return None;
+        }
+        if nal_length_size == 0 || rest.len() < nal_length_size {
+            failed = true;
+            return Some(Err(AvcError::BadNalLength {
                 len: nal_length_size,
                 remaining: rest.len(),
-            });
+            }));
         }
         let len = rest[..nal_length_size]
             .iter()
             .fold(0usize, |acc, b| (acc << 8) | *b as usize);
-        rest = &rest[nal_length_size..];
-        if len > rest.len() {
-            return Err(AvcError::BadNalLength {
+        let body = &rest[nal_length_size..];
+        if len > body.len() {
+            failed = true;
+            return Some(Err(AvcError::BadNalLength {
                 len,
-                remaining: rest.len(),
-            });
+                remaining: body.len(),
+            }));
         }
-        nals.push(&rest[..len]);
-        rest = &rest[len..];
-    }
-    Ok(nals)
+        rest = &body[len..];
+        Some(Ok(&body[..len]))
+    })
 }
 
 /// Reads the coded picture size (after cropping) from an SPS NAL unit (ITU-T H.264 §7.3.2.1.1).
@@ -177,22 +189,33 @@ pub fn sps_picture_size(sps: &[u8]) -> Result<(u32, u32), AvcError> {
     }
     b.ue()?; // max_num_ref_frames
     b.bits(1)?; // gaps_in_frame_num_value_allowed_flag
-    let width_mbs = b.ue()? + 1;
-    let height_map_units = b.ue()? + 1;
+    // Bounded before any arithmetic: a crafted SPS may carry any 32-bit value here.
+    let width_mbs = b.ue()?;
+    let height_map_units = b.ue()?;
+    if width_mbs >= MAX_DIMENSION_MBS || height_map_units >= MAX_DIMENSION_MBS {
+        return Err(AvcError::BadSps("picture size out of range"));
+    }
+    let (width_mbs, height_map_units) = (width_mbs + 1, height_map_units + 1);
     let frame_mbs_only = b.bits(1)?;
     if frame_mbs_only == 0 {
         b.bits(1)?; // mb_adaptive_frame_field_flag
     }
     b.bits(1)?; // direct_8x8_inference_flag
-    let mut width = width_mbs * 16;
-    let mut height = height_map_units * 16 * (2 - frame_mbs_only);
+    let width = width_mbs * 16;
+    let height = height_map_units * 16 * (2 - frame_mbs_only);
+    let (mut width, mut height) = (width as u64, height as u64);
     if b.bits(1)? == 1 {
-        let (left, right, top, bottom) = (b.ue()?, b.ue()?, b.ue()?, b.ue()?);
+        let (left, right, top, bottom) = (
+            b.ue()? as u64,
+            b.ue()? as u64,
+            b.ue()? as u64,
+            b.ue()? as u64,
+        );
         let (crop_x, crop_y) = match chroma_format_idc {
-            0 => (1, 2 - frame_mbs_only),
-            1 => (2, 2 * (2 - frame_mbs_only)),
-            2 => (2, 2 - frame_mbs_only),
-            _ => (1, 2 - frame_mbs_only),
+            0 => (1, 2 - frame_mbs_only as u64),
+            1 => (2, 2 * (2 - frame_mbs_only as u64)),
+            2 => (2, 2 - frame_mbs_only as u64),
+            _ => (1, 2 - frame_mbs_only as u64),
         };
         width = width.saturating_sub((left + right) * crop_x);
         height = height.saturating_sub((top + bottom) * crop_y);
@@ -200,8 +223,11 @@ pub fn sps_picture_size(sps: &[u8]) -> Result<(u32, u32), AvcError> {
     if width == 0 || height == 0 || width > 16384 || height > 16384 {
         return Err(AvcError::BadSps("picture size out of range"));
     }
-    Ok((width, height))
+    Ok((width as u32, height as u32))
 }
+
+/// Macroblocks per side beyond which a picture is refused (16384 pixels).
+const MAX_DIMENSION_MBS: u32 = 1024;
 
 fn skip_scaling_list(b: &mut BitReader<'_>, size: usize) -> Result<(), AvcError> {
     let (mut last, mut next) = (8i64, 8i64);
@@ -283,6 +309,7 @@ impl<'a> BitReader<'a> {
         Ok(((1u64 << zeros) - 1 + self.bits(zeros)? as u64) as u32)
     }
     fn se(&mut self) -> Result<i64, AvcError> {
+        // ue() is at most 2^32 - 2, so this stays far from i64's limits.
         let k = self.ue()? as i64;
         Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }
@@ -326,6 +353,57 @@ mod tests {
         let mut delta = Vec::new();
         cfg.write_annex_b(&frame, false, &mut delta).unwrap();
         assert_eq!(delta.len(), 6 + 4 + 3);
+    }
+
+    #[test]
+    fn crafted_sps_values_are_errors_not_overflows() {
+        // Baseline profile SPS whose width is the largest exp-Golomb value (2^32 - 2): 31 zero
+        // bits, a one, 31 one bits.
+        let mut bits = String::from("01000010"); // profile_idc 66
+        bits += "0000000000011110"; // constraints, level 30
+        bits += "1"; // seq_parameter_set_id 0
+        bits += "1"; // log2_max_frame_num_minus4 0
+        bits += "1"; // pic_order_cnt_type 0
+        bits += "1"; // log2_max_pic_order_cnt_lsb_minus4 0
+        bits += "1"; // max_num_ref_frames 0
+        bits += "0"; // gaps
+        bits += &"0".repeat(31);
+        bits += "1";
+        bits += &"1".repeat(31); // pic_width_in_mbs_minus1 = 2^32 - 2
+        bits += "1"; // height 0
+        bits += "1"; // frame_mbs_only
+        bits += "1"; // direct_8x8
+        bits += "1"; // cropping
+        for _ in 0..4 {
+            bits += &"0".repeat(31);
+            bits += "1";
+            bits += &"1".repeat(31);
+        }
+        while bits.len() % 8 != 0 {
+            bits.push('1');
+        }
+        let mut sps = vec![0x67];
+        for chunk in bits.as_bytes().chunks(8) {
+            sps.push(u8::from_str_radix(std::str::from_utf8(chunk).unwrap(), 2).unwrap());
+        }
+        assert_eq!(
+            sps_picture_size(&sps),
+            Err(AvcError::BadSps("picture size out of range"))
+        );
+    }
+
+    #[test]
+    fn nal_units_iterate_without_allocating_and_stop_at_an_error() {
+        let frame = [0, 0, 0, 2, 0x67, 1, 0, 0, 0, 1, 0x65, 0, 0, 0, 9, 1];
+        let mut nals = nal_units(&frame, 4);
+        assert_eq!(nals.next(), Some(Ok(&[0x67, 1][..])));
+        assert_eq!(nals.next(), Some(Ok(&[0x65][..])));
+        assert!(matches!(
+            nals.next(),
+            Some(Err(AvcError::BadNalLength { len: 9, .. }))
+        ));
+        assert_eq!(nals.next(), None);
+        assert!(nal_units(&frame, 0).next().unwrap().is_err());
     }
 
     #[test]

@@ -19,8 +19,12 @@ use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::packet::{MediaKind, MediaPacket, StreamId, StreamInfo};
 
-/// Longest GOP the cache keeps (in packets); a publisher with no keyframes cannot grow it past this.
-const GOP_CACHE_LIMIT: usize = 2_000;
+/// Longest GOP the cache keeps, in packets and in bytes: a publisher that sends no keyframes (or
+/// huge ones) cannot grow it past either. Packets share their payload with the subscribers' queues
+/// (`Bytes`), so the cache costs no copy. A GOP over the limit is not cached at all: a subscriber
+/// that arrives during it starts at the next keyframe rather than from half a GOP.
+const GOP_CACHE_PACKETS: usize = 2_000;
+const GOP_CACHE_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum PublishError {
@@ -155,6 +159,9 @@ struct ChannelState {
     info: StreamInfo,
     config: Vec<MediaPacket>,
     gop: Vec<MediaPacket>,
+    gop_bytes: usize,
+    /// The current GOP outgrew the cache; nothing more is cached until the next keyframe.
+    gop_overflowed: bool,
     /// Copy-on-write: `send` takes a cheap clone of the Arc instead of the list.
     subscribers: Arc<[Sink]>,
 }
@@ -165,6 +172,8 @@ impl Default for ChannelState {
             info: StreamInfo::default(),
             config: Vec::new(),
             gop: Vec::new(),
+            gop_bytes: 0,
+            gop_overflowed: false,
             subscribers: Arc::from(Vec::new()),
         }
     }
@@ -260,9 +269,20 @@ impl Publisher {
             } else {
                 if packet.is_video_keyframe() {
                     state.gop.clear();
+                    state.gop_bytes = 0;
+                    state.gop_overflowed = false;
                 }
-                if state.gop.len() < GOP_CACHE_LIMIT {
-                    state.gop.push(packet.clone());
+                if !state.gop_overflowed {
+                    if state.gop.len() < GOP_CACHE_PACKETS
+                        && state.gop_bytes + packet.data.len() <= GOP_CACHE_BYTES
+                    {
+                        state.gop_bytes += packet.data.len();
+                        state.gop.push(packet.clone());
+                    } else {
+                        state.gop = Vec::new();
+                        state.gop_bytes = 0;
+                        state.gop_overflowed = true;
+                    }
                 }
             }
             state.subscribers.clone()
@@ -452,6 +472,31 @@ mod tests {
         }
         assert_eq!(seen, vec![66, 100, 133]);
         assert!(!hub.is_live("s"));
+    }
+
+    #[tokio::test]
+    async fn the_gop_cache_is_bounded_in_bytes_and_skips_an_oversized_gop() {
+        let hub = StreamHub::new();
+        let mut publisher = hub.publish("s").unwrap();
+        let big = |dts, key| MediaPacket {
+            data: Bytes::from(vec![0u8; 1 << 20]),
+            ..video(dts, key)
+        };
+        // 40 MiB without a keyframe: more than the cache holds.
+        for i in 0..40 {
+            publisher.send(big(i, i == 0)).await;
+        }
+        {
+            let state = lock(&publisher.channel.state);
+            assert!(state.gop_bytes <= GOP_CACHE_BYTES);
+            assert!(state.gop.is_empty(), "half a GOP is not cached");
+        }
+        // A subscriber now gets nothing cached, then live packets; the next keyframe caches again.
+        let mut sub = hub.subscribe("s", Overflow::DropOldest, 64).unwrap();
+        publisher.send(video(100, true)).await;
+        publisher.send(video(133, false)).await;
+        assert_eq!(sub.recv().await.unwrap().dts_ms, 100);
+        assert_eq!(lock(&publisher.channel.state).gop.len(), 2);
     }
 
     #[tokio::test]

@@ -1,14 +1,22 @@
 //! The RTMP server: accepts connections, runs one [`Session`] per connection on its own task,
 //! authorises publishes, and feeds the stream hub.
 //!
-//! Limits: connections that have not started publishing ("pending") are capped; when the cap is
-//! reached the oldest pending connection is closed to make room, so a flood of idle sockets can't
-//! lock out a real encoder. Each pending connection also has a deadline to complete the handshake
-//! and its publish request, and every connection is closed after `idle_timeout` without input.
+//! Limits, so that no peer can cost another one its connection:
+//! - Connections that have not started publishing ("pending") are capped in total and per peer
+//!   address. When a peer address is at its cap, its own oldest pending connection is closed; when
+//!   the server is at its cap, the oldest pending connection of the address holding the most is
+//!   closed — so a flood from a few addresses evicts itself, not a real encoder mid-handshake.
+//! - New connections per peer address are rate limited (a token bucket); over the rate a
+//!   connection is closed at once, before it costs a handshake.
+//! - Each pending connection has a deadline to complete the handshake and its publish request,
+//!   and every connection is closed after `idle_timeout` without input.
+//! - The session bounds every message before parsing it ([`crate::SessionLimits`]); a violation
+//!   closes that connection, logged with its reason and counted by kind.
+//! - Pending and publisher slots are RAII guards: even a panic in a connection task frees them.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +30,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::session::{Session, SessionError, SessionEvent};
+use crate::session::{Session, SessionError, SessionEvent, SessionLimits, Violation};
 
 /// A granted publish: which stream the key publishes to.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,16 +53,25 @@ pub trait AuthorizePublish: Send + Sync + 'static {
 pub struct ServerConfig {
     /// The application name in `rtmp://host/APP/KEY`.
     pub app: String,
-    /// Connections not yet publishing; beyond this the oldest pending one is closed.
+    /// Connections not yet publishing; beyond this the oldest pending one of the busiest peer
+    /// address is closed.
     pub max_pending: usize,
+    /// Pending connections from one peer address; beyond this its oldest is closed.
+    pub max_pending_per_ip: usize,
+    /// New connections per second from one peer address (sustained)…
+    pub connections_per_second_per_ip: f64,
+    /// …and in a burst.
+    pub connection_burst_per_ip: f64,
     /// Publishing connections; beyond this new publishes are refused.
     pub max_publishers: usize,
     /// Time a new connection has to complete the handshake and request a publish.
     pub handshake_timeout: Duration,
     /// A connection with no input for this long is closed.
     pub idle_timeout: Duration,
-    /// Capacity of the hub queue for each packager (packets).
+    /// Socket read buffer of a publishing connection (pending ones use a small one).
     pub read_buffer: usize,
+    /// Message, buffer and picture size limits of every session.
+    pub limits: SessionLimits,
 }
 
 impl Default for ServerConfig {
@@ -62,13 +79,20 @@ impl Default for ServerConfig {
         Self {
             app: "live".into(),
             max_pending: 256,
+            max_pending_per_ip: 32,
+            connections_per_second_per_ip: 20.0,
+            connection_burst_per_ip: 64.0,
             max_publishers: 256,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             read_buffer: 64 * 1024,
+            limits: SessionLimits::default(),
         }
     }
 }
+
+/// Read buffer of a connection that is not publishing yet.
+const PENDING_READ_BUFFER: usize = 4096;
 
 /// Counters exported as metrics.
 #[derive(Debug, Default)]
@@ -76,33 +100,235 @@ pub struct ServerStats {
     pub accepted: AtomicU64,
     pub evicted: AtomicU64,
     pub refused: AtomicU64,
+    /// Connections closed at once because their peer address connected too often.
+    pub rate_limited: AtomicU64,
     pub failed: AtomicU64,
+    /// Connection tasks that panicked (their slots were freed).
+    pub panicked: AtomicU64,
     pub publishing: AtomicU64,
+    /// Connections closed for breaking a limit or the protocol, by [`Violation`].
+    violations: [AtomicU64; Violation::ALL.len()],
 }
 
+impl ServerStats {
+    pub fn violation(&self, kind: Violation) -> u64 {
+        self.violations[kind as usize].load(Ordering::Relaxed)
+    }
+
+    fn count_violation(&self, kind: Violation) {
+        self.violations[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters as Prometheus text.
+    pub fn render(&self) -> String {
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        for (name, kind, help, value) in [
+            (
+                "connections_total",
+                "counter",
+                "RTMP connections accepted",
+                c(&self.accepted),
+            ),
+            (
+                "evicted_total",
+                "counter",
+                "pending connections closed to admit others",
+                c(&self.evicted),
+            ),
+            (
+                "rate_limited_total",
+                "counter",
+                "connections closed: their address connected too often",
+                c(&self.rate_limited),
+            ),
+            (
+                "publish_refused_total",
+                "counter",
+                "publish requests refused",
+                c(&self.refused),
+            ),
+            (
+                "failed_total",
+                "counter",
+                "connections that ended in an error before publishing",
+                c(&self.failed),
+            ),
+            (
+                "panics_total",
+                "counter",
+                "connection tasks that panicked",
+                c(&self.panicked),
+            ),
+            (
+                "publishers",
+                "gauge",
+                "connections publishing now",
+                c(&self.publishing),
+            ),
+        ] {
+            out += &format!(
+                "# HELP media_analyzer_rtmp_{name} {help}\n# TYPE media_analyzer_rtmp_{name} {kind}\nmedia_analyzer_rtmp_{name} {value}\n"
+            );
+        }
+        out += "# HELP media_analyzer_rtmp_violations_total connections closed for breaking a limit or the protocol\n\
+                # TYPE media_analyzer_rtmp_violations_total counter\n";
+        for kind in Violation::ALL {
+            out += &format!(
+                "media_analyzer_rtmp_violations_total{{kind=\"{}\"}} {}\n",
+                kind.label(),
+                self.violation(kind)
+            );
+        }
+        out
+    }
+}
+
+/// Pending connections, oldest first, with how many each peer address holds.
 struct Pending {
-    queue: Mutex<VecDeque<(u64, CancellationToken)>>,
+    state: Mutex<PendingState>,
+}
+
+#[derive(Default)]
+struct PendingState {
+    queue: VecDeque<(u64, IpAddr, CancellationToken)>,
+    per_ip: HashMap<IpAddr, usize>,
+    /// Connection rate per address: tokens and when they were last refilled.
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl PendingState {
+    fn remove_at(&mut self, index: usize) -> Option<(u64, IpAddr, CancellationToken)> {
+        let entry = self.queue.remove(index)?;
+        if let Some(n) = self.per_ip.get_mut(&entry.1) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&entry.1);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Closes the oldest pending connection of `ip`.
+    fn evict_oldest_of(&mut self, ip: IpAddr) -> bool {
+        let Some(index) = self.queue.iter().position(|(_, i, _)| *i == ip) else {
+            return false;
+        };
+        if let Some((_, _, token)) = self.remove_at(index) {
+            token.cancel();
+        }
+        true
+    }
+}
+
+/// Whether a new connection was admitted, and what it cost others.
+#[derive(Debug, PartialEq)]
+enum Admission {
+    Admitted { evicted: usize },
+    RateLimited,
 }
 
 impl Pending {
-    fn admit(&self, id: u64, token: CancellationToken, max: usize) -> bool {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let mut evicted = false;
-        while q.len() >= max.max(1) {
-            if let Some((_, oldest)) = q.pop_front() {
-                oldest.cancel();
-                evicted = true;
+    fn admit(
+        &self,
+        id: u64,
+        ip: IpAddr,
+        token: CancellationToken,
+        config: &ServerConfig,
+        now: Instant,
+    ) -> Admission {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Token bucket per address; the map is pruned of full buckets when it grows.
+        let (rate, burst) = (
+            config.connections_per_second_per_ip.max(0.001),
+            config.connection_burst_per_ip.max(1.0),
+        );
+        if s.buckets.len() > 4 * config.max_pending.max(64) {
+            s.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = s.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens < 1.0 {
+            return Admission::RateLimited;
+        }
+        *tokens -= 1.0;
+
+        let mut evicted = 0;
+        while s.per_ip.get(&ip).copied().unwrap_or(0) >= config.max_pending_per_ip.max(1) {
+            if !s.evict_oldest_of(ip) {
+                break;
+            }
+            evicted += 1;
+        }
+        while s.queue.len() >= config.max_pending.max(1) {
+            let busiest = s.per_ip.iter().max_by_key(|(_, n)| **n).map(|(ip, _)| *ip);
+            match busiest {
+                Some(busiest) if s.evict_oldest_of(busiest) => evicted += 1,
+                _ => break,
             }
         }
-        q.push_back((id, token));
-        evicted
+        s.queue.push_back((id, ip, token));
+        *s.per_ip.entry(ip).or_insert(0) += 1;
+        Admission::Admitted { evicted }
     }
+
     fn leave(&self, id: u64) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(i, _)| *i != id);
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(index) = s.queue.iter().position(|(i, _, _)| *i == id) {
+            s.remove_at(index);
+        }
     }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.state.lock().unwrap().queue.len()
+    }
+}
+
+/// A connection's place among the pending ones; leaving (or unwinding) frees it.
+struct PendingSlot {
+    id: u64,
+    pending: Arc<Pending>,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.pending.leave(self.id);
+    }
+}
+
+/// One of `max_publishers` slots; dropping it (also while unwinding) frees it.
+struct PublisherSlot {
+    stats: Arc<ServerStats>,
+}
+
+impl PublisherSlot {
+    fn acquire(stats: &Arc<ServerStats>, max: usize) -> Option<Self> {
+        stats
+            .publishing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max as u64).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Self {
+            stats: stats.clone(),
+        })
+    }
+}
+
+impl Drop for PublisherSlot {
+    fn drop(&mut self) {
+        self.stats.publishing.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A publishing connection: the hub publisher and the slot it holds, released together.
+struct Publishing {
+    publisher: Publisher,
+    _slot: PublisherSlot,
 }
 
 /// Serves RTMP on `listener` until `shutdown` is cancelled, then closes every connection (ending
@@ -117,7 +343,7 @@ pub async fn run(
 ) {
     let config = Arc::new(config);
     let pending = Arc::new(Pending {
-        queue: Mutex::new(VecDeque::new()),
+        state: Mutex::new(PendingState::default()),
     });
     let mut connections = JoinSet::new();
     let mut next_id = 0u64;
@@ -126,8 +352,8 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             Some(done) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(e) = done && e.is_panic() {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    warn!("RTMP connection task panicked: {e}");
+                    stats.panicked.fetch_add(1, Ordering::Relaxed);
+                    warn!("RTMP connection task panicked (its slots were freed): {e}");
                 }
             }
             accepted = listener.accept() => {
@@ -143,18 +369,26 @@ pub async fn run(
                 next_id += 1;
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
                 let token = shutdown.child_token();
-                if pending.admit(next_id, token.clone(), config.max_pending) {
-                    stats.evicted.fetch_add(1, Ordering::Relaxed);
-                    debug!("closed the oldest pending RTMP connection to admit {peer}");
+                match pending.admit(next_id, peer.ip(), token.clone(), &config, Instant::now()) {
+                    Admission::RateLimited => {
+                        stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                        debug!(%peer, "RTMP connection refused: this address connects too often");
+                        drop(socket);
+                        continue;
+                    }
+                    Admission::Admitted { evicted } if evicted > 0 => {
+                        stats.evicted.fetch_add(evicted as u64, Ordering::Relaxed);
+                        debug!("closed {evicted} pending RTMP connection(s) to admit {peer}");
+                    }
+                    Admission::Admitted { .. } => {}
                 }
                 let connection = Connection {
-                    id: next_id,
                     peer,
                     config: config.clone(),
                     authorize: authorize.clone(),
                     hub: hub.clone(),
                     stats: stats.clone(),
-                    pending: pending.clone(),
+                    pending: PendingSlot { id: next_id, pending: pending.clone() },
                 };
                 connections.spawn(
                     connection
@@ -169,13 +403,12 @@ pub async fn run(
 }
 
 struct Connection {
-    id: u64,
     peer: SocketAddr,
     config: Arc<ServerConfig>,
     authorize: Arc<dyn AuthorizePublish>,
     hub: StreamHub,
     stats: Arc<ServerStats>,
-    pending: Arc<Pending>,
+    pending: PendingSlot,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,20 +428,27 @@ enum ConnectionError {
 impl Connection {
     async fn serve(self, socket: TcpStream, token: CancellationToken) {
         let _ = socket.set_nodelay(true);
-        let mut publisher = None;
-        let result = self.pump(socket, &token, &mut publisher).await;
-        self.pending.leave(self.id);
-        let stream = publisher
+        let mut publishing = None;
+        let result = self.pump(socket, &token, &mut publishing).await;
+        let stream = publishing
             .as_ref()
-            .map(|p: &Publisher| p.stream().to_string());
-        if publisher.is_some() {
-            self.stats.publishing.fetch_sub(1, Ordering::Relaxed);
-        }
+            .map(|p: &Publishing| p.publisher.stream().to_string());
         match (&result, stream) {
             (Ok(()), Some(stream)) => info!(%stream, "publisher finished"),
             (Ok(()), None) => debug!("connection closed"),
             (Err(ConnectionError::Refused(reason)), _) => {
                 warn!(reason = %reason, "publish refused")
+            }
+            (Err(ConnectionError::Session(e)), stream) => {
+                self.stats.count_violation(e.violation());
+                if stream.is_none() {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                warn!(
+                    stream = stream.as_deref().unwrap_or("-"),
+                    kind = e.violation().label(),
+                    "RTMP connection closed: {e}"
+                )
             }
             (Err(e), Some(stream)) => warn!(%stream, "publisher dropped: {e}"),
             (Err(e), None) => {
@@ -216,18 +456,19 @@ impl Connection {
                 info!("connection closed: {e}")
             }
         }
-        // Dropping the publisher ends the stream for every subscriber (HLS closes its segment).
-        drop(publisher);
+        // Dropping the publisher ends the stream for every subscriber (HLS closes its segment),
+        // and frees its slot; the pending slot is freed when `self` drops.
+        drop(publishing);
     }
 
     async fn pump(
         &self,
         mut socket: TcpStream,
         token: &CancellationToken,
-        publisher: &mut Option<Publisher>,
+        publishing: &mut Option<Publishing>,
     ) -> Result<(), ConnectionError> {
-        let mut session = Session::new(Some(self.config.app.clone()));
-        let mut buf = vec![0u8; self.config.read_buffer.max(4096)];
+        let mut session = Session::with_limits(Some(self.config.app.clone()), self.config.limits);
+        let mut buf = vec![0u8; PENDING_READ_BUFFER];
         let handshake_deadline = Instant::now() + self.config.handshake_timeout;
         loop {
             let establishing = session.is_establishing();
@@ -264,10 +505,10 @@ impl Connection {
                         match self.start_publish(&app, &stream_key).await {
                             Ok(p) => {
                                 session.accept_publish()?;
-                                info!(stream = %p.stream(), "publishing");
-                                self.pending.leave(self.id);
-                                self.stats.publishing.fetch_add(1, Ordering::Relaxed);
-                                *publisher = Some(p);
+                                info!(stream = %p.publisher.stream(), "publishing");
+                                self.pending.pending.leave(self.pending.id);
+                                buf.resize(self.config.read_buffer.max(PENDING_READ_BUFFER), 0);
+                                *publishing = Some(p);
                             }
                             Err(reason) => {
                                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -280,23 +521,22 @@ impl Connection {
                         }
                     }
                     SessionEvent::InfoChanged(info) => {
-                        if let Some(p) = publisher.as_mut() {
-                            p.set_info(info);
+                        if let Some(p) = publishing.as_mut() {
+                            p.publisher.set_info(info);
                         }
                     }
                     SessionEvent::Media(packet) => {
-                        if let Some(p) = publisher.as_mut() {
+                        if let Some(p) = publishing.as_mut() {
                             if packet.kind == MediaKind::Video && packet.is_config {
                                 debug!("video configuration received");
                             }
-                            p.send(packet).await;
+                            p.publisher.send(packet).await;
                         }
                     }
                     SessionEvent::PublishFinished => {
                         // End the stream now; the peer closes the socket when it is ready.
-                        if let Some(p) = publisher.take() {
-                            self.stats.publishing.fetch_sub(1, Ordering::Relaxed);
-                            info!(stream = %p.stream(), "publisher finished");
+                        if let Some(p) = publishing.take() {
+                            info!(stream = %p.publisher.stream(), "publisher finished");
                         }
                     }
                 }
@@ -311,21 +551,162 @@ impl Connection {
         }
     }
 
-    async fn start_publish(&self, app: &str, stream_key: &str) -> Result<Publisher, String> {
-        if self.stats.publishing.load(Ordering::Relaxed) >= self.config.max_publishers as u64 {
-            return Err(format!(
-                "server is at its limit of {} publishers",
-                self.config.max_publishers
-            ));
-        }
+    async fn start_publish(&self, app: &str, stream_key: &str) -> Result<Publishing, String> {
+        let slot =
+            PublisherSlot::acquire(&self.stats, self.config.max_publishers).ok_or_else(|| {
+                format!(
+                    "server is at its limit of {} publishers",
+                    self.config.max_publishers
+                )
+            })?;
         let grant = self
             .authorize
             .authorize_publish(app, stream_key, self.peer)
             .await?;
-        self.hub.publish(&grant.stream).map_err(|e| match e {
+        let publisher = self.hub.publish(&grant.stream).map_err(|e| match e {
             PublishError::AlreadyPublishing(_) => {
                 "this stream key is already publishing; stop the other encoder first".to_string()
             }
+        })?;
+        Ok(Publishing {
+            publisher,
+            _slot: slot,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(max_pending: usize, per_ip: usize) -> ServerConfig {
+        ServerConfig {
+            max_pending,
+            max_pending_per_ip: per_ip,
+            connections_per_second_per_ip: 1000.0,
+            connection_burst_per_ip: 1000.0,
+            ..ServerConfig::default()
+        }
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn a_flood_from_one_address_evicts_its_own_connections_only() {
+        let pending = Pending {
+            state: Mutex::new(PendingState::default()),
+        };
+        let config = config(8, 4);
+        let now = Instant::now();
+        let encoder = CancellationToken::new();
+        assert_eq!(
+            pending.admit(1, ip(1), encoder.clone(), &config, now),
+            Admission::Admitted { evicted: 0 }
+        );
+        let mut flood = Vec::new();
+        for id in 2..200 {
+            let t = CancellationToken::new();
+            pending.admit(id, ip(2), t.clone(), &config, now);
+            flood.push(t);
+        }
+        assert!(
+            !encoder.is_cancelled(),
+            "the encoder mid-handshake was evicted"
+        );
+        assert_eq!(flood.iter().filter(|t| !t.is_cancelled()).count(), 4);
+        // Many addresses: the server cap evicts from the address holding the most.
+        for id in 200..210 {
+            pending.admit(id, ip(id as u8), CancellationToken::new(), &config, now);
+        }
+        assert!(!encoder.is_cancelled());
+        assert!(pending.len() <= 8);
+        pending.leave(1);
+        assert!(pending.len() <= 7);
+    }
+
+    #[test]
+    fn connections_per_address_are_rate_limited_and_refill() {
+        let pending = Pending {
+            state: Mutex::new(PendingState::default()),
+        };
+        let config = ServerConfig {
+            connections_per_second_per_ip: 10.0,
+            connection_burst_per_ip: 5.0,
+            ..config(100, 100)
+        };
+        let now = Instant::now();
+        let admitted = (0..20)
+            .filter(|id| {
+                pending.admit(*id, ip(1), CancellationToken::new(), &config, now)
+                    != Admission::RateLimited
+            })
+            .count();
+        assert_eq!(admitted, 5, "the burst");
+        assert_ne!(
+            pending.admit(99, ip(2), CancellationToken::new(), &config, now),
+            Admission::RateLimited,
+            "other addresses are not affected"
+        );
+        let later = now + Duration::from_millis(300);
+        let admitted = (20..30)
+            .filter(|id| {
+                pending.admit(*id, ip(1), CancellationToken::new(), &config, later)
+                    != Admission::RateLimited
+            })
+            .count();
+        assert_eq!(admitted, 3, "10/s for 0.3 s");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_frees_its_publisher_and_pending_slots() {
+        let stats = Arc::new(ServerStats::default());
+        let pending = Arc::new(Pending {
+            state: Mutex::new(PendingState::default()),
+        });
+        let config = config(8, 8);
+        let mut tasks = JoinSet::new();
+        for id in 0..3 {
+            pending.admit(id, ip(1), CancellationToken::new(), &config, Instant::now());
+            let slot = PublisherSlot::acquire(&stats, 3).unwrap();
+            let pending_slot = PendingSlot {
+                id,
+                pending: pending.clone(),
+            };
+            tasks.spawn(async move {
+                let _held = (slot, pending_slot);
+                panic!("a bug in a connection task");
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            assert!(done.unwrap_err().is_panic());
+        }
+        assert_eq!(stats.publishing.load(Ordering::Relaxed), 0);
+        assert_eq!(pending.len(), 0);
+        assert!(PublisherSlot::acquire(&stats, 3).is_some());
+    }
+
+    #[test]
+    fn publisher_slots_never_exceed_the_limit() {
+        let stats = Arc::new(ServerStats::default());
+        let held: Vec<_> = (0..10)
+            .filter_map(|_| PublisherSlot::acquire(&stats, 4))
+            .collect();
+        assert_eq!(held.len(), 4);
+        drop(held);
+        assert_eq!(stats.publishing.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn violations_are_rendered_by_kind() {
+        let stats = ServerStats::default();
+        stats.count_violation(Violation::AmfDepth);
+        let text = stats.render();
+        assert!(
+            text.contains("media_analyzer_rtmp_violations_total{kind=\"amf_depth\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("media_analyzer_rtmp_evicted_total 0\n"));
     }
 }

@@ -3,44 +3,158 @@
 //! The states follow the protocol: the handshake, then `connect`, then
 //! `releaseStream`/`FCPublish`/`createStream`, then `publish` (which the server authorises),
 //! then media until `deleteStream`/`FCUnpublish` or the socket closes. Anything out of order, a
-//! chunk size outside 1..=16 MiB, or a malformed AMF0 command ends the session with an error
-//! that says what was wrong.
-
-use std::collections::HashMap;
+//! limit exceeded, or a malformed message ends the session with an error that says what was wrong
+//! and which [`Violation`] it was (for the counters).
+//!
+//! Every byte is bounded before it is parsed: the chunk stream by [`ChunkDecoder`] (message sizes,
+//! chunk streams, buffered bytes — small until a publish is accepted), commands by our own AMF0
+//! decoder (depth, value count), pictures by the size their SPS declares — in the sequence
+//! header and in every SPS sent inside a frame.
 
 use bytes::Bytes;
+use media::avc::{self, AvcError};
 use media::{AudioInfo, MediaKind, MediaPacket, StreamInfo, VideoInfo};
-use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::{PeerBandwidthLimitType, RtmpMessage, UserControlEventType};
-use rml_rtmp::rml_amf0::Amf0Value;
-use rml_rtmp::time::RtmpTimestamp;
 use thiserror::Error;
 
+use crate::amf0::{self, Amf0Error, Amf0Limits, Amf0Value};
+use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, Message, types};
 use crate::flv::{self, FlvError, FlvTag};
 
-/// The largest chunk size a peer may announce: a message can't be longer than 2^24 - 1 bytes.
-pub const MAX_CHUNK_SIZE: u32 = 0x00ff_ffff;
+pub use crate::chunk::MAX_CHUNK_SIZE;
+
 /// The chunk size we send with.
 const OUTBOUND_CHUNK_SIZE: u32 = 4096;
 const WINDOW_ACK_SIZE: u32 = 5_000_000;
+
+/// What a session accepts. Defaults suit OBS, ffmpeg and GStreamer up to 4K.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Before a publish is accepted: every message is a command, and little may be buffered.
+    pub establishing: ChunkLimits,
+    /// While publishing.
+    pub publishing: ChunkLimits,
+    pub amf: Amf0Limits,
+    /// Largest picture an SPS may declare (width, height and area are each checked).
+    pub max_width: u32,
+    pub max_height: u32,
+    pub max_pixels: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        let publishing = ChunkLimits::default();
+        Self {
+            establishing: ChunkLimits {
+                max_media_bytes: publishing.max_command_bytes,
+                max_buffered_bytes: 2 * publishing.max_command_bytes,
+                ..publishing
+            },
+            publishing,
+            amf: Amf0Limits::default(),
+            max_width: 4096,
+            max_height: 4096,
+            max_pixels: 4096 * 2304,
+        }
+    }
+}
+
+/// Which rule a misbehaving peer broke: the label of its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Violation {
+    Handshake,
+    ChunkSize,
+    MessageSize,
+    ChunkStreams,
+    Buffered,
+    ChunkStream,
+    AmfDepth,
+    AmfValues,
+    AmfMalformed,
+    PictureSize,
+    Media,
+    Protocol,
+}
+
+impl Violation {
+    pub const ALL: [Violation; 12] = [
+        Violation::Handshake,
+        Violation::ChunkSize,
+        Violation::MessageSize,
+        Violation::ChunkStreams,
+        Violation::Buffered,
+        Violation::ChunkStream,
+        Violation::AmfDepth,
+        Violation::AmfValues,
+        Violation::AmfMalformed,
+        Violation::PictureSize,
+        Violation::Media,
+        Violation::Protocol,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Violation::Handshake => "handshake",
+            Violation::ChunkSize => "chunk_size",
+            Violation::MessageSize => "message_size",
+            Violation::ChunkStreams => "chunk_streams",
+            Violation::Buffered => "buffered_bytes",
+            Violation::ChunkStream => "chunk_stream",
+            Violation::AmfDepth => "amf_depth",
+            Violation::AmfValues => "amf_values",
+            Violation::AmfMalformed => "amf_malformed",
+            Violation::PictureSize => "picture_size",
+            Violation::Media => "media",
+            Violation::Protocol => "protocol",
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum SessionError {
     #[error("RTMP handshake failed: {0}")]
     Handshake(String),
-    #[error("malformed RTMP chunk stream: {0}")]
-    Chunk(String),
-    #[error("malformed RTMP message: {0}")]
-    Message(String),
-    #[error("peer set chunk size {0}, outside 1..={MAX_CHUNK_SIZE}")]
-    ChunkSizeOutOfRange(u32),
+    #[error("RTMP chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("malformed RTMP command: {0}")]
+    Amf(#[from] Amf0Error),
+    #[error(
+        "picture of {width}x{height} is over the limit of {max_width}x{max_height} ({max_pixels} pixels)"
+    )]
+    PictureTooLarge {
+        width: u32,
+        height: u32,
+        max_width: u32,
+        max_height: u32,
+        max_pixels: u64,
+    },
     #[error("protocol violation: {0}")]
     Protocol(String),
     #[error("{0}")]
     Media(#[from] FlvError),
-    #[error("could not encode a response: {0}")]
-    Encode(String),
+}
+
+impl SessionError {
+    pub fn violation(&self) -> Violation {
+        match self {
+            SessionError::Handshake(_) => Violation::Handshake,
+            SessionError::Chunk(e) => match e {
+                ChunkError::ChunkSizeOutOfRange(_) => Violation::ChunkSize,
+                ChunkError::MessageTooLarge { .. } => Violation::MessageSize,
+                ChunkError::TooManyChunkStreams(_) => Violation::ChunkStreams,
+                ChunkError::BufferedTooMuch(_) => Violation::Buffered,
+                ChunkError::NoPreviousHeader(_)
+                | ChunkError::InterleavedMessage(_)
+                | ChunkError::BadControlMessage { .. } => Violation::ChunkStream,
+            },
+            SessionError::Amf(Amf0Error::TooDeep(_)) => Violation::AmfDepth,
+            SessionError::Amf(Amf0Error::TooManyValues(_)) => Violation::AmfValues,
+            SessionError::Amf(_) => Violation::AmfMalformed,
+            SessionError::PictureTooLarge { .. } => Violation::PictureSize,
+            SessionError::Media(_) => Violation::Media,
+            SessionError::Protocol(_) => Violation::Protocol,
+        }
+    }
 }
 
 /// What the server has to act on.
@@ -80,8 +194,9 @@ enum State {
 pub struct Session {
     state: State,
     expected_app: Option<String>,
-    deserializer: ChunkDeserializer,
-    serializer: ChunkSerializer,
+    limits: SessionLimits,
+    chunks: ChunkDecoder,
+    encoder: ChunkEncoder,
     outbound: Vec<u8>,
     info: StreamInfo,
     clock: [TimestampUnwrapper; 2],
@@ -110,14 +225,47 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// A command message: name, transaction id, command object, further arguments.
+struct Command {
+    name: String,
+    transaction_id: f64,
+    object: Amf0Value,
+    args: Vec<Amf0Value>,
+}
+
+impl Command {
+    fn parse(values: Vec<Amf0Value>) -> Result<Self, SessionError> {
+        let mut values = values.into_iter();
+        let Some(Amf0Value::String(name)) = values.next() else {
+            return Err(SessionError::Protocol(
+                "command message does not start with a command name".into(),
+            ));
+        };
+        // Notifications may omit the transaction id and the command object.
+        let transaction_id = values.next().and_then(|v| v.as_number()).unwrap_or(0.0);
+        let object = values.next().unwrap_or(Amf0Value::Null);
+        Ok(Self {
+            name,
+            transaction_id,
+            object,
+            args: values.collect(),
+        })
+    }
+}
+
 impl Session {
     /// `expected_app`: the only application name accepted in `connect` (e.g. `live`), or any.
     pub fn new(expected_app: Option<String>) -> Self {
+        Self::with_limits(expected_app, SessionLimits::default())
+    }
+
+    pub fn with_limits(expected_app: Option<String>, limits: SessionLimits) -> Self {
         Self {
             state: State::Handshake(Box::new(Handshake::new(PeerType::Server))),
             expected_app,
-            deserializer: ChunkDeserializer::new(),
-            serializer: ChunkSerializer::new(),
+            limits,
+            chunks: ChunkDecoder::new(limits.establishing),
+            encoder: ChunkEncoder::default(),
             outbound: Vec::new(),
             info: StreamInfo::default(),
             clock: [TimestampUnwrapper::default(), TimestampUnwrapper::default()],
@@ -126,6 +274,15 @@ impl Session {
             unacked: 0,
             next_message_stream: 1,
             pending_fps: None,
+        }
+    }
+
+    /// A session whose handshake is already done, so fuzzers and tests reach the chunk stream
+    /// directly (the handshake itself echoes 1536 random bytes a fuzzer cannot guess).
+    pub fn after_handshake(expected_app: Option<String>, limits: SessionLimits) -> Self {
+        Self {
+            state: State::AwaitingConnect,
+            ..Self::with_limits(expected_app, limits)
         }
     }
 
@@ -145,6 +302,11 @@ impl Session {
         )
     }
 
+    /// Whether the RTMP handshake is still in progress.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.state, State::Handshake(_))
+    }
+
     pub fn is_publishing(&self) -> bool {
         matches!(self.state, State::Publishing { .. })
     }
@@ -155,6 +317,11 @@ impl Session {
 
     pub fn info(&self) -> &StreamInfo {
         &self.info
+    }
+
+    /// Bytes held in partly received messages.
+    pub fn buffered(&self) -> usize {
+        self.chunks.buffered()
     }
 
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<Vec<SessionEvent>, SessionError> {
@@ -181,23 +348,10 @@ impl Session {
                 }
             }
         }
-        self.count_received(input.len())?;
-        loop {
-            let payload = self
-                .deserializer
-                .get_next_message(input)
-                .map_err(|e| SessionError::Chunk(format!("{e:?}")))?;
-            input = &[];
-            let Some(payload) = payload else { break };
-            let message = payload
-                .to_rtmp_message()
-                .map_err(|e| SessionError::Message(format!("{e:?}")))?;
-            self.handle_message(
-                message,
-                payload.message_stream_id,
-                payload.timestamp.value,
-                &mut events,
-            )?;
+        self.count_received(input.len());
+        self.chunks.push(input);
+        while let Some(message) = self.chunks.next_message()? {
+            self.handle_message(message, &mut events)?;
             if self.is_finished() {
                 break;
             }
@@ -205,7 +359,7 @@ impl Session {
         Ok(events)
     }
 
-    fn count_received(&mut self, n: usize) -> Result<(), SessionError> {
+    fn count_received(&mut self, n: usize) {
         self.bytes_received += n as u64;
         self.unacked += n as u64;
         if let Some(window) = self.peer_window_ack
@@ -213,50 +367,46 @@ impl Session {
         {
             self.unacked = 0;
             let sequence_number = self.bytes_received as u32;
-            self.send(RtmpMessage::Acknowledgement { sequence_number }, 0)?;
+            self.send_control(types::ACKNOWLEDGEMENT, &sequence_number.to_be_bytes());
         }
-        Ok(())
     }
 
     fn handle_message(
         &mut self,
-        message: RtmpMessage,
-        message_stream: u32,
-        timestamp: u32,
+        message: Message,
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), SessionError> {
-        match message {
-            RtmpMessage::SetChunkSize { size } => {
-                if size == 0 || size > MAX_CHUNK_SIZE {
-                    return Err(SessionError::ChunkSizeOutOfRange(size));
+        match message.type_id {
+            types::WINDOW_ACK_SIZE => {
+                if let Some(b) = message.payload.get(..4) {
+                    let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                    self.peer_window_ack = Some(size.max(1));
                 }
-                self.deserializer
-                    .set_max_chunk_size(size as usize)
-                    .map_err(|e| SessionError::Chunk(format!("{e:?}")))?;
             }
-            RtmpMessage::WindowAcknowledgement { size } => self.peer_window_ack = Some(size.max(1)),
-            RtmpMessage::Amf0Command {
-                command_name,
-                transaction_id,
-                command_object,
-                additional_arguments,
-            } => self.handle_command(
-                &command_name,
-                transaction_id,
-                command_object,
-                additional_arguments,
-                message_stream,
+            types::AMF0_COMMAND => {
+                let values = amf0::decode_all(&message.payload, self.limits.amf)?;
+                self.handle_command(Command::parse(values)?, message.stream_id, events)?
+            }
+            types::AMF0_DATA => {
+                let values = amf0::decode_all(&message.payload, self.limits.amf)?;
+                self.handle_data(values, events)
+            }
+            types::VIDEO => self.handle_media(
+                MediaKind::Video,
+                message.payload,
+                message.stream_id,
+                message.timestamp,
                 events,
             )?,
-            RtmpMessage::Amf0Data { values } => self.handle_data(values, events),
-            RtmpMessage::VideoData { data } => {
-                self.handle_media(MediaKind::Video, data, message_stream, timestamp, events)?
-            }
-            RtmpMessage::AudioData { data } => {
-                self.handle_media(MediaKind::Audio, data, message_stream, timestamp, events)?
-            }
-            // Acknowledgements, peer bandwidth, user control (ping responses), aborts, and AMF3
-            // messages that an AMF0 publisher never needs are ignored.
+            types::AUDIO => self.handle_media(
+                MediaKind::Audio,
+                message.payload,
+                message.stream_id,
+                message.timestamp,
+                events,
+            )?,
+            // Acknowledgements, peer bandwidth, user control (ping responses), aggregates, shared
+            // objects, and AMF3 messages that an AMF0 publisher never needs are ignored.
             _ => {}
         }
         Ok(())
@@ -264,90 +414,89 @@ impl Session {
 
     fn handle_command(
         &mut self,
-        name: &str,
-        transaction_id: f64,
-        command_object: Amf0Value,
-        args: Vec<Amf0Value>,
+        command: Command,
         message_stream: u32,
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), SessionError> {
-        match (name, &self.state) {
+        let Command {
+            name,
+            transaction_id,
+            object,
+            args,
+        } = command;
+        match (name.as_str(), &self.state) {
             ("connect", State::AwaitingConnect) => {
-                let app = command_object
-                    .get_object_properties()
-                    .and_then(|mut p| p.remove("app"))
-                    .and_then(|v| v.get_string())
+                let app = object
+                    .property("app")
+                    .and_then(Amf0Value::as_str)
                     .ok_or_else(|| SessionError::Protocol("connect without an app name".into()))?;
                 let app = app.trim_end_matches('/').to_string();
                 if let Some(expected) = &self.expected_app
                     && &app != expected
                 {
-                    self.send_status(0, transaction_id, "_error", "error", "NetConnection.Connect.Rejected",
-                        &format!("unknown application '{app}': publish to rtmp://HOST/{expected}/STREAM_KEY"))?;
+                    let expected = expected.clone();
+                    self.send_status(
+                        0,
+                        transaction_id,
+                        "_error",
+                        "error",
+                        "NetConnection.Connect.Rejected",
+                        &format!(
+                            "unknown application: publish to rtmp://HOST/{expected}/STREAM_KEY"
+                        ),
+                    );
                     self.state = State::Finished;
                     return Err(SessionError::Protocol(format!(
-                        "connect to unknown application '{app}'"
+                        "connect to unknown application '{}'",
+                        app.chars().take(64).collect::<String>()
                     )));
                 }
-                self.send(
-                    RtmpMessage::WindowAcknowledgement {
-                        size: WINDOW_ACK_SIZE,
-                    },
-                    0,
-                )?;
-                self.send(
-                    RtmpMessage::SetPeerBandwidth {
-                        size: WINDOW_ACK_SIZE,
-                        limit_type: PeerBandwidthLimitType::Dynamic,
-                    },
-                    0,
-                )?;
-                let packet = self
-                    .serializer
-                    .set_max_chunk_size(OUTBOUND_CHUNK_SIZE, RtmpTimestamp::new(0))
-                    .map_err(|e| SessionError::Encode(format!("{e:?}")))?;
-                self.outbound.extend_from_slice(&packet.bytes);
-                let mut properties = HashMap::new();
-                properties.insert(
-                    "fmsVer".to_string(),
-                    Amf0Value::Utf8String("FMS/3,0,1,123".into()),
-                );
-                properties.insert("capabilities".to_string(), Amf0Value::Number(31.0));
+                self.send_control(types::WINDOW_ACK_SIZE, &WINDOW_ACK_SIZE.to_be_bytes());
+                let mut bandwidth = WINDOW_ACK_SIZE.to_be_bytes().to_vec();
+                bandwidth.push(2); // dynamic
+                self.send_control(types::SET_PEER_BANDWIDTH, &bandwidth);
+                self.encoder
+                    .set_chunk_size(OUTBOUND_CHUNK_SIZE, &mut self.outbound);
+                let properties = Amf0Value::Object(vec![
+                    ("fmsVer".into(), Amf0Value::String("FMS/3,0,1,123".into())),
+                    ("capabilities".into(), Amf0Value::Number(31.0)),
+                ]);
                 let mut information = status_object(
                     "status",
                     "NetConnection.Connect.Success",
                     "Connection succeeded.",
                 );
-                information.insert("objectEncoding".to_string(), Amf0Value::Number(0.0));
-                self.send(
-                    RtmpMessage::Amf0Command {
-                        command_name: "_result".into(),
-                        transaction_id,
-                        command_object: Amf0Value::Object(properties),
-                        additional_arguments: vec![Amf0Value::Object(information)],
-                    },
+                information.push(("objectEncoding".into(), Amf0Value::Number(0.0)));
+                self.send_command(
                     0,
-                )?;
+                    "_result",
+                    transaction_id,
+                    properties,
+                    &[Amf0Value::Object(information)],
+                );
                 self.state = State::Connected { app };
             }
             ("connect", _) => return Err(SessionError::Protocol("connect sent twice".into())),
             (_, State::AwaitingConnect) => {
-                return Err(SessionError::Protocol(format!("'{name}' before connect")));
+                return Err(SessionError::Protocol(format!(
+                    "'{}' before connect",
+                    name.chars().take(64).collect::<String>()
+                )));
             }
             ("releaseStream" | "FCPublish" | "getStreamLength", _) => {
-                self.reply_result(transaction_id, vec![Amf0Value::Undefined])?;
+                self.reply_result(transaction_id, &[Amf0Value::Undefined]);
             }
             ("createStream", _) => {
                 let id = self.next_message_stream;
-                self.next_message_stream += 1;
-                self.reply_result(transaction_id, vec![Amf0Value::Number(id as f64)])?;
+                // A peer may create streams in a loop; ids stay small and never overflow.
+                self.next_message_stream = (self.next_message_stream % 1024) + 1;
+                self.reply_result(transaction_id, &[Amf0Value::Number(id as f64)]);
             }
             ("publish", State::Connected { app }) => {
                 // publish(null, name, type): the command object is null, then the name.
                 let stream_key = args
-                    .into_iter()
-                    .next()
-                    .and_then(|v| v.get_string())
+                    .first()
+                    .and_then(Amf0Value::as_str)
                     .filter(|k| !k.is_empty())
                     .ok_or_else(|| SessionError::Protocol("publish without a stream key".into()))?;
                 // OBS and others may append "?query" to the key; the key is what precedes it.
@@ -368,7 +517,7 @@ impl Session {
                     "error",
                     "NetStream.Play.Failed",
                     "this server ingests streams; watch them over HLS",
-                )?;
+                );
                 self.state = State::Finished;
                 return Err(SessionError::Protocol(
                     "play is not supported (ingest only)".into(),
@@ -387,16 +536,16 @@ impl Session {
 
     fn handle_data(&mut self, values: Vec<Amf0Value>, events: &mut Vec<SessionEvent>) {
         // "@setDataFrame", "onMetaData", {…}
-        let Some(Amf0Value::Object(props)) = values
-            .into_iter()
-            .find(|v| matches!(v, Amf0Value::Object(_)))
+        let Some(props) = values
+            .iter()
+            .find(|v| matches!(v, Amf0Value::Object(_) | Amf0Value::EcmaArray(_)))
         else {
             return;
         };
         if let Some(fps) = props
-            .get("framerate")
-            .or_else(|| props.get("videoframerate"))
-            .and_then(|v| v.clone().get_number())
+            .property("framerate")
+            .or_else(|| props.property("videoframerate"))
+            .and_then(Amf0Value::as_number)
             && fps.is_finite()
             && fps > 0.0
             && fps < 1000.0
@@ -407,6 +556,41 @@ impl Session {
                 events.push(SessionEvent::InfoChanged(self.info.clone()));
             }
         }
+    }
+
+    /// Refuses a picture over the size limits, before anything downstream allocates for it.
+    fn check_picture(&self, width: u32, height: u32) -> Result<(), SessionError> {
+        let l = &self.limits;
+        if width > l.max_width
+            || height > l.max_height
+            || width as u64 * height as u64 > l.max_pixels
+        {
+            return Err(SessionError::PictureTooLarge {
+                width,
+                height,
+                max_width: l.max_width,
+                max_height: l.max_height,
+                max_pixels: l.max_pixels,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks every SPS carried inside a frame (encoders may repeat or change it in-band).
+    fn check_inband_sps(&self, frame: &[u8]) -> Result<(), SessionError> {
+        let Some(config) = &self.info.avc else {
+            return Ok(());
+        };
+        for nal in avc::nal_units(frame, config.nal_length_size) {
+            // Malformed framing is the packager's to skip; only parameter sets matter here.
+            let Ok(nal) = nal else { break };
+            if nal.first().map(|b| b & 0x1f) == Some(7) {
+                let (width, height) = avc::sps_picture_size(nal)
+                    .map_err(|e: AvcError| SessionError::Media(FlvError::Avc(e)))?;
+                self.check_picture(width, height)?;
+            }
+        }
+        Ok(())
     }
 
     fn handle_media(
@@ -437,6 +621,11 @@ impl Session {
         };
         match tag {
             FlvTag::VideoConfig { config, raw } => {
+                self.check_picture(config.width, config.height)?;
+                for sps in config.sps.iter().skip(1) {
+                    let (width, height) = avc::sps_picture_size(sps).map_err(FlvError::Avc)?;
+                    self.check_picture(width, height)?;
+                }
                 self.info.video = Some(VideoInfo {
                     codec: "h264".into(),
                     width: config.width,
@@ -467,6 +656,7 @@ impl Session {
                         "H.264 frame before its sequence header".into(),
                     ));
                 }
+                self.check_inband_sps(&data)?;
                 events.push(SessionEvent::Media(packet(
                     keyframe,
                     false,
@@ -501,15 +691,10 @@ impl Session {
         };
         let (message_stream, description) =
             (*message_stream, format!("{stream_key} is now published."));
-        self.send(
-            RtmpMessage::UserControl {
-                event_type: UserControlEventType::StreamBegin,
-                stream_id: Some(message_stream),
-                buffer_length: None,
-                timestamp: None,
-            },
-            0,
-        )?;
+        // User control: StreamBegin (event 0) for the message stream.
+        let mut stream_begin = vec![0, 0];
+        stream_begin.extend_from_slice(&message_stream.to_be_bytes());
+        self.send_control(types::USER_CONTROL, &stream_begin);
         self.send_status(
             message_stream,
             0.0,
@@ -517,8 +702,9 @@ impl Session {
             "status",
             "NetStream.Publish.Start",
             &description,
-        )?;
+        );
         self.state = State::Publishing { message_stream };
+        self.chunks.set_limits(self.limits.publishing);
         Ok(())
     }
 
@@ -535,28 +721,16 @@ impl Session {
             "error",
             "NetStream.Publish.BadName",
             reason,
-        )?;
+        );
         self.state = State::Finished;
         Ok(())
     }
 
-    fn reply_result(
-        &mut self,
-        transaction_id: f64,
-        args: Vec<Amf0Value>,
-    ) -> Result<(), SessionError> {
+    fn reply_result(&mut self, transaction_id: f64, args: &[Amf0Value]) {
         if transaction_id == 0.0 {
-            return Ok(()); // a notification, no reply expected
+            return; // a notification, no reply expected
         }
-        self.send(
-            RtmpMessage::Amf0Command {
-                command_name: "_result".into(),
-                transaction_id,
-                command_object: Amf0Value::Null,
-                additional_arguments: args,
-            },
-            0,
-        )
+        self.send_command(0, "_result", transaction_id, Amf0Value::Null, args);
     }
 
     fn send_status(
@@ -567,44 +741,52 @@ impl Session {
         level: &str,
         code: &str,
         description: &str,
-    ) -> Result<(), SessionError> {
-        self.send(
-            RtmpMessage::Amf0Command {
-                command_name: command.into(),
-                transaction_id,
-                command_object: Amf0Value::Null,
-                additional_arguments: vec![Amf0Value::Object(status_object(
-                    level,
-                    code,
-                    description,
-                ))],
-            },
+    ) {
+        self.send_command(
             message_stream,
+            command,
+            transaction_id,
+            Amf0Value::Null,
+            &[Amf0Value::Object(status_object(level, code, description))],
         )
     }
 
-    fn send(&mut self, message: RtmpMessage, message_stream: u32) -> Result<(), SessionError> {
-        let payload = message
-            .into_message_payload(RtmpTimestamp::new(0), message_stream)
-            .map_err(|e| SessionError::Encode(format!("{e:?}")))?;
-        let packet = self
-            .serializer
-            .serialize(&payload, false, false)
-            .map_err(|e| SessionError::Encode(format!("{e:?}")))?;
-        self.outbound.extend_from_slice(&packet.bytes);
-        Ok(())
+    fn send_command(
+        &mut self,
+        message_stream: u32,
+        name: &str,
+        transaction_id: f64,
+        object: Amf0Value,
+        args: &[Amf0Value],
+    ) {
+        let mut body = Vec::new();
+        amf0::encode(&Amf0Value::String(name.into()), &mut body);
+        amf0::encode(&Amf0Value::Number(transaction_id), &mut body);
+        amf0::encode(&object, &mut body);
+        for arg in args {
+            amf0::encode(arg, &mut body);
+        }
+        self.encoder.write(
+            types::AMF0_COMMAND,
+            message_stream,
+            0,
+            &body,
+            &mut self.outbound,
+        );
+    }
+
+    fn send_control(&mut self, type_id: u8, payload: &[u8]) {
+        self.encoder
+            .write(type_id, 0, 0, payload, &mut self.outbound);
     }
 }
 
-fn status_object(level: &str, code: &str, description: &str) -> HashMap<String, Amf0Value> {
-    HashMap::from([
-        ("level".to_string(), Amf0Value::Utf8String(level.into())),
-        ("code".to_string(), Amf0Value::Utf8String(code.into())),
-        (
-            "description".to_string(),
-            Amf0Value::Utf8String(description.into()),
-        ),
-    ])
+fn status_object(level: &str, code: &str, description: &str) -> Vec<(String, Amf0Value)> {
+    vec![
+        ("level".into(), Amf0Value::String(level.into())),
+        ("code".into(), Amf0Value::String(code.into())),
+        ("description".into(), Amf0Value::String(description.into())),
+    ]
 }
 
 /// RTMP timestamps are 32-bit milliseconds that wrap after ~49 days; this extends them.
@@ -634,6 +816,7 @@ mod tests {
         ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
         PublishRequestType,
     };
+    use rml_rtmp::time::RtmpTimestamp;
 
     /// Drives our server session with rml_rtmp's client session, entirely in memory.
     struct Pair {
@@ -806,6 +989,198 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, ClientSessionEvent::ConnectionRequestRejected { .. }))
         );
+    }
+
+    /// A connected session ready to publish `sk` (accepted).
+    fn publishing() -> Pair {
+        let mut p = Pair::new();
+        let r = p.client.request_connection("live".into()).unwrap();
+        p.deliver(vec![r]);
+        let r = p
+            .client
+            .request_publishing("sk".into(), PublishRequestType::Live)
+            .unwrap();
+        p.deliver(vec![r]);
+        p.server.accept_publish().unwrap();
+        let reply = p.server.take_outbound();
+        let results = p.client.handle_input(&reply).unwrap();
+        p.deliver(results);
+        assert!(p.server.is_publishing());
+        p
+    }
+
+    /// Our encoder stands in for a hostile peer: any body, as one message, in chunks of the
+    /// size the session expects.
+    fn message(p: &Pair, type_id: u8, stream: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        ChunkEncoder::with_chunk_size(p.server.chunks.chunk_size())
+            .write(type_id, stream, 0, body, &mut out);
+        out
+    }
+
+    fn amf(values: &[Amf0Value]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for v in values {
+            amf0::encode(v, &mut body);
+        }
+        body
+    }
+
+    #[test]
+    fn deeply_nested_amf_is_refused_with_its_reason() {
+        // connect, 1, then strict arrays nested 10,000 deep (50 KB, under the command limit).
+        let mut body = amf(&[Amf0Value::String("connect".into()), Amf0Value::Number(1.0)]);
+        for _ in 0..10_000 {
+            body.extend_from_slice(&[0x0a, 0, 0, 0, 1]);
+        }
+        body.push(0x05);
+        let mut p = Pair::new();
+        let err = p
+            .server
+            .handle_input(&message(&p, 20, 0, &body))
+            .unwrap_err();
+        assert_eq!(err.violation(), Violation::AmfDepth, "{err}");
+        // 100,000 deep no longer fits a command message: refused at the chunk header.
+        let mut body = amf(&[Amf0Value::String("connect".into()), Amf0Value::Number(1.0)]);
+        for _ in 0..100_000 {
+            body.extend_from_slice(&[0x0a, 0, 0, 0, 1]);
+        }
+        let mut p = Pair::new();
+        let err = p
+            .server
+            .handle_input(&message(&p, 20, 0, &body))
+            .unwrap_err();
+        assert_eq!(err.violation(), Violation::MessageSize, "{err}");
+    }
+
+    #[test]
+    fn commands_with_few_values_are_errors_not_panics() {
+        for values in [
+            vec![],
+            vec![Amf0Value::Null],
+            vec![Amf0Value::String("connect".into())],
+            vec![Amf0Value::String("connect".into()), Amf0Value::Number(1.0)],
+        ] {
+            let mut p = Pair::new();
+            let err = p
+                .server
+                .handle_input(&message(&p, 20, 0, &amf(&values)))
+                .unwrap_err();
+            assert_eq!(err.violation(), Violation::Protocol, "{values:?}: {err}");
+        }
+        // After connect, notifications without a transaction id or object are fine.
+        let mut p = Pair::new();
+        let r = p.client.request_connection("live".into()).unwrap();
+        p.deliver(vec![r]);
+        for name in ["FCPublish", "createStream", "releaseStream", "_checkbw"] {
+            p.server
+                .handle_input(&message(&p, 20, 0, &amf(&[Amf0Value::String(name.into())])))
+                .unwrap();
+        }
+        let err = p
+            .server
+            .handle_input(&message(
+                &p,
+                20,
+                0,
+                &amf(&[Amf0Value::String("publish".into())]),
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("stream key"), "{err}");
+    }
+
+    fn sequence_header(width: u32, height: u32) -> Vec<u8> {
+        let mut tag = vec![0x17, 0, 0, 0, 0];
+        tag.extend_from_slice(&media::fixtures::avc_record_for_size(width, height));
+        tag
+    }
+
+    #[test]
+    fn pictures_over_the_size_limit_are_refused() {
+        let mut p = publishing();
+        let events = p
+            .server
+            .handle_input(&message(&p, 9, 1, &sequence_header(1920, 1080)))
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::InfoChanged(_)))
+        );
+        let mut p = publishing();
+        let err = p
+            .server
+            .handle_input(&message(&p, 9, 1, &sequence_header(8192, 4320)))
+            .unwrap_err();
+        assert_eq!(err.violation(), Violation::PictureSize, "{err}");
+        // Portrait 4K is within the limits; a 4096x4096 square is over the pixel count.
+        let mut p = publishing();
+        assert!(
+            p.server
+                .handle_input(&message(&p, 9, 1, &sequence_header(2160, 3840)))
+                .is_ok()
+        );
+        let mut p = publishing();
+        assert!(
+            p.server
+                .handle_input(&message(&p, 9, 1, &sequence_header(4096, 4096)))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_oversized_sps_inside_a_keyframe_is_refused() {
+        let mut p = publishing();
+        p.server
+            .handle_input(&message(&p, 9, 1, &sequence_header(1280, 720)))
+            .unwrap();
+        let sps = media::fixtures::sps_for_size(8192, 4320);
+        let mut frame = vec![0x17, 1, 0, 0, 0];
+        frame.extend_from_slice(&(sps.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&sps);
+        frame.extend_from_slice(&[0, 0, 0, 2, 0x65, 0x88]);
+        let err = p
+            .server
+            .handle_input(&message(&p, 9, 1, &frame))
+            .unwrap_err();
+        assert_eq!(err.violation(), Violation::PictureSize, "{err}");
+        // The same frame with a sane SPS goes through.
+        let mut p = publishing();
+        p.server
+            .handle_input(&message(&p, 9, 1, &sequence_header(1280, 720)))
+            .unwrap();
+        let sps = media::fixtures::sps_for_size(1280, 720);
+        let mut frame = vec![0x17, 1, 0, 0, 0];
+        frame.extend_from_slice(&(sps.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&sps);
+        frame.extend_from_slice(&[0, 0, 0, 2, 0x65, 0x88]);
+        let events = p.server.handle_input(&message(&p, 9, 1, &frame)).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Media(m) if m.keyframe))
+        );
+    }
+
+    #[test]
+    fn large_messages_are_refused_until_the_publish_is_accepted() {
+        let big = vec![0x17; 200_000];
+        let mut p = Pair::new();
+        let r = p.client.request_connection("live".into()).unwrap();
+        p.deliver(vec![r]);
+        let err = p.server.handle_input(&message(&p, 9, 1, &big)).unwrap_err();
+        assert_eq!(err.violation(), Violation::MessageSize, "{err}");
+        // While publishing a 200 KB keyframe is ordinary.
+        let mut p = publishing();
+        p.server
+            .handle_input(&message(&p, 9, 1, &sequence_header(1280, 720)))
+            .unwrap();
+        let mut frame = vec![0x17, 1, 0, 0, 0];
+        frame.extend_from_slice(&(200_000u32 - 9).to_be_bytes());
+        frame.push(0x65);
+        frame.resize(200_000, 0x88);
+        let events = p.server.handle_input(&message(&p, 9, 1, &frame)).unwrap();
+        assert!(events.iter().any(|e| matches!(e, SessionEvent::Media(_))));
     }
 
     #[test]
