@@ -1,9 +1,15 @@
 //! The host side of the detector world: frames, wasi-nn over the host's models, and log, all
 //! against one call's [`CallState`]. A component gets no filesystem, no sockets, no environment
 //! variables; its stdout and stderr are captured (bounded) as its log.
+//!
+//! Whatever a host call creates for the component (crops, tensors, model outputs) is charged to
+//! the call's [`HostBudget`] before it is allocated and released when the component drops it; a
+//! call past the budget traps with [`HostLimit::HostMemory`]. The argument checks are the plain
+//! functions of [`crate::args`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use inference::{Model, TensorData, TensorSpec};
 use runtime_wit::detector::media_analyzer::pipeline::{frames, log, types};
@@ -13,6 +19,9 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::SandboxConfig;
+use crate::args::{self, ArgError, ElementType, HostBudget, HostLimit};
 
 /// Models a component may load by name.
 pub type ModelRegistry = HashMap<String, Model>;
@@ -27,11 +36,17 @@ pub struct CallState {
     pub(crate) log: Vec<String>,
     /// Time spent inside model runs during this call.
     pub(crate) inference: std::time::Duration,
+    /// Host memory this call holds for the component.
+    pub(crate) budget: HostBudget,
+    /// When the call must end; host calls that wait give up then.
+    pub(crate) deadline: Instant,
+    pub(crate) config: SandboxConfig,
 }
 
 impl CallState {
-    pub fn new(models: Arc<ModelRegistry>, memory_bytes: usize, log_bytes: usize) -> Self {
-        let output = MemoryOutputPipe::new(log_bytes);
+    /// The state of one call that starts now, under `config`'s limits.
+    pub fn new(models: Arc<ModelRegistry>, config: &SandboxConfig) -> Self {
+        let output = MemoryOutputPipe::new(config.log_bytes);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
             .stderr(output.clone())
@@ -40,7 +55,7 @@ impl CallState {
             .allow_ip_name_lookup(false)
             .build();
         let limits = StoreLimitsBuilder::new()
-            .memory_size(memory_bytes)
+            .memory_size(config.memory_bytes)
             .trap_on_grow_failure(true)
             .instances(16)
             .tables(16)
@@ -54,6 +69,33 @@ impl CallState {
             output,
             log: Vec::new(),
             inference: Default::default(),
+            budget: HostBudget::new(config.host_memory_bytes),
+            deadline: Instant::now() + config.deadline,
+            config: config.clone(),
+        }
+    }
+
+    /// Host memory held for the component right now.
+    pub fn host_bytes(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// Charges `bytes` to the budget: a trap (not an error the component could ignore and retry)
+    /// when it is spent.
+    fn charge(&mut self, bytes: u64) -> wasmtime::Result<()> {
+        self.budget.charge(bytes).map_err(wasmtime::Error::new)
+    }
+
+    /// Puts a tensor in the table, charged to the budget.
+    fn push_tensor(&mut self, tensor: Tensor) -> wasmtime::Result<Resource<Tensor>> {
+        let bytes = args::tensor_bytes(&tensor.data);
+        self.charge(bytes as u64)?;
+        match self.table.push(tensor) {
+            Ok(handle) => Ok(handle),
+            Err(e) => {
+                self.budget.release(bytes);
+                Err(e.into())
+            }
         }
     }
 
@@ -132,13 +174,22 @@ impl frames::HostFrame for CallState {
             mean: [spec.mean.0, spec.mean.1, spec.mean.2],
             std: [spec.std.0, spec.std.1, spec.std.2],
         };
+        let bytes =
+            match args::frame_tensor_bytes(spec.width, spec.height, self.config.max_tensor_dim) {
+                Ok(b) => b,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+        // Refused before the host allocates, so a loop of huge tensors is a trap, not an OOM.
+        self.charge(bytes)?;
         let mut data = Vec::new();
-        let placement = match inference::prepare(&f.rgb, f.width, f.height, &spec, &mut data) {
+        let prepared = inference::prepare(&f.rgb, f.width, f.height, &spec, &mut data);
+        self.budget.release(bytes as usize);
+        let placement = match prepared {
             Ok(p) => p,
             Err(e) => return Ok(Err(e.to_string())),
         };
         let dimensions = spec.shape().iter().map(|&d| d as u32).collect();
-        let tensor = self.table.push(Tensor {
+        let tensor = self.push_tensor(Tensor {
             dimensions,
             data: TensorData::F32(data),
         })?;
@@ -159,22 +210,21 @@ impl frames::HostFrame for CallState {
         region: frames::Bbox,
     ) -> wasmtime::Result<Result<Resource<Frame>, String>> {
         let f = self.table.get(&frame)?.clone();
-        let clamp = |v: f32| v.clamp(0.0, 1.0);
-        let (x0, y0) = (clamp(region.x), clamp(region.y));
-        let (x1, y1) = (clamp(region.x + region.w), clamp(region.y + region.h));
-        let px0 = (x0 * f.width as f32).floor() as u32;
-        let py0 = (y0 * f.height as f32).floor() as u32;
-        let px1 = ((x1 * f.width as f32).ceil() as u32).min(f.width);
-        let py1 = ((y1 * f.height as f32).ceil() as u32).min(f.height);
-        if px1 <= px0 || py1 <= py0 {
-            return Ok(Err(format!("crop region {region:?} is empty")));
-        }
-        let (w, h) = (px1 - px0, py1 - py0);
-        let mut rgb = Vec::with_capacity((w * h * 3) as usize);
-        for y in py0..py1 {
-            let start = ((y * f.width + px0) * 3) as usize;
-            rgb.extend_from_slice(&f.rgb[start..start + (w * 3) as usize]);
-        }
+        let rect =
+            match args::crop_rect(f.width, f.height, [region.x, region.y, region.w, region.h]) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+        let (_, _, w, h) = rect;
+        let bytes = w as u64 * h as u64 * 3;
+        self.charge(bytes)?;
+        let rgb = match args::crop_pixels(&f.rgb, f.width, f.height, rect) {
+            Ok(rgb) => rgb,
+            Err(e) => {
+                self.budget.release(bytes as usize);
+                return Ok(Err(e.to_string()));
+            }
+        };
         let cropped = Frame {
             width: w,
             height: h,
@@ -201,7 +251,9 @@ impl frames::HostFrame for CallState {
     }
 
     fn drop(&mut self, frame: Resource<Frame>) -> wasmtime::Result<()> {
-        self.table.delete(frame)?;
+        // Only crops can be dropped (the call's own frame is a borrow), and only crops are charged.
+        let dropped = self.table.delete(frame)?;
+        self.budget.release(dropped.rgb.len());
         Ok(())
     }
 }
@@ -210,10 +262,13 @@ impl frames::HostFrame for CallState {
 
 impl log::Host for CallState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        #[cfg(test)]
+        if message == crate::tests::PANIC_HOOK {
+            panic!("the unit-test hook panicked inside a host call");
+        }
         // Bounded like stdout: a chatty component cannot grow the host's memory.
-        if self.log.len() < 1000 {
-            let mut message = message;
-            message.truncate(2000);
+        if self.log.len() < self.config.log_lines {
+            let message = args::cut_on_char_boundary(&message, self.config.log_line_bytes);
             self.log.push(format!("{level:?}: {message}"));
         }
         Ok(())
@@ -231,23 +286,17 @@ impl tensor::HostTensor for CallState {
         ty: tensor::TensorType,
         data: Vec<u8>,
     ) -> wasmtime::Result<Resource<Tensor>> {
-        let data = match ty {
-            tensor::TensorType::Fp32 => TensorData::F32(
-                data.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            ),
-            tensor::TensorType::I64 => TensorData::I64(
-                data.chunks_exact(8)
-                    .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                    .collect(),
-            ),
-            tensor::TensorType::U8 => TensorData::U8(data),
-            other => wasmtime::bail!(
-                "tensor type {other:?} is not supported by this host (FP32, I64, U8 are)"
-            ),
+        // The constructor cannot return an error: bad arguments trap, naming the limit.
+        let bad = |e: ArgError| wasmtime::Error::new(HostLimit::BadArgument(e));
+        let element = match ty {
+            tensor::TensorType::Fp32 => ElementType::F32,
+            tensor::TensorType::I64 => ElementType::I64,
+            tensor::TensorType::U8 => ElementType::U8,
+            other => return Err(bad(ArgError::TensorType(format!("{other:?}")))),
         };
-        Ok(self.table.push(Tensor { dimensions, data })?)
+        let (rank, dim) = (self.config.max_tensor_rank, self.config.max_tensor_dim);
+        let data = args::tensor_from_bytes(&dimensions, element, data, rank, dim).map_err(bad)?;
+        self.push_tensor(Tensor { dimensions, data })
     }
 
     fn dimensions(&mut self, t: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
@@ -271,7 +320,8 @@ impl tensor::HostTensor for CallState {
     }
 
     fn drop(&mut self, t: Resource<Tensor>) -> wasmtime::Result<()> {
-        self.table.delete(t)?;
+        let dropped = self.table.delete(t)?;
+        self.budget.release(args::tensor_bytes(&dropped.data));
         Ok(())
     }
 }
@@ -339,17 +389,38 @@ impl nn_inference::HostGraphExecutionContext for CallState {
             )?));
         };
         let mut tensors = Vec::with_capacity(inputs.len());
+        let mut in_flight = 0;
         for (input, handle) in inputs {
-            // Copied, not taken: the guest still owns the handle and may read it back. (A copy
-            // of a 416×416 input is ~0.1 ms next to ~50 ms of inference.)
-            let t = self.table.get(&handle)?;
-            tensors.push(inference::Tensor {
-                name: input,
-                shape: t.dimensions.iter().map(|&d| d as i64).collect(),
-                data: t.data.clone(),
-            });
+            // Taken, not copied: `named-tensor` hands the tensor to the host. It stays charged to
+            // the budget until the model is done with it.
+            let t = self.table.delete(handle)?;
+            in_flight += args::tensor_bytes(&t.data);
+            tensors.push((input, t));
         }
-        let outcome = match model.run_blocking(tensors) {
+        let checked = tensors.iter().try_for_each(|(input, t)| {
+            let declared = model.inputs().iter().find(|i| &i.name == input);
+            let shape = declared.map(|i| i.shape.as_slice()).unwrap_or_default();
+            args::check_dynamic_dims(input, shape, &t.dimensions, self.config.max_dynamic_dim)
+        });
+        if let Err(e) = checked {
+            self.budget.release(in_flight);
+            return Ok(Err(nn_error(
+                &mut self.table,
+                errors::ErrorCode::InvalidArgument,
+                e.to_string(),
+            )?));
+        }
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, t)| inference::Tensor {
+                name,
+                shape: t.dimensions.iter().map(|&d| d as i64).collect(),
+                data: t.data,
+            })
+            .collect();
+        let outcome = model.run_blocking(tensors);
+        self.budget.release(in_flight);
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e @ inference::InferenceError::BadInput { .. }) => {
                 return Ok(Err(nn_error(
@@ -376,10 +447,14 @@ impl nn_inference::HostGraphExecutionContext for CallState {
         self.inference += outcome.compute;
         let mut outputs = Vec::with_capacity(outcome.outputs.len());
         for t in outcome.outputs {
-            let dimensions = t.shape.iter().map(|&d| d.max(0) as u32).collect();
+            let dimensions = t
+                .shape
+                .iter()
+                .map(|&d| d.clamp(0, u32::MAX as i64) as u32)
+                .collect();
             outputs.push((
                 t.name,
-                self.table.push(Tensor {
+                self.push_tensor(Tensor {
                     dimensions,
                     data: t.data,
                 })?,

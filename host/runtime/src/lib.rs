@@ -2,22 +2,31 @@
 //!
 //! - [`engine`]: hardening in one function — pooling allocator, epoch deadlines, memory limits.
 //! - [`host`]: the host side of the detector world (frames, wasi-nn over the host's models, log).
-//! - [`Runtime`]: validates and compiles components (cached by content hash), keeps one
-//!   `InstancePre` per component version, and runs each call in a fresh store with a deadline,
-//!   so a trap, a loop or a memory bomb in one call never affects another.
+//! - [`args`]: the host calls' argument checks as plain functions (what the fuzz target drives).
+//! - [`Runtime`]: validates and compiles components (on a compile thread, cached by content
+//!   hash, LRU by bytes), keeps one `InstancePre` per component version, and runs each call in a
+//!   fresh store with a deadline (also inside host calls that wait), a host memory budget and
+//!   output limits checked while copying, so a trap, a loop, a sleep, a memory bomb or a host
+//!   panic in one call never affects another.
 
+pub mod args;
 pub mod engine;
 pub mod host;
+mod poll;
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runtime_wit::detector::{Detector, DetectorPre};
 use runtime_wit::{Detection, Frame};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
+pub use args::{ArgError, HostLimit, OutputLimit};
 pub use engine::{EpochTicker, SandboxConfig};
 pub use host::{CallState, ModelRegistry};
 
@@ -27,8 +36,14 @@ pub enum LoadError {
     NotAComponent(String),
     #[error("the component does not fit the {world} world: {reason}")]
     WrongWorld { world: &'static str, reason: String },
-    #[error("component of {0} bytes is larger than the {1}-byte limit")]
+    #[error("component of {0} bytes is larger than the {1}-byte limit (max_component_bytes)")]
     TooLarge(usize, usize),
+    #[error("compiling the component took longer than {0:?} (compile_timeout)")]
+    CompileTimeout(Duration),
+    #[error("{0} components are already waiting to be compiled (compile_queue); try again later")]
+    CompileBusy(usize),
+    #[error("the compiler failed: {0}")]
+    Compiler(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,18 +52,29 @@ pub enum CallError {
     Deadline(Duration),
     #[error("the component hit its memory limit")]
     OutOfMemory,
+    #[error(
+        "the component's host memory (tensors, crops, model outputs) passed the per-call budget of {limit} bytes (host_memory_bytes)"
+    )]
+    HostMemory { limit: usize },
+    #[error("the component passed a bad argument to a host call: {0}")]
+    BadArgument(ArgError),
     #[error("the component trapped: {0}")]
     Trap(String),
     #[error("the component returned an error: {0}")]
     Component(String),
     #[error("the component returned {0} detections, more than the limit of {1}")]
     TooMuchOutput(usize, usize),
+    #[error("the component's output is too large: {0}")]
+    OutputLimit(OutputLimit),
+    #[error(
+        "the component tried to copy more than {limit} bytes into the host in one go (max_transfer_bytes)"
+    )]
+    TooMuchData { limit: usize },
+    #[error("a host call panicked while serving the component (caught and counted): {0}")]
+    HostPanic(String),
     #[error("could not start the component: {0}")]
     Instantiate(String),
 }
-
-/// The largest component accepted.
-pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
 
 /// A compiled detector, ready to instantiate.
 #[derive(Clone)]
@@ -77,12 +103,26 @@ pub struct DetectOutcome {
     pub inference: Duration,
 }
 
+/// The compile cache's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entries: usize,
+    /// Compiled code held, bytes.
+    pub bytes: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
 pub struct Runtime {
-    engine: Engine,
     detector_linker: Linker<CallState>,
     models: Arc<ModelRegistry>,
     config: SandboxConfig,
-    compiled: Mutex<HashMap<String, Component>>,
+    compiled: Mutex<CompileCache>,
+    compiler: Compiler,
+    /// Host calls that panicked (caught: the call failed, the runtime went on).
+    host_panics: AtomicU64,
+    engine: Engine,
     _ticker: EpochTicker,
 }
 
@@ -91,14 +131,17 @@ impl Runtime {
         let engine = engine::engine(&config)?;
         let mut detector_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut detector_linker)?;
+        poll::add_to_linker(&mut detector_linker)?;
         Detector::add_to_linker::<CallState, HasSelf<CallState>>(&mut detector_linker, |s| s)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
-            engine,
             detector_linker,
             models: Arc::new(models),
+            compiled: Mutex::new(CompileCache::new(config.compile_cache_bytes)),
+            compiler: Compiler::start(&engine, config.compile_queue)?,
             config,
-            compiled: Mutex::new(HashMap::new()),
+            host_panics: AtomicU64::new(0),
+            engine,
             _ticker: ticker,
         })
     }
@@ -107,9 +150,28 @@ impl Runtime {
         &self.config
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Host calls that panicked since start (each failed its call with [`CallError::HostPanic`]).
+    pub fn host_panics(&self) -> u64 {
+        self.host_panics.load(Ordering::Relaxed) + self.compiler.panics.load(Ordering::Relaxed)
+    }
+
+    pub fn compile_cache(&self) -> CacheStats {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stats()
+    }
+
     fn compile(&self, bytes: &[u8]) -> Result<(String, Component), LoadError> {
-        if bytes.len() > MAX_COMPONENT_BYTES {
-            return Err(LoadError::TooLarge(bytes.len(), MAX_COMPONENT_BYTES));
+        if bytes.len() > self.config.max_component_bytes {
+            return Err(LoadError::TooLarge(
+                bytes.len(),
+                self.config.max_component_bytes,
+            ));
         }
         let hash = sha256_hex(bytes);
         if let Some(c) = self
@@ -118,15 +180,16 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .get(&hash)
         {
-            return Ok((hash, c.clone()));
+            return Ok((hash, c));
         }
         if !wasmparser_is_component(bytes) {
             return Err(LoadError::NotAComponent(
                 "expected a component (build with --target wasm32-wasip2 or `wasm-tools component new`)".into(),
             ));
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let component = self
+            .compiler
+            .compile(bytes.to_vec(), self.config.compile_timeout)?;
         self.compiled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -137,22 +200,21 @@ impl Runtime {
     /// Validates, compiles and links a detector component.
     pub fn load_detector(&self, bytes: &[u8]) -> Result<DetectorComponent, LoadError> {
         let (hash, component) = self.compile(bytes)?;
+        let wrong_world = |reason: String| LoadError::WrongWorld {
+            world: "detector",
+            reason,
+        };
         let instance_pre = self
             .detector_linker
             .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld {
-                world: "detector",
-                reason: format!("{e:#}"),
-            })?;
-        let pre = DetectorPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
-            world: "detector",
-            reason: format!("{e:#}"),
-        })?;
+            .map_err(|e| wrong_world(format!("{e:#}")))?;
+        let pre = DetectorPre::new(instance_pre).map_err(|e| wrong_world(format!("{e:#}")))?;
         Ok(DetectorComponent { hash, pre })
     }
 
     /// Runs `detect` on one frame in a fresh instance, under the sandbox limits. Blocking: call
-    /// it from a blocking thread.
+    /// it from a blocking thread. A panic in a host call is caught here, counted, and returned as
+    /// [`CallError::HostPanic`].
     pub fn detect(
         &self,
         component: &DetectorComponent,
@@ -161,44 +223,72 @@ impl Runtime {
     ) -> Result<DetectOutcome, CallError> {
         let started = Instant::now();
         let mut store = self.new_store();
-        let result = (|| {
-            let detector = component.pre.instantiate(&mut store)?;
-            let frame = store.data_mut().table.push(frame)?;
-            let borrowed = wasmtime::component::Resource::<Frame>::new_borrow(frame.rep());
-            detector
-                .media_analyzer_pipeline_detect()
-                .call_detect(&mut store, borrowed, config)
-        })();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.call_detect(&mut store, component, frame, config)
+        }))
+        .unwrap_or_else(|panic| {
+            self.host_panics.fetch_add(1, Ordering::Relaxed);
+            let message = panic_message(&*panic);
+            tracing::error!(component = %component.hash, "a host call panicked: {message}");
+            Err(CallError::HostPanic(message))
+        });
         let log = store.data_mut().take_log();
         let inference = store.data().inference;
-        let detections = match result {
-            Ok(Ok(d)) => d,
-            Ok(Err(message)) => return Err(CallError::Component(message)),
-            Err(e) => return Err(self.classify(e)),
-        };
-        if detections.len() > self.config.max_detections {
-            return Err(CallError::TooMuchOutput(
-                detections.len(),
-                self.config.max_detections,
-            ));
-        }
         Ok(DetectOutcome {
-            detections,
+            detections: result?,
             log,
             elapsed: started.elapsed(),
             inference,
         })
     }
 
-    /// A fresh store for one call, under the sandbox limits: memory, deadline (a trap when passed).
+    fn call_detect(
+        &self,
+        store: &mut Store<CallState>,
+        component: &DetectorComponent,
+        frame: Frame,
+        config: &[(String, String)],
+    ) -> Result<Vec<Detection>, CallError> {
+        let detector = component
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| self.classify(e))?;
+        let frame = store
+            .data_mut()
+            .table
+            .push(frame)
+            .map_err(|e| CallError::Instantiate(e.to_string()))?;
+        let borrowed = Resource::<Frame>::new_borrow(frame.rep());
+        // Lifting the result is bounded while it copies (hostcall fuel, max_transfer_bytes);
+        // what it copied is then held to the output limits.
+        let result = detector
+            .media_analyzer_pipeline_detect()
+            .call_detect(&mut *store, borrowed, config)
+            .map_err(|e| self.classify(e))?;
+        match result {
+            Ok(detections) => {
+                let mut budget = args::OutputBudget::new(&self.config);
+                match budget.check(&detections) {
+                    Ok(()) => Ok(detections),
+                    Err(l) if l.limit == "max_detections" => {
+                        Err(CallError::TooMuchOutput(l.got, l.max))
+                    }
+                    Err(l) => Err(CallError::OutputLimit(l)),
+                }
+            }
+            Err(message) => Err(CallError::Component(
+                args::cut_on_char_boundary(&message, self.config.log_line_bytes).to_string(),
+            )),
+        }
+    }
+
+    /// A fresh store for one call, under the sandbox limits: memory, deadline (a trap when passed,
+    /// also inside host calls that wait), host memory budget.
     fn new_store(&self) -> Store<CallState> {
-        let state = CallState::new(
-            self.models.clone(),
-            self.config.memory_bytes,
-            self.config.log_bytes,
-        );
+        let state = CallState::new(self.models.clone(), &self.config);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(self.config.max_transfer_bytes);
         store.set_epoch_deadline(self.config.deadline_ticks());
         store.epoch_deadline_trap();
         store
@@ -220,6 +310,13 @@ impl Runtime {
     }
 
     fn classify(&self, e: wasmtime::Error) -> CallError {
+        if let Some(limit) = e.downcast_ref::<HostLimit>() {
+            return match limit {
+                HostLimit::Deadline => CallError::Deadline(self.config.deadline),
+                HostLimit::HostMemory { limit, .. } => CallError::HostMemory { limit: *limit },
+                HostLimit::BadArgument(a) => CallError::BadArgument(a.clone()),
+            };
+        }
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Deadline(self.config.deadline),
             Some(Trap::MemoryOutOfBounds) | Some(Trap::HeapMisaligned) => {
@@ -235,6 +332,12 @@ impl Runtime {
             }
             None => {
                 let text = format!("{e:#}");
+                // wasmtime's own words when hostcall fuel runs out (its error type is private).
+                if text.contains("too much data is being copied between the host and the guest") {
+                    return CallError::TooMuchData {
+                        limit: self.config.max_transfer_bytes,
+                    };
+                }
                 if text.contains("forcing trap when growing memory")
                     || text.contains("memory minimum size")
                 {
@@ -243,6 +346,167 @@ impl Runtime {
                     CallError::Instantiate(text)
                 }
             }
+        }
+    }
+}
+
+/// What a panic said, as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Compiles untrusted bytes on its own thread, one at a time: a load waits at most
+/// `compile_timeout` for it, and the analysis threads never compile.
+struct Compiler {
+    jobs: SyncSender<CompileJob>,
+    queue: usize,
+    panics: Arc<AtomicU64>,
+}
+
+struct CompileJob {
+    bytes: Vec<u8>,
+    reply: mpsc::Sender<Result<Component, LoadError>>,
+}
+
+impl Compiler {
+    fn start(engine: &Engine, queue: usize) -> wasmtime::Result<Self> {
+        let (jobs, waiting) = mpsc::sync_channel::<CompileJob>(queue);
+        let panics = Arc::new(AtomicU64::new(0));
+        let (engine, counted) = (engine.clone(), panics.clone());
+        std::thread::Builder::new()
+            .name("wasm-compile".into())
+            .spawn(move || {
+                // Ends when the runtime (the sender) is dropped.
+                while let Ok(job) = waiting.recv() {
+                    let compiled =
+                        catch_unwind(AssertUnwindSafe(|| Component::new(&engine, &job.bytes)));
+                    let result = match compiled {
+                        Ok(Ok(c)) => Ok(c),
+                        Ok(Err(e)) => Err(LoadError::NotAComponent(format!("{e:#}"))),
+                        Err(panic) => {
+                            counted.fetch_add(1, Ordering::Relaxed);
+                            Err(LoadError::Compiler(format!(
+                                "the compiler panicked: {}",
+                                panic_message(&*panic)
+                            )))
+                        }
+                    };
+                    // The caller may have stopped waiting (compile_timeout).
+                    let _ = job.reply.send(result);
+                }
+            })?;
+        Ok(Self {
+            jobs,
+            queue,
+            panics,
+        })
+    }
+
+    fn compile(&self, bytes: Vec<u8>, timeout: Duration) -> Result<Component, LoadError> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .try_send(CompileJob { bytes, reply })
+            .map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => LoadError::CompileBusy(self.queue),
+                mpsc::TrySendError::Disconnected(_) => {
+                    LoadError::Compiler("the compile thread stopped".into())
+                }
+            })?;
+        match answer.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(LoadError::CompileTimeout(timeout)),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(LoadError::Compiler("the compile thread stopped".into()))
+            }
+        }
+    }
+}
+
+/// Compiled components by content hash, bounded by the bytes of their compiled code; the least
+/// recently used go first.
+struct CompileCache {
+    entries: HashMap<String, Cached>,
+    limit: usize,
+    bytes: usize,
+    /// Advances on every use; an entry's `used` is when it was last used.
+    clock: u64,
+    stats: CacheStats,
+}
+
+struct Cached {
+    component: Component,
+    bytes: usize,
+    used: u64,
+}
+
+impl CompileCache {
+    fn new(limit: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            limit,
+            bytes: 0,
+            clock: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    fn get(&mut self, hash: &str) -> Option<Component> {
+        self.clock += 1;
+        match self.entries.get_mut(hash) {
+            Some(entry) => {
+                entry.used = self.clock;
+                self.stats.hits += 1;
+                Some(entry.component.clone())
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    fn insert(&mut self, hash: String, component: Component) {
+        let range = component.image_range();
+        // The compiled image's size (addresses as numbers, nothing is dereferenced).
+        let bytes = (range.end as usize).saturating_sub(range.start as usize);
+        if bytes > self.limit || self.entries.contains_key(&hash) {
+            return; // too large to keep, or already kept by a concurrent load
+        }
+        while self.bytes + bytes > self.limit {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(h, _)| h.clone())
+            else {
+                break;
+            };
+            if let Some(gone) = self.entries.remove(&oldest) {
+                self.bytes -= gone.bytes;
+                self.stats.evictions += 1;
+            }
+        }
+        self.clock += 1;
+        self.bytes += bytes;
+        self.entries.insert(
+            hash,
+            Cached {
+                component,
+                bytes,
+                used: self.clock,
+            },
+        );
+    }
+
+    fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.entries.len(),
+            bytes: self.bytes,
+            ..self.stats
         }
     }
 }
@@ -258,4 +522,56 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `log` message on which the host panics in unit tests (components/test-programs/host-panic).
+    pub(crate) const PANIC_HOOK: &str = "test hook: panic in this host call";
+
+    fn component(name: &str) -> Vec<u8> {
+        let exe = std::env::current_exe().unwrap();
+        let dir = std::env::var_os("MEDIA_ANALYZER_COMPONENTS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                exe.ancestors()
+                    .nth(3)
+                    .unwrap()
+                    .join("wasm32-wasip2/release")
+            });
+        let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-components", path.display()))
+    }
+
+    fn frame() -> Frame {
+        Frame {
+            stream: "str_test".into(),
+            seq: 1,
+            pts_ms: 0,
+            width: 8,
+            height: 8,
+            rgb: Arc::new(vec![0; 8 * 8 * 3]),
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_host_call_fails_that_call_is_counted_and_the_runtime_goes_on() {
+        let rt = Runtime::new(SandboxConfig::default(), ModelRegistry::new()).unwrap();
+        let panicking = rt.load_detector(&component("host-panic")).unwrap();
+        let fine = rt.load_detector(&component("escape-attempt")).unwrap();
+        for round in 1..=2 {
+            let err = rt.detect(&panicking, frame(), &[]).unwrap_err();
+            assert!(
+                matches!(&err, CallError::HostPanic(m) if m.contains("unit-test hook")),
+                "{err}"
+            );
+            assert_eq!(rt.host_panics(), round);
+            if let Err(e) = rt.detect(&fine, frame(), &[]) {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
 }
