@@ -20,6 +20,13 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone)]
 pub struct Caller(pub Tenant);
 
+/// The same, with the id of the key the request was made with (for key management).
+#[derive(Debug, Clone)]
+pub struct CallerKey {
+    pub key_id: String,
+    pub tenant: Tenant,
+}
+
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
         .headers
@@ -32,7 +39,28 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// Checks an API key within the rate limits: a client address that failed too often lately is
+/// refused before its key is looked at, a wrong key counts as a failure, and a right one counts
+/// against the key's own request budget.
+pub(crate) async fn authenticate_key(
+    state: &AppState,
+    parts: &Parts,
+    key: &str,
+) -> Result<store::ApiKeyOwner, ApiError> {
+    state.limits.check_address(parts)?;
+    match state.store.api_key_owner(key).await? {
+        Some(owner) => {
+            state.limits.check_key(&owner.key_id)?;
+            Ok(owner)
+        }
+        None => {
+            state.limits.auth_failed(parts);
+            Err(ApiError::Unauthorized("invalid API key"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CallerKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -42,12 +70,23 @@ impl FromRequestParts<AppState> for Caller {
         let key = bearer(parts).ok_or(ApiError::Unauthorized(
             "missing Authorization: Bearer API_KEY",
         ))?;
-        state
-            .store
-            .authenticate_api_key(key)
-            .await?
-            .map(Caller)
-            .ok_or(ApiError::Unauthorized("invalid API key"))
+        let owner = authenticate_key(state, parts, key).await?;
+        Ok(CallerKey {
+            key_id: owner.key_id,
+            tenant: owner.tenant,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let CallerKey { tenant, .. } = CallerKey::from_request_parts(parts, state).await?;
+        Ok(Caller(tenant))
     }
 }
 
@@ -79,20 +118,37 @@ impl TokenKey {
 
     /// True when `token` was issued for `stream` and has not expired at `now_unix`.
     pub fn verify(&self, token: &str, stream: &str, now_unix: i64) -> bool {
-        let Some((message, sig)) = token.rsplit_once('.') else {
-            return false;
-        };
-        let Some((token_stream, expires)) = message.rsplit_once('.') else {
-            return false;
-        };
-        let Ok(expires) = expires.parse::<i64>() else {
-            return false;
-        };
-        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
-            return false;
-        };
-        token_stream == stream && expires > now_unix && self.mac(message).verify_slice(&sig).is_ok()
+        self.check(token, stream, now_unix).is_ok()
     }
+
+    /// When `token` expires (Unix seconds) if it is valid for `stream` at `now_unix`, else why not.
+    pub fn check(&self, token: &str, stream: &str, now_unix: i64) -> Result<i64, TokenProblem> {
+        let (message, sig) = token.rsplit_once('.').ok_or(TokenProblem::Forged)?;
+        let (token_stream, expires) = message.rsplit_once('.').ok_or(TokenProblem::Forged)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenProblem::Forged)?;
+        if self.mac(message).verify_slice(&sig).is_err() {
+            return Err(TokenProblem::Forged);
+        }
+        let expires = expires.parse::<i64>().map_err(|_| TokenProblem::Forged)?;
+        if token_stream != stream {
+            Err(TokenProblem::OtherStream)
+        } else if expires <= now_unix {
+            Err(TokenProblem::Expired)
+        } else {
+            Ok(expires)
+        }
+    }
+}
+
+/// Why a playback token was refused. Only a forged one counts as a failed authentication for
+/// the rate limit: an expired or misdirected token was issued by this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    Forged,
+    Expired,
+    OtherStream,
 }
 
 #[cfg(test)]
@@ -113,5 +169,12 @@ mod tests {
         let forged = token.replace(".1000.", ".9999.");
         assert!(!key.verify(&forged, "str_a", 999), "tampered expiry");
         assert!(!key.verify("garbage", "str_a", 0));
+        assert_eq!(key.check(&token, "str_a", 999), Ok(1000));
+        assert_eq!(key.check(&token, "str_a", 1000), Err(TokenProblem::Expired));
+        assert_eq!(
+            key.check(&token, "str_b", 0),
+            Err(TokenProblem::OtherStream)
+        );
+        assert_eq!(key.check(&forged, "str_a", 0), Err(TokenProblem::Forged));
     }
 }

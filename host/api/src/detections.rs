@@ -1,28 +1,55 @@
 //! `GET /api/v1/streams/{id}/detections`: what the analysis found, paged, by time range.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::error::ErrorBody;
+use crate::error::{ApiPath, ApiQuery, ErrorBody};
 use crate::streams::rfc3339_ms;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DetectionQuery {
     /// Start of the range (inclusive): RFC 3339 or Unix milliseconds. Default: the beginning.
+    #[param(schema_with = time_bound)]
     pub from: Option<String>,
     /// End of the range (exclusive): RFC 3339 or Unix milliseconds. Default: now and later.
+    /// A range that ends where or before it starts is empty.
+    #[param(schema_with = time_bound)]
     pub to: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next` from the previous page.
+    #[param(max_length = 64)]
     pub cursor: Option<String>,
+}
+
+/// `from` and `to` in the OpenAPI document: a date-time or Unix milliseconds (at most 64 bytes).
+fn time_bound() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .max_length(Some(64)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(i64::MIN as f64))
+                .maximum(Some(i64::MAX as f64)),
+        )
+        .build()
+        .into()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,40 +83,50 @@ fn parse_time(field: &str, value: Option<&str>, default: i64) -> Result<i64, Api
     }
     OffsetDateTime::parse(v, &Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "{field} must be RFC 3339 or Unix milliseconds, got '{v}'"
-            ))
-        })
+        .map_err(|_| ApiError::BadRequest(format!("{field} must be RFC 3339 or Unix milliseconds")))
 }
 
 /// Detections of one stream, oldest first.
 #[utoipa::path(get, path = "/api/v1/streams/{id}/detections", tag = "analysis",
-    params(("id" = String, Path, description = "stream id"), DetectionQuery),
+    params(("id" = String, Path, description = "stream id", max_length = 64), DetectionQuery),
     responses((status = 200, body = DetectionPage), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_detections(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
-    Query(query): Query<DetectionQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DetectionQuery>,
 ) -> Result<Json<DetectionPage>, ApiError> {
     state
         .store
         .stream(&tenant.id, &id)
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
+    for (field, value) in [
+        ("from", &query.from),
+        ("to", &query.to),
+        ("cursor", &query.cursor),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 64) {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must be at most 64 characters"
+            )));
+        }
+    }
     let from = parse_time("from", query.from.as_deref(), 0)?;
     let to = parse_time("to", query.to.as_deref(), i64::MAX)?;
-    if to <= from {
-        return Err(ApiError::BadRequest("to must be after from".into()));
-    }
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1..=1000, got {limit}"
-        )));
+        return Err(ApiError::BadRequest("limit must be 1..=1000".into()));
+    }
+    if to <= from {
+        // An empty range: nothing in it.
+        return Ok(Json(DetectionPage {
+            detections: Vec::new(),
+            next: None,
+        }));
     }
     let page = state
         .store

@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
@@ -23,6 +24,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::error::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
 
 /// Events a stream's ring holds (≈ 8 s of 30 fps analysis) before slow viewers lag.
@@ -174,39 +176,77 @@ pub fn detections_event(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Playback token (instead of a bearer API key), as for HLS.
+    #[param(max_length = 256)]
     token: Option<String>,
     /// Resume: first send what the store kept after this frame number.
-    since: Option<u64>,
+    #[param(minimum = 0)]
+    since: Option<i64>,
 }
 
+/// A message a viewer may send: `{"type":"renew","token":"…"}` replaces the playback token the
+/// socket was opened with (before it expires, when the socket is closed).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ViewerMessage {
+    Renew { token: String },
+}
+
+/// The close code sent when a viewer's playback token expires (policy violation).
+pub const TOKEN_EXPIRED_CLOSE: u16 = 1008;
+
 /// WebSocket of a stream's events (detections, alerts, stream state, lagged).
+///
+/// A socket opened with a playback token is closed (code 1008) when the token expires, unless
+/// the viewer sends `{"type":"renew","token":"NEW"}` with a newer token for the same stream first;
+/// the server answers `{"type":"renewed","expires_at":…}`. A socket opened with an API key stays.
 #[utoipa::path(get, path = "/api/v1/streams/{id}/events", tag = "analysis",
-    params(("id" = String, Path, description = "stream id"), EventsQuery),
+    params(("id" = String, Path, description = "stream id", max_length = 64), EventsQuery),
     responses((status = 101, description = "WebSocket: one JSON event per text message"),
-        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)),
+        (status = 400, description = "not a WebSocket upgrade, or a bad parameter", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 429, description = "rate limited (see Retry-After)", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
     parts: Parts,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    crate::hls::authorize(&state, &parts, &id, query.token.as_deref()).await?;
+    if !crate::hls::valid_stream_id(&id) {
+        return Err(ApiError::NotFound("stream"));
+    }
+    let since = match query.since {
+        Some(s) if s < 0 => {
+            return Err(ApiError::BadRequest(
+                "since must be a frame number, 0 or more".into(),
+            ));
+        }
+        s => s.map(|s| s as u64),
+    };
+    let access = crate::hls::authorize(&state, &parts, &id, query.token.as_deref()).await?;
     let stream = state
         .store
         .stream_by_id(&id)
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::BadRequest(
+            "this is a WebSocket endpoint: connect with Connection: Upgrade, Upgrade: websocket"
+                .into(),
+        )
+    })?;
     let size = stream.video.map(|v| (v.width, v.height)).unwrap_or((0, 0));
     let viewers = state.viewers.clone();
     let ring = viewers.ring(&id);
     let store = state.store.clone();
+    let token_key = state.token_key.clone();
     Ok(upgrade
-        // A viewer only sends pongs and a close: small buffers keep a viewer's memory low
-        // (tungstenite's default read buffer alone is 128 KiB).
+        // A viewer only sends pongs, renewals and a close: small buffers keep a viewer's memory
+        // low (tungstenite's default read buffer alone is 128 KiB).
         .read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
         .max_message_size(64 * 1024)
@@ -218,10 +258,15 @@ pub async fn events(
                 store,
                 stream: id,
                 size,
-                last_seq: query.since,
+                last_seq: since,
                 stats: viewers.stats.clone(),
+                token_key,
+                expires_unix: match access {
+                    crate::hls::Access::Token { expires_unix } => Some(expires_unix),
+                    crate::hls::Access::Key => None,
+                },
             };
-            if let Err(e) = viewer.serve(ring, query.since.is_some()).await {
+            if let Err(e) = viewer.serve(ring, since.is_some()).await {
                 debug!(stream = %viewer.stream, "viewer left: {e}");
             }
             viewers.stats.connected.fetch_sub(1, Relaxed);
@@ -236,6 +281,18 @@ struct Viewer {
     /// The last frame sent (events for frames up to it are not sent again).
     last_seq: Option<u64>,
     stats: Arc<ViewerStats>,
+    token_key: crate::TokenKey,
+    /// When the playback token the viewer holds expires (Unix seconds); `None` for an API key.
+    expires_unix: Option<i64>,
+}
+
+/// The instant a Unix time (seconds) falls on, by the tokio clock.
+fn instant_at(unix_s: i64) -> Instant {
+    let left_ms = unix_s
+        .saturating_mul(1000)
+        .saturating_sub(store::now_ms())
+        .max(0);
+    Instant::now() + Duration::from_millis(left_ms as u64)
 }
 
 impl Viewer {
@@ -249,8 +306,19 @@ impl Viewer {
         }
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut heard = Instant::now();
+        // Far enough never to fire for a viewer that holds an API key.
+        let never = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
         loop {
+            let expiry = self.expires_unix.map(instant_at).unwrap_or(never);
             tokio::select! {
+                _ = tokio::time::sleep_until(expiry) => {
+                    let close = axum::extract::ws::CloseFrame {
+                        code: TOKEN_EXPIRED_CLOSE,
+                        reason: "playback token expired".into(),
+                    };
+                    let _ = self.send_raw(Message::Close(Some(close))).await;
+                    return Ok(());
+                }
                 item = ring.recv() => match item {
                     Ok(Item::Event { seq, json }) => {
                         if let (Some(seq), Some(last)) = (seq, self.last_seq)
@@ -276,6 +344,10 @@ impl Viewer {
                 },
                 incoming = self.socket.recv() => match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(Message::Text(text))) => {
+                        heard = Instant::now();
+                        self.on_message(&text).await?;
+                    }
                     Some(Ok(_)) => heard = Instant::now(), // pong, or anything else: alive
                 },
                 _ = ping.tick() => {
@@ -286,6 +358,40 @@ impl Viewer {
                 }
             }
         }
+    }
+
+    /// A viewer's own message: a token renewal; anything else is answered with an error event.
+    async fn on_message(&mut self, text: &str) -> Result<(), String> {
+        let reply = match serde_json::from_str::<ViewerMessage>(text) {
+            Ok(ViewerMessage::Renew { token }) if self.expires_unix.is_some() => {
+                match self
+                    .token_key
+                    .check(&token, &self.stream, store::now_ms() / 1000)
+                {
+                    Ok(expires) => {
+                        let current = self.expires_unix.unwrap_or(expires);
+                        self.expires_unix = Some(current.max(expires));
+                        serde_json::json!({
+                            "type": "renewed", "stream": self.stream,
+                            "expires_at": crate::streams::rfc3339_ms(current.max(expires) * 1000),
+                        })
+                    }
+                    Err(_) => serde_json::json!({
+                        "type": "error", "stream": self.stream,
+                        "message": "invalid or expired playback token",
+                    }),
+                }
+            }
+            Ok(ViewerMessage::Renew { .. }) => serde_json::json!({
+                "type": "error", "stream": self.stream,
+                "message": "this socket was opened with an API key and does not expire",
+            }),
+            Err(_) => serde_json::json!({
+                "type": "error", "stream": self.stream,
+                "message": "unknown message: send {\"type\":\"renew\",\"token\":…}",
+            }),
+        };
+        self.send_raw(Message::Text(reply.to_string().into())).await
     }
 
     async fn send(&mut self, json: Utf8Bytes) -> Result<(), String> {
@@ -307,7 +413,10 @@ impl Viewer {
     /// Sends what the store kept after `last_seq`, one `detections` event per frame.
     async fn replay(&mut self) -> Result<(), String> {
         loop {
-            let after = self.last_seq.map(|s| s as i64).unwrap_or(-1);
+            let after = self
+                .last_seq
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
+                .unwrap_or(-1);
             let rows = self
                 .store
                 .detections_after_seq(&self.stream, after, REPLAY_PAGE)

@@ -3,14 +3,21 @@
 //! token is used, the playlist's segment URIs get the same token so players need nothing else.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use tokio::io::AsyncReadExt;
 
-use crate::auth::bearer;
+use crate::auth::{TokenProblem, authenticate_key, bearer};
+use crate::error::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
+
+/// A playlist larger than this is not served (ours are a few KiB: a window of segments).
+pub const MAX_PLAYLIST_BYTES: u64 = 1024 * 1024;
+/// Segments are sent from disk in pieces of this size, never read whole into memory.
+const SEGMENT_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
@@ -31,7 +38,7 @@ fn classify(name: &str) -> Option<HlsFile> {
         .then_some(HlsFile::Segment)
 }
 
-fn valid_stream_id(id: &str) -> bool {
+pub(crate) fn valid_stream_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -39,40 +46,47 @@ fn valid_stream_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// How a request for one stream was let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// By a playback token that expires then (Unix seconds).
+    Token { expires_unix: i64 },
+    /// By an API key of the owning tenant.
+    Key,
+}
+
 pub(crate) async fn authorize(
     state: &AppState,
     parts: &Parts,
     stream: &str,
     token: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<Access, ApiError> {
     if let Some(token) = token {
-        return if state
-            .token_key
-            .verify(token, stream, store::now_ms() / 1000)
-        {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("invalid or expired playback token"))
+        state.limits.check_address(parts)?;
+        return match state.token_key.check(token, stream, store::now_ms() / 1000) {
+            Ok(expires_unix) => Ok(Access::Token { expires_unix }),
+            Err(problem) => {
+                if problem == TokenProblem::Forged {
+                    state.limits.auth_failed(parts);
+                }
+                Err(ApiError::Unauthorized("invalid or expired playback token"))
+            }
         };
     }
     let key = bearer(parts).ok_or(ApiError::Unauthorized(
         "a playback token or a bearer API key is required",
     ))?;
-    let tenant = state
-        .store
-        .authenticate_api_key(key)
-        .await?
-        .ok_or(ApiError::Unauthorized("invalid API key"))?;
+    let owner = authenticate_key(state, parts, key).await?;
     match state.store.stream_tenant(stream).await? {
-        Some(owner) if owner == tenant.id => Ok(()),
+        Some(tenant) if tenant == owner.tenant.id => Ok(Access::Key),
         _ => Err(ApiError::NotFound("stream")),
     }
 }
 
 pub async fn serve_file(
     State(state): State<AppState>,
-    Path((stream, file)): Path<(String, String)>,
-    Query(query): Query<TokenQuery>,
+    ApiPath((stream, file)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
     if !valid_stream_id(&stream) {
@@ -81,8 +95,8 @@ pub async fn serve_file(
     let kind = classify(&file).ok_or(ApiError::NotFound("file"))?;
     authorize(&state, &parts, &stream, query.token.as_deref()).await?;
     let path = ::hls::stream_dir(&state.hls_root, &stream).join(&file);
-    let data = match tokio::fs::read(&path).await {
-        Ok(d) => d,
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(match kind {
                 HlsFile::Playlist => {
@@ -93,13 +107,26 @@ pub async fn serve_file(
         }
         Err(e) => {
             return Err(ApiError::Internal(format!(
-                "reading {}: {e}",
+                "opening {}: {e}",
                 path.display()
             )));
         }
     };
+    let internal =
+        |e: std::io::Error| ApiError::Internal(format!("reading {}: {e}", path.display()));
     let mut response = match kind {
         HlsFile::Playlist => {
+            let mut data = Vec::new();
+            file.take(MAX_PLAYLIST_BYTES + 1)
+                .read_to_end(&mut data)
+                .await
+                .map_err(internal)?;
+            if data.len() as u64 > MAX_PLAYLIST_BYTES {
+                return Err(ApiError::Internal(format!(
+                    "{} is larger than {MAX_PLAYLIST_BYTES} bytes",
+                    path.display()
+                )));
+            }
             let text = String::from_utf8_lossy(&data);
             let body = match &query.token {
                 Some(token) => with_token(&text, token),
@@ -115,9 +142,18 @@ pub async fn serve_file(
             r
         }
         HlsFile::Segment => {
-            let mut r = Body::from(data).into_response();
+            // Segments are written whole and renamed into place, so the size at open is final;
+            // the reader stops there whatever happens to the file meanwhile.
+            let len = file.metadata().await.map_err(internal)?.len();
+            let reader = file.take(len);
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                reader,
+                SEGMENT_CHUNK,
+            ));
+            let mut r = body.into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             // Segments never change once written; they are private to the stream's viewers.
             h.insert(
                 header::CACHE_CONTROL,

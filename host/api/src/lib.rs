@@ -3,12 +3,21 @@
 //! dashboard at `/`. Errors are `{"error": {"code", "message"}}` everywhere.
 //!
 //! The API reads the store and the HLS files; it knows nothing about RTMP.
+//!
+//! Every byte from the network is the attacker's: connections are capped and must send their
+//! headers in time (`server`), URIs, headers and bodies are bounded, API keys and failed
+//! authentications are rate limited (`limits`), and every error — whoever made it — is the
+//! documented JSON without the request's input in it (`edge`).
 
 pub mod auth;
 pub mod detections;
+mod edge;
 pub mod error;
 pub mod events;
 pub mod hls;
+pub mod keys;
+pub mod limits;
+mod server;
 pub mod streams;
 
 use std::future::Future;
@@ -16,17 +25,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 pub use auth::TokenKey;
 pub use error::ApiError;
+pub use limits::{HttpLimits, Limits};
+pub use server::serve_with_limits;
 
 /// Renders Prometheus text for `/metrics`.
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -44,12 +57,14 @@ pub struct AppState {
     pub metrics: MetricsRenderer,
     /// WebSocket viewers of stream events, fed from the bus.
     pub viewers: events::Viewers,
+    /// Size limits and the rate limiters.
+    pub limits: Limits,
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events),
+    info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`.\n\nLimits (defaults; see docs/api.md): request headers within 10 s and 64 KiB (431), URI 8 KiB (414), bodies 1 MiB (413), 1200 requests per minute per API key and 10 failed authentications per minute per client address (429 with Retry-After). Every error is `{\"error\": {\"code\", \"message\"}}`."),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events, keys::list_keys, keys::revoke_key),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"))
@@ -84,27 +99,27 @@ pub fn router(state: AppState) -> Router {
             "/streams/{id}/playback-token",
             post(streams::playback_token),
         )
+        .route("/keys", get(keys::list_keys))
+        .route("/keys/{id}", delete(keys::revoke_key))
         .route("/openapi.json", get(openapi_json))
         .fallback(api_not_found);
-    let mut app = Router::new()
+    let app = Router::new()
         .nest("/api/v1", api)
         .route("/api", get(api_not_found))
         .route("/api/{*rest}", get(api_not_found))
         .route("/hls/{stream}/{file}", get(hls::serve_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
-    app = match state
-        .dashboard
-        .as_ref()
-        .filter(|d| d.join("index.html").is_file())
-    {
-        Some(dir) => app
-            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
-        None => app.fallback(no_dashboard),
-    };
-    app.with_state(state)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .route("/metrics", get(metrics))
+        .fallback(dashboard);
+    let body_limit = state.limits.http.max_body_bytes;
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        edge::guard,
+    ))
+    .layer(DefaultBodyLimit::max(body_limit))
+    .with_state(state)
+    .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// What an ingest-only host serves over HTTP: health, readiness and metrics (the API, HLS and
@@ -115,18 +130,21 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(api_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::guard,
+        ))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// Serves `router` on `listener` with the default [`HttpLimits`] until `shutdown` resolves,
+/// then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_limits(listener, router, &HttpLimits::default(), shutdown).await
 }
 
 async fn openapi_json() -> Response {
@@ -146,7 +164,35 @@ async fn api_not_found(uri: Uri) -> ApiError {
     ApiError::NotFound("route")
 }
 
-async fn no_dashboard(uri: Uri) -> Response {
+/// No route matched: a file of the built dashboard, the dashboard's page for a browser opening
+/// one of its routes, or 404.
+async fn dashboard(State(state): State<AppState>, request: Request) -> Response {
+    let Some(dir) = state
+        .dashboard
+        .as_ref()
+        .filter(|d| d.join("index.html").is_file())
+    else {
+        return no_dashboard(request.uri()).await;
+    };
+    let page = edge::is_dashboard_route(request.method(), request.uri().path(), request.headers());
+    let (parts, body) = request.into_parts();
+    let file = ServeDir::new(dir)
+        .oneshot(Request::from_parts(parts.clone(), body))
+        .await;
+    match file {
+        Ok(r) if r.status() != StatusCode::NOT_FOUND => r.map(Body::new),
+        _ if page => match ServeFile::new(dir.join("index.html"))
+            .oneshot(Request::from_parts(parts, Body::empty()))
+            .await
+        {
+            Ok(r) => r.map(Body::new),
+            Err(e) => ApiError::Internal(format!("dashboard: {e}")).into_response(),
+        },
+        _ => ApiError::NotFound("route").into_response(),
+    }
+}
+
+async fn no_dashboard(uri: &Uri) -> Response {
     if uri.path() == "/" {
         Html(
             "<!doctype html><title>media-analyzer</title><h1>media-analyzer</h1>\
@@ -159,12 +205,12 @@ async fn no_dashboard(uri: Uri) -> Response {
     }
 }
 
+/// 200 when the store answers; else 503 with no detail (the reason goes to the log).
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!("not ready: the store does not answer: {e}");
+        return Err(ApiError::Unavailable("the store does not answer"));
+    }
     Ok("ready")
 }
 
@@ -177,5 +223,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     r
 }
 
+#[cfg(test)]
+mod socket_tests;
 #[cfg(test)]
 mod tests;

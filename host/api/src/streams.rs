@@ -1,7 +1,7 @@
 //! `/api/v1/me` and `/api/v1/streams…`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::error::{ErrorBody, JsonBody};
+use crate::error::{ApiPath, ErrorBody, JsonBody};
 use crate::{ApiError, AppState};
 
 /// Playback tokens live this long.
@@ -69,11 +69,39 @@ pub struct AnalysisView {
     /// `realtime`: the newest decoded frame, live (frames analysis can't keep up with are
     /// skipped). `batch`: every Nth frame of each closed HLS segment through a durable, bounded
     /// queue (nothing skipped; results arrive a segment or more later).
-    #[schema(value_type = String, example = "realtime")]
+    #[schema(value_type = AnalysisModeName, example = "realtime")]
     pub mode: store::AnalysisMode,
     /// Batch mode: analyse every Nth frame (1-1000; default 1).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1000, default = 1)]
     pub every: u32,
+}
+
+/// A JSON number with no fractional part (`5` or `5.0`: both are integers to JSON Schema) that
+/// fits in a u32; anything else is refused by the range check after it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    let value = match (n.as_u64(), n.as_f64()) {
+        (Some(v), _) => Some(v),
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    value
+        .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+        .ok_or_else(|| serde::de::Error::custom("every must be a whole number"))
+}
+
+/// The analysis modes, as the API spells them.
+#[derive(Debug, ToSchema)]
+#[schema(as = AnalysisMode)]
+#[allow(dead_code)] // describes store::AnalysisMode in the OpenAPI document only
+pub enum AnalysisModeName {
+    #[schema(rename = "realtime")]
+    Realtime,
+    #[schema(rename = "batch")]
+    Batch,
 }
 
 fn one() -> u32 {
@@ -98,6 +126,7 @@ pub struct StreamList {
 #[serde(deny_unknown_fields)]
 pub struct CreateStream {
     /// 1-64 characters: letters, digits, '-', '_', '.'
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
 }
 
@@ -160,7 +189,7 @@ impl From<store::Stream> for StreamView {
 
 /// The tenant behind the API key.
 #[utoipa::path(get, path = "/api/v1/me", tag = "account",
-    responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn me(Caller(tenant): Caller) -> Json<Me> {
     Json(Me {
@@ -173,7 +202,7 @@ pub async fn me(Caller(tenant): Caller) -> Json<Me> {
 
 /// The tenant's streams, live and offline.
 #[utoipa::path(get, path = "/api/v1/streams", tag = "streams",
-    responses((status = 200, body = StreamList), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = StreamList), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_streams(
     State(state): State<AppState>,
@@ -188,7 +217,9 @@ pub async fn list_streams(
 /// Creates a stream and returns its stream key (shown once).
 #[utoipa::path(post, path = "/api/v1/streams", tag = "streams", request_body = CreateStream,
     responses((status = 201, body = CreatedStream), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
+        (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_stream(
     State(state): State<AppState>,
@@ -208,13 +239,14 @@ pub async fn create_stream(
 
 /// One stream. Another tenant's stream is reported as not found.
 #[utoipa::path(get, path = "/api/v1/streams/{id}", tag = "streams",
-    params(("id" = String, Path, description = "stream id")),
-    responses((status = 200, body = StreamView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path, description = "stream id", max_length = 64)),
+    responses((status = 200, body = StreamView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_stream(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StreamView>, ApiError> {
     let stream = state
         .store
@@ -226,13 +258,14 @@ pub async fn get_stream(
 
 /// A short-lived token for playing this stream's HLS without the API key.
 #[utoipa::path(post, path = "/api/v1/streams/{id}/playback-token", tag = "streams",
-    params(("id" = String, Path, description = "stream id")),
-    responses((status = 200, body = PlaybackToken), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(("id" = String, Path, description = "stream id", max_length = 64)),
+    responses((status = 200, body = PlaybackToken), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn playback_token(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<PlaybackToken>, ApiError> {
     state
         .store
@@ -251,21 +284,22 @@ pub async fn playback_token(
 /// Switches a stream between realtime and batch analysis; takes effect within a few seconds, also
 /// while the stream is live.
 #[utoipa::path(put, path = "/api/v1/streams/{id}/mode", tag = "streams", request_body = AnalysisView,
-    params(("id" = String, Path, description = "stream id")),
+    params(("id" = String, Path, description = "stream id", max_length = 64)),
     responses((status = 200, body = StreamView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
+        (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_mode(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody<AnalysisView>,
 ) -> Result<Json<StreamView>, ApiError> {
     if !(1..=1000).contains(&body.every) {
-        return Err(ApiError::BadRequest(format!(
-            "every must be between 1 and 1000, not {}",
-            body.every
-        )));
+        return Err(ApiError::BadRequest(
+            "every must be between 1 and 1000".into(),
+        ));
     }
     let settings = store::AnalysisSettings {
         mode: body.mode,

@@ -12,6 +12,28 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(HttpLimits::default(), None).await
+}
+
+fn state_for(
+    store: &store::Store,
+    hls_root: PathBuf,
+    limits: HttpLimits,
+    dashboard: Option<PathBuf>,
+) -> AppState {
+    AppState {
+        store: store.clone(),
+        hls_root,
+        dashboard,
+        token_key: TokenKey::new(b"test-secret"),
+        rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+        metrics: Arc::new(|| "media_analyzer_up 1\n".to_string()),
+        viewers: events::Viewers::default(),
+        limits: Limits::new(limits),
+    }
+}
+
+async fn fixture_with(limits: HttpLimits, dashboard: Option<PathBuf>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = store::Store::open(&format!(
         "sqlite://{}",
@@ -20,15 +42,7 @@ async fn fixture() -> Fixture {
     .await
     .unwrap();
     let hls_root = dir.path().join("hls");
-    let state = AppState {
-        store: store.clone(),
-        hls_root: hls_root.clone(),
-        dashboard: None,
-        token_key: TokenKey::new(b"test-secret"),
-        rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-        metrics: Arc::new(|| "media_analyzer_up 1\n".to_string()),
-        viewers: events::Viewers::default(),
-    };
+    let state = state_for(&store, hls_root.clone(), limits, dashboard);
     Fixture {
         app: router(state),
         store,
@@ -418,4 +432,611 @@ async fn mode_switches_between_realtime_and_batch_and_is_validated() {
         f.store.analysis(&s.id).await.unwrap().unwrap().mode,
         store::AnalysisMode::Realtime
     );
+}
+
+// ---- hostile input: every error is the documented JSON, without the request's input ----
+
+/// Sends `req` through the router; status, headers and body.
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body.to_vec())
+}
+
+/// The documented error: JSON content type, `{"error":{"code","message"}}` with this code.
+#[track_caller]
+fn assert_error(status: StatusCode, headers: &axum::http::HeaderMap, body: &[u8], code: &str) {
+    assert_eq!(
+        headers.get("content-type").map(|v| v.to_str().unwrap()),
+        Some("application/json"),
+        "{status}: {}",
+        String::from_utf8_lossy(&body[..body.len().min(200)])
+    );
+    let v = json(body);
+    assert_eq!(v["error"]["code"], code, "{status}: {v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+}
+
+async fn tenant_with_key(store: &store::Store, name: &str) -> (store::Tenant, store::IssuedKey) {
+    let t = store.create_tenant(name).await.unwrap();
+    let key = store.create_api_key(&t.id, "t").await.unwrap();
+    (t, key)
+}
+
+fn get(uri: &str, key: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder().uri(uri);
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn query_errors_405_and_websocket_misuse_are_json() {
+    let f = fixture().await;
+    let (t, key) = tenant_with_key(&f.store, "a").await;
+    let (s, _) = f.store.create_stream(&t.id, "main").await.unwrap();
+    let k = Some(key.secret.as_str());
+    let marker = "ZZMARKERZZ".repeat(10);
+    for (uri, code) in [
+        (
+            format!("/api/v1/streams/{}/detections?limit=abc", s.id),
+            "bad_request",
+        ),
+        (
+            format!("/api/v1/streams/{}/detections?limit=-1", s.id),
+            "bad_request",
+        ),
+        (
+            format!("/api/v1/streams/{}/detections?limit=0", s.id),
+            "bad_request",
+        ),
+        (
+            format!("/api/v1/streams/{}/detections?{marker}=1", s.id),
+            "bad_request",
+        ),
+        (
+            format!("/api/v1/streams/{}/detections?from={marker}", s.id),
+            "bad_request",
+        ),
+        (
+            format!("/api/v1/streams/{}/events?since=abc", s.id),
+            "bad_request",
+        ),
+        // u64::MAX used to wrap to -1 and replay the stream's whole history.
+        (
+            format!("/api/v1/streams/{}/events?since=18446744073709551615", s.id),
+            "bad_request",
+        ),
+        (
+            format!("/api/v1/streams/{}/events?since=-5", s.id),
+            "bad_request",
+        ),
+        // A plain GET of the WebSocket endpoint.
+        (format!("/api/v1/streams/{}/events", s.id), "bad_request"),
+        (
+            format!("/hls/{}/index.m3u8?token=a&token=b", s.id),
+            "bad_request",
+        ),
+        ("/api/v1/streams/%FF%FE".to_string(), "bad_request"),
+    ] {
+        let (status, headers, body) = send(&f.app, get(&uri, k)).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_error(status, &headers, &body, code);
+        assert!(
+            !String::from_utf8_lossy(&body).contains(&marker),
+            "{uri} echoes its input: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    for (method, uri) in [
+        ("DELETE", "/api/v1/streams".to_string()),
+        ("PATCH", format!("/api/v1/streams/{}", s.id)),
+        ("POST", "/healthz".to_string()),
+        ("PUT", "/api/v1/openapi.json".to_string()),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {}", key.secret))
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(&f.app, req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_error(status, &headers, &body, "method_not_allowed");
+        assert!(headers.contains_key("allow"), "{method} {uri} keeps Allow");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_invalid_names_are_not_echoed() {
+    let f = fixture().await;
+    let (t, key) = tenant_with_key(&f.store, "a").await;
+    let (s, _) = f.store.create_stream(&t.id, "main").await.unwrap();
+    let post = |uri: &str, body: Vec<u8>, chunked: bool| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", key.secret))
+            .header("content-type", "application/json");
+        let body = if chunked {
+            // No Content-Length: the limit applies while reading.
+            Body::from_stream(futures::stream::iter(
+                body.chunks(64 * 1024)
+                    .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                    .collect::<Vec<_>>(),
+            ))
+        } else {
+            req = req.header("content-length", body.len());
+            Body::from(body)
+        };
+        req.body(body).unwrap()
+    };
+    let name = "A".repeat(2 << 20);
+    let ten_mb = format!(r#"{{"name":"{}"}}"#, "x".repeat(10 << 20)).into_bytes();
+    for chunked in [false, true] {
+        for uri in ["/api/v1/streams", "/healthz"] {
+            if chunked && uri == "/healthz" {
+                continue; // a route that reads no body never sees it
+            }
+            let (status, headers, body) = send(&f.app, post(uri, ten_mb.clone(), chunked)).await;
+            assert_eq!(
+                status,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{uri} chunked={chunked}"
+            );
+            assert_error(status, &headers, &body, "payload_too_large");
+            assert!(body.len() < 300);
+        }
+        let req = post(
+            "/api/v1/streams",
+            format!(r#"{{"name":"{name}"}}"#).into_bytes(),
+            chunked,
+        );
+        let (status, headers, body) = send(&f.app, req).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_error(status, &headers, &body, "payload_too_large");
+    }
+    // Under the limit but invalid: a short message without the name.
+    let name = "A".repeat(900 * 1024);
+    for body in [
+        format!(r#"{{"name":"{name}"}}"#),
+        format!(r#"{{"name":"ok","{name}":1}}"#),
+        format!(r#"{{"name":1{name}"#),
+    ] {
+        let (status, headers, bytes) =
+            send(&f.app, post("/api/v1/streams", body.into_bytes(), false)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_error(status, &headers, &bytes, "bad_request");
+        assert!(bytes.len() < 400, "{}", String::from_utf8_lossy(&bytes));
+    }
+    let req = Request::builder()
+        .method("PUT")
+        .uri(format!("/api/v1/streams/{}/mode", s.id))
+        .header("authorization", format!("Bearer {}", key.secret))
+        .header("content-type", "application/json")
+        .body(Body::from(format!(
+            r#"{{"mode":"{}"}}"#,
+            "b".repeat(500_000)
+        )))
+        .unwrap();
+    let (status, headers, bytes) = send(&f.app, req).await;
+    assert_error(status, &headers, &bytes, "bad_request");
+    assert!(bytes.len() < 400, "{}", String::from_utf8_lossy(&bytes));
+}
+
+#[tokio::test]
+async fn long_uris_are_414_json() {
+    let f = fixture().await;
+    let uri = format!("/api/v1/streams?pad={}", "p".repeat(9000));
+    let (status, headers, body) = send(&f.app, get(&uri, None)).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    assert_error(status, &headers, &body, "uri_too_long");
+    assert!(!String::from_utf8_lossy(&body).contains("ppp"));
+}
+
+/// A dashboard folder with an index page and one asset.
+fn dashboard_dir(root: &std::path::Path) -> PathBuf {
+    let dir = root.join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("index.html"),
+        "<!doctype html><app-root></app-root>",
+    )
+    .unwrap();
+    std::fs::write(dir.join("main.js"), "console.log(1)").unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn unknown_paths_are_json_404_not_the_dashboard() {
+    let root = tempfile::tempdir().unwrap();
+    let f = fixture_with(HttpLimits::default(), Some(dashboard_dir(root.path()))).await;
+    let page = |uri: &str| {
+        Request::builder()
+            .uri(uri)
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // The dashboard, its files and its own routes (for a browser).
+    for uri in ["/", "/streams/str_1", "/sign-in"] {
+        let (status, headers, body) = send(&f.app, page(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(String::from_utf8_lossy(&body).contains("app-root"), "{uri}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+    }
+    let (status, _, body) = send(&f.app, get("/main.js", None)).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"console.log(1)"[..])
+    );
+    // Not pages: the server's own prefixes, files that do not exist, non-browser clients.
+    for req in [
+        page("/hls/x"),
+        page("/hls"),
+        page("/hls/str_1/seg-1.ts/more"),
+        page("/api/v1"),
+        page("/metrics/x"),
+        page("/missing.js"),
+        get("/nothing-here", None),
+        get("/hls/x", None),
+    ] {
+        let uri = req.uri().to_string();
+        let (status, headers, body) = send(&f.app, req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert_error(status, &headers, &body, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn security_headers_are_on_the_dashboard_and_the_api() {
+    let root = tempfile::tempdir().unwrap();
+    let f = fixture_with(HttpLimits::default(), Some(dashboard_dir(root.path()))).await;
+    for uri in ["/", "/main.js", "/api/v1/streams", "/nothing"] {
+        let (_, headers, _) = send(&f.app, get(uri, None)).await;
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{uri}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{uri}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{uri}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(csp.contains("default-src 'self'"), "{csp}");
+        assert!(csp.contains("object-src 'none'"), "{csp}");
+    }
+}
+
+#[tokio::test]
+async fn readyz_does_not_tell_internals() {
+    let f = fixture().await;
+    f.store.close().await;
+    let (status, headers, body) = send(&f.app, get("/readyz", None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(status, &headers, &body, "unavailable");
+    let message = json(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(message, "service unavailable: the store does not answer");
+}
+
+#[tokio::test]
+async fn keys_are_listed_by_prefix_and_revoked_within_the_tenant() {
+    let f = fixture().await;
+    let (a, key_a) = tenant_with_key(&f.store, "a").await;
+    let spare = f.store.create_api_key(&a.id, "spare").await.unwrap();
+    let (b, key_b) = tenant_with_key(&f.store, "b").await;
+    let (stream, sk) = f.store.create_stream(&a.id, "main").await.unwrap();
+    let (_, sk_b) = f.store.create_stream(&b.id, "main").await.unwrap();
+
+    let (status, _, body) = send(&f.app, get("/api/v1/keys", Some(&key_a.secret))).await;
+    assert_eq!(status, StatusCode::OK);
+    let keys = json(&body)["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let text = serde_json::to_string(&keys).unwrap();
+    for secret in [&key_a.secret, &spare.secret, &sk.secret] {
+        assert!(!text.contains(secret.as_str()), "secrets are never listed");
+    }
+    assert!(
+        !text.contains(&key_b.id) && !text.contains(&sk_b.id),
+        "b's keys stay b's"
+    );
+    let sk_view = keys.iter().find(|k| k["id"] == sk.id.as_str()).unwrap();
+    assert_eq!(sk_view["kind"], "stream");
+    assert_eq!(sk_view["stream"], stream.id.as_str());
+    assert!(sk_view["revoked_at"].is_null());
+
+    let uri = format!("/api/v1/keys?prefix={}", &spare.secret[..12]);
+    let (_, _, body) = send(&f.app, get(&uri, Some(&key_a.secret))).await;
+    let found = json(&body)["keys"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["id"], spare.id.as_str());
+    assert_eq!(found[0]["label"], "spare");
+    for bad in ["%25", "a-b", &"a".repeat(40)] {
+        let uri = format!("/api/v1/keys?prefix={bad}");
+        let (status, headers, body) = send(&f.app, get(&uri, Some(&key_a.secret))).await;
+        assert_error(status, &headers, &body, "bad_request");
+    }
+
+    let delete = |id: &str, key: &str| {
+        Request::builder()
+            .method("DELETE")
+            .uri(format!("/api/v1/keys/{id}"))
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Another tenant's keys are not found; a key cannot revoke itself.
+    for id in [
+        &key_b.id,
+        &sk_b.id,
+        &"key_nope".to_string(),
+        &"x".repeat(100),
+    ] {
+        let (status, headers, body) = send(&f.app, delete(id, &key_a.secret)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+        assert_error(status, &headers, &body, "not_found");
+    }
+    assert!(
+        f.store
+            .authenticate_api_key(&key_b.secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (status, headers, body) = send(&f.app, delete(&key_a.id, &key_a.secret)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(status, &headers, &body, "conflict");
+
+    // Revoking: 204, then the key is refused everywhere; again is still 204.
+    for _ in 0..2 {
+        let (status, _, _) = send(&f.app, delete(&spare.id, &key_a.secret)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, _, _) = send(&f.app, get("/api/v1/me", Some(&spare.secret))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(
+        &f.app,
+        get(
+            &format!("/hls/{}/index.m3u8", stream.id),
+            Some(&spare.secret),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(&f.app, delete(&sk.id, &key_a.secret)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(f.store.stream_for_key(&sk.secret).await.unwrap().is_none());
+    let (_, _, body) = send(&f.app, get("/api/v1/keys", Some(&key_a.secret))).await;
+    let revoked = json(&body)["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["revoked_at"].is_string())
+        .count();
+    assert_eq!(revoked, 2);
+    // The OpenAPI document describes both endpoints.
+    let (_, _, body) = send(&f.app, get("/api/v1/openapi.json", None)).await;
+    let doc = json(&body);
+    assert!(doc["paths"]["/api/v1/keys"]["get"].is_object());
+    assert!(doc["paths"]["/api/v1/keys/{id}"]["delete"]["responses"]["409"].is_object());
+}
+
+fn from_address(mut req: Request<Body>, ip: [u8; 4]) -> Request<Body> {
+    let addr = std::net::SocketAddr::from((ip, 40000));
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    req
+}
+
+#[tokio::test]
+async fn api_keys_are_rate_limited() {
+    let limits = HttpLimits {
+        api_key_requests_per_minute: 3,
+        ..HttpLimits::default()
+    };
+    let f = fixture_with(limits, None).await;
+    let (_, key) = tenant_with_key(&f.store, "a").await;
+    let (_, other) = tenant_with_key(&f.store, "b").await;
+    for _ in 0..3 {
+        let (status, _, _) = send(&f.app, get("/api/v1/me", Some(&key.secret))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, headers, body) = send(&f.app, get("/api/v1/streams", Some(&key.secret))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_error(status, &headers, &body, "rate_limited");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    let (status, _, _) = send(&f.app, get("/api/v1/me", Some(&other.secret))).await;
+    assert_eq!(status, StatusCode::OK, "another key has its own budget");
+}
+
+#[tokio::test]
+async fn failed_authentications_are_rate_limited_per_address() {
+    let f = fixture().await;
+    let (t, key) = tenant_with_key(&f.store, "a").await;
+    let (s, _) = f.store.create_stream(&t.id, "main").await.unwrap();
+    let attacker = [203, 0, 113, 7];
+    for i in 0..10 {
+        let uri = if i % 2 == 0 {
+            "/api/v1/me".to_string()
+        } else {
+            format!("/hls/{}/index.m3u8?token=forged.1.AAAA", s.id)
+        };
+        let req = from_address(get(&uri, Some("mak_guess")), attacker);
+        let (status, _, _) = send(&f.app, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    // Now even a right key from that address waits, so guesses learn nothing.
+    let req = from_address(get("/api/v1/me", Some(&key.secret)), attacker);
+    let (status, headers, body) = send(&f.app, req).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_error(status, &headers, &body, "rate_limited");
+    assert!(headers.contains_key("retry-after"));
+    let req = from_address(get("/api/v1/me", Some("mak_guess")), attacker);
+    assert_eq!(send(&f.app, req).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // Other addresses are not affected; requests without credentials are not counted.
+    let req = from_address(get("/api/v1/me", Some(&key.secret)), [198, 51, 100, 1]);
+    assert_eq!(send(&f.app, req).await.0, StatusCode::OK);
+    for _ in 0..20 {
+        let req = from_address(get("/api/v1/me", None), [198, 51, 100, 2]);
+        assert_eq!(send(&f.app, req).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let req = from_address(get("/api/v1/me", Some(&key.secret)), [198, 51, 100, 2]);
+    assert_eq!(send(&f.app, req).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn hls_segments_stream_from_disk() {
+    let f = fixture().await;
+    let (t, key) = tenant_with_key(&f.store, "a").await;
+    let (s, _) = f.store.create_stream(&t.id, "main").await.unwrap();
+    let dir = f.hls_root.join(&s.id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let segment: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("seg-7.ts"), &segment).unwrap();
+    let response = f
+        .app
+        .clone()
+        .oneshot(get(&format!("/hls/{}/seg-7.ts", s.id), Some(&key.secret)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-length"],
+        segment.len().to_string().as_str()
+    );
+    // Read in bounded pieces, not as one buffer of the whole file.
+    let mut body = response.into_body();
+    let (mut frames, mut got, mut largest) = (0, Vec::new(), 0);
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        largest = largest.max(data.len());
+        got.extend_from_slice(&data);
+        frames += 1;
+    }
+    assert!(
+        frames >= 3 && largest <= 64 * 1024,
+        "{frames} frames, largest {largest}"
+    );
+    assert!(got == segment, "the segment arrives intact");
+
+    // A playlist larger than the cap is refused, not read whole.
+    let mut big = String::from("#EXTM3U\n");
+    while big.len() <= hls::MAX_PLAYLIST_BYTES as usize {
+        big.push_str("#EXTINF:2.000,\nseg-1.ts\n");
+    }
+    std::fs::write(dir.join("index.m3u8"), big).unwrap();
+    let (status, headers, body) = send(
+        &f.app,
+        get(&format!("/hls/{}/index.m3u8", s.id), Some(&key.secret)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_error(status, &headers, &body, "internal");
+    assert!(
+        !String::from_utf8_lossy(&body).contains(&s.id),
+        "no paths in errors"
+    );
+}
+
+#[tokio::test]
+async fn tenants_are_isolated_on_every_stream_route() {
+    let f = fixture().await;
+    let (a, _) = tenant_with_key(&f.store, "a").await;
+    let (_, key_b) = tenant_with_key(&f.store, "b").await;
+    let (s, _) = f.store.create_stream(&a.id, "main").await.unwrap();
+    for (method, uri) in [
+        ("GET", format!("/api/v1/streams/{}", s.id)),
+        ("GET", format!("/api/v1/streams/{}/detections", s.id)),
+        ("GET", format!("/api/v1/streams/{}/events", s.id)),
+        ("POST", format!("/api/v1/streams/{}/playback-token", s.id)),
+        ("GET", format!("/hls/{}/index.m3u8", s.id)),
+        ("GET", format!("/hls/{}/seg-1.ts", s.id)),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {}", key_b.secret))
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(&f.app, req).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_error(status, &headers, &body, "not_found");
+    }
+    // A playback token for a stream opens no other.
+    let token = TokenKey::new(b"test-secret").issue(&s.id, store::now_ms() / 1000 + 60);
+    let (other, _) = f.store.create_stream(&a.id, "other").await.unwrap();
+    let uri = format!("/api/v1/streams/{}/events?token={token}", other.id);
+    assert_eq!(
+        send(&f.app, get(&uri, None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_states_the_constraints() {
+    let f = fixture().await;
+    let (_, _, body) = send(&f.app, get("/api/v1/openapi.json", None)).await;
+    let doc = json(&body);
+    let schemas = &doc["components"]["schemas"];
+    let name = &schemas["CreateStream"]["properties"]["name"];
+    assert_eq!(
+        (name["minLength"].as_u64(), name["maxLength"].as_u64()),
+        (Some(1), Some(64))
+    );
+    assert!(name["pattern"].is_string());
+    let every = &schemas["AnalysisView"]["properties"]["every"];
+    assert_eq!(
+        (every["minimum"].as_u64(), every["maximum"].as_u64()),
+        (Some(1), Some(1000))
+    );
+    assert_eq!(
+        schemas["AnalysisMode"]["enum"],
+        serde_json::json!(["realtime", "batch"])
+    );
+    let detections = &doc["paths"]["/api/v1/streams/{id}/detections"]["get"];
+    let limit = detections["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"].as_u64(), Some(1000));
+    let events = &doc["paths"]["/api/v1/streams/{id}/events"]["get"];
+    let since = events["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "since")
+        .unwrap();
+    assert_eq!(since["schema"]["minimum"].as_u64(), Some(0));
+    // Every operation that takes a key documents 401 and 429; bodies document 413.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if path.ends_with("openapi.json") {
+                continue;
+            }
+            for status in ["401", "429"] {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{method} {path}: {status}"
+                );
+            }
+            if op.get("requestBody").is_some() {
+                assert!(op["responses"]["413"].is_object(), "{method} {path}: 413");
+            }
+        }
+    }
 }

@@ -54,7 +54,7 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
-    /// Create API keys and stream keys.
+    /// Create, list and revoke API keys and stream keys.
     Key {
         #[command(subcommand)]
         command: KeyCommand,
@@ -128,6 +128,26 @@ enum KeyCommand {
         stream: Option<String>,
         #[arg(long, default_value = "created by key create")]
         label: String,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// List keys (never their secrets): id, kind, prefix, tenant, stream or label, state.
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only keys whose secret starts with this (e.g. `mak_1a2b`).
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Revoke an API key or a stream key: by id (`key_…`, `skey_…`, see `key list`) or by a
+    /// prefix of its secret that only one key has. A revoked API key authenticates nothing from
+    /// then on; a revoked stream key is refused at the next publish.
+    Revoke {
+        /// Key id, or a unique prefix of the secret (at least 8 characters).
+        key: String,
         #[command(flatten)]
         args: ServeArgs,
     },
@@ -255,6 +275,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = open_store(&args, cli.log_format).await?;
             admin::key_create(&store, &tenant, stream.as_deref(), &label).await
         }
+        Command::Key {
+            command:
+                KeyCommand::List {
+                    tenant,
+                    prefix,
+                    args,
+                },
+        } => {
+            let store = open_store(&args, cli.log_format).await?;
+            admin::key_list(&store, tenant.as_deref(), prefix.as_deref()).await
+        }
+        Command::Key {
+            command: KeyCommand::Revoke { key, args },
+        } => admin::key_revoke(&open_store(&args, cli.log_format).await?, &key).await,
     }
 }
 
