@@ -181,8 +181,17 @@ impl Packager {
         let mut file: Option<SegmentFile> = None;
         info!(first_seq, "packaging started");
         while let Some(packet) = subscription.recv().await {
+            let forced_before = segmenter.forced_cuts;
             match segmenter.push(&packet, now_ms()) {
                 Ok(Some(finished)) => {
+                    if segmenter.forced_cuts > forced_before {
+                        warn!(
+                            segment = finished.segment.seq,
+                            "no keyframe for {} s: segment cut without one; set the encoder's keyframe interval to {} s",
+                            finished.segment.duration_ms / 1000,
+                            self.config.target_duration.as_secs_f64()
+                        );
+                    }
                     self.complete_segment(stream, &dir, &mut file, finished, false)
                         .await?
                 }
@@ -210,6 +219,7 @@ impl Packager {
         info!(
             segments = segmenter.next_seq() - first_seq,
             skipped = segmenter.skipped,
+            forced_cuts = segmenter.forced_cuts,
             "packaging ended"
         );
         Ok(())
@@ -239,7 +249,10 @@ impl Packager {
         let segment = finished.segment;
         SegmentFile::append(file, dir, segment.seq, &finished.data)?;
         if let Some(f) = file.take() {
-            f.finish()?;
+            // fsync can take a while on a busy disk: off the async workers.
+            tokio::task::spawn_blocking(move || f.finish())
+                .await
+                .map_err(std::io::Error::other)??;
         }
         let (text, expired) = {
             let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
@@ -353,9 +366,15 @@ impl SegmentFile {
         }
     }
 
+    /// Moves the complete segment into place, durably: its data reaches the disk before the
+    /// rename, and the rename before the playlist that lists it is written, so a crash (of the
+    /// machine, not only the process) never leaves a playlist listing a segment that is not on
+    /// disk or is cut short.
     fn finish(self) -> std::io::Result<()> {
+        self.file.sync_all()?;
         drop(self.file);
-        std::fs::rename(&self.tmp, &self.path)
+        std::fs::rename(&self.tmp, &self.path)?;
+        sync_dir(&self.path)
     }
 }
 
@@ -379,11 +398,28 @@ fn next_seq_on_disk(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Makes a rename into `path`'s folder durable (the folder's entry list reaches the disk).
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Replaces `path` with `data` atomically and durably (written, synced, renamed, folder synced).
 async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    tokio::fs::write(&tmp, data).await?;
-    tokio::fs::rename(&tmp, path).await
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    file.write_all(data).await?;
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&tmp, path).await?;
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || sync_dir(&path))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]

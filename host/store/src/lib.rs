@@ -19,7 +19,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
-pub use keys::{hash_secret, new_id, new_secret};
+pub use keys::{
+    ApiKeyOwner, KeyKind, KeyRecord, MAX_KEY_PREFIX, hash_secret, new_id, new_secret,
+    valid_key_prefix,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -40,6 +43,79 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Whether trying the same write again may succeed: a lost connection, a pool timeout, a busy
+    /// database, a server shutting down. A constraint the row breaks, a bad value or a missing
+    /// row fails the same way every time.
+    pub fn is_transient(&self) -> bool {
+        use sqlx::error::ErrorKind;
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => matches!(e.kind(), ErrorKind::Other),
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::Tls(_),
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+/// How a failed store write is tried again: `attempts` in all, waiting `first_delay`, then twice
+/// as long each time, up to `max_delay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: std::time::Duration,
+    pub max_delay: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts over about 1.5 s (0.1 + 0.2 + 0.4 + 0.8 s of waiting): enough for a pool to
+    /// replace a killed connection or a PostgreSQL fail-over to finish, short enough that a live
+    /// stream's results are not held up for long.
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_delay: std::time::Duration::from_millis(100),
+            max_delay: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Runs `write` until it succeeds, fails for good ([`StoreError::is_transient`] is false) or
+    /// has been tried `attempts` times; `on_retry` hears of each failure that is tried again
+    /// (the attempt that failed, from 1, and why).
+    pub async fn run<T, F, Fut>(
+        self,
+        mut write: F,
+        mut on_retry: impl FnMut(u32, &StoreError),
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut delay = self.first_delay;
+        let mut attempt = 1;
+        loop {
+            match write().await {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_transient() && attempt < self.attempts.max(1) => {
+                    on_retry(attempt, &e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.max_delay);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -133,6 +209,44 @@ pub struct BatchJob {
     pub queued_at: i64,
 }
 
+/// Whether the batch worker may run a job ([`Store::start_batch_job`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStart {
+    /// Run it: this is its `attempt`th start (1 the first time).
+    Run { attempt: i64 },
+    /// It was started too often without an outcome and is marked failed now.
+    GaveUp,
+    /// It is no longer queued (done, failed, or gone).
+    NotQueued,
+}
+
+/// One analysed frame's results, stored at most once per component
+/// ([`Store::store_frame_results`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameResults {
+    pub stream_id: String,
+    /// When the frame's publish session began (Unix ms): frame numbers start again at 0 in each
+    /// session of a stream, so `(session, seq)` names a frame.
+    pub session: i64,
+    pub seq: i64,
+    pub pts_ms: i64,
+    pub wallclock: i64,
+    /// The components that analysed the frame, also those that found nothing.
+    pub components: Vec<String>,
+    /// What they found; ids are filled in when stored.
+    pub detections: Vec<DetectionRecord>,
+}
+
+/// What [`Store::store_frame_results`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredFrame {
+    /// Detections written now.
+    pub detections: u64,
+    /// Components whose results for this frame were stored already (an earlier attempt that
+    /// committed, or a re-run batch job): left as they were.
+    pub already_stored: u64,
+}
+
 /// Batch queue counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchQueueDepth {
@@ -219,6 +333,15 @@ const STREAM_COLUMNS: &str = "s.id, s.tenant_id, s.name, s.state, s.created_at, 
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
+}
+
+/// Which engine is behind the pool: the few statements that cannot be written portably (row
+/// locks) pick their SQL by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 impl Store {
@@ -226,7 +349,7 @@ impl Store {
     /// `sqlite://PATH` (the file is created), `postgres://…`.
     pub async fn open(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let (url, max_connections) = if let Some(path) = url.strip_prefix("sqlite://") {
+        let (url, backend) = if let Some(path) = url.strip_prefix("sqlite://") {
             if let Some(parent) = Path::new(path.split('?').next().unwrap_or(path)).parent()
                 && !parent.as_os_str().is_empty()
             {
@@ -235,18 +358,49 @@ impl Store {
                 })?;
             }
             let sep = if path.contains('?') { '&' } else { '?' };
-            (format!("sqlite://{path}{sep}mode=rwc"), 4)
+            (format!("sqlite://{path}{sep}mode=rwc"), Backend::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (url.to_string(), 16)
+            (url.to_string(), Backend::Postgres)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .connect(&url)
-            .await?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                // WAL: readers never wait for the writer and a commit is one append to the log.
+                // The mode is kept in the file; it is set once, on a connection of its own,
+                // because switching needs the database to itself.
+                use sqlx::{Connection, Executor};
+                let mut first = sqlx::AnyConnection::connect(&url).await?;
+                first.execute("PRAGMA journal_mode = WAL").await?;
+                first.close().await?;
+                // One writer at a time (SQLite's own lock; waiters use the busy timeout), many
+                // readers: the pool is sized for the readers (the API, the analysers' lookups).
+                // synchronous=NORMAL in WAL mode: a commit survives a crash of the process; a
+                // power cut may lose the last commits but never corrupts the file.
+                let readers = std::thread::available_parallelism()
+                    .map(|n| n.get() as u32 * 2)
+                    .unwrap_or(4)
+                    .clamp(4, 16);
+                AnyPoolOptions::new()
+                    .max_connections(readers)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(&url)
+                    .await?
+            }
+        };
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, backend })
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -318,14 +472,7 @@ impl Store {
 
     /// The tenant that owns this API key, if the key exists and is not revoked.
     pub async fn authenticate_api_key(&self, secret: &str) -> Result<Option<Tenant>> {
-        let row = sqlx::query(
-            "SELECT t.id, t.name, t.created_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(hash_secret(secret))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(tenant_from_row).transpose()
+        Ok(self.api_key_owner(secret).await?.map(|owner| owner.tenant))
     }
 
     // ---- streams and stream keys ----
@@ -559,21 +706,147 @@ impl Store {
         limit: i64,
         at: i64,
     ) -> Result<bool> {
+        self.queue_batch_segment_on(None, stream_id, segment_seq, limit, at)
+            .await
+    }
+
+    /// [`Store::queue_batch_segment`] for a segment only `host` can read (it is on that host's
+    /// disk): only that host's worker claims the job. `None`: any host can.
+    pub async fn queue_batch_segment_on(
+        &self,
+        host: Option<&str>,
+        stream_id: &str,
+        segment_seq: i64,
+        limit: i64,
+        at: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO analysis_jobs (stream_id, segment_seq, every, state, queued_at) \
-             SELECT s.id, $2, s.analysis_every, 'queued', $3 FROM streams s \
+            "INSERT INTO analysis_jobs (stream_id, segment_seq, every, state, queued_at, host) \
+             SELECT s.id, $2, s.analysis_every, 'queued', $3, $5 FROM streams s \
              WHERE s.id = $1 AND s.analysis_mode = 'batch' \
              AND (SELECT COUNT(*) FROM analysis_jobs j WHERE j.stream_id = $1 AND j.state = 'queued') < $4 \
              ON CONFLICT (stream_id, segment_seq) DO UPDATE SET every = excluded.every, state = 'queued', \
-             queued_at = excluded.queued_at, finished_at = NULL, frames = NULL, error = NULL",
+             queued_at = excluded.queued_at, finished_at = NULL, frames = NULL, error = NULL, attempts = 0, \
+             host = excluded.host, lease_owner = NULL, leased_until = NULL",
         )
         .bind(stream_id)
         .bind(segment_seq)
         .bind(at)
         .bind(limit)
+        .bind(host)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Claims the oldest claimable job for `host`'s worker, atomically, so two hosts never run
+    /// the same job: a queued job that `host` can read, not leased or with its lease run out (its
+    /// worker crashed or hung). The claim counts one more attempt and leases the job to `host`
+    /// until `at + lease_ms`; the worker renews the lease while it runs the job
+    /// ([`Store::renew_batch_lease`]). A job claimed more than `max_attempts` times without an
+    /// outcome is marked failed instead (`JobStart::GaveUp`). `None`: nothing to claim now.
+    ///
+    /// PostgreSQL picks the row with `FOR UPDATE SKIP LOCKED` (concurrent claims take different
+    /// jobs instead of waiting for each other); SQLite has one writer at a time, so its single
+    /// `UPDATE … RETURNING` statement is atomic by itself.
+    pub async fn claim_batch_job(
+        &self,
+        host: &str,
+        lease_ms: i64,
+        max_attempts: i64,
+        at: i64,
+    ) -> Result<Option<(BatchJob, JobStart)>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE analysis_jobs SET lease_owner = $1, leased_until = $2, attempts = attempts + 1 \
+             WHERE (stream_id, segment_seq) IN (SELECT stream_id, segment_seq FROM analysis_jobs \
+             WHERE state = 'queued' AND (host IS NULL OR host = $1) \
+             AND (leased_until IS NULL OR leased_until <= $3) \
+             ORDER BY queued_at, stream_id, segment_seq LIMIT 1{lock}) \
+             RETURNING stream_id, segment_seq, every, queued_at, attempts"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(host)
+            .bind(at.saturating_add(lease_ms))
+            .bind(at)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let job = BatchJob {
+            stream_id: row.try_get(0)?,
+            segment_seq: row.try_get(1)?,
+            every: every_from(row.try_get(2)?),
+            queued_at: row.try_get(3)?,
+        };
+        let attempt: i64 = row.try_get(4)?;
+        if attempt > max_attempts {
+            let reason =
+                format!("given up after {max_attempts} attempts that each stopped the worker");
+            self.finish_batch_job(&job, Err(reason), at).await?;
+            return Ok(Some((job, JobStart::GaveUp)));
+        }
+        Ok(Some((job, JobStart::Run { attempt })))
+    }
+
+    /// Extends `host`'s lease on a job it runs to `until`; `false` when the lease is no longer
+    /// its own (it ran out and another worker claimed the job, or the job was finished or
+    /// re-queued): the worker then stops the job.
+    pub async fn renew_batch_lease(&self, job: &BatchJob, host: &str, until: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE analysis_jobs SET leased_until = $1 \
+             WHERE stream_id = $2 AND segment_seq = $3 AND state = 'queued' AND lease_owner = $4",
+        )
+        .bind(until)
+        .bind(&job.stream_id)
+        .bind(job.segment_seq)
+        .bind(host)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Hands a job `host` holds back to the queue, claimable again from `retry_at` (Unix ms; 0
+    /// at once). `refund`: the attempt does not count (the worker stopped for a shutdown, not
+    /// because of the job).
+    pub async fn release_batch_job(
+        &self,
+        job: &BatchJob,
+        host: &str,
+        refund: bool,
+        retry_at: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE analysis_jobs SET lease_owner = NULL, leased_until = $1, \
+             attempts = CASE WHEN attempts > 0 THEN attempts - $2 ELSE 0 END \
+             WHERE stream_id = $3 AND segment_seq = $4 AND state = 'queued' AND lease_owner = $5",
+        )
+        .bind(retry_at)
+        .bind(refund as i64)
+        .bind(&job.stream_id)
+        .bind(job.segment_seq)
+        .bind(host)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Frees every lease `host` holds, at its start: those jobs were running when it stopped
+    /// without finishing them (a crash), and it can run them again now instead of waiting for
+    /// the leases to run out. Their attempts still count.
+    pub async fn release_batch_leases(&self, host: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE analysis_jobs SET lease_owner = NULL, leased_until = NULL \
+             WHERE lease_owner = $1 AND state = 'queued'",
+        )
+        .bind(host)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// The oldest queued jobs, across streams.
@@ -597,6 +870,43 @@ impl Store {
             .collect()
     }
 
+    /// Counts one more attempt at a queued job before the worker runs it. A job started
+    /// `max_attempts` times already without an outcome (each attempt stopped the worker: a panic,
+    /// a crash of the process) is marked failed instead.
+    pub async fn start_batch_job(
+        &self,
+        job: &BatchJob,
+        max_attempts: i64,
+        at: i64,
+    ) -> Result<JobStart> {
+        let started = sqlx::query(
+            "UPDATE analysis_jobs SET attempts = attempts + 1 \
+             WHERE stream_id = $1 AND segment_seq = $2 AND state = 'queued'",
+        )
+        .bind(&job.stream_id)
+        .bind(job.segment_seq)
+        .execute(&self.pool)
+        .await?;
+        if started.rows_affected() == 0 {
+            return Ok(JobStart::NotQueued);
+        }
+        let attempt: i64 = sqlx::query(
+            "SELECT attempts FROM analysis_jobs WHERE stream_id = $1 AND segment_seq = $2",
+        )
+        .bind(&job.stream_id)
+        .bind(job.segment_seq)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get(0)?;
+        if attempt > max_attempts {
+            let reason =
+                format!("given up after {max_attempts} attempts that each stopped the worker");
+            self.finish_batch_job(job, Err(reason), at).await?;
+            return Ok(JobStart::GaveUp);
+        }
+        Ok(JobStart::Run { attempt })
+    }
+
     /// Records a job's outcome: the frames analysed, or why it failed.
     pub async fn finish_batch_job(
         &self,
@@ -609,8 +919,8 @@ impl Store {
             Err(e) => ("failed", None, Some(e)),
         };
         sqlx::query(
-            "UPDATE analysis_jobs SET state = $1, frames = $2, error = $3, finished_at = $4 \
-             WHERE stream_id = $5 AND segment_seq = $6",
+            "UPDATE analysis_jobs SET state = $1, frames = $2, error = $3, finished_at = $4, \
+             lease_owner = NULL, leased_until = NULL WHERE stream_id = $5 AND segment_seq = $6",
         )
         .bind(state)
         .bind(frames)
@@ -662,6 +972,23 @@ impl Store {
         Ok(())
     }
 
+    /// When the publish session that `segment_seq` belongs to began (Unix ms): the
+    /// PROGRAM-DATE-TIME of the session's first segment (the last discontinuity at or before
+    /// it, or the stream's first segment); 0 when the store has no such segment. The same answer
+    /// every time, so a batch job run again names its frames as the first run did.
+    pub async fn segment_session(&self, stream_id: &str, segment_seq: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT program_date_time FROM segments WHERE stream_id = $1 AND seq <= $2 \
+             AND (discontinuity <> 0 OR seq = (SELECT MIN(seq) FROM segments WHERE stream_id = $1)) \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(stream_id)
+        .bind(segment_seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
+    }
+
     /// Segments still on disk, oldest first.
     pub async fn segments(&self, stream_id: &str) -> Result<Vec<SegmentRecord>> {
         let rows = sqlx::query(
@@ -693,29 +1020,72 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         for d in detections.iter_mut() {
-            // Time-ordered ids: the wall clock first, so paging by id follows time.
-            d.id = format!("det_{:013}_{}", d.wallclock.max(0), &new_id("x")[2..]);
-            sqlx::query(
-                "INSERT INTO detections (id, stream_id, seq, pts_ms, wallclock, label, score, x, y, w, h, component) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&d.id)
-            .bind(&d.stream_id)
-            .bind(d.seq)
-            .bind(d.pts_ms)
-            .bind(d.wallclock)
-            .bind(&d.label)
-            .bind(d.score)
-            .bind(d.bbox[0])
-            .bind(d.bbox[1])
-            .bind(d.bbox[2])
-            .bind(d.bbox[3])
-            .bind(&d.component)
-            .execute(&mut *tx)
-            .await?;
+            insert_detection(&mut tx, d).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores an analysed frame's results, per component at most once: a component's results
+    /// for a frame that are stored already (`(stream, session, seq, component)` is the key) are
+    /// left as they are, so a write retried after a commit whose reply was lost, or a batch job
+    /// run again after a crash, never duplicates detections. One transaction: all or nothing.
+    pub async fn store_frame_results(&self, frame: &mut FrameResults) -> Result<StoredFrame> {
+        let mut components = frame.components.clone();
+        for d in &frame.detections {
+            if !components.contains(&d.component) {
+                components.push(d.component.clone());
+            }
+        }
+        let mut stored = StoredFrame::default();
+        let mut tx = self.pool.begin().await?;
+        for component in &components {
+            let count = frame
+                .detections
+                .iter()
+                .filter(|d| &d.component == component)
+                .count();
+            let marked = sqlx::query(
+                "INSERT INTO frame_results (stream_id, session, seq, component, pts_ms, wallclock, detections) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (stream_id, session, seq, component) DO NOTHING",
+            )
+            .bind(&frame.stream_id)
+            .bind(frame.session)
+            .bind(frame.seq)
+            .bind(component)
+            .bind(frame.pts_ms)
+            .bind(frame.wallclock)
+            .bind(count as i64)
+            .execute(&mut *tx)
+            .await?;
+            if marked.rows_affected() == 0 {
+                stored.already_stored += 1;
+                continue;
+            }
+            for d in frame
+                .detections
+                .iter_mut()
+                .filter(|d| &d.component == component)
+            {
+                insert_detection(&mut tx, d).await?;
+                stored.detections += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Frames of a stream whose results are stored (each counted once, whatever the number of
+    /// components).
+    pub async fn stored_frames(&self, stream_id: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT session, seq FROM frame_results WHERE stream_id = $1) f",
+        )
+        .bind(stream_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Detections of a stream with `from <= wallclock < to` (Unix ms), oldest first, at most
@@ -792,6 +1162,10 @@ impl Store {
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
+        sqlx::query("DELETE FROM frame_results WHERE wallclock < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -829,8 +1203,9 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
+        // The name itself is not repeated: it is the caller's input, of any size.
         Err(StoreError::Invalid(format!(
-            "{what} name '{name}' must be 1-64 characters of letters, digits, '-', '_' or '.'"
+            "{what} name must be 1-64 characters of letters, digits, '-', '_' or '.'"
         )))
     }
 }
@@ -846,6 +1221,31 @@ fn tenant_from_row(r: &AnyRow) -> Result<Tenant> {
 /// A stored `every` (BIGINT) as the frame step it means: at least 1.
 fn every_from(stored: i64) -> u32 {
     stored.clamp(1, u32::MAX as i64) as u32
+}
+
+/// Inserts one detection, giving it a time-ordered id (the wall clock first, so paging by id
+/// follows time).
+async fn insert_detection(conn: &mut sqlx::AnyConnection, d: &mut DetectionRecord) -> Result<()> {
+    d.id = format!("det_{:013}_{}", d.wallclock.max(0), &new_id("x")[2..]);
+    sqlx::query(
+        "INSERT INTO detections (id, stream_id, seq, pts_ms, wallclock, label, score, x, y, w, h, component) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&d.id)
+    .bind(&d.stream_id)
+    .bind(d.seq)
+    .bind(d.pts_ms)
+    .bind(d.wallclock)
+    .bind(&d.label)
+    .bind(d.score)
+    .bind(d.bbox[0])
+    .bind(d.bbox[1])
+    .bind(d.bbox[2])
+    .bind(d.bbox[3])
+    .bind(&d.component)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 fn detection_from_row(r: &AnyRow) -> Result<DetectionRecord> {

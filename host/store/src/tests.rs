@@ -286,6 +286,7 @@ async fn same_queries_work_on_postgres() {
             5_100
         );
         batch_queue_checks(&store).await?;
+        durability_checks(&store).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -353,6 +354,40 @@ async fn batch_queue_checks(store: &Store) -> Result<()> {
     assert!(store.queue_batch_segment(&s.id, 2, 2, 30).await?);
     assert!(store.queue_batch_segment(&s.id, 3, 2, 31).await?);
     assert_eq!(store.batch_queue_depth(None).await?.queued, 2);
+    // A job that keeps stopping the worker (a panic, a crash) is given up after its attempts;
+    // queued again, it starts afresh.
+    let poison = store.queued_batch_jobs(10).await?.remove(1);
+    for attempt in 1..=2 {
+        assert_eq!(
+            store.start_batch_job(&poison, 2, 40).await?,
+            JobStart::Run { attempt }
+        );
+    }
+    assert_eq!(
+        store.start_batch_job(&poison, 2, 42).await?,
+        JobStart::GaveUp
+    );
+    assert_eq!(
+        store.start_batch_job(&poison, 2, 42).await?,
+        JobStart::NotQueued
+    );
+    assert_eq!(
+        store.batch_queue_depth(Some(&s.id)).await?,
+        BatchQueueDepth {
+            queued: 1,
+            done: 1,
+            failed: 1
+        }
+    );
+    assert!(
+        store
+            .queue_batch_segment(&s.id, poison.segment_seq, 2, 43)
+            .await?
+    );
+    assert_eq!(
+        store.start_batch_job(&poison, 2, 44).await?,
+        JobStart::Run { attempt: 1 }
+    );
     Ok(())
 }
 
@@ -405,4 +440,324 @@ async fn detections_after_seq_return_whole_frames_in_order() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_normal_sync_and_a_pool_for_readers() {
+    let (store, _dir) = sqlite().await;
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(mode, "wal");
+    // Every pooled connection, not only the first: synchronous is per connection.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = store.pool.acquire().await.unwrap();
+        let sync: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(sync, 1, "synchronous=NORMAL");
+        held.push(conn);
+    }
+    assert!(store.pool.options().get_max_connections() >= 4);
+}
+
+#[tokio::test]
+async fn durable_results_and_batch_leases_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    durability_checks(&store).await.unwrap();
+}
+
+fn frame_results(stream: &str, session: i64, seq: i64, labels: &[&str]) -> FrameResults {
+    FrameResults {
+        stream_id: stream.into(),
+        session,
+        seq,
+        pts_ms: seq * 33,
+        wallclock: 50_000 + seq,
+        components: vec!["object-detector".into(), "face-detector".into()],
+        detections: labels
+            .iter()
+            .map(|label| DetectionRecord {
+                seq,
+                component: "object-detector".into(),
+                ..detection(stream, 50_000 + seq, label)
+            })
+            .collect(),
+    }
+}
+
+/// On any backend: a frame's results are stored at most once per component (a retried write or
+/// a re-run job adds nothing), and batch jobs are claimed with a lease: one claimer per job
+/// however many claim at once, re-claimable once the lease runs out, given up after the
+/// attempts, and only by the host that has the segment.
+async fn durability_checks(store: &Store) -> Result<()> {
+    let t = store.create_tenant("durable").await?;
+    let (s, _) = store.create_stream(&t.id, "durable").await?;
+    let all = |store: &Store, id: String| {
+        let store = store.clone();
+        async move { store.detections_after_seq(&id, -1, 10_000).await }
+    };
+    let mut first = frame_results(&s.id, 1_000, 7, &["cup", "person"]);
+    assert_eq!(
+        store.store_frame_results(&mut first).await?,
+        StoredFrame {
+            detections: 2,
+            already_stored: 0
+        }
+    );
+    // The same frame again (a retry after a commit whose reply was lost): nothing added.
+    let mut again = frame_results(&s.id, 1_000, 7, &["cup", "person"]);
+    assert_eq!(
+        store.store_frame_results(&mut again).await?,
+        StoredFrame {
+            detections: 0,
+            already_stored: 2
+        }
+    );
+    // Frame 7 of the next publish session is another frame; a frame without detections counts.
+    let mut next_session = frame_results(&s.id, 2_000, 7, &["cup"]);
+    store.store_frame_results(&mut next_session).await?;
+    let mut empty = frame_results(&s.id, 2_000, 8, &[]);
+    store.store_frame_results(&mut empty).await?;
+    assert_eq!(store.stored_frames(&s.id).await?, 3);
+    assert_eq!(all(store, s.id.clone()).await?.len(), 3);
+
+    // Batch leases (jobs other checks left queued are finished first).
+    for job in store.queued_batch_jobs(100).await? {
+        store.finish_batch_job(&job, Ok(0), 0).await?;
+    }
+    store
+        .set_analysis(
+            &t.id,
+            &s.id,
+            AnalysisSettings {
+                mode: AnalysisMode::Batch,
+                every: 1,
+            },
+        )
+        .await?;
+    for seq in 0..12 {
+        assert!(
+            store
+                .queue_batch_segment_on(Some("host-a"), &s.id, seq, 100, 100 + seq)
+                .await?
+        );
+    }
+    assert!(
+        store
+            .claim_batch_job("host-b", 30_000, 3, 200)
+            .await?
+            .is_none(),
+        "host-b has none of host-a's segments"
+    );
+    // Eight workers of host-a claim at once: each job goes to exactly one of them.
+    let claims = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some((job, start)) = store.claim_batch_job("host-a", 30_000, 3, 200).await? {
+                assert_eq!(start, JobStart::Run { attempt: 1 });
+                mine.push(job.segment_seq);
+            }
+            Ok::<_, StoreError>(mine)
+        })
+    });
+    let mut claimed = Vec::new();
+    for c in claims {
+        claimed.extend(c.await.expect("claim task")?);
+    }
+    claimed.sort();
+    assert_eq!(claimed, (0..12).collect::<Vec<_>>());
+    let job = |seq: i64| BatchJob {
+        stream_id: s.id.clone(),
+        segment_seq: seq,
+        every: 1,
+        queued_at: 100 + seq,
+    };
+    // While a lease holds, nobody else gets the job; the holder renews it.
+    assert!(
+        store
+            .claim_batch_job("host-a", 30_000, 3, 20_000)
+            .await?
+            .is_none()
+    );
+    assert!(store.renew_batch_lease(&job(0), "host-a", 60_000).await?);
+    // host-a "crashes": its other leases run out at 30 200 and the jobs are claimed again, once.
+    let (rerun, start) = store
+        .claim_batch_job("host-a", 30_000, 3, 40_000)
+        .await?
+        .expect("an expired lease is claimable");
+    assert_eq!(
+        (rerun.segment_seq, start),
+        (1, JobStart::Run { attempt: 2 })
+    );
+    assert!(
+        !store.renew_batch_lease(&job(1), "host-c", 90_000).await?,
+        "a worker whose lease was taken over cannot renew it"
+    );
+    store.finish_batch_job(&rerun, Ok(30), 41_000).await?;
+    assert!(!store.renew_batch_lease(&job(1), "host-a", 90_000).await?);
+    // A shutdown hands a job back without counting the attempt.
+    assert!(store.release_batch_job(&job(0), "host-a", true, 0).await?);
+    let (back, start) = store
+        .claim_batch_job("host-a", 30_000, 3, 41_000)
+        .await?
+        .unwrap();
+    assert_eq!((back.segment_seq, start), (0, JobStart::Run { attempt: 1 }));
+    // A restarted host frees its own leases at once (the crash still counts as an attempt).
+    assert!(store.release_batch_leases("host-a").await? >= 1);
+    let (_, start) = store
+        .claim_batch_job("host-a", 30_000, 3, 41_001)
+        .await?
+        .unwrap();
+    assert_eq!(start, JobStart::Run { attempt: 2 });
+    // A job whose every attempt stops its worker is given up after three.
+    let mut at = 100_000;
+    let poison = loop {
+        at += 31_000;
+        let (j, start) = store
+            .claim_batch_job("host-a", 30_000, 3, at)
+            .await?
+            .expect("claimable");
+        if start == JobStart::GaveUp {
+            break j;
+        }
+    };
+    assert!(!store.renew_batch_lease(&poison, "host-a", at + 1).await?);
+    let depth = store.batch_queue_depth(Some(&s.id)).await?;
+    assert_eq!((depth.done, depth.failed), (1, 1));
+    // A batch frame's session: the start of the publish session its segment belongs to, also
+    // once retention removed the session's first segment.
+    for seq in 0..4 {
+        let seg = SegmentRecord {
+            seq,
+            duration_ms: 2000,
+            program_date_time: 70_000 + seq * 2000,
+            bytes: 10,
+            discontinuity: seq == 2,
+        };
+        store.add_segment(&s.id, &seg).await?;
+    }
+    store.mark_segments_removed(&s.id, &[0], 80_000).await?;
+    assert_eq!(store.segment_session(&s.id, 1).await?, 70_000);
+    assert_eq!(store.segment_session(&s.id, 3).await?, 74_000);
+    assert_eq!(store.segment_session(&s.id, 99).await?, 74_000);
+    Ok(())
+}
+
+/// The admin URL of the test PostgreSQL and a fresh database on it (dropped by the caller).
+async fn postgres_database() -> (sqlx::AnyPool, String, String) {
+    let admin_url = std::env::var("MEDIA_ANALYZER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"
+            )
+        });
+    let db = new_id("ma_test");
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    let url = format!("{base}/{db}");
+    (admin, db, url)
+}
+
+/// PostgreSQL connections killed while frames are stored (`pg_terminate_backend`, as a
+/// fail-over or an administrator would): every write is retried and lands exactly once.
+#[tokio::test]
+async fn killed_postgres_connections_lose_and_duplicate_nothing() {
+    let (admin, db, url) = postgres_database().await;
+    let result = async {
+        let store = Store::open(&url).await?;
+        let t = store.create_tenant("acme").await?;
+        let (s, _) = store.create_stream(&t.id, "main").await?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killer = tokio::spawn({
+            let (admin, db, stop) = (admin.clone(), db.clone(), stop.clone());
+            async move {
+                let mut killed = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rows = sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind(&db)
+                    .fetch_all(&admin)
+                    .await
+                    .unwrap();
+                    killed += rows.len() as u64;
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                killed
+            }
+        });
+        let policy = RetryPolicy {
+            attempts: 10,
+            first_delay: std::time::Duration::from_millis(5),
+            ..RetryPolicy::default()
+        };
+        let mut retries = 0u32;
+        let frames = 300;
+        for seq in 0..frames {
+            let mut frame = frame_results(&s.id, 1, seq, &["cup", "person"]);
+            policy
+                .run(
+                    || {
+                        let (store, mut frame) = (store.clone(), frame.clone());
+                        async move { store.store_frame_results(&mut frame).await }
+                    },
+                    |_, _| retries += 1,
+                )
+                .await?;
+            frame.detections.clear();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let killed = killer.await.unwrap();
+        assert!(
+            killed > 0 && retries > 0,
+            "killed {killed}, retried {retries}"
+        );
+        let stored = RetryPolicy::default()
+            .run(|| store.stored_frames(&s.id), |_, _| {})
+            .await?;
+        assert_eq!(stored, frames);
+        let detections = RetryPolicy::default()
+            .run(|| store.detections_after_seq(&s.id, -1, 10_000), |_, _| {})
+            .await?;
+        assert_eq!(
+            detections.len() as i64,
+            2 * frames,
+            "no detection lost or doubled"
+        );
+        store.close().await;
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    result.unwrap();
+}
+
+#[test]
+fn only_transient_errors_are_retried() {
+    assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+    assert!(
+        StoreError::Database(sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into())).is_transient()
+    );
+    assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_transient());
+    assert!(!StoreError::NotFound("stream").is_transient());
 }
