@@ -82,7 +82,10 @@ def free_port():
 class MediaAnalyzer:
     name = "media-analyzer"
 
-    def __init__(self, binary, workdir, n):
+    def __init__(self, binary, workdir, n, analysis="off", log="warn"):
+        self.analysis, self.log = analysis, log
+        if analysis == "on":
+            self.name = "media-analyzer (analysis on)"
         self.binary, self.dir = binary, os.path.join(workdir, "ma")
         os.makedirs(self.dir)
         self.rtmp, self.http = free_port(), free_port()
@@ -100,9 +103,9 @@ class MediaAnalyzer:
     def start(self):
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--data", self.dir, "--rtmp", f"127.0.0.1:{self.rtmp}",
-             "--http", f"127.0.0.1:{self.http}"],
+             "--http", f"127.0.0.1:{self.http}", "--analysis", self.analysis],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "serve.log"), "w"),
-            env={**os.environ, "RUST_LOG": "warn"})
+            env={**os.environ, "RUST_LOG": self.log})
 
     def pids(self):
         return [self.proc.pid]
@@ -259,14 +262,21 @@ def main():
     ap.add_argument("--cache", required=True)
     ap.add_argument("--streams", default="1,10,50")
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--analysis-cost", default="1",
+                    help="stream counts at which to also run media-analyzer with analysis on "
+                         "(its cost per stream is reported as its own row); empty for none")
     args = ap.parse_args()
     for tool in ("ffmpeg", "nginx"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is required (scripts/setup installs it)")
     clip = make_clip(args.cache)
     rows = []
+    with_analysis = {int(x) for x in args.analysis_cost.split(",") if x}
     for n in [int(x) for x in args.streams.split(",")]:
-        for make in (lambda w: MediaAnalyzer(args.binary, w, n), lambda w: NginxRtmp(w, n)):
+        makers = [lambda w: MediaAnalyzer(args.binary, w, n), lambda w: NginxRtmp(w, n)]
+        if n in with_analysis:
+            makers.append(lambda w: MediaAnalyzer(args.binary, w, n, analysis="on"))
+        for make in makers:
             with tempfile.TemporaryDirectory(prefix="ma-bench-") as work:
                 server = make(work)
                 print(f"N={n}: {server.name} for {args.seconds} s …", file=sys.stderr, flush=True)
@@ -283,7 +293,12 @@ def main():
         a, b = by.get((n, "media-analyzer")), by.get((n, "nginx-rtmp"))
         if a and b:
             print(f"N={n}: CPU/stream {a['cpu_per_stream'] / max(b['cpu_per_stream'], 1e-9):.2f}× nginx-rtmp, "
+                  f"RSS/stream {a['mem_per_stream'] / max(b['mem_per_stream'], 1e-9):.2f}× nginx-rtmp, "
                   f"latency p50 {a['lat_p50'] / max(b['lat_p50'], 1e-9):.2f}× nginx-rtmp")
+        c = by.get((n, "media-analyzer (analysis on)"))
+        if a and c:
+            print(f"N={n}: analysis costs {c['cpu_per_stream'] - a['cpu_per_stream']:.1f} % of a core and "
+                  f"{c['mem_per_stream'] - a['mem_per_stream']:.1f} MB per stream on top of ingest")
 
 
 if __name__ == "__main__":

@@ -242,6 +242,11 @@ pub fn require_tool(name: &str) {
 
 /// ffmpeg publishing `seconds` of generated H.264 + AAC in real time.
 pub fn ffmpeg_publish(url: &str, seconds: u32, size: &str) -> Child {
+    ffmpeg_publish_gop(url, seconds, size, 60)
+}
+
+/// [`ffmpeg_publish`] with a keyframe every `gop` frames (and no scene-cut keyframes).
+pub fn ffmpeg_publish_gop(url: &str, seconds: u32, size: &str, gop: u32) -> Child {
     require_tool("ffmpeg");
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
@@ -261,7 +266,9 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, size: &str) -> Child {
             "-tune",
             "zerolatency",
             "-g",
-            "60",
+            &gop.to_string(),
+            "-sc_threshold",
+            "0",
             "-pix_fmt",
             "yuv420p",
         ])
@@ -449,6 +456,108 @@ pub mod raw {
         out
     }
 
+    /// Connects from a chosen loopback address (127.0.0.x), so tests can act as several peers.
+    pub async fn connect_from(local: [u8; 4], port: u16) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from((local, 0)))
+            .expect("bind a loopback source address");
+        socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
+            .expect("connect to RTMP")
+    }
+
+    /// One RTMP message of any size, in chunks of `chunk_size` (128 until someone changes it).
+    pub fn message(type_id: u8, message_stream: u32, payload: &[u8], chunk_size: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        rtmp::chunk::ChunkEncoder::with_chunk_size(chunk_size).write(
+            type_id,
+            message_stream,
+            0,
+            payload,
+            &mut out,
+        );
+        out
+    }
+
+    /// An AMF0 command body: name, transaction id, then the values.
+    pub fn command(name: &str, transaction: f64, values: &[rtmp::amf0::Amf0Value]) -> Vec<u8> {
+        use rtmp::amf0::{Amf0Value, encode};
+        let mut body = Vec::new();
+        encode(&Amf0Value::String(name.into()), &mut body);
+        encode(&Amf0Value::Number(transaction), &mut body);
+        for v in values {
+            encode(v, &mut body);
+        }
+        body
+    }
+
+    /// Reads what the server sends until `needle` appears in it; panics after `within`.
+    pub async fn read_until(socket: &mut TcpStream, needle: &[u8], within: Duration) -> Vec<u8> {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let deadline = tokio::time::Instant::now() + within;
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+                Err(_) => panic!(
+                    "no {:?} from the server within {within:?}",
+                    String::from_utf8_lossy(needle)
+                ),
+                Ok(Ok(0)) | Ok(Err(_)) => panic!(
+                    "server closed before sending {:?}",
+                    String::from_utf8_lossy(needle)
+                ),
+                Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        seen
+    }
+
+    /// After [`handshake`]: connect, createStream and publish `key`, waiting until the server
+    /// accepts. Returns the message stream id to send media on.
+    pub async fn publish(socket: &mut TcpStream, key: &str) -> u32 {
+        use rtmp::amf0::Amf0Value;
+        let connect = command(
+            "connect",
+            1.0,
+            &[Amf0Value::Object(vec![
+                ("app".into(), Amf0Value::String("live".into())),
+                ("type".into(), Amf0Value::String("nonprivate".into())),
+            ])],
+        );
+        socket
+            .write_all(&message(20, 0, &connect, 128))
+            .await
+            .unwrap();
+        read_until(
+            socket,
+            b"NetConnection.Connect.Success",
+            Duration::from_secs(5),
+        )
+        .await;
+        let create = command("createStream", 2.0, &[Amf0Value::Null]);
+        socket
+            .write_all(&message(20, 0, &create, 128))
+            .await
+            .unwrap();
+        let publish = command(
+            "publish",
+            0.0,
+            &[
+                Amf0Value::Null,
+                Amf0Value::String(key.into()),
+                Amf0Value::String("live".into()),
+            ],
+        );
+        socket
+            .write_all(&message(20, 1, &publish, 128))
+            .await
+            .unwrap();
+        read_until(socket, b"NetStream.Publish.Start", Duration::from_secs(5)).await;
+        1
+    }
+
     /// Reads until the server closes the connection; panics if it is still open after `within`.
     pub async fn assert_closed(socket: &mut TcpStream, within: Duration) {
         let mut buf = vec![0u8; 65536];
@@ -577,3 +686,71 @@ impl Viewer {
 }
 
 pub use bus::testing::RedisServer;
+
+impl TestServer {
+    /// Starts `serve` again on the data directory of a server stopped with
+    /// [`TestServer::stop_keeping_data`] (its store, segments and host id), like a restart of the
+    /// process; `tweak` adjusts the config. The keys stay empty: copy them from the first run.
+    pub async fn restart_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let args = ServeArgs {
+            rtmp: Some("127.0.0.1:0".parse().unwrap()),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            data: Some(data.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let mut config = Config::load(&args, None).expect("config");
+        config.dashboard = None;
+        config.analysis = false;
+        tweak(&mut config);
+        let running = media_analyzer::start(config)
+            .await
+            .expect("server restarts");
+        Self {
+            api_key: String::new(),
+            stream_key: String::new(),
+            stream_id: String::new(),
+            running: Some(running),
+            data,
+        }
+    }
+
+    /// Stops the server cleanly and hands back its data directory (for [`TestServer::restart_in`]).
+    pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean shutdown");
+        }
+        self.data
+    }
+
+    /// This server's store (the one `serve` opened).
+    pub fn store(&self) -> store::Store {
+        self.running().store.clone()
+    }
+}
+
+/// A throwaway database on the test PostgreSQL (127.0.0.1:5432, or
+/// `MEDIA_ANALYZER_TEST_POSTGRES`): its URL, its name, and an admin pool to drop it with
+/// `DROP DATABASE … WITH (FORCE)`.
+pub async fn postgres_test_database(prefix: &str) -> (String, String, sqlx::AnyPool) {
+    let admin_url = std::env::var("MEDIA_ANALYZER_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"
+            )
+        });
+    let db = format!("{prefix}_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    (format!("{base}/{db}"), db, admin)
+}

@@ -13,19 +13,20 @@
 //! Detections go to the store either way, and every analysed frame (with or without detections)
 //! is published on the bus for live viewers; a bus outage never holds analysis up.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use decode::{LatestFrame, VideoDecoder};
+use decode::{DecodeEffort, LatestFrame, VideoDecoder};
 use media::{HubEvent, Overflow, StreamHub, Subscription};
 use runtime::{DetectorComponent, Runtime};
-use store::{AnalysisMode, BatchJob, DetectionRecord, Store};
+use store::{AnalysisMode, BatchJob, DetectionRecord, JobStart, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::analyze::{Bundle, DEFAULT_COMPONENTS, bundled, load_bundle};
 
@@ -39,11 +40,27 @@ const DECODER_QUEUE: usize = 600;
 pub const BATCH_QUEUE_LIMIT: i64 = 900;
 /// How often a live decoder re-reads its stream's mode.
 const MODE_POLL: Duration = Duration::from_secs(2);
+/// A decoded frame is converted for analysis when the one waiting is older than this (or the
+/// slot is empty, or an analyser waits); other frames cost decoding only.
+const FRAME_REFRESH_MS: i64 = 500;
+/// How often a stream's decoder reconsiders its effort ([`DecodeEffort`]).
+const EFFORT_WINDOW: Duration = Duration::from_secs(2);
+/// How long an analyser waits for its turn on the models before looking again.
+const TURN_WAIT: Duration = Duration::from_millis(500);
 /// Niceness of analysis threads (analysers, model sessions, the batch worker): when the CPU is
 /// short, the video path (RTMP, HLS) and the decoders get it first, and analysis skips frames.
 pub const ANALYSIS_NICE: i32 = 19;
 /// How long the batch worker sleeps when the queue is empty.
 const BATCH_IDLE: Duration = Duration::from_millis(500);
+/// Starts of one batch job without an outcome (each stopped by a panic, or by a crash of the
+/// process) before it is marked failed: a poison segment never stops the worker for good.
+pub const BATCH_ATTEMPTS: i64 = 3;
+/// How long a claimed batch job is leased to its host; renewed every third of it while the job
+/// runs. A host that crashed or hung loses its jobs to other hosts after this long (a restarted
+/// host takes its own back at once).
+pub const BATCH_LEASE: Duration = Duration::from_secs(30);
+/// How long a job whose results could not all be stored waits before it runs again.
+const BATCH_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// Counters for `/metrics`, summed over streams.
 #[derive(Debug, Default)]
@@ -56,6 +73,16 @@ pub struct AnalysisStats {
     pub packets_lost: AtomicU64,
     pub component_failures: AtomicU64,
     pub detections_stored: AtomicU64,
+    /// Frames whose results are in the store (once each, also those without detections).
+    pub frames_stored: AtomicU64,
+    /// Store writes that failed and were tried again.
+    pub store_retries: AtomicU64,
+    /// Frames whose results could not be stored after the retries: not published either (a
+    /// viewer never sees results that `?since=` replay or the REST API would not have).
+    pub frames_lost: AtomicU64,
+    /// Batch jobs handed back to the queue (a shutdown, results that could not be stored, a
+    /// lease that ran out and went to another worker).
+    pub batch_released: AtomicU64,
     /// Time spent in model runs, microseconds.
     pub inference_us: AtomicU64,
     /// Closed segments queued for batch analysis, and refused because the stream's queue was full.
@@ -64,6 +91,9 @@ pub struct AnalysisStats {
     /// Batch jobs finished, and failed (e.g. the segment was removed before its turn).
     pub batch_done: AtomicU64,
     pub batch_failed: AtomicU64,
+    /// Panics caught in analysers and the batch worker (the frame or the attempt was lost; the
+    /// thread went on).
+    pub panics: AtomicU64,
     /// Where a live frame's time goes, stage by stage (see [`Stage`]).
     pub stages: [Histogram; Stage::ALL.len()],
 }
@@ -187,6 +217,26 @@ impl AnalysisStats {
                 c(&self.detections_stored),
             ),
             (
+                "frames_stored_total",
+                "frames whose results were stored",
+                c(&self.frames_stored),
+            ),
+            (
+                "store_retries_total",
+                "store writes of results that failed and were tried again",
+                c(&self.store_retries),
+            ),
+            (
+                "frames_lost_total",
+                "frames whose results could not be stored after retries (not published either)",
+                c(&self.frames_lost),
+            ),
+            (
+                "batch_jobs_released_total",
+                "batch jobs handed back to the queue unfinished (shutdown, store failure, lease lost)",
+                c(&self.batch_released),
+            ),
+            (
                 "inference_microseconds_total",
                 "time spent in model runs",
                 c(&self.inference_us),
@@ -210,6 +260,11 @@ impl AnalysisStats {
                 "batch_segments_failed_total",
                 "batch jobs that failed",
                 c(&self.batch_failed),
+            ),
+            (
+                "panics_total",
+                "panics caught in analysers and the batch worker",
+                c(&self.panics),
             ),
         ] {
             out.push_str(&format!(
@@ -241,6 +296,10 @@ pub struct LiveAnalysis {
     publisher: bus::Publisher,
     /// Analysers per stream: frames of one stream that may be in analysis at once.
     analysers: usize,
+    /// Turns on the model sessions, round-robin over streams.
+    fair: Arc<inference::FairShare>,
+    /// This host's id: the batch jobs it claims are leased to it.
+    host: String,
 }
 
 impl LiveAnalysis {
@@ -253,6 +312,7 @@ impl LiveAnalysis {
         store: Store,
         stats: Arc<AnalysisStats>,
         publisher: bus::Publisher,
+        host: String,
     ) -> Option<Self> {
         match bundled(&DEFAULT_COMPONENTS)
             .and_then(|wanted| load_bundle(&wanted, components_dir, models))
@@ -274,6 +334,10 @@ impl LiveAnalysis {
                     hls_root,
                     publisher,
                     analysers: models.sessions.max(1),
+                    // Two turns per session: while one frame runs a model, another is being
+                    // prepared or post-processed, so the sessions never idle between frames.
+                    fair: Arc::new(inference::FairShare::new(2 * models.sessions.max(1))),
+                    host,
                 })
             }
             Err(e) => {
@@ -301,6 +365,7 @@ impl LiveAnalysis {
                     shutdown.clone(),
                     self.publisher.clone(),
                 );
+                let host = self.host.clone();
                 move || {
                     inference::set_thread_nice(ANALYSIS_NICE);
                     let queue = BatchQueue {
@@ -311,6 +376,7 @@ impl LiveAnalysis {
                         hls_root: &root,
                         handle: &handle,
                         publisher: &publisher,
+                        host: &host,
                     };
                     queue.run(&stop)
                 }
@@ -347,6 +413,9 @@ impl LiveAnalysis {
         let slot = Arc::new(LatestFrame::new());
         let order = Arc::new(FrameOrder::default());
         let handle = Handle::current();
+        // Frame numbers start again in each publish session: its start tells the sessions apart
+        // in the store.
+        let session = store::now_ms();
         let mut threads = vec![
             std::thread::Builder::new()
                 .name(format!("decode-{stream}"))
@@ -373,8 +442,13 @@ impl LiveAnalysis {
                             self.stats.clone(),
                             self.publisher.clone(),
                         );
-                        let (stream, slot, order, handle) =
-                            (stream.clone(), slot.clone(), order.clone(), handle.clone());
+                        let (stream, slot, order, handle, fair) = (
+                            stream.clone(),
+                            slot.clone(),
+                            order.clone(),
+                            handle.clone(),
+                            self.fair.clone(),
+                        );
                         move || {
                             inference::set_thread_nice(ANALYSIS_NICE);
                             let out = Output {
@@ -382,8 +456,17 @@ impl LiveAnalysis {
                                 publisher: &publisher,
                                 handle: &handle,
                                 stats: &stats,
+                                session,
                             };
-                            analyse_stream(&stream, &slot, &order, &runtime, &components, &out)
+                            analyse_stream(
+                                &stream,
+                                &slot,
+                                &order,
+                                &fair,
+                                &runtime,
+                                &components,
+                                &out,
+                            )
                         }
                     }),
             );
@@ -420,6 +503,8 @@ fn decode_stream(
     let mut arrivals: std::collections::VecDeque<(i64, i64)> = std::collections::VecDeque::new();
     let mut realtime = true;
     let mut mode_checked: Option<Instant> = None;
+    let mut effort = EffortControl::new(slot);
+    let mut passed = 0u64;
     while let Some(packet) = handle.block_on(subscription.recv()) {
         if mode_checked.is_none_or(|t| t.elapsed() >= MODE_POLL) {
             mode_checked = Some(Instant::now());
@@ -455,10 +540,17 @@ fn decode_stream(
                 arrivals.pop_front();
             }
         }
+        effort.adjust(stream, &mut decoder, slot);
+        decoder.set_wanted(slot.wants_frame(pushed_at, FRAME_REFRESH_MS));
         if let Err(e) = decoder.push(&packet, &mut frames) {
             warn!(%stream, "skipping undecodable video: {e}");
             decoder.resync();
         }
+        for _ in passed..decoder.passed {
+            stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+            slot.pass();
+        }
+        passed = decoder.passed;
         for mut f in frames.drain(..) {
             stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
             f.released_ms = pushed_at;
@@ -484,12 +576,58 @@ fn decode_stream(
     info!(%stream, decoded = sampled.offered, analysed = sampled.taken, skipped = sampled.skipped, packets_lost = lost, "stream analysis ended");
 }
 
+/// Decides how much of a stream to decode from what its analysers take: every frame while they
+/// take a good part of it, lighter ([`DecodeEffort::Light`]: no deblocking, no non-reference
+/// frames) when they take less than a quarter of what is decoded, back at more than half.
+/// Keyframes-only is not chosen automatically: on 2 cores it starved streams that could have had
+/// more (docs/benchmarks.md, "Fair share of analysis").
+struct EffortControl {
+    since: Instant,
+    decoded: u64,
+    taken: u64,
+}
+
+impl EffortControl {
+    fn new(slot: &LatestFrame) -> Self {
+        let s = slot.stats();
+        Self {
+            since: Instant::now(),
+            decoded: s.offered,
+            taken: s.taken,
+        }
+    }
+
+    fn adjust(&mut self, stream: &str, decoder: &mut VideoDecoder, slot: &LatestFrame) {
+        if self.since.elapsed() < EFFORT_WINDOW {
+            return;
+        }
+        let s = slot.stats();
+        let (decoded, taken) = (s.offered - self.decoded, s.taken - self.taken);
+        *self = Self::new(slot);
+        let now = decoder.effort();
+        let next = match now {
+            DecodeEffort::Full if taken * 4 < decoded => DecodeEffort::Light,
+            DecodeEffort::Light | DecodeEffort::KeyframesOnly if taken * 2 > decoded => {
+                DecodeEffort::Full
+            }
+            same => same,
+        };
+        if next != now {
+            debug!(%stream, from = ?now, to = ?next, taken, decoded, "decode effort changed");
+            decoder.set_effort(next);
+        }
+    }
+}
+
 /// Where a frame's results go: the store, then the bus.
 struct Output<'a> {
     store: &'a Store,
     publisher: &'a bus::Publisher,
     handle: &'a Handle,
     stats: &'a AnalysisStats,
+    /// When the frames' publish session began (Unix ms): with the frame number, it names a
+    /// frame in the store.
+    session: i64,
 }
 
 /// Hands out turns so that a stream's results leave in the order its frames were taken, whichever
@@ -511,7 +649,23 @@ struct Turn<'a> {
 }
 
 impl FrameOrder {
+    /// Takes the newest frame, if one waits, and the next turn with it.
+    fn try_take(&self, slot: &LatestFrame) -> Option<(decode::Frame, Turn<'_>)> {
+        let mut taking = self.taking.lock().unwrap_or_else(|e| e.into_inner());
+        let frame = slot.try_take()?;
+        let number = *taking;
+        *taking += 1;
+        Some((
+            frame,
+            Turn {
+                order: self,
+                number,
+            },
+        ))
+    }
+
     /// Waits for the newest frame and takes the next turn with it; `None` when the stream ended.
+    #[cfg(test)]
     fn take(&self, slot: &LatestFrame, handle: &Handle) -> Option<(decode::Frame, Turn<'_>)> {
         let mut taking = self.taking.lock().unwrap_or_else(|e| e.into_inner());
         let frame = handle.block_on(slot.take())?;
@@ -556,6 +710,7 @@ fn analyse_stream(
     stream: &str,
     slot: &LatestFrame,
     order: &FrameOrder,
+    fair: &inference::FairShare,
     runtime: &Runtime,
     components: &[(String, DetectorComponent)],
     out: &Output,
@@ -571,36 +726,71 @@ fn analyse_stream(
             return;
         }
     };
-    while let Some((frame, turn)) = order.take(slot, out.handle) {
-        let taken = store::now_ms();
-        out.stats
-            .stage(Stage::Queue)
-            .observe_ms(taken - frame.decoded_ms);
-        let mut analysed = analyse_frame(stream, &frame, runtime, components, out.stats);
-        let done = store::now_ms();
-        out.stats.stage(Stage::Analysis).observe_ms(done - taken);
-        if frame.received_ms > 0 {
-            let ms = |from: i64, to: i64| (to - from).clamp(0, u32::MAX as i64) as u32;
-            analysed.timing = Some(bus::FrameTiming {
-                reorder_ms: ms(frame.received_ms, frame.released_ms),
-                decode_ms: ms(frame.released_ms, frame.decoded_ms),
-                queue_ms: ms(frame.decoded_ms, taken),
-                analysis_ms: ms(taken, done),
-                inference_ms: analysed.inference.as_secs_f32() * 1000.0,
-            });
-        }
-        turn.wait();
-        out.send(stream, &tenant, &frame, analysed);
+    // Wait for a frame, then for this stream's turn on the models (round-robin over streams),
+    // then take the newest frame: what is analysed is as fresh as it can be when the turn comes.
+    while out.handle.block_on(slot.ready()) {
+        let Some(share) = fair.turn(stream, TURN_WAIT) else {
+            continue;
+        };
+        let Some((frame, turn)) = order.try_take(slot) else {
+            continue; // this stream's other analyser took it
+        };
+        // A panic loses this frame, not the analyser; the turn still passes on when dropped.
+        let sent = guarded(out.stats, stream, || {
+            let taken = store::now_ms();
+            out.stats
+                .stage(Stage::Queue)
+                .observe_ms(taken - frame.decoded_ms);
+            let mut analysed = analyse_frame(stream, &frame, runtime, components, out.stats);
+            let done = store::now_ms();
+            out.stats.stage(Stage::Analysis).observe_ms(done - taken);
+            if frame.received_ms > 0 {
+                let ms = |from: i64, to: i64| (to - from).clamp(0, u32::MAX as i64) as u32;
+                analysed.timing = Some(bus::FrameTiming {
+                    reorder_ms: ms(frame.received_ms, frame.released_ms),
+                    decode_ms: ms(frame.released_ms, frame.decoded_ms),
+                    queue_ms: ms(frame.decoded_ms, taken),
+                    analysis_ms: ms(taken, done),
+                    inference_ms: analysed.inference.as_secs_f32() * 1000.0,
+                });
+            }
+            drop(share); // the models are free for the next stream while results go out
+            turn.wait();
+            out.send(stream, &tenant, &frame, analysed);
+            done
+        });
         drop(turn);
-        out.stats
-            .stage(Stage::Output)
-            .observe_ms(store::now_ms() - done);
+        if let Some(done) = sent {
+            out.stats
+                .stage(Stage::Output)
+                .observe_ms(store::now_ms() - done);
+        }
+    }
+    fair.forget(stream);
+}
+
+/// Runs `work`, catching a panic in it: counted in `stats.panics` and logged, `None` returned.
+fn guarded<T>(stats: &AnalysisStats, stream: &str, work: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(work)) {
+        Ok(value) => Some(value),
+        Err(panic) => {
+            stats.panics.fetch_add(1, Ordering::Relaxed);
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            tracing::error!(%stream, "analysis panicked (caught, going on): {message}");
+            None
+        }
     }
 }
 
 /// What the components found in one frame.
 struct Analysed {
     records: Vec<DetectionRecord>,
+    /// The components that analysed it (not those whose call failed).
+    ran: Vec<String>,
     wallclock: i64,
     inference: Duration,
     /// Live frames: where their time went.
@@ -626,11 +816,13 @@ fn analyse_frame(
         rgb: frame.rgb.clone(),
     };
     let mut records = Vec::new();
+    let mut ran = Vec::new();
     let mut inference = Duration::ZERO;
     for (name, component) in components {
         match runtime.detect(component, host_frame.clone(), &[]) {
             Ok(outcome) => {
                 inference += outcome.inference;
+                ran.push(name.clone());
                 stats
                     .inference_us
                     .fetch_add(outcome.inference.as_micros() as u64, Ordering::Relaxed);
@@ -659,6 +851,7 @@ fn analyse_frame(
     }
     Analysed {
         records,
+        ran,
         wallclock,
         inference,
         timing: None,
@@ -666,18 +859,51 @@ fn analyse_frame(
 }
 
 impl Output<'_> {
-    /// Stores a frame's detections, then publishes them (also when there are none, so overlays
-    /// clear).
-    fn send(&self, stream: &str, tenant: &str, frame: &decode::Frame, mut analysed: Analysed) {
-        let records = &mut analysed.records;
-        match self.handle.block_on(self.store.add_detections(records)) {
-            Ok(()) => {
+    /// Stores a frame's results, then publishes them (also when there are none, so overlays
+    /// clear). A failed write is tried again ([`store::RetryPolicy::default`]: 5 attempts over
+    /// about 1.5 s); results that still could not be stored are counted as lost and not
+    /// published, so what viewers see live is what the store has. Returns whether they were
+    /// stored.
+    fn send(&self, stream: &str, tenant: &str, frame: &decode::Frame, analysed: Analysed) -> bool {
+        let mut results = store::FrameResults {
+            stream_id: stream.to_string(),
+            session: self.session,
+            seq: frame.seq as i64,
+            pts_ms: frame.pts_ms,
+            wallclock: analysed.wallclock,
+            components: analysed.ran,
+            detections: analysed.records,
+        };
+        // Each attempt writes a fresh copy (the store fills in ids), at most once per (session,
+        // frame, component): an attempt after a commit whose reply was lost adds nothing.
+        let write = store::RetryPolicy::default().run(
+            || {
+                let (store, mut attempt) = (self.store.clone(), results.clone());
+                async move {
+                    let stored = store.store_frame_results(&mut attempt).await?;
+                    Ok((stored, attempt.detections))
+                }
+            },
+            |attempt, e| {
+                self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
+                warn!(%stream, frame = frame.seq, attempt, "storing the frame's results failed, trying again: {e}");
+            },
+        );
+        match self.handle.block_on(write) {
+            Ok((stored, detections)) => {
+                results.detections = detections;
                 self.stats
                     .detections_stored
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    .fetch_add(stored.detections, Ordering::Relaxed);
+                self.stats.frames_stored.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => warn!(%stream, "could not store {} detections: {e}", records.len()),
+            Err(e) => {
+                self.stats.frames_lost.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%stream, frame = frame.seq, "could not store the frame's {} detections: lost, and not published: {e}", results.detections.len());
+                return false;
+            }
         }
+        let records = &results.detections;
         let meta = api::events::AnalysedFrame {
             seq: frame.seq,
             pts_ms: frame.pts_ms,
@@ -690,6 +916,7 @@ impl Output<'_> {
             tenant,
             api::events::detections_event(stream, meta, size, records),
         ));
+        true
     }
 }
 
@@ -703,69 +930,153 @@ struct BatchQueue<'a> {
     hls_root: &'a Path,
     handle: &'a Handle,
     publisher: &'a bus::Publisher,
+    /// This host: claimed jobs are leased to it.
+    host: &'a str,
+}
+
+/// How a batch job's run ended, short of a failure of the job itself.
+enum SegmentRun {
+    /// Analysed: this many frames, all of their results stored.
+    Done(u64),
+    /// Shutdown interrupted it.
+    Stopped,
+    /// The lease ran out (this worker was stalled) and another worker claimed the job.
+    LeaseLost,
+    /// The store failed (a frame's results, or what the job needs to start): hand it back and
+    /// run it again later.
+    Retry(String),
 }
 
 impl BatchQueue<'_> {
     fn run(&self, shutdown: &CancellationToken) {
+        let lease_ms = BATCH_LEASE.as_millis() as i64;
         while !shutdown.is_cancelled() {
-            let jobs = match self.handle.block_on(self.store.queued_batch_jobs(16)) {
-                Ok(jobs) => jobs,
+            let claim =
+                self.store
+                    .claim_batch_job(self.host, lease_ms, BATCH_ATTEMPTS, store::now_ms());
+            let (job, start) = match self.handle.block_on(claim) {
+                Ok(Some(claimed)) => claimed,
+                Ok(None) => {
+                    std::thread::sleep(BATCH_IDLE);
+                    continue;
+                }
                 Err(e) => {
-                    warn!("cannot read the batch queue: {e}");
+                    warn!("cannot claim a batch job: {e}");
                     std::thread::sleep(BATCH_IDLE * 4);
                     continue;
                 }
             };
-            if jobs.is_empty() {
-                std::thread::sleep(BATCH_IDLE);
-                continue;
+            match start {
+                JobStart::Run { .. } => {}
+                JobStart::GaveUp => {
+                    self.stats.batch_failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(stream = %job.stream_id, segment = job.segment_seq, "batch segment given up after {BATCH_ATTEMPTS} attempts");
+                    continue;
+                }
+                JobStart::NotQueued => continue,
             }
-            for job in jobs {
-                if shutdown.is_cancelled() {
-                    return; // the job stays queued for the next start
+            // A panic hands the job back: it is tried again, up to BATCH_ATTEMPTS times.
+            let Some(run) = guarded(self.stats, &job.stream_id, || {
+                self.analyse_segment(&job, shutdown)
+            }) else {
+                self.release(&job, false, 0);
+                continue;
+            };
+            let outcome = match run {
+                Ok(SegmentRun::Done(frames)) => Ok(frames),
+                Ok(SegmentRun::Stopped) => {
+                    // Shutdown: the next start (or another host) runs it; the attempt is not
+                    // counted against the job.
+                    self.release(&job, true, 0);
+                    return;
                 }
-                let outcome = match self.analyse_segment(&job, shutdown) {
-                    Ok(None) => return, // stopped mid-segment: it stays queued
-                    Ok(Some(frames)) => Ok(frames),
-                    Err(e) => Err(e),
-                };
-                match &outcome {
-                    Ok(frames) => {
-                        self.stats.batch_done.fetch_add(1, Ordering::Relaxed);
-                        info!(stream = %job.stream_id, segment = job.segment_seq, frames, "batch segment analysed");
-                    }
-                    Err(e) => {
-                        self.stats.batch_failed.fetch_add(1, Ordering::Relaxed);
-                        warn!(stream = %job.stream_id, segment = job.segment_seq, "batch segment failed: {e}");
-                    }
+                Ok(SegmentRun::LeaseLost) => {
+                    self.stats.batch_released.fetch_add(1, Ordering::Relaxed);
+                    warn!(stream = %job.stream_id, segment = job.segment_seq, "the batch job's lease ran out and another worker took it over; leaving it to that one");
+                    continue;
                 }
-                if let Err(e) = self.handle.block_on(self.store.finish_batch_job(
-                    &job,
-                    outcome,
-                    store::now_ms(),
-                )) {
-                    warn!(stream = %job.stream_id, segment = job.segment_seq, "cannot record the batch outcome: {e}");
+                Ok(SegmentRun::Retry(why)) => {
+                    // Results already stored stay (they are stored once per frame): the next
+                    // run fills in what is missing.
+                    warn!(stream = %job.stream_id, segment = job.segment_seq, "batch segment to be tried again in {} s: {why}", BATCH_RETRY_DELAY.as_secs());
+                    let at = store::now_ms() + BATCH_RETRY_DELAY.as_millis() as i64;
+                    self.release(&job, false, at);
+                    continue;
                 }
+                Err(e) => Err(e),
+            };
+            match &outcome {
+                Ok(frames) => {
+                    self.stats.batch_done.fetch_add(1, Ordering::Relaxed);
+                    info!(stream = %job.stream_id, segment = job.segment_seq, frames, "batch segment analysed");
+                }
+                Err(e) => {
+                    self.stats.batch_failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(stream = %job.stream_id, segment = job.segment_seq, "batch segment failed: {e}");
+                }
+            }
+            let finish = store::RetryPolicy::default().run(
+                || {
+                    self.store
+                        .finish_batch_job(&job, outcome.clone(), store::now_ms())
+                },
+                |_, _| {
+                    self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
+                },
+            );
+            if let Err(e) = self.handle.block_on(finish) {
+                // The lease runs out and the job runs again; its results are not duplicated.
+                warn!(stream = %job.stream_id, segment = job.segment_seq, "cannot record the batch outcome: {e}");
             }
         }
     }
 
-    /// Frames analysed (`None`: shutdown interrupted it), or why the segment can't be analysed.
+    /// Hands a job back to the queue (see [`Store::release_batch_job`]).
+    fn release(&self, job: &BatchJob, refund: bool, retry_at: i64) {
+        self.stats.batch_released.fetch_add(1, Ordering::Relaxed);
+        let release = store::RetryPolicy::default().run(
+            || {
+                self.store
+                    .release_batch_job(job, self.host, refund, retry_at)
+            },
+            |_, _| {},
+        );
+        if let Err(e) = self.handle.block_on(release) {
+            warn!(stream = %job.stream_id, segment = job.segment_seq, "cannot hand the batch job back (it is claimable again when its lease runs out): {e}");
+        }
+    }
+
+    /// Analyses a claimed segment, renewing its lease as it goes; `Err`: why the segment can't
+    /// be analysed.
     fn analyse_segment(
         &self,
         job: &BatchJob,
         shutdown: &CancellationToken,
-    ) -> Result<Option<u64>, String> {
-        let stream = self
-            .handle
-            .block_on(self.store.stream_by_id(&job.stream_id))
-            .map_err(|e| format!("store: {e}"))?
-            .ok_or_else(|| "the stream no longer exists".to_string())?;
+    ) -> Result<SegmentRun, String> {
+        let lookup = store::RetryPolicy::default().run(
+            || async {
+                let stream = self.store.stream_by_id(&job.stream_id).await?;
+                let session = self
+                    .store
+                    .segment_session(&job.stream_id, job.segment_seq)
+                    .await?;
+                Ok((stream, session))
+            },
+            |_, _| {
+                self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
+            },
+        );
+        let (stream, session) = match self.handle.block_on(lookup) {
+            Ok((Some(stream), session)) => (stream, session),
+            Ok((None, _)) => return Err("the stream no longer exists".to_string()),
+            Err(e) => return Ok(SegmentRun::Retry(format!("store: {e}"))),
+        };
         let out = Output {
             store: self.store,
             publisher: self.publisher,
             handle: self.handle,
             stats: self.stats,
+            session,
         };
         let file = hls::segment_file_name(job.segment_seq.max(0) as u64);
         let path = self.hls_root.join(&job.stream_id).join(&file);
@@ -786,7 +1097,8 @@ impl BatchQueue<'_> {
         let location = path.to_string_lossy();
         let mut source = decode::FileSource::open(&location, 1).map_err(|e| e.to_string())?;
         let mut frames = Vec::new();
-        let mut analysed = 0u64;
+        let (mut analysed, mut lost) = (0u64, 0u64);
+        let mut renewed = Instant::now();
         while source
             .next_frames(&mut frames)
             .map_err(|e| format!("{file}: {e}"))?
@@ -799,7 +1111,21 @@ impl BatchQueue<'_> {
                     continue;
                 }
                 if shutdown.is_cancelled() {
-                    return Ok(None);
+                    return Ok(SegmentRun::Stopped);
+                }
+                if renewed.elapsed() >= BATCH_LEASE / 3 {
+                    let until = store::now_ms() + BATCH_LEASE.as_millis() as i64;
+                    match self
+                        .handle
+                        .block_on(self.store.renew_batch_lease(job, self.host, until))
+                    {
+                        Ok(true) => renewed = Instant::now(),
+                        Ok(false) => return Ok(SegmentRun::LeaseLost),
+                        // Two thirds of the lease are left: the next frame tries again.
+                        Err(e) => {
+                            warn!(stream = %job.stream_id, segment = job.segment_seq, "cannot renew the batch lease: {e}")
+                        }
+                    }
                 }
                 let found = analyse_frame(
                     &job.stream_id,
@@ -808,11 +1134,18 @@ impl BatchQueue<'_> {
                     self.components,
                     self.stats,
                 );
-                out.send(&job.stream_id, &stream.tenant_id, &frame, found);
+                if !out.send(&job.stream_id, &stream.tenant_id, &frame, found) {
+                    lost += 1;
+                }
                 analysed += 1;
             }
         }
-        Ok(Some(analysed))
+        if lost > 0 {
+            return Ok(SegmentRun::Retry(format!(
+                "the results of {lost} of {analysed} frames could not be stored"
+            )));
+        }
+        Ok(SegmentRun::Done(analysed))
     }
 }
 
@@ -862,6 +1195,20 @@ mod tests {
         assert_eq!(*left.lock().unwrap(), [10, 11, 12]);
         slot.close();
         assert!(order.take(&slot, &handle).is_none());
+    }
+
+    #[test]
+    fn a_panic_in_guarded_work_is_caught_and_counted() {
+        let stats = AnalysisStats::default();
+        assert_eq!(guarded(&stats, "str_a", || 7), Some(7));
+        let caught: Option<()> = guarded(&stats, "str_a", || panic!("poison frame"));
+        assert_eq!(caught, None);
+        assert_eq!(stats.panics.load(Ordering::Relaxed), 1);
+        assert!(
+            stats
+                .render()
+                .contains("media_analyzer_analysis_panics_total 1")
+        );
     }
 
     #[test]

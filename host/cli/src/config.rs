@@ -30,6 +30,21 @@ pub struct FileConfig {
     pub hls: HlsFileConfig,
     #[serde(default)]
     pub ingest: IngestFileConfig,
+    #[serde(default)]
+    pub http_limits: HttpLimitsFileConfig,
+}
+
+/// `[http_limits]`: what one HTTP client may ask of the server (defaults in `api::HttpLimits`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsFileConfig {
+    pub header_read_timeout_seconds: Option<f64>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_uri_bytes: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub api_key_requests_per_minute: Option<u32>,
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +61,10 @@ pub struct HlsFileConfig {
 pub struct IngestFileConfig {
     pub app: Option<String>,
     pub max_pending_connections: Option<usize>,
+    pub max_pending_per_ip: Option<usize>,
+    pub connections_per_second_per_ip: Option<f64>,
+    pub connection_burst_per_ip: Option<f64>,
+    pub max_media_message_bytes: Option<usize>,
     pub max_publishers: Option<usize>,
     pub handshake_timeout_seconds: Option<f64>,
     pub idle_timeout_seconds: Option<f64>,
@@ -160,6 +179,8 @@ pub struct Config {
     pub role: Role,
     /// Stored detections are kept this long.
     pub detections_retention: Duration,
+    /// HTTP connection, size and rate limits.
+    pub http_limits: api::HttpLimits,
 }
 
 impl Config {
@@ -210,6 +231,13 @@ impl Config {
                     Some(s) => bail!("{field} must be a positive number of seconds, got {s}"),
                 }
             };
+        let positive = |field: &str, v: Option<f64>, default: f64| -> anyhow::Result<f64> {
+            match v {
+                None => Ok(default),
+                Some(x) if x > 0.0 && x.is_finite() => Ok(x),
+                Some(x) => bail!("{field} must be a positive number, got {x}"),
+            }
+        };
         let ingest = rtmp::ServerConfig {
             app: file.ingest.app.unwrap_or(ingest_defaults.app),
             max_pending: file
@@ -231,8 +259,63 @@ impl Config {
                 ingest_defaults.idle_timeout,
             )?,
             read_buffer: ingest_defaults.read_buffer,
+            max_pending_per_ip: file
+                .ingest
+                .max_pending_per_ip
+                .unwrap_or(ingest_defaults.max_pending_per_ip),
+            connections_per_second_per_ip: positive(
+                "ingest.connections_per_second_per_ip",
+                file.ingest.connections_per_second_per_ip,
+                ingest_defaults.connections_per_second_per_ip,
+            )?,
+            connection_burst_per_ip: positive(
+                "ingest.connection_burst_per_ip",
+                file.ingest.connection_burst_per_ip,
+                ingest_defaults.connection_burst_per_ip,
+            )?,
+            limits: match file.ingest.max_media_message_bytes {
+                None => ingest_defaults.limits,
+                Some(n) if (64 << 10..=16 << 20).contains(&n) => rtmp::SessionLimits {
+                    publishing: rtmp::chunk::ChunkLimits {
+                        max_media_bytes: n,
+                        max_buffered_bytes: ingest_defaults
+                            .limits
+                            .publishing
+                            .max_buffered_bytes
+                            .max(2 * n),
+                        ..ingest_defaults.limits.publishing
+                    },
+                    ..ingest_defaults.limits
+                },
+                Some(n) => bail!(
+                    "ingest.max_media_message_bytes must be between 65536 and 16777216, got {n}"
+                ),
+            },
         };
+        let http_defaults = api::HttpLimits::default();
+        let l = &file.http_limits;
+        let http_limits = api::HttpLimits {
+            header_read_timeout: seconds(
+                "http_limits.header_read_timeout_seconds",
+                l.header_read_timeout_seconds,
+                http_defaults.header_read_timeout,
+            )?,
+            max_connections: l.max_connections.unwrap_or(http_defaults.max_connections),
+            max_header_bytes: l.max_header_bytes.unwrap_or(http_defaults.max_header_bytes),
+            max_uri_bytes: l.max_uri_bytes.unwrap_or(http_defaults.max_uri_bytes),
+            max_body_bytes: l.max_body_bytes.unwrap_or(http_defaults.max_body_bytes),
+            api_key_requests_per_minute: l
+                .api_key_requests_per_minute
+                .unwrap_or(http_defaults.api_key_requests_per_minute),
+            auth_failures_per_minute: l
+                .auth_failures_per_minute
+                .unwrap_or(http_defaults.auth_failures_per_minute),
+        };
+        http_limits
+            .validate()
+            .map_err(|e| anyhow::anyhow!("http_limits.{e}"))?;
         Ok(Self {
+            http_limits,
             rtmp: args
                 .rtmp
                 .or(file.rtmp)
@@ -317,6 +400,11 @@ mod tests {
         assert_eq!(c.data, PathBuf::from("data"));
         assert_eq!(c.store, "sqlite://data/media-analyzer.db");
         assert_eq!(c.hls.target_duration, Duration::from_secs(2));
+        assert_eq!(c.http_limits, api::HttpLimits::default());
+        assert_eq!(c.http_limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.http_limits.max_connections, 1024);
+        assert_eq!(c.http_limits.max_body_bytes, 1 << 20);
+        assert_eq!(c.http_limits.auth_failures_per_minute, 10);
     }
 
     #[test]
@@ -325,7 +413,8 @@ mod tests {
         let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
-            "http = \"127.0.0.1:9000\"\nrtmp = \"127.0.0.1:1936\"\n[hls]\nsegment_seconds = 4\n",
+            "http = \"127.0.0.1:9000\"\nrtmp = \"127.0.0.1:1936\"\n[hls]\nsegment_seconds = 4\n\
+             [http_limits]\nmax_connections = 64\nheader_read_timeout_seconds = 2.5\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -337,6 +426,11 @@ mod tests {
         assert_eq!(c.http.port(), 9000);
         assert_eq!(c.rtmp.port(), 2000);
         assert_eq!(c.hls.target_duration, Duration::from_secs(4));
+        assert_eq!(c.http_limits.max_connections, 64);
+        assert_eq!(
+            c.http_limits.header_read_timeout,
+            Duration::from_millis(2500)
+        );
     }
 
     #[test]
@@ -356,9 +450,51 @@ mod tests {
         std::fs::write(&path, "detections_retain_days = -1\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("detections_retain_days"), "{err}");
+        std::fs::write(&path, "[http_limits]\nmax_conections = 5\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("max_conections"), "{err}");
+        std::fs::write(&path, "[http_limits]\nmax_connections = 0\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("http_limits.max_connections"), "{err}");
         std::fs::write(&path, "inference_sessions = 0\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("inference-sessions"), "{err}");
+        std::fs::write(&path, "[ingest]\nmax_media_message_bytes = 1000\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("ingest.max_media_message_bytes"), "{err}");
+        std::fs::write(&path, "[ingest]\nconnections_per_second_per_ip = -2\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(
+            err.contains("ingest.connections_per_second_per_ip"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ingest_limits_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[ingest]\nmax_pending_per_ip = 4\nconnections_per_second_per_ip = 2.5\n\
+             connection_burst_per_ip = 8\nmax_media_message_bytes = 12582912\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.ingest.max_pending_per_ip, 4);
+        assert_eq!(c.ingest.connections_per_second_per_ip, 2.5);
+        assert_eq!(c.ingest.connection_burst_per_ip, 8.0);
+        assert_eq!(c.ingest.limits.publishing.max_media_bytes, 12 << 20);
+        assert_eq!(c.ingest.limits.publishing.max_buffered_bytes, 24 << 20);
+        assert_eq!(
+            c.ingest.limits.establishing.max_command_bytes,
+            64 << 10,
+            "commands stay small"
+        );
     }
 
     #[test]

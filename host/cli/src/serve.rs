@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use media::{HubEvent, StreamHub};
@@ -127,6 +126,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
     let first_start = ensure_demo_tenant(&store).await?;
+    // This host's id, kept in its data directory: batch jobs it claims are leased to it, and the
+    // jobs it was running when it stopped without finishing them (a crash) are its to run again
+    // at once rather than after their leases run out.
+    let host = host_id(&config.data)?;
+    match store.release_batch_leases(&host).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            jobs = n,
+            "batch jobs left unfinished by an earlier run are queued again"
+        ),
+        Err(e) => warn!("cannot free this host's batch leases: {e}"),
+    }
+    // Segments and leftovers of earlier runs: retention also covers them, before anything is
+    // written (every `.tmp` file now is a leftover).
+    if config.role.ingests() {
+        let (root, hls) = (config.hls.root.clone(), config.hls.clone());
+        let removed = tokio::task::spawn_blocking(move || {
+            sweep_hls(&root, &hls, &std::collections::HashSet::new(), true)
+        })
+        .await?;
+        record_swept(&store, removed).await;
+    }
     let token_secret = store
         .setting_or_insert("playback_token_secret", &random_hex(32))
         .await?;
@@ -187,6 +208,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             viewers.clone(),
         ),
         viewers,
+        limits: api::Limits::new(config.http_limits.clone()),
     };
     let router = if config.role.serves_api() {
         api::router(state)
@@ -210,8 +232,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             nice: crate::analysis::ANALYSIS_NICE,
         };
         let publisher = publisher.clone();
+        let host = host.clone();
         tokio::task::spawn_blocking(move || {
-            crate::analysis::LiveAnalysis::load(&dir, models, hls_root, store, stats, publisher)
+            crate::analysis::LiveAnalysis::load(
+                &dir, models, hls_root, store, stats, publisher, host,
+            )
         })
         .await?
     } else {
@@ -244,18 +269,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.detections_retention,
         http_stop.clone(),
     ));
+    let segments_task = tokio::spawn(expire_segments(
+        store.clone(),
+        config.hls.clone(),
+        hub.clone(),
+        http_stop.clone(),
+    ));
     let books_task = tokio::spawn(keep_books(
+        host.clone(),
         store.clone(),
         hub.events(),
         hls_events_rx,
         analysis_stats.clone(),
         publisher,
     ));
-    let http_task = tokio::spawn(api::serve(
-        http_listener,
-        router,
-        http_stop.clone().cancelled_owned(),
-    ));
+    let http_limits = config.http_limits.clone();
+    let http_stop_signal = http_stop.clone().cancelled_owned();
+    let http_task = tokio::spawn(async move {
+        api::serve_with_limits(http_listener, router, &http_limits, http_stop_signal).await
+    });
 
     info!(role = ?config.role, rtmp = ?rtmp_addr, http = %http_addr, bus = bus.backend_name(), data = %config.data.display(), "media-analyzer started");
     let supervisor_shutdown = shutdown.clone();
@@ -289,6 +321,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = books_task.await;
         http_stop.cancel();
         let _ = retention_task.await;
+        let _ = segments_task.await;
         if early.as_ref().map(|(w, _)| *w) != Some("HTTP") {
             let _ = http_task.await;
         }
@@ -349,8 +382,146 @@ async fn expire_detections(store: Store, retention: std::time::Duration, stop: C
     }
 }
 
+/// This host's id, from `{data}/host-id` (created on the first start).
+fn host_id(data: &std::path::Path) -> anyhow::Result<String> {
+    let path = data.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let id = format!("host_{}", random_hex(8));
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// How often HLS retention looks at every stream's folder.
+const SEGMENT_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+/// A `.tmp` file untouched this long is a leftover (a live packager appends to its segment
+/// every few seconds).
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// HLS retention for what the packager's own (in-memory) retention does not cover: segments of
+/// earlier runs, streams that went offline (no new segment ever triggers their retention), and
+/// `.tmp` leftovers of a crash. Every [`SEGMENT_SWEEP`] until `stop`.
+async fn expire_segments(
+    store: Store,
+    hls: hls::HlsConfig,
+    hub: StreamHub,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(SEGMENT_SWEEP);
+    tick.tick().await; // start() swept already
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let live: std::collections::HashSet<String> = hub.live_streams().into_iter().collect();
+                let (root, config) = (hls.root.clone(), hls.clone());
+                match tokio::task::spawn_blocking(move || sweep_hls(&root, &config, &live, false)).await {
+                    Ok(removed) => record_swept(&store, removed).await,
+                    Err(e) => warn!("HLS retention failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Tells the store which segments retention deleted.
+async fn record_swept(store: &Store, removed: Vec<(String, Vec<u64>)>) {
+    for (stream, seqs) in removed {
+        info!(%stream, segments = seqs.len(), "retention deleted old segments");
+        if let Err(e) = store
+            .mark_segments_removed(&stream, &seqs, store::now_ms())
+            .await
+        {
+            warn!(%stream, "could not record removed segments: {e}");
+        }
+    }
+}
+
+/// Applies retention to every stream folder under `root`: per stream the newest
+/// `retain_segments` segments stay and those older than `retain_age` go (never the newest
+/// `window` of a `live` stream: its playlist lists them); `.tmp` files go when stale, or all
+/// of them at start-up (`starting`). A stream that is not live and has no segment left loses
+/// its playlist too. Returns the deleted segments per stream.
+fn sweep_hls(
+    root: &std::path::Path,
+    config: &hls::HlsConfig,
+    live: &std::collections::HashSet<String>,
+    starting: bool,
+) -> Vec<(String, Vec<u64>)> {
+    let now = std::time::SystemTime::now();
+    let age = |meta: &std::fs::Metadata| {
+        meta.modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default()
+    };
+    let mut removed = Vec::new();
+    let Ok(streams) = std::fs::read_dir(root) else {
+        return removed;
+    };
+    for dir in streams.filter_map(|e| e.ok()) {
+        let Ok(stream) = dir.file_name().into_string() else {
+            continue;
+        };
+        let is_live = live.contains(&stream);
+        let Ok(entries) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        let mut segments = Vec::new();
+        for entry in entries.filter_map(|e| e.ok()) {
+            let (Ok(name), Ok(meta)) = (entry.file_name().into_string(), entry.metadata()) else {
+                continue;
+            };
+            if name.ends_with(".tmp") {
+                if starting || age(&meta) >= STALE_TMP {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            if let Some(seq) = name
+                .strip_prefix("seg-")
+                .and_then(|n| n.strip_suffix(".ts"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                segments.push((seq, age(&meta)));
+            }
+        }
+        segments.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+        let keep_always = if is_live { config.window } else { 0 };
+        let keep_at_most = config.retain_segments.max(keep_always);
+        let mut gone = Vec::new();
+        for (i, (seq, seg_age)) in segments.iter().enumerate() {
+            if i < keep_always {
+                continue;
+            }
+            if i >= keep_at_most || *seg_age > config.retain_age {
+                match std::fs::remove_file(dir.path().join(hls::segment_file_name(*seq))) {
+                    Ok(()) => gone.push(*seq),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(*seq),
+                    Err(e) => {
+                        warn!(%stream, segment = seq, "could not delete an expired segment: {e}")
+                    }
+                }
+            }
+        }
+        if !is_live && gone.len() == segments.len() && !segments.is_empty() {
+            let _ = std::fs::remove_file(dir.path().join("index.m3u8"));
+        }
+        if !gone.is_empty() {
+            gone.sort_unstable();
+            removed.push((stream, gone));
+        }
+    }
+    removed
+}
+
 /// Records what the hub and the packager report: stream state and codecs, segments.
 async fn keep_books(
+    host: String,
     store: Store,
     mut hub_events: tokio::sync::broadcast::Receiver<HubEvent>,
     mut hls_events: mpsc::Receiver<hls::HlsEvent>,
@@ -371,7 +542,7 @@ async fn keep_books(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => hub_open = false,
             },
             event = hls_events.recv() => match event {
-                Some(event) => record_hls_event(&store, &analysis, event).await,
+                Some(event) => record_hls_event(&host, &store, &analysis, event).await,
                 None => break,
             },
         }
@@ -434,6 +605,7 @@ async fn record_hub_event(store: &Store, event: HubEvent) {
 }
 
 async fn record_hls_event(
+    host: &str,
     store: &Store,
     analysis: &crate::analysis::AnalysisStats,
     event: hls::HlsEvent,
@@ -453,7 +625,7 @@ async fn record_hls_event(
                 )
                 .await;
             if added.is_ok() {
-                queue_for_batch(store, analysis, stream, segment.seq as i64).await;
+                queue_for_batch(host, store, analysis, stream, segment.seq as i64).await;
             }
             added
         }
@@ -471,6 +643,7 @@ async fn record_hls_event(
 
 /// Queues a closed segment for batch analysis when its stream is in batch mode.
 async fn queue_for_batch(
+    host: &str,
     store: &Store,
     analysis: &crate::analysis::AnalysisStats,
     stream: &str,
@@ -479,7 +652,7 @@ async fn queue_for_batch(
     use std::sync::atomic::Ordering;
     let limit = crate::analysis::BATCH_QUEUE_LIMIT;
     match store
-        .queue_batch_segment(stream, seq, limit, store::now_ms())
+        .queue_batch_segment_on(Some(host), stream, seq, limit, store::now_ms())
         .await
     {
         Ok(true) => {
@@ -507,19 +680,9 @@ fn metrics_renderer(
     viewers: api::events::Viewers,
 ) -> api::MetricsRenderer {
     Arc::new(move || {
-        let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let ingest = format!(
-            "# TYPE media_analyzer_rtmp_connections_total counter\nmedia_analyzer_rtmp_connections_total {}\n\
-             # TYPE media_analyzer_rtmp_evicted_total counter\nmedia_analyzer_rtmp_evicted_total {}\n\
-             # TYPE media_analyzer_rtmp_publish_refused_total counter\nmedia_analyzer_rtmp_publish_refused_total {}\n\
-             # TYPE media_analyzer_rtmp_failed_total counter\nmedia_analyzer_rtmp_failed_total {}\n\
-             # TYPE media_analyzer_rtmp_publishers gauge\nmedia_analyzer_rtmp_publishers {}\n\
-             # TYPE media_analyzer_live_streams gauge\nmedia_analyzer_live_streams {}\n",
-            c(&stats.accepted),
-            c(&stats.evicted),
-            c(&stats.refused),
-            c(&stats.failed),
-            c(&stats.publishing),
+            "{}# TYPE media_analyzer_live_streams gauge\nmedia_analyzer_live_streams {}\n",
+            stats.render(),
             hub.live_streams().len(),
         );
         ingest

@@ -87,8 +87,26 @@ enum Input {
 }
 
 /// H.264 (or anything libavcodec decodes, for files) → RGB frames.
+/// How much of the stream the decoder works on, as analysis can take it. Lighter efforts cost
+/// less CPU per second of video: analysis of many streams on few cores keeps up with each
+/// stream's share instead of decoding frames nobody analyses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeEffort {
+    /// Every frame, full quality.
+    Full,
+    /// No deblocking and no non-reference frames (B-frames that nothing refers to).
+    Light,
+    /// Keyframes only.
+    KeyframesOnly,
+}
+
 pub struct VideoDecoder {
     decoder: ffmpeg::decoder::Video,
+    effort: DecodeEffort,
+    /// Whether the next decoded frames are converted and returned (see [`Self::set_wanted`]).
+    wanted: bool,
+    /// Decoded frames that were not converted.
+    pub passed: u64,
     input: Input,
     scaler: Option<(scaling::Context, Pixel, u32, u32)>,
     decoded: frame::Video,
@@ -153,6 +171,9 @@ impl VideoDecoder {
     fn with(decoder: ffmpeg::decoder::Video, input: Input) -> Self {
         Self {
             decoder,
+            effort: DecodeEffort::Full,
+            wanted: true,
+            passed: 0,
             input,
             scaler: None,
             decoded: frame::Video::empty(),
@@ -163,6 +184,37 @@ impl VideoDecoder {
     }
 
     /// Feeds one hub packet (video only; audio is ignored); decoded frames are appended to `out`.
+    /// Whether frames decoded from now on are converted to RGB and returned. Frames that are not
+    /// wanted are still decoded (later frames refer to them) but cost no conversion; they take a
+    /// sequence number and are counted in [`Self::passed`].
+    pub fn set_wanted(&mut self, wanted: bool) {
+        self.wanted = wanted;
+    }
+
+    pub fn effort(&self) -> DecodeEffort {
+        self.effort
+    }
+
+    /// Changes how much of the stream is decoded. Coming back from keyframes-only waits for the
+    /// next keyframe, so no frame is decoded against references that were skipped.
+    pub fn set_effort(&mut self, effort: DecodeEffort) {
+        if effort == self.effort {
+            return;
+        }
+        use ffmpeg::Discard;
+        let (frames, loop_filter) = match effort {
+            DecodeEffort::Full => (Discard::Default, Discard::Default),
+            DecodeEffort::Light => (Discard::NonReference, Discard::All),
+            DecodeEffort::KeyframesOnly => (Discard::NonKey, Discard::All),
+        };
+        if self.effort == DecodeEffort::KeyframesOnly {
+            self.resync();
+        }
+        self.decoder.skip_frame(frames);
+        self.decoder.skip_loop_filter(loop_filter);
+        self.effort = effort;
+    }
+
     pub fn push(&mut self, packet: &MediaPacket, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
         if packet.kind != MediaKind::Video {
             return Ok(());
@@ -179,7 +231,9 @@ impl VideoDecoder {
         let Some(config) = avc.as_ref() else {
             return Ok(());
         };
-        if self.waiting_for_keyframe && !packet.keyframe {
+        if (self.waiting_for_keyframe || self.effort == DecodeEffort::KeyframesOnly)
+            && !packet.keyframe
+        {
             return Ok(());
         }
         annex_b.clear();
@@ -235,7 +289,11 @@ impl VideoDecoder {
     fn receive(&mut self, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
         loop {
             match self.decoder.receive_frame(&mut self.decoded) {
-                Ok(()) => out.push(self.convert_to_rgb()?),
+                Ok(()) if self.wanted => out.push(self.convert_to_rgb()?),
+                Ok(()) => {
+                    self.next_seq += 1;
+                    self.passed += 1;
+                }
                 Err(ffmpeg::Error::Other {
                     errno: ffmpeg::util::error::EAGAIN,
                 })

@@ -2,7 +2,7 @@
 //! recent frame when it is ready for one, and frames it never took are counted as skipped.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
@@ -24,6 +24,10 @@ pub struct LatestFrame {
     offered: AtomicU64,
     taken: AtomicU64,
     skipped: AtomicU64,
+    /// Analysers waiting in `take` now.
+    waiting: AtomicUsize,
+    /// Times an analyser found the slot empty and had to wait.
+    waits: AtomicU64,
 }
 
 #[derive(Default)]
@@ -52,15 +56,88 @@ impl LatestFrame {
         self.notify.notify_one();
     }
 
+    /// Whether a frame decoded now is worth converting for analysis: the slot is empty, an
+    /// analyser waits, or the frame in the slot is older than `refresh_ms` (so what analysis takes
+    /// next is never much older than that). Otherwise the decoder skips the conversion — the
+    /// costliest part of a decoded frame that analysis would never see — and calls [`Self::pass`].
+    pub fn wants_frame(&self, now_ms: i64, refresh_ms: i64) -> bool {
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.frame
+            .as_ref()
+            .is_none_or(|f| now_ms - f.decoded_ms >= refresh_ms)
+    }
+
+    /// Counts a decoded frame that was not offered (not converted): skipped for analysis.
+    pub fn pass(&self) {
+        self.offered.fetch_add(1, Ordering::Relaxed);
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Times an analyser had to wait for a frame (the decoder, not analysis, was the limit).
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
     /// No more frames will come; `take` returns `None` once the slot is empty.
     pub fn close(&self) {
         self.slot.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        // Every analyser waiting must see the end, not just one of them.
+        self.notify.notify_waiters();
         self.notify.notify_one();
+    }
+
+    /// Takes the frame waiting, if any, without waiting.
+    pub fn try_take(&self) -> Option<Frame> {
+        let frame = self
+            .slot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .frame
+            .take();
+        if frame.is_some() {
+            self.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        frame
+    }
+
+    /// Waits until a frame is there (`true`) or the stream ended with none left (`false`),
+    /// without taking it: an analyser first gets its turn on the models, then takes the newest.
+    pub async fn ready(&self) -> bool {
+        let mut waited = false;
+        loop {
+            // Registered before the slot is checked, so no offer or close in between is missed.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+                if slot.frame.is_some() {
+                    return true;
+                }
+                if slot.closed {
+                    return false;
+                }
+            }
+            if !waited {
+                waited = true;
+                self.waits.fetch_add(1, Ordering::Relaxed);
+            }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            notified.await;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Waits for the newest frame.
     pub async fn take(&self) -> Option<Frame> {
+        let mut waited = false;
         loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             {
                 let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(frame) = slot.frame.take() {
@@ -71,7 +148,13 @@ impl LatestFrame {
                     return None;
                 }
             }
-            self.notify.notified().await;
+            if !waited {
+                waited = true;
+                self.waits.fetch_add(1, Ordering::Relaxed);
+            }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            notified.await;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -112,6 +195,59 @@ mod tests {
                 skipped: 4
             }
         );
+    }
+
+    #[tokio::test]
+    async fn frames_are_wanted_when_the_slot_is_empty_stale_or_awaited() {
+        let slot = Arc::new(LatestFrame::new());
+        assert!(slot.wants_frame(media::now_ms(), 200), "empty slot");
+        slot.offer(frame(1));
+        let now = media::now_ms();
+        assert!(!slot.wants_frame(now, 200), "a fresh frame waits");
+        assert!(
+            slot.wants_frame(now + 250, 200),
+            "a stale frame is refreshed"
+        );
+        slot.pass();
+        assert_eq!(slot.take().await.unwrap().seq, 1);
+        let waiter = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.take().await.map(|f| f.seq) }
+        });
+        while slot.waits() == 0 {
+            tokio::task::yield_now().await;
+        }
+        slot.offer(frame(2));
+        slot.offer(frame(3));
+        assert!(slot.wants_frame(now, 200) || waiter.is_finished());
+        assert!(waiter.await.unwrap().is_some());
+        assert_eq!(slot.stats().offered, 4);
+        assert_eq!(slot.stats().skipped, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_wakes_every_waiting_analyser() {
+        let slot = Arc::new(LatestFrame::new());
+        let waiters: Vec<_> = (0..4)
+            .map(|i| {
+                let slot = slot.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        slot.ready().await
+                    } else {
+                        slot.take().await.is_some()
+                    }
+                })
+            })
+            .collect();
+        while slot.waiting.load(Ordering::Relaxed) < 4 {
+            tokio::task::yield_now().await;
+        }
+        slot.close();
+        for w in waiters {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(2), w).await;
+            assert!(!done.expect("an analyser was left waiting").unwrap());
+        }
     }
 
     #[tokio::test]

@@ -115,3 +115,48 @@ fn flv_video_packets(flv: &[u8]) -> Vec<media::MediaPacket> {
     }
     out
 }
+
+/// Decoding adapts to what analysis takes: frames nobody wants are not converted, and lighter
+/// efforts decode fewer frames (no B-frames; keyframes only), coming back cleanly at a keyframe.
+#[test]
+fn unwanted_frames_cost_no_conversion_and_efforts_decode_less() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path(), "clip.flv", 3, "flv");
+    let packets = flv_video_packets(&std::fs::read(path).unwrap());
+    let run = |configure: &dyn Fn(&mut VideoDecoder, usize)| {
+        let mut decoder = VideoDecoder::live_h264(1).unwrap();
+        let mut frames = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            configure(&mut decoder, i);
+            decoder.push(p, &mut frames).unwrap();
+        }
+        decoder.finish(&mut frames).unwrap();
+        (frames, decoder.passed)
+    };
+    let (all, passed) = run(&|_, _| {});
+    assert_eq!((all.len(), passed), (90, 0));
+    // Only every third frame wanted: the rest are decoded (references) but not converted.
+    let (some, passed) = run(&|d, i| d.set_wanted(i % 3 == 0));
+    assert_eq!(some.len() as u64 + passed, 90);
+    assert!(some.len() < 40, "{}", some.len());
+    let seqs: Vec<u64> = some.iter().map(|f| f.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] > w[0]),
+        "sequence numbers keep counting: {seqs:?}"
+    );
+    // Light: the non-reference B-frames are not decoded at all.
+    let (light, _) = run(&|d, _| d.set_effort(DecodeEffort::Light));
+    assert!(light.len() < 80 && light.len() >= 30, "{}", light.len());
+    // Keyframes only: one frame per second of this clip (GOP 30 at 30 fps).
+    let (keys, _) = run(&|d, _| d.set_effort(DecodeEffort::KeyframesOnly));
+    assert_eq!(keys.len(), 3);
+    // Keyframes only for the first second, then full again from the next keyframe.
+    let (back, _) = run(&|d, i| {
+        d.set_effort(if i < 20 {
+            DecodeEffort::KeyframesOnly
+        } else {
+            DecodeEffort::Full
+        })
+    });
+    assert!(back.len() >= 60 && back.len() <= 62, "{}", back.len());
+}

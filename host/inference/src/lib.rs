@@ -6,11 +6,13 @@
 //! The wasi-nn host (next) maps `graph.load-by-name` onto [`Model`]s registered here.
 
 pub mod catalog;
+pub mod fair;
 pub mod prepare;
 pub mod session;
 pub mod tensor;
 
 pub use catalog::Catalog;
+pub use fair::FairShare;
 pub use prepare::{ChannelOrder, Layout, Placement, Resize, TensorSpec, prepare};
 pub use session::{
     Accelerator, Model, RunOutput, SessionOptions, available_providers, init_onnxruntime,

@@ -1,0 +1,29 @@
+//! FLV audio/video tag bodies, AVC decoder configuration records, SPS and AVCC frames.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use media::avc::{AvcConfig, nal_units, sps_picture_size};
+use rtmp::flv::{FlvTag, parse_audio, parse_video};
+
+fuzz_target!(|data: &[u8]| {
+    let body = Bytes::copy_from_slice(data);
+    if let Ok(FlvTag::VideoConfig { config, .. }) = parse_video(&body) {
+        assert!(config.width > 0 && config.height > 0);
+        let mut out = Vec::new();
+        let _ = config.write_annex_b(data, true, &mut out);
+    }
+    let _ = parse_audio(&body);
+    if let Ok(config) = AvcConfig::parse(data) {
+        let mut out = Vec::new();
+        let _ = config.write_annex_b(data, data.first().is_some_and(|b| b & 1 == 1), &mut out);
+    }
+    let _ = sps_picture_size(data);
+    for size in 1..=4 {
+        for nal in nal_units(data, size) {
+            if nal.is_err() {
+                break;
+            }
+        }
+    }
+});
