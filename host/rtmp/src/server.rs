@@ -264,7 +264,15 @@ impl Pending {
             evicted += 1;
         }
         while s.queue.len() >= config.max_pending.max(1) {
-            let busiest = s.per_ip.iter().max_by_key(|(_, n)| **n).map(|(ip, _)| *ip);
+            // The address holding the most; among equals, the one that connected last (the
+            // flood arriving now), never an arbitrary one: hash order could pick the encoder.
+            let most = s.per_ip.values().copied().max().unwrap_or(0);
+            let busiest = s
+                .queue
+                .iter()
+                .rev()
+                .find(|(_, ip, _)| s.per_ip.get(ip) == Some(&most))
+                .map(|(_, ip, _)| *ip);
             match busiest {
                 Some(busiest) if s.evict_oldest_of(busiest) => evicted += 1,
                 _ => break,
@@ -294,9 +302,16 @@ struct PendingSlot {
     pending: Arc<Pending>,
 }
 
+impl PendingSlot {
+    /// The connection publishes now: it no longer counts as pending (leaving twice is harmless).
+    fn leave(&self) {
+        self.pending.leave(self.id);
+    }
+}
+
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        self.pending.leave(self.id);
+        self.leave();
     }
 }
 
@@ -506,7 +521,7 @@ impl Connection {
                             Ok(p) => {
                                 session.accept_publish()?;
                                 info!(stream = %p.publisher.stream(), "publishing");
-                                self.pending.pending.leave(self.pending.id);
+                                self.pending.leave();
                                 buf.resize(self.config.read_buffer.max(PENDING_READ_BUFFER), 0);
                                 *publishing = Some(p);
                             }
