@@ -223,7 +223,7 @@ async fn a_batch_worker_killed_mid_job_reruns_it_once_without_duplicates() {
         data.path().join("media-analyzer.db").display()
     );
 
-    let second = TestServer::restart_in(data, analysing).await;
+    let second = TestServer::start_in(data, analysing).await;
     let started = Instant::now();
     loop {
         let depth = second.store().batch_queue_depth(None).await.unwrap();

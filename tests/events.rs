@@ -172,31 +172,6 @@ async fn websocket_viewers_are_tenant_scoped() {
     server.stop().await;
 }
 
-/// A throwaway PostgreSQL database on the local server; dropped by `drop_database`.
-async fn postgres_database() -> (String, String, sqlx::AnyPool) {
-    let admin_url = std::env::var("MEDIA_ANALYZER_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"
-            )
-        });
-    let db = format!("ma_e2e_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let base = admin_url.rsplit_once('/').unwrap().0;
-    (format!("{base}/{db}"), db, admin)
-}
-
 /// Two hosts on one machine: `--role ingest` (RTMP, HLS packaging, analysis) and `--role api`
 /// (API, HLS delivery, WebSocket viewers), sharing only Redis (the bus) and PostgreSQL (the
 /// store) — and the HLS folder, as a shared volume would be.
@@ -206,7 +181,7 @@ async fn ingest_and_api_hosts_meet_through_redis_and_postgres() {
     let photo = fixture_photo("coffee");
     let redis = std::env::var("MEDIA_ANALYZER_TEST_REDIS")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let (store_url, db, admin) = postgres_database().await;
+    let (store_url, db, admin) = postgres_test_database("ma_e2e").await;
 
     let ingest = TestServer::start_with(|c| {
         c.role = Role::Ingest;

@@ -23,7 +23,14 @@ impl TestServer {
 
     /// Starts `serve` on 127.0.0.1:0 with a fresh data directory; `tweak` adjusts the config.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), tweak).await
+    }
+
+    /// Starts `serve` on 127.0.0.1:0 on the data directory `data`: a fresh one, or one a server
+    /// stopped with [`TestServer::stop_keeping_data`] left behind (its store, segments and host
+    /// id), like a restart of the process. On a directory whose store already has the demo tenant,
+    /// or on a store shared with another host, the keys stay empty: copy them from the first run.
+    pub async fn start_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
         let args = ServeArgs {
             rtmp: Some("127.0.0.1:0".parse().unwrap()),
             http: Some("127.0.0.1:0".parse().unwrap()),
@@ -36,8 +43,6 @@ impl TestServer {
         config.analysis = false;
         tweak(&mut config);
         let running = media_analyzer::start(config).await.expect("server starts");
-        // A second host on a shared store finds the demo tenant there already: its keys stay
-        // empty and the test copies them from the first host.
         let first = running.first_start.clone();
         Self {
             api_key: first
@@ -688,33 +693,7 @@ impl Viewer {
 pub use bus::testing::RedisServer;
 
 impl TestServer {
-    /// Starts `serve` again on the data directory of a server stopped with
-    /// [`TestServer::stop_keeping_data`] (its store, segments and host id), like a restart of the
-    /// process; `tweak` adjusts the config. The keys stay empty: copy them from the first run.
-    pub async fn restart_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
-        let args = ServeArgs {
-            rtmp: Some("127.0.0.1:0".parse().unwrap()),
-            http: Some("127.0.0.1:0".parse().unwrap()),
-            data: Some(data.path().to_path_buf()),
-            ..ServeArgs::default()
-        };
-        let mut config = Config::load(&args, None).expect("config");
-        config.dashboard = None;
-        config.analysis = false;
-        tweak(&mut config);
-        let running = media_analyzer::start(config)
-            .await
-            .expect("server restarts");
-        Self {
-            api_key: String::new(),
-            stream_key: String::new(),
-            stream_id: String::new(),
-            running: Some(running),
-            data,
-        }
-    }
-
-    /// Stops the server cleanly and hands back its data directory (for [`TestServer::restart_in`]).
+    /// Stops the server cleanly and hands back its data directory (for [`TestServer::start_in`]).
     pub async fn stop_keeping_data(mut self) -> tempfile::TempDir {
         if let Some(r) = self.running.take() {
             r.stop().await.expect("clean shutdown");

@@ -663,22 +663,6 @@ impl FrameOrder {
             },
         ))
     }
-
-    /// Waits for the newest frame and takes the next turn with it; `None` when the stream ended.
-    #[cfg(test)]
-    fn take(&self, slot: &LatestFrame, handle: &Handle) -> Option<(decode::Frame, Turn<'_>)> {
-        let mut taking = self.taking.lock().unwrap_or_else(|e| e.into_inner());
-        let frame = handle.block_on(slot.take())?;
-        let number = *taking;
-        *taking += 1;
-        Some((
-            frame,
-            Turn {
-                order: self,
-                number,
-            },
-        ))
-    }
 }
 
 impl Turn<'_> {
@@ -1162,16 +1146,14 @@ mod tests {
     /// lets the next frame go.
     #[test]
     fn results_leave_in_frame_order_whoever_finishes_first() {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let handle = runtime.handle().clone();
         let (slot, order) = (LatestFrame::new(), FrameOrder::default());
         let left = Mutex::new(Vec::new());
         slot.offer(frame(10));
-        let (first, first_turn) = order.take(&slot, &handle).unwrap();
+        let (first, first_turn) = order.try_take(&slot).unwrap();
         slot.offer(frame(11));
-        let (second, second_turn) = order.take(&slot, &handle).unwrap();
+        let (second, second_turn) = order.try_take(&slot).unwrap();
         slot.offer(frame(12));
-        let (_, third_turn) = order.take(&slot, &handle).unwrap();
+        let (_, third_turn) = order.try_take(&slot).unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 second_turn.wait();
@@ -1194,7 +1176,7 @@ mod tests {
         });
         assert_eq!(*left.lock().unwrap(), [10, 11, 12]);
         slot.close();
-        assert!(order.take(&slot, &handle).is_none());
+        assert!(order.try_take(&slot).is_none());
     }
 
     #[test]

@@ -268,22 +268,9 @@ mod tests {
     /// database created for this test and dropped after.
     #[tokio::test]
     async fn keys_are_listed_by_prefix_and_revoked_on_postgres() {
-        let admin_url = std::env::var("MEDIA_ANALYZER_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}")
-            });
-        let db = new_id("ma_keys");
-        sqlx::query(&format!("CREATE DATABASE {db}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let base = admin_url.rsplit_once('/').unwrap().0;
+        let (admin, db, url) = crate::tests::postgres_database("ma_keys").await;
         let result = async {
-            let store = Store::open(&format!("{base}/{db}")).await?;
+            let store = Store::open(&url).await?;
             revocation_checks(&store).await?;
             store.close().await;
             Ok::<_, StoreError>(())

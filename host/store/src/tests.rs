@@ -214,24 +214,9 @@ async fn unsupported_url_is_a_clear_error() {
 /// `MEDIA_ANALYZER_TEST_POSTGRES`), in a database created for this test and dropped after.
 #[tokio::test]
 async fn same_queries_work_on_postgres() {
-    let admin_url = std::env::var("MEDIA_ANALYZER_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"
-            )
-        });
-    let db = new_id("ma_test");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let base = admin_url.rsplit_once('/').unwrap().0;
+    let (admin, db, url) = postgres_database("ma_test").await;
     let result = async {
-        let store = Store::open(&format!("{base}/{db}")).await?;
+        let store = Store::open(&url).await?;
         let t = store.create_tenant("acme").await?;
         let key = store.create_api_key(&t.id, "test").await?;
         assert_eq!(store.authenticate_api_key(&key.secret).await?.unwrap(), t);
@@ -652,8 +637,9 @@ async fn durability_checks(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// The admin URL of the test PostgreSQL and a fresh database on it (dropped by the caller).
-async fn postgres_database() -> (sqlx::AnyPool, String, String) {
+/// A fresh database named `prefix_…` on the test PostgreSQL (127.0.0.1:5432, or
+/// `MEDIA_ANALYZER_TEST_POSTGRES`): the admin pool to drop it with, its name and its URL.
+pub(crate) async fn postgres_database(prefix: &str) -> (sqlx::AnyPool, String, String) {
     let admin_url = std::env::var("MEDIA_ANALYZER_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     sqlx::any::install_default_drivers();
@@ -664,7 +650,7 @@ async fn postgres_database() -> (sqlx::AnyPool, String, String) {
                 "PostgreSQL at {admin_url} is required for this test (scripts/test starts it): {e}"
             )
         });
-    let db = new_id("ma_test");
+    let db = new_id(prefix);
     sqlx::query(&format!("CREATE DATABASE {db}"))
         .execute(&admin)
         .await
@@ -678,7 +664,7 @@ async fn postgres_database() -> (sqlx::AnyPool, String, String) {
 /// fail-over or an administrator would): every write is retried and lands exactly once.
 #[tokio::test]
 async fn killed_postgres_connections_lose_and_duplicate_nothing() {
-    let (admin, db, url) = postgres_database().await;
+    let (admin, db, url) = postgres_database("ma_test").await;
     let result = async {
         let store = Store::open(&url).await?;
         let t = store.create_tenant("acme").await?;
