@@ -102,11 +102,16 @@ async fn every_live_stream_gets_its_share_of_analysis() {
     let (server, rates) = analysed_per_stream(5, 22).await;
     eprintln!("analysed frames/s per stream: {rates:?}");
     assert_fair(&rates);
-    // The video path was untouched: every stream's playlist ended and every segment of its 22 s
-    // is on disk (the live playlist lists only the last few).
+    // The video path was untouched: every stream's playlist ends (the publisher has gone; the
+    // last segment is written when the host sees the connection close, which on a loaded 2-core
+    // machine can take a few seconds) and every segment of its 22 s is on disk (the live playlist
+    // lists only the last few).
     for (id, _) in &rates {
-        let playlist = std::fs::read_to_string(server.hls_dir(id).join("index.m3u8")).unwrap();
-        assert!(playlist.contains("#EXT-X-ENDLIST"), "{id}: {playlist}");
+        server
+            .wait_for_playlist_of(id, Duration::from_secs(20), |p| {
+                p.contains("#EXT-X-ENDLIST")
+            })
+            .await;
         let segments = segment_files(&server.hls_dir(id)).len();
         assert!(
             segments >= 10,

@@ -106,7 +106,12 @@ impl TestServer {
     }
 
     pub fn playlist(&self) -> Option<String> {
-        std::fs::read_to_string(self.hls_dir(&self.stream_id).join("index.m3u8")).ok()
+        self.playlist_of(&self.stream_id)
+    }
+
+    /// The media playlist of stream `id` as it is on disk now.
+    pub fn playlist_of(&self, id: &str) -> Option<String> {
+        std::fs::read_to_string(self.hls_dir(id).join("index.m3u8")).ok()
     }
 
     /// GET with the demo API key; returns status and body.
@@ -144,17 +149,28 @@ impl TestServer {
         timeout: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> String {
+        self.wait_for_playlist_of(&self.stream_id, timeout, pred)
+            .await
+    }
+
+    /// Waits until stream `id`'s playlist satisfies `pred`, failing the test after `timeout`.
+    pub async fn wait_for_playlist_of(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let start = Instant::now();
         loop {
-            if let Some(p) = self.playlist()
+            if let Some(p) = self.playlist_of(id)
                 && pred(&p)
             {
                 return p;
             }
             assert!(
                 start.elapsed() < timeout,
-                "playlist condition not met in {timeout:?}: {:?}",
-                self.playlist()
+                "{id}: playlist condition not met in {timeout:?}: {:?}",
+                self.playlist_of(id)
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

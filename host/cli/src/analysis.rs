@@ -505,7 +505,15 @@ fn decode_stream(
     let mut mode_checked: Option<Instant> = None;
     let mut effort = EffortControl::new(slot);
     let mut passed = 0u64;
+    // What reached the decoder (for the end-of-stream line: a stream with no decoded frames says
+    // whether it got no video, no sequence header or no keyframe).
+    let (mut video_packets, mut configs, mut keyframes) = (0u64, 0u64, 0u64);
     while let Some(packet) = handle.block_on(subscription.recv()) {
+        if packet.kind == media::MediaKind::Video {
+            video_packets += 1;
+            configs += packet.is_config as u64;
+            keyframes += packet.keyframe as u64;
+        }
         if mode_checked.is_none_or(|t| t.elapsed() >= MODE_POLL) {
             mode_checked = Some(Instant::now());
             match handle.block_on(store.analysis(stream)) {
@@ -573,7 +581,7 @@ fn decode_stream(
     stats
         .frames_skipped
         .fetch_add(sampled.skipped, Ordering::Relaxed);
-    info!(%stream, decoded = sampled.offered, analysed = sampled.taken, skipped = sampled.skipped, packets_lost = lost, "stream analysis ended");
+    info!(%stream, decoded = sampled.offered, analysed = sampled.taken, skipped = sampled.skipped, packets_lost = lost, video_packets, configs, keyframes, realtime, "stream analysis ended");
 }
 
 /// Decides how much of a stream to decode from what its analysers take: every frame while they

@@ -205,9 +205,9 @@ impl Channel {
             }
             Overflow::DropOldest => {
                 let ring = Arc::new(Ring::new(capacity, self.dropped.clone()));
-                for p in primer {
-                    ring.push(p);
-                }
+                // Primed directly: `push` refuses packets while nobody else holds the ring (a
+                // reader that left), and here the subscription does not hold it yet.
+                ring.prime(primer);
                 (Sink::DropOldest(ring.clone()), Source::Ring(ring))
             }
         };
@@ -407,6 +407,18 @@ impl Ring {
         true
     }
 
+    /// Fills a new ring with a late subscriber's start (configuration, then the cached GOP),
+    /// keeping the newest `capacity` packets.
+    fn prime(&self, primer: Vec<MediaPacket>) {
+        let mut q = lock(&self.queue);
+        for packet in primer {
+            if q.items.len() == self.capacity {
+                q.items.pop_front();
+            }
+            q.items.push_back(packet);
+        }
+    }
+
     fn close(&self) {
         lock(&self.queue).closed = true;
         self.notify.notify_one();
@@ -472,6 +484,40 @@ mod tests {
         }
         assert_eq!(seen, vec![66, 100, 133]);
         assert!(!hub.is_live("s"));
+    }
+
+    /// The analysis decoder subscribes with `DropOldest` when it hears that a stream started; on a
+    /// busy host the publisher's sequence header may already have gone by. It must still come
+    /// first (a decoder without it decodes nothing: one stream in a few got no analysis at all).
+    #[tokio::test]
+    async fn late_drop_oldest_subscriber_gets_the_configuration_and_the_gop() {
+        let hub = StreamHub::new();
+        let mut publisher = hub.publish("s").unwrap();
+        publisher
+            .send(MediaPacket {
+                is_config: true,
+                ..video(0, false)
+            })
+            .await;
+        publisher.send(video(0, true)).await;
+        publisher.send(video(33, false)).await;
+        let mut sub = hub.subscribe("s", Overflow::DropOldest, 8).unwrap();
+        publisher.send(video(66, false)).await;
+        drop(publisher);
+        let mut seen = Vec::new();
+        while let Some(p) = sub.recv().await {
+            seen.push((p.dts_ms, p.is_config, p.keyframe));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (0, true, false),
+                (0, false, true),
+                (33, false, false),
+                (66, false, false)
+            ]
+        );
+        assert_eq!(sub.take_dropped(), 0);
     }
 
     #[tokio::test]
