@@ -584,11 +584,12 @@ fn decode_stream(
     info!(%stream, decoded = sampled.offered, analysed = sampled.taken, skipped = sampled.skipped, packets_lost = lost, video_packets, configs, keyframes, realtime, "stream analysis ended");
 }
 
-/// Decides how much of a stream to decode from what its analysers take: every frame while they
-/// take a good part of it, lighter ([`DecodeEffort::Light`]: no deblocking, no non-reference
-/// frames) when they take less than a quarter of what is decoded, back at more than half.
-/// Keyframes-only is not chosen automatically: on 2 cores it starved streams that could have had
-/// more (docs/benchmarks.md, "Fair share of analysis").
+/// Decides how much of a stream to decode from what its analysers take, one step at a time:
+/// a step lighter (Full → [`DecodeEffort::Light`]: no deblocking, no non-reference frames →
+/// [`DecodeEffort::Anchors`]: I and P frames only) when they take less than a quarter of what is
+/// decoded, a step back when they take more than half. Keyframes-only is not chosen
+/// automatically: on 2 cores it starved streams that could have had more (docs/benchmarks.md,
+/// "Fair share of analysis").
 struct EffortControl {
     since: Instant,
     decoded: u64,
@@ -615,8 +616,10 @@ impl EffortControl {
         let now = decoder.effort();
         let next = match now {
             DecodeEffort::Full if taken * 4 < decoded => DecodeEffort::Light,
-            DecodeEffort::Light | DecodeEffort::KeyframesOnly if taken * 2 > decoded => {
-                DecodeEffort::Full
+            DecodeEffort::Light if taken * 4 < decoded => DecodeEffort::Anchors,
+            DecodeEffort::Light if taken * 2 > decoded => DecodeEffort::Full,
+            DecodeEffort::Anchors | DecodeEffort::KeyframesOnly if taken * 2 > decoded => {
+                DecodeEffort::Light
             }
             same => same,
         };

@@ -147,6 +147,29 @@ fn unwanted_frames_cost_no_conversion_and_efforts_decode_less() {
     // Light: the non-reference B-frames are not decoded at all.
     let (light, _) = run(&|d, _| d.set_effort(DecodeEffort::Light));
     assert!(light.len() < 80 && light.len() >= 30, "{}", light.len());
+    // Anchors: I and P frames only, fewer still, and every one of them exact.
+    let (anchors, _) = run(&|d, _| d.set_effort(DecodeEffort::Anchors));
+    assert!(
+        anchors.len() < light.len() && anchors.len() >= 3,
+        "anchors {} light {}",
+        anchors.len(),
+        light.len()
+    );
+    // Back from anchors to full waits for the next keyframe and decodes anchors until then:
+    // the second and third seconds are whole, the first has its anchors.
+    let (anchors_back, _) = run(&|d, i| {
+        d.set_effort(if i < 20 {
+            DecodeEffort::Anchors
+        } else {
+            DecodeEffort::Full
+        })
+    });
+    let first_second = anchors.iter().filter(|f| f.pts_ms < 1000).count();
+    assert!(
+        (first_second + 60..=first_second + 2 + 60).contains(&anchors_back.len()),
+        "{} frames, {first_second} anchors in the first second",
+        anchors_back.len()
+    );
     // Keyframes only: one frame per second of this clip (GOP 30 at 30 fps).
     let (keys, _) = run(&|d, _| d.set_effort(DecodeEffort::KeyframesOnly));
     assert_eq!(keys.len(), 3);
