@@ -46,11 +46,32 @@ enum Item {
 }
 
 /// The per-stream rings of one API host.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Viewers {
     rings: Arc<Mutex<HashMap<String, broadcast::Sender<Item>>>>,
     stats: Arc<ViewerStats>,
+    /// Ids of API keys revoked since the sockets opened (their sockets close).
+    revoked: broadcast::Sender<String>,
+    /// Where revocations go to reach the other hosts (none: this host only).
+    control: Option<bus::Publisher>,
 }
+
+impl Default for Viewers {
+    fn default() -> Self {
+        Self {
+            rings: Default::default(),
+            stats: Default::default(),
+            revoked: broadcast::channel(REVOCATIONS).0,
+            control: None,
+        }
+    }
+}
+
+/// Revocations a socket may miss before it re-checks its key in the store.
+const REVOCATIONS: usize = 64;
+
+/// The close code sent when the API key a socket was opened with is revoked (policy violation).
+pub const KEY_REVOKED_CLOSE: u16 = 1008;
 
 #[derive(Debug, Default)]
 pub struct ViewerStats {
@@ -66,6 +87,26 @@ impl std::fmt::Debug for Viewers {
 }
 
 impl Viewers {
+    /// Revocations made on this host also reach the sockets of other hosts through the bus.
+    pub fn with_control(mut self, publisher: bus::Publisher) -> Self {
+        self.control = Some(publisher);
+        self
+    }
+
+    /// An API key of `tenant` was revoked here: its sockets close on this host at once, and on
+    /// other hosts when the bus delivers the signal.
+    pub fn key_revoked(&self, tenant: &str, key_id: &str) {
+        let _ = self.revoked.send(key_id.to_string());
+        if let Some(control) = &self.control {
+            control.send(bus::Envelope::new(
+                tenant,
+                bus::Event::Control(bus::Control::KeyRevoked {
+                    key: key_id.to_string(),
+                }),
+            ));
+        }
+    }
+
     fn ring(&self, stream: &str) -> broadcast::Receiver<Item> {
         let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         rings
@@ -88,6 +129,14 @@ impl Viewers {
         while let Some(delivery) = deliveries.recv().await {
             match delivery {
                 bus::Delivery::Message(envelope) => {
+                    if let bus::Event::Control(control) = &envelope.event {
+                        match control {
+                            bus::Control::KeyRevoked { key } => {
+                                let _ = self.revoked.send(key.clone());
+                            }
+                        }
+                        continue;
+                    }
                     let json = match serde_json::to_string(&envelope.event) {
                         Ok(j) => j,
                         Err(e) => {
@@ -244,6 +293,7 @@ pub async fn events(
     let ring = viewers.ring(&id);
     let store = state.store.clone();
     let token_key = state.token_key.clone();
+    let revocations = viewers.revoked.subscribe();
     Ok(upgrade
         // A viewer only sends pongs, renewals and a close: small buffers keep a viewer's memory
         // low (tungstenite's default read buffer alone is 128 KiB).
@@ -261,12 +311,16 @@ pub async fn events(
                 last_seq: since,
                 stats: viewers.stats.clone(),
                 token_key,
-                expires_unix: match access {
-                    crate::hls::Access::Token { expires_unix } => Some(expires_unix),
-                    crate::hls::Access::Key => None,
+                expires_unix: match &access {
+                    crate::hls::Access::Token { expires_unix } => Some(*expires_unix),
+                    crate::hls::Access::Key { .. } => None,
+                },
+                key_id: match access {
+                    crate::hls::Access::Token { .. } => None,
+                    crate::hls::Access::Key { key_id } => Some(key_id),
                 },
             };
-            if let Err(e) = viewer.serve(ring, since.is_some()).await {
+            if let Err(e) = viewer.serve(ring, revocations, since.is_some()).await {
                 debug!(stream = %viewer.stream, "viewer left: {e}");
             }
             viewers.stats.connected.fetch_sub(1, Relaxed);
@@ -284,6 +338,17 @@ struct Viewer {
     token_key: crate::TokenKey,
     /// When the playback token the viewer holds expires (Unix seconds); `None` for an API key.
     expires_unix: Option<i64>,
+    /// The API key the socket was opened with (`None` for a playback token).
+    key_id: Option<String>,
+}
+
+/// Whether the API key a socket was opened with is still valid (a store error counts as valid:
+/// the socket is not closed for the store's trouble).
+async fn key_stands(store: store::Store, key_id: Option<String>) -> bool {
+    match key_id {
+        Some(id) => store.api_key_active(&id).await.unwrap_or(true),
+        None => true,
+    }
 }
 
 /// The instant a Unix time (seconds) falls on, by the tokio clock.
@@ -299,6 +364,7 @@ impl Viewer {
     async fn serve(
         &mut self,
         mut ring: broadcast::Receiver<Item>,
+        mut revocations: broadcast::Receiver<String>,
         resume: bool,
     ) -> Result<(), String> {
         if resume {
@@ -318,6 +384,24 @@ impl Viewer {
                     };
                     let _ = self.send_raw(Message::Close(Some(close))).await;
                     return Ok(());
+                }
+                revoked = revocations.recv(), if self.key_id.is_some() => {
+                    let ours = match revoked {
+                        Ok(key) => self.key_id.as_deref() == Some(key.as_str()),
+                        // Missed some: ask the store whether our key still stands.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            !key_stands(self.store.clone(), self.key_id.clone()).await
+                        }
+                        Err(broadcast::error::RecvError::Closed) => false,
+                    };
+                    if ours {
+                        let close = axum::extract::ws::CloseFrame {
+                            code: KEY_REVOKED_CLOSE,
+                            reason: "API key revoked".into(),
+                        };
+                        let _ = self.send_raw(Message::Close(Some(close))).await;
+                        return Ok(());
+                    }
                 }
                 item = ring.recv() => match item {
                     Ok(Item::Event { seq, json }) => {

@@ -47,12 +47,12 @@ pub(crate) fn valid_stream_id(id: &str) -> bool {
 }
 
 /// How a request for one stream was let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Access {
     /// By a playback token that expires then (Unix seconds).
     Token { expires_unix: i64 },
-    /// By an API key of the owning tenant.
-    Key,
+    /// By an API key (this id) of the owning tenant.
+    Key { key_id: String },
 }
 
 pub(crate) async fn authorize(
@@ -78,7 +78,9 @@ pub(crate) async fn authorize(
     ))?;
     let owner = authenticate_key(state, parts, key).await?;
     match state.store.stream_tenant(stream).await? {
-        Some(tenant) if tenant == owner.tenant.id => Ok(Access::Key),
+        Some(tenant) if tenant == owner.tenant.id => Ok(Access::Key {
+            key_id: owner.key_id,
+        }),
         _ => Err(ApiError::NotFound("stream")),
     }
 }

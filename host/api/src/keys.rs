@@ -89,8 +89,9 @@ pub async fn list_keys(
     }))
 }
 
-/// Revokes one of the tenant's keys: an API key authenticates nothing from then on, a stream key
-/// is refused at the next publish. Revoking a revoked key changes nothing. The key the request
+/// Revokes one of the tenant's keys: an API key authenticates nothing from then on and the event
+/// WebSockets opened with it close (code 1008, on every API host), a stream key is refused at the
+/// next publish. Revoking a revoked key changes nothing. The key the request
 /// is made with cannot revoke itself (409): use another key, or `media-analyzer key revoke`.
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "account",
     params(("id" = String, Path, description = "key id (`key_…` or `skey_…`)", max_length = 64)),
@@ -116,5 +117,7 @@ pub async fn revoke_key(
         .revoke_key(Some(&caller.tenant.id), &id)
         .await?
         .ok_or(ApiError::NotFound("key"))?;
+    // Event sockets opened with the key close now, here and on the other API hosts.
+    state.viewers.key_revoked(&caller.tenant.id, &id);
     Ok(StatusCode::NO_CONTENT)
 }

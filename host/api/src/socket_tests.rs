@@ -14,6 +14,8 @@ use super::*;
 struct Server {
     addr: SocketAddr,
     store: store::Store,
+    /// What the bus delivers to this host's viewers (as another host's messages would arrive).
+    deliveries: tokio::sync::mpsc::Sender<bus::Delivery>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
@@ -38,6 +40,8 @@ impl Server {
             viewers: events::Viewers::default(),
             limits: Limits::new(limits.clone()),
         };
+        let (deliveries, delivered) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(state.viewers.clone().run(delivered));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -50,6 +54,7 @@ impl Server {
         Self {
             addr,
             store,
+            deliveries,
             stop: Some(stop),
             task,
             _dir: dir,
@@ -397,4 +402,98 @@ async fn a_websocket_opened_with_a_key_stays_and_counts_as_a_connection() {
         .expect("served once a socket closed")
         .unwrap();
     assert_eq!(parse_response(&buf).0, 200);
+}
+
+/// Opens the stream's event socket with an API key.
+async fn key_socket(
+    addr: SocketAddr,
+    stream: &str,
+    secret: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{addr}/api/v1/streams/{stream}/events"
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+#[track_caller]
+fn assert_closed_for_revocation(message: Option<Message>) {
+    match message {
+        Some(Message::Close(Some(frame))) => {
+            assert_eq!(u16::from(frame.code), events::KEY_REVOKED_CLOSE);
+            assert!(frame.reason.contains("revoked"), "{}", frame.reason);
+        }
+        other => panic!("expected a close for the revoked key, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn websockets_opened_with_a_key_close_when_the_key_is_revoked_here_or_on_another_host() {
+    let server = Server::start(HttpLimits::default()).await;
+    let (stream, first) = stream_with_detections(&server.store).await;
+    let tenant = server
+        .store
+        .api_key_owner(&first)
+        .await
+        .unwrap()
+        .unwrap()
+        .tenant
+        .id;
+    let second = server
+        .store
+        .create_api_key(&tenant, "second")
+        .await
+        .unwrap();
+    let third = server.store.create_api_key(&tenant, "third").await.unwrap();
+    let mut with_first = key_socket(server.addr, &stream, &first).await;
+    let mut with_second = key_socket(server.addr, &stream, &second.secret).await;
+    let mut with_third = key_socket(server.addr, &stream, &third.secret).await;
+    let token = TokenKey::new(b"test-secret").issue(&stream, store::now_ms() / 1000 + 60);
+    let (mut with_token, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/v1/streams/{stream}/events?token={token}",
+        server.addr
+    ))
+    .await
+    .unwrap();
+
+    // Revoked here, through the API (with the first key): the second key's socket closes.
+    let request = format!(
+        "DELETE /api/v1/keys/{} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {first}\r\nConnection: close\r\n\r\n",
+        second.id
+    );
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    let (status, head, _) = exchange(&mut socket, request.as_bytes()).await;
+    assert_eq!(status, 204, "{head}");
+    assert_closed_for_revocation(next_message(&mut with_second, Duration::from_secs(5)).await);
+
+    // Revoked on another host: the signal comes over the bus, and the third key's socket closes.
+    server.store.revoke_key(None, &third.id).await.unwrap();
+    server
+        .deliveries
+        .send(bus::Delivery::Message(std::sync::Arc::new(
+            bus::Envelope::new(
+                &tenant,
+                bus::Event::Control(bus::Control::KeyRevoked {
+                    key: third.id.clone(),
+                }),
+            ),
+        )))
+        .await
+        .unwrap();
+    assert_closed_for_revocation(next_message(&mut with_third, Duration::from_secs(5)).await);
+
+    // The sockets of the key still valid, and of a playback token, stay open and receive
+    // nothing of the control signals.
+    for ws in [&mut with_first, &mut with_token] {
+        assert!(
+            next_message(ws, Duration::from_millis(500)).await.is_none(),
+            "a socket that holds a valid key or token was closed or sent a control signal"
+        );
+    }
+    server.stop().await;
 }

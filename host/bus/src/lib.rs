@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
 pub use message::{
-    Alert, Detection, Envelope, Event, FrameDetections, FrameTiming, StreamChange, VERSION,
+    Alert, Control, Detection, Envelope, Event, FrameDetections, FrameTiming, StreamChange, VERSION,
 };
 
 #[derive(Debug, thiserror::Error)]

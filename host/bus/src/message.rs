@@ -23,6 +23,16 @@ pub enum Event {
     Alert(Alert),
     /// A stream went live or offline.
     Stream(StreamChange),
+    /// A signal from one host to all of them; never forwarded to WebSocket viewers.
+    Control(Control),
+}
+
+/// Signals between hosts, tagged by `action`: `{"type":"control","action":"key_revoked",…}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Control {
+    /// An API key (its id, `key_…`) was revoked: sockets opened with it close, on every host.
+    KeyRevoked { key: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,16 +114,24 @@ impl Event {
             Event::Detections(d) => &d.stream,
             Event::Alert(a) => &a.stream,
             Event::Stream(s) => &s.stream,
+            // Tenant-wide: no stream.
+            Event::Control(_) => "",
         }
     }
 
-    /// `detections`, `alert` or `stream`: also the Pub/Sub topic suffix.
+    /// `detections`, `alert`, `stream` or `control`: also the Pub/Sub topic suffix.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Detections(_) => "detections",
             Event::Alert(_) => "alert",
             Event::Stream(_) => "stream",
+            Event::Control(_) => "control",
         }
+    }
+
+    /// Whether WebSocket viewers of the event's stream receive it (and a replay keeps it).
+    pub fn for_viewers(&self) -> bool {
+        !matches!(self, Event::Control(_))
     }
 
     /// The frame number, for events tied to a frame.
@@ -121,7 +139,7 @@ impl Event {
         match self {
             Event::Detections(d) => Some(d.seq),
             Event::Alert(a) => Some(a.seq),
-            Event::Stream(_) => None,
+            Event::Stream(_) | Event::Control(_) => None,
         }
     }
 }

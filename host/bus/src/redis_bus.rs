@@ -56,22 +56,26 @@ impl RedisBus {
         let payload = envelope.to_json();
         let seq = envelope.event.seq().unwrap_or(0);
         let mut connection = self.connection.clone();
-        redis::pipe()
-            .publish(
-                format!("{CHANNEL_PREFIX}{}:{stream}", envelope.tenant),
-                &payload,
-            )
-            .ignore()
-            .xadd_maxlen(
-                format!("{REPLAY_PREFIX}{}:{stream}", envelope.tenant),
-                StreamMaxlen::Approx(self.replay_len),
-                "*",
-                &[("seq", seq.to_string().into_bytes()), ("message", payload)],
-            )
-            .ignore()
-            .exec_async(&mut connection)
-            .await
-            .map_err(redis_error)
+        let mut pipe = redis::pipe();
+        pipe.publish(
+            format!("{CHANNEL_PREFIX}{}:{stream}", envelope.tenant),
+            &payload,
+        )
+        .ignore();
+        if !envelope.event.for_viewers() {
+            // A signal between hosts: nothing to replay to a viewer later.
+            return pipe.exec_async(&mut connection).await.map_err(redis_error);
+        }
+        pipe.xadd_maxlen(
+            format!("{REPLAY_PREFIX}{}:{stream}", envelope.tenant),
+            StreamMaxlen::Approx(self.replay_len),
+            "*",
+            &[("seq", seq.to_string().into_bytes()), ("message", payload)],
+        )
+        .ignore()
+        .exec_async(&mut connection)
+        .await
+        .map_err(redis_error)
     }
 
     pub(crate) async fn subscribe(

@@ -150,6 +150,40 @@ async fn redis_round_trip_and_replay() {
             .unwrap()
             .is_empty()
     );
+    control_round_trip(&bus, &tenant).await;
+    // A control signal is for hosts only: nothing of it is kept for a viewer's replay.
+    assert!(
+        bus.replay(&tenant, "", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A control signal (tenant-wide, no stream) reaches subscribers as it was sent.
+async fn control_round_trip(bus: &Bus, tenant: &str) {
+    let mut rx = bus.subscribe().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let revoked = Envelope::new(
+        tenant,
+        Event::Control(crate::Control::KeyRevoked {
+            key: "key_0123456789abcdef".into(),
+        }),
+    );
+    assert!(!revoked.event.for_viewers());
+    let json: serde_json::Value = serde_json::from_slice(&revoked.to_json()).unwrap();
+    assert_eq!(json["event"]["type"], "control", "{json}");
+    assert_eq!(json["event"]["action"], "key_revoked", "{json}");
+    bus.publish(&revoked).await.unwrap();
+    // Other tests publish on the same server: skip their tenants' messages.
+    loop {
+        let m = next_message(&mut rx, Duration::from_secs(10)).await;
+        if m.tenant == tenant {
+            assert_eq!(m, revoked);
+            break;
+        }
+    }
 }
 
 /// Redis goes away mid-stream: publishing never blocks, the gap is counted, and after Redis is back
@@ -294,4 +328,5 @@ async fn pubsub_round_trip_on_the_emulator() {
     );
     bus.publish(&change).await.unwrap();
     assert_eq!(next_message(&mut rx, Duration::from_secs(10)).await, change);
+    control_round_trip(&bus, "ten_p").await;
 }

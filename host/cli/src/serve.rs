@@ -173,7 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let bus = bus::Bus::connect(&config.bus)
         .await
         .context("connecting the event bus (--bus)")?;
-    let viewers = api::events::Viewers::default();
+    let viewers = api::events::Viewers::default().with_control(bus.publisher(64));
     if config.role.serves_api() {
         let deliveries = bus
             .subscribe()
@@ -610,19 +610,26 @@ async fn record_hls_event(
     analysis: &crate::analysis::AnalysisStats,
     event: hls::HlsEvent,
 ) {
+    // Both writes are idempotent (an upsert, a mark), so a retry after a lost reply is harmless.
+    let retry = store::RetryPolicy::default();
+    let on_retry = |attempt: u32, e: &store::StoreError| {
+        analysis.store_retries.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            attempt,
+            "recording a segment event failed, trying again: {e}"
+        );
+    };
     let result = match &event {
         hls::HlsEvent::SegmentClosed { stream, segment } => {
-            let added = store
-                .add_segment(
-                    stream,
-                    &SegmentRecord {
-                        seq: segment.seq as i64,
-                        duration_ms: segment.duration_ms as i64,
-                        program_date_time: segment.program_date_time_ms,
-                        bytes: segment.bytes as i64,
-                        discontinuity: segment.discontinuity,
-                    },
-                )
+            let record = SegmentRecord {
+                seq: segment.seq as i64,
+                duration_ms: segment.duration_ms as i64,
+                program_date_time: segment.program_date_time_ms,
+                bytes: segment.bytes as i64,
+                discontinuity: segment.discontinuity,
+            };
+            let added = retry
+                .run(|| store.add_segment(stream, &record), on_retry)
                 .await;
             if added.is_ok() {
                 queue_for_batch(host, store, analysis, stream, segment.seq as i64).await;
@@ -630,14 +637,17 @@ async fn record_hls_event(
             added
         }
         hls::HlsEvent::SegmentsRemoved { stream, seqs } => {
-            store
-                .mark_segments_removed(stream, seqs, store::now_ms())
+            let at = store::now_ms();
+            retry
+                .run(|| store.mark_segments_removed(stream, seqs, at), on_retry)
                 .await
         }
         hls::HlsEvent::PlaylistEnded { .. } => Ok(()),
     };
     if let Err(e) = result {
-        warn!("could not record {event:?}: {e}");
+        warn!(
+            "could not record {event:?} (the segment is on disk; the store does not list it): {e}"
+        );
     }
 }
 

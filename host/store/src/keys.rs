@@ -107,6 +107,15 @@ impl Store {
         .transpose()
     }
 
+    /// Whether the API key with this id exists and is not revoked.
+    pub async fn api_key_active(&self, key_id: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// API and stream keys, oldest first: one tenant's (`Some`) or every tenant's (`None`, for
     /// the admin command), those whose prefix starts with `prefix` when one is given.
     /// A `prefix` that could never match (see [`valid_key_prefix`]) matches nothing.
