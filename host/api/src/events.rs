@@ -250,7 +250,8 @@ pub const TOKEN_EXPIRED_CLOSE: u16 = 1008;
 ///
 /// A socket opened with a playback token is closed (code 1008) when the token expires, unless
 /// the viewer sends `{"type":"renew","token":"NEW"}` with a newer token for the same stream first;
-/// the server answers `{"type":"renewed","expires_at":…}`. A socket opened with an API key stays.
+/// the server answers `{"type":"renewed","expires_at":…}`. A socket opened with an API key stays
+/// until the key is revoked (closed with code 1008, on every API host).
 #[utoipa::path(get, path = "/api/v1/streams/{id}/events", tag = "analysis",
     params(("id" = String, Path, description = "stream id", max_length = 64), EventsQuery),
     responses((status = 101, description = "WebSocket: one JSON event per text message"),

@@ -613,7 +613,9 @@ async fn record_hls_event(
     // Both writes are idempotent (an upsert, a mark), so a retry after a lost reply is harmless.
     let retry = store::RetryPolicy::default();
     let on_retry = |attempt: u32, e: &store::StoreError| {
-        analysis.store_retries.fetch_add(1, Ordering::Relaxed);
+        analysis
+            .store_retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         warn!(
             attempt,
             "recording a segment event failed, trying again: {e}"
