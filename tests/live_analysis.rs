@@ -134,3 +134,56 @@ async fn batch_mode_analyses_every_nth_frame_of_each_segment() {
     }
     server.stop().await;
 }
+
+/// A mode switch is a signal: it reaches the stream's live decoder at once, both ways. The store
+/// is read when the stream starts and then only every 30 s as a fallback, so a switch seen within
+/// half a second came by the signal (`PUT …/mode` → bus control signal → the decoder's `watch`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mode_switch_reaches_the_live_decoder_at_once() {
+    let photo = fixture_photo("coffee");
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    let publisher = publish_photo(&photo, &server.rtmp_url(&server.stream_key), 12);
+    let counter =
+        |metrics: &str, name: &str| metric(metrics, &format!("media_analyzer_analysis_{name}"));
+    let started = Instant::now();
+    loop {
+        let (_, metrics) = server.get("/metrics").await;
+        if counter(&metrics, "frames_analysed_total") > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no live analysis within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let path = server.http(&format!("/api/v1/streams/{}/mode", server.stream_id));
+    for (switches, mode) in [(1, "batch"), (2, "realtime")] {
+        let body = format!(r#"{{"mode":"{mode}","every":15}}"#);
+        let (status, answer) = http_send("PUT", &path, Some(&server.api_key), &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let asked = Instant::now();
+        loop {
+            let (_, metrics) = server.get("/metrics").await;
+            if counter(&metrics, "mode_changes_total") >= switches {
+                break;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_millis(500),
+                "the decoder had not switched to {mode} half a second after the request"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eprintln!(
+            "the switch to {mode} reached the decoder within {:?} of the answer",
+            asked.elapsed()
+        );
+    }
+    let (ok, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    assert!(ok, "{stderr}");
+    server.stop().await;
+}

@@ -52,8 +52,6 @@ pub struct Viewers {
     stats: Arc<ViewerStats>,
     /// Ids of API keys revoked since the sockets opened (their sockets close).
     revoked: broadcast::Sender<String>,
-    /// Where revocations go to reach the other hosts (none: this host only).
-    control: Option<bus::Publisher>,
 }
 
 impl Default for Viewers {
@@ -62,7 +60,6 @@ impl Default for Viewers {
             rings: Default::default(),
             stats: Default::default(),
             revoked: broadcast::channel(REVOCATIONS).0,
-            control: None,
         }
     }
 }
@@ -87,24 +84,10 @@ impl std::fmt::Debug for Viewers {
 }
 
 impl Viewers {
-    /// Revocations made on this host also reach the sockets of other hosts through the bus.
-    pub fn with_control(mut self, publisher: bus::Publisher) -> Self {
-        self.control = Some(publisher);
-        self
-    }
-
-    /// An API key of `tenant` was revoked here: its sockets close on this host at once, and on
-    /// other hosts when the bus delivers the signal.
-    pub fn key_revoked(&self, tenant: &str, key_id: &str) {
+    /// An API key was revoked: the sockets opened with it close (on this host; other hosts hear
+    /// of it through the bus, [`Self::run`]).
+    pub fn key_revoked(&self, key_id: &str) {
         let _ = self.revoked.send(key_id.to_string());
-        if let Some(control) = &self.control {
-            control.send(bus::Envelope::new(
-                tenant,
-                bus::Event::Control(bus::Control::KeyRevoked {
-                    key: key_id.to_string(),
-                }),
-            ));
-        }
     }
 
     fn ring(&self, stream: &str) -> broadcast::Receiver<Item> {
@@ -130,12 +113,10 @@ impl Viewers {
             match delivery {
                 bus::Delivery::Message(envelope) => {
                     if let bus::Event::Control(control) = &envelope.event {
-                        match control {
-                            bus::Control::KeyRevoked { key } => {
-                                let _ = self.revoked.send(key.clone());
-                            }
+                        if let bus::Control::KeyRevoked { key } = control {
+                            self.key_revoked(key);
                         }
-                        continue;
+                        continue; // signals are for hosts, not viewers
                     }
                     let json = match serde_json::to_string(&envelope.event) {
                         Ok(j) => j,

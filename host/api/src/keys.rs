@@ -117,7 +117,11 @@ pub async fn revoke_key(
         .revoke_key(Some(&caller.tenant.id), &id)
         .await?
         .ok_or(ApiError::NotFound("key"))?;
-    // Event sockets opened with the key close now, here and on the other API hosts.
-    state.viewers.key_revoked(&caller.tenant.id, &id);
+    // Event sockets opened with the key close now here (whatever the bus does), and on the
+    // other API hosts when the signal reaches them.
+    state.viewers.key_revoked(&id);
+    state
+        .signals
+        .send(&caller.tenant.id, bus::Control::KeyRevoked { key: id });
     Ok(StatusCode::NO_CONTENT)
 }

@@ -57,8 +57,38 @@ pub struct AppState {
     pub metrics: MetricsRenderer,
     /// WebSocket viewers of stream events, fed from the bus.
     pub viewers: events::Viewers,
+    /// Control signals to every host (analysis mode changes, revoked keys), over the bus.
+    pub signals: Signals,
     /// Size limits and the rate limiters.
     pub limits: Limits,
+}
+
+/// Where the API sends control signals for every host, this one included: the event bus (whose
+/// subscribers on each host act on them). Without a bus (tests) signals go nowhere.
+#[derive(Clone, Default)]
+pub struct Signals {
+    publisher: Option<bus::Publisher>,
+}
+
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signals").finish_non_exhaustive()
+    }
+}
+
+impl Signals {
+    pub fn over(publisher: bus::Publisher) -> Self {
+        Self {
+            publisher: Some(publisher),
+        }
+    }
+
+    /// Sends a signal about `tenant`'s objects; never waits (a full queue counts a gap).
+    pub fn send(&self, tenant: &str, control: bus::Control) {
+        if let Some(publisher) = &self.publisher {
+            publisher.send(bus::Envelope::new(tenant, bus::Event::Control(control)));
+        }
+    }
 }
 
 #[derive(OpenApi)]

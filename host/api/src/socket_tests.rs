@@ -38,6 +38,7 @@ impl Server {
             rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
             metrics: Arc::new(String::new),
             viewers: events::Viewers::default(),
+            signals: Signals::default(),
             limits: Limits::new(limits.clone()),
         };
         let (deliveries, delivered) = tokio::sync::mpsc::channel(16);

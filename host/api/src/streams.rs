@@ -310,5 +310,15 @@ pub async fn set_mode(
         .set_analysis(&tenant.id, &id, settings)
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
+    // The stream's decoder (on whichever host ingests it) switches at once; the store is the
+    // record, read when a stream starts and as a slow fallback.
+    state.signals.send(
+        &tenant.id,
+        bus::Control::Mode {
+            stream: id,
+            mode: body.mode.as_str().to_string(),
+            every: body.every,
+        },
+    );
     Ok(Json(stream.into()))
 }

@@ -29,6 +29,7 @@ fn state_for(
         rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
         metrics: Arc::new(|| "media_analyzer_up 1\n".to_string()),
         viewers: events::Viewers::default(),
+        signals: Signals::default(),
         limits: Limits::new(limits),
     }
 }

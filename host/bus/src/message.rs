@@ -33,6 +33,13 @@ pub enum Event {
 pub enum Control {
     /// An API key (its id, `key_…`) was revoked: sockets opened with it close, on every host.
     KeyRevoked { key: String },
+    /// A stream's analysis mode changed (`realtime` or `batch`, every Nth frame in batch): the
+    /// host that ingests it switches its decoder at once.
+    Mode {
+        stream: String,
+        mode: String,
+        every: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,8 +121,9 @@ impl Event {
             Event::Detections(d) => &d.stream,
             Event::Alert(a) => &a.stream,
             Event::Stream(s) => &s.stream,
+            Event::Control(Control::Mode { stream, .. }) => stream,
             // Tenant-wide: no stream.
-            Event::Control(_) => "",
+            Event::Control(Control::KeyRevoked { .. }) => "",
         }
     }
 

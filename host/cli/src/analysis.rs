@@ -38,8 +38,9 @@ const DECODER_QUEUE: usize = 600;
 /// Segments of one stream that may wait for batch analysis (30 min of 2 s segments); more are
 /// refused and counted, so a stream analysis can't keep up with can't fill the disk's database.
 pub const BATCH_QUEUE_LIMIT: i64 = 900;
-/// How often a live decoder re-reads its stream's mode.
-const MODE_POLL: Duration = Duration::from_secs(2);
+/// How often a live decoder re-reads its stream's mode from the store: only a fallback, for a
+/// mode signal lost with the bus ([`StreamModes`] carries changes at once).
+const MODE_POLL: Duration = Duration::from_secs(30);
 /// A decoded frame is converted for analysis when the one waiting is older than this (or the
 /// slot is empty, or an analyser waits); other frames cost decoding only.
 const FRAME_REFRESH_MS: i64 = 500;
@@ -77,6 +78,8 @@ pub struct AnalysisStats {
     pub frames_stored: AtomicU64,
     /// Store writes that failed and were tried again.
     pub store_retries: AtomicU64,
+    /// Live decoders that switched between realtime and batch.
+    pub mode_changes: AtomicU64,
     /// Frames whose results could not be stored after the retries: not published either (a
     /// viewer never sees results that `?since=` replay or the REST API would not have).
     pub frames_lost: AtomicU64,
@@ -227,6 +230,11 @@ impl AnalysisStats {
                 c(&self.store_retries),
             ),
             (
+                "mode_changes_total",
+                "live decoders that switched between realtime and batch analysis",
+                c(&self.mode_changes),
+            ),
+            (
                 "frames_lost_total",
                 "frames whose results could not be stored after retries (not published either)",
                 c(&self.frames_lost),
@@ -286,6 +294,49 @@ impl AnalysisStats {
     }
 }
 
+/// A live stream's publish session number and the sender its decoder follows.
+type ModeSender = (u64, tokio::sync::watch::Sender<AnalysisMode>);
+
+/// The analysis mode of each stream live on this host, as signals to its decoder: a change
+/// (`PUT …/mode`, carried to this host by a bus control signal) reaches the decoder at its next
+/// packet instead of at its next read of the store.
+#[derive(Clone, Default)]
+pub struct StreamModes {
+    /// Per stream: its publish session's number and the sender its decoder follows.
+    senders: Arc<Mutex<std::collections::HashMap<String, ModeSender>>>,
+    sessions: Arc<AtomicU64>,
+}
+
+impl StreamModes {
+    /// Signals the stream's new mode to its decoder, when the stream is live on this host.
+    pub fn set(&self, stream: &str, mode: AnalysisMode) {
+        if let Some((_, sender)) = lock(&self.senders).get(stream) {
+            sender.send_replace(mode);
+        }
+    }
+
+    /// A new publish session of `stream`: its decoder's receiver (starting in realtime, until
+    /// the decoder has read the store) and the session number to [`Self::forget`] it with.
+    fn follow(&self, stream: &str) -> (u64, tokio::sync::watch::Receiver<AnalysisMode>) {
+        let (sender, receiver) = tokio::sync::watch::channel(AnalysisMode::Realtime);
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        lock(&self.senders).insert(stream.to_string(), (session, sender));
+        (session, receiver)
+    }
+
+    /// The session ended (a newer session of the same stream keeps its own sender).
+    fn forget(&self, stream: &str, session: u64) {
+        let mut senders = lock(&self.senders);
+        if senders.get(stream).is_some_and(|(s, _)| *s == session) {
+            senders.remove(stream);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The detector components and models for live streams.
 pub struct LiveAnalysis {
     runtime: Arc<Runtime>,
@@ -300,9 +351,16 @@ pub struct LiveAnalysis {
     fair: Arc<inference::FairShare>,
     /// This host's id: the batch jobs it claims are leased to it.
     host: String,
+    /// Mode changes, signalled to the decoders of the streams live here.
+    modes: StreamModes,
 }
 
 impl LiveAnalysis {
+    /// Where mode changes for this host's live streams are signalled.
+    pub fn modes(&self) -> StreamModes {
+        self.modes.clone()
+    }
+
     /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
     /// or components are not installed, so `serve` still ingests and packages video.
     pub fn load(
@@ -338,6 +396,7 @@ impl LiveAnalysis {
                     // prepared or post-processed, so the sessions never idle between frames.
                     fair: Arc::new(inference::FairShare::new(2 * models.sessions.max(1))),
                     host,
+                    modes: StreamModes::default(),
                 })
             }
             Err(e) => {
@@ -420,14 +479,20 @@ impl LiveAnalysis {
             std::thread::Builder::new()
                 .name(format!("decode-{stream}"))
                 .spawn({
-                    let (slot, handle, stream, stats, store) = (
+                    let (slot, handle, stream, stats, store, modes) = (
                         slot.clone(),
                         handle.clone(),
                         stream.clone(),
                         self.stats.clone(),
                         self.store.clone(),
+                        self.modes.clone(),
                     );
-                    move || decode_stream(&stream, subscription, &slot, &handle, &stats, &store)
+                    let (mode_session, mode) = modes.follow(&stream);
+                    move || {
+                        let source = DecoderInput { subscription, mode };
+                        decode_stream(&stream, source, &slot, &handle, &stats, &store);
+                        modes.forget(&stream, mode_session);
+                    }
                 }),
         ];
         for i in 0..self.analysers {
@@ -481,9 +546,15 @@ impl LiveAnalysis {
     }
 }
 
+/// What a live decoder follows: the stream's packets and its analysis mode.
+struct DecoderInput {
+    subscription: Subscription,
+    mode: tokio::sync::watch::Receiver<AnalysisMode>,
+}
+
 fn decode_stream(
     stream: &str,
-    mut subscription: Subscription,
+    input: DecoderInput,
     slot: &LatestFrame,
     handle: &Handle,
     stats: &AnalysisStats,
@@ -501,6 +572,10 @@ fn decode_stream(
     let mut lost = 0u64;
     // When recent video packets arrived, by presentation time: each decoded frame gets its own.
     let mut arrivals: std::collections::VecDeque<(i64, i64)> = std::collections::VecDeque::new();
+    let DecoderInput {
+        mut subscription,
+        mode: mut mode_signal,
+    } = input;
     let mut realtime = true;
     let mut mode_checked: Option<Instant> = None;
     let mut effort = EffortControl::new(slot);
@@ -514,23 +589,31 @@ fn decode_stream(
             configs += packet.is_config as u64;
             keyframes += packet.keyframe as u64;
         }
+        // The mode: read from the store when the stream starts (and, as a fallback, now and
+        // then); changes arrive as signals at once.
+        let mut mode = None;
         if mode_checked.is_none_or(|t| t.elapsed() >= MODE_POLL) {
             mode_checked = Some(Instant::now());
             match handle.block_on(store.analysis(stream)) {
-                Ok(Some(settings)) => {
-                    let now_realtime = settings.mode == AnalysisMode::Realtime;
-                    if now_realtime != realtime {
-                        info!(%stream, mode = settings.mode.as_str(), "analysis mode changed");
-                        // Back to live decoding: start again at the next keyframe.
-                        decoder.resync();
-                    }
-                    realtime = now_realtime;
-                }
+                Ok(Some(settings)) => mode = Some(settings.mode),
                 Ok(None) => {}
                 Err(e) => {
                     warn!(%stream, "cannot read the analysis mode, keeping {}: {e}", if realtime { "realtime" } else { "batch" })
                 }
             }
+        }
+        if mode_signal.has_changed().unwrap_or(false) {
+            mode = Some(*mode_signal.borrow_and_update());
+        }
+        if let Some(mode) = mode {
+            let now_realtime = mode == AnalysisMode::Realtime;
+            if now_realtime != realtime {
+                info!(%stream, mode = mode.as_str(), "analysis mode changed");
+                stats.mode_changes.fetch_add(1, Ordering::Relaxed);
+                // Back to live decoding: start again at the next keyframe.
+                decoder.resync();
+            }
+            realtime = now_realtime;
         }
         let dropped = subscription.take_dropped();
         if dropped > 0 {

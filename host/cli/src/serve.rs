@@ -173,7 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let bus = bus::Bus::connect(&config.bus)
         .await
         .context("connecting the event bus (--bus)")?;
-    let viewers = api::events::Viewers::default().with_control(bus.publisher(64));
+    let viewers = api::events::Viewers::default();
     if config.role.serves_api() {
         let deliveries = bus
             .subscribe()
@@ -208,6 +208,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             viewers.clone(),
         ),
         viewers,
+        signals: api::Signals::over(bus.publisher(64)),
         limits: api::Limits::new(config.http_limits.clone()),
     };
     let router = if config.role.serves_api() {
@@ -242,6 +243,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    // Mode changes made on any API host reach the decoders of the streams live here.
+    if let Some(modes) = analysis.as_ref().map(|a| a.modes()) {
+        let deliveries = bus
+            .subscribe()
+            .await
+            .context("subscribing to the event bus for control signals")?;
+        tokio::spawn(follow_mode_signals(deliveries, modes));
+    }
     let rtmp_stop = CancellationToken::new();
     let hls_stop = CancellationToken::new();
     let http_stop = CancellationToken::new();
@@ -519,6 +528,24 @@ fn sweep_hls(
     removed
 }
 
+/// Hands the bus's mode signals to this host's live decoders until the subscription ends.
+async fn follow_mode_signals(
+    mut deliveries: mpsc::Receiver<bus::Delivery>,
+    modes: crate::analysis::StreamModes,
+) {
+    while let Some(delivery) = deliveries.recv().await {
+        let bus::Delivery::Message(envelope) = delivery else {
+            continue;
+        };
+        if let bus::Event::Control(bus::Control::Mode { stream, mode, .. }) = &envelope.event {
+            match mode.parse::<store::AnalysisMode>() {
+                Ok(mode) => modes.set(stream, mode),
+                Err(e) => warn!(%stream, "ignoring a mode signal: {e}"),
+            }
+        }
+    }
+}
+
 /// Records what the hub and the packager report: stream state and codecs, segments.
 async fn keep_books(
     host: String,
@@ -702,4 +729,95 @@ fn metrics_renderer(
             + &bus.stats().render(bus.backend_name())
             + &viewers.render_metrics()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, SystemTime};
+
+    /// A file `age` old.
+    fn touch(path: &Path, age: Duration) {
+        let file = std::fs::File::create(path).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    fn stream_dir(root: &Path, stream: &str, seqs: std::ops::Range<u64>, age: Duration) -> PathBuf {
+        let dir = root.join(stream);
+        std::fs::create_dir_all(&dir).unwrap();
+        for seq in seqs {
+            touch(&dir.join(hls::segment_file_name(seq)), age);
+        }
+        touch(&dir.join("index.m3u8"), Duration::ZERO);
+        dir
+    }
+
+    fn segments(dir: &Path) -> Vec<u64> {
+        let mut seqs: Vec<u64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("seg-")?.strip_suffix(".ts")?.parse().ok()
+            })
+            .collect();
+        seqs.sort_unstable();
+        seqs
+    }
+
+    /// HLS retention that does not depend on the process that wrote the files: an offline
+    /// stream keeps `retain_segments` and nothing older than `retain_age` (its playlist goes with
+    /// its last segment), a live stream always keeps its playlist window, a `.tmp` is removed
+    /// when stale — and at start every `.tmp` is a leftover of an earlier run.
+    #[test]
+    fn the_hls_sweep_cleans_offline_streams_and_leftovers_and_keeps_live_windows() {
+        let root = std::env::temp_dir().join(format!("ma-sweep-{}", rand::random::<u64>()));
+        let config = hls::HlsConfig {
+            root: root.clone(),
+            window: 3,
+            retain_segments: 4,
+            retain_age: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let minute = Duration::from_secs(60);
+        let two_hours = Duration::from_secs(7200);
+        let offline = stream_dir(&root, "str_offline", 0..6, minute);
+        touch(&offline.join("seg-6.ts.tmp"), minute);
+        touch(&offline.join("seg-9.ts.tmp"), 2 * STALE_TMP);
+        let expired = stream_dir(&root, "str_expired", 0..2, two_hours);
+        let live = stream_dir(&root, "str_live", 0..5, two_hours);
+        let live_set: HashSet<String> = ["str_live".to_string()].into();
+
+        let mut removed = sweep_hls(&root, &config, &live_set, false);
+        removed.sort();
+        assert_eq!(
+            removed,
+            vec![
+                ("str_expired".to_string(), vec![0, 1]),
+                ("str_live".to_string(), vec![0, 1]),
+                ("str_offline".to_string(), vec![0, 1]),
+            ]
+        );
+        assert_eq!(segments(&offline), vec![2, 3, 4, 5]);
+        assert!(offline.join("index.m3u8").exists());
+        assert!(
+            offline.join("seg-6.ts.tmp").exists(),
+            "a segment being written"
+        );
+        assert!(!offline.join("seg-9.ts.tmp").exists(), "a stale leftover");
+        assert!(segments(&expired).is_empty());
+        assert!(!expired.join("index.m3u8").exists());
+        assert_eq!(segments(&live), vec![2, 3, 4], "the live window stays");
+
+        // At start nothing is being written: every `.tmp` goes; nothing else changes.
+        assert!(
+            sweep_hls(&root, &config, &HashSet::new(), true)
+                .iter()
+                .all(|(stream, _)| stream == "str_live")
+        );
+        assert!(!offline.join("seg-6.ts.tmp").exists());
+        assert_eq!(segments(&offline), vec![2, 3, 4, 5]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
