@@ -263,7 +263,7 @@ async fn health_ready_metrics_and_openapi() {
     assert!(
         String::from_utf8(body)
             .unwrap()
-            .contains("media_analyzer_up")
+            .contains("media_analyzer_up 1\n")
     );
     let (status, body, _) = call(&f.app, "GET", "/api/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
