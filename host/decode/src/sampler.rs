@@ -24,7 +24,7 @@ pub struct LatestFrame {
     offered: AtomicU64,
     taken: AtomicU64,
     skipped: AtomicU64,
-    /// Analysers waiting in `take` now.
+    /// Analysers waiting in `ready` now.
     waiting: AtomicUsize,
     /// Times an analyser found the slot empty and had to wait.
     waits: AtomicU64,
@@ -81,7 +81,7 @@ impl LatestFrame {
         self.waits.load(Ordering::Relaxed)
     }
 
-    /// No more frames will come; `take` returns `None` once the slot is empty.
+    /// No more frames will come; `ready` returns `false` once the slot is empty.
     pub fn close(&self) {
         self.slot.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         // Every analyser waiting must see the end, not just one of them.
@@ -131,33 +131,6 @@ impl LatestFrame {
         }
     }
 
-    /// Waits for the newest frame.
-    pub async fn take(&self) -> Option<Frame> {
-        let mut waited = false;
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(frame) = slot.frame.take() {
-                    self.taken.fetch_add(1, Ordering::Relaxed);
-                    return Some(frame);
-                }
-                if slot.closed {
-                    return None;
-                }
-            }
-            if !waited {
-                waited = true;
-                self.waits.fetch_add(1, Ordering::Relaxed);
-            }
-            self.waiting.fetch_add(1, Ordering::Relaxed);
-            notified.await;
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
     pub fn stats(&self) -> SamplerStats {
         SamplerStats {
             offered: self.offered.load(Ordering::Relaxed),
@@ -176,17 +149,29 @@ mod tests {
         Frame::new(seq, seq as i64 * 33, 1, 1, vec![0; 3])
     }
 
+    /// What an analyser does: wait until a frame is there, then take the newest.
+    async fn take(slot: &LatestFrame) -> Option<Frame> {
+        loop {
+            if !slot.ready().await {
+                return None;
+            }
+            if let Some(frame) = slot.try_take() {
+                return Some(frame);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn newest_frame_wins_and_skips_are_counted() {
         let slot = LatestFrame::new();
         for seq in 0..5 {
             slot.offer(frame(seq));
         }
-        assert_eq!(slot.take().await.unwrap().seq, 4);
+        assert_eq!(take(&slot).await.unwrap().seq, 4);
         slot.offer(frame(5));
         slot.close();
-        assert_eq!(slot.take().await.unwrap().seq, 5);
-        assert!(slot.take().await.is_none());
+        assert_eq!(take(&slot).await.unwrap().seq, 5);
+        assert!(take(&slot).await.is_none());
         assert_eq!(
             slot.stats(),
             SamplerStats {
@@ -209,10 +194,10 @@ mod tests {
             "a stale frame is refreshed"
         );
         slot.pass();
-        assert_eq!(slot.take().await.unwrap().seq, 1);
+        assert_eq!(take(&slot).await.unwrap().seq, 1);
         let waiter = tokio::spawn({
             let slot = slot.clone();
-            async move { slot.take().await.map(|f| f.seq) }
+            async move { take(&slot).await.map(|f| f.seq) }
         });
         while slot.waits() == 0 {
             tokio::task::yield_now().await;
@@ -235,7 +220,7 @@ mod tests {
                     if i % 2 == 0 {
                         slot.ready().await
                     } else {
-                        slot.take().await.is_some()
+                        take(&slot).await.is_some()
                     }
                 })
             })
@@ -255,7 +240,7 @@ mod tests {
         let slot = Arc::new(LatestFrame::new());
         let waiter = tokio::spawn({
             let slot = slot.clone();
-            async move { slot.take().await.map(|f| f.seq) }
+            async move { take(&slot).await.map(|f| f.seq) }
         });
         tokio::task::yield_now().await;
         slot.offer(frame(7));
