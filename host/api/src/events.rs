@@ -360,11 +360,7 @@ impl Viewer {
             let expiry = self.expires_unix.map(instant_at).unwrap_or(never);
             tokio::select! {
                 _ = tokio::time::sleep_until(expiry) => {
-                    let close = axum::extract::ws::CloseFrame {
-                        code: TOKEN_EXPIRED_CLOSE,
-                        reason: "playback token expired".into(),
-                    };
-                    let _ = self.send_raw(Message::Close(Some(close))).await;
+                    self.close(TOKEN_EXPIRED_CLOSE, "playback token expired").await;
                     return Ok(());
                 }
                 revoked = revocations.recv(), if self.key_id.is_some() => {
@@ -377,11 +373,7 @@ impl Viewer {
                         Err(broadcast::error::RecvError::Closed) => false,
                     };
                     if ours {
-                        let close = axum::extract::ws::CloseFrame {
-                            code: KEY_REVOKED_CLOSE,
-                            reason: "API key revoked".into(),
-                        };
-                        let _ = self.send_raw(Message::Close(Some(close))).await;
+                        self.close(KEY_REVOKED_CLOSE, "API key revoked").await;
                         return Ok(());
                     }
                 }
@@ -458,6 +450,15 @@ impl Viewer {
             }),
         };
         self.send_raw(Message::Text(reply.to_string().into())).await
+    }
+
+    /// Tells the viewer why the socket ends (a viewer that stopped reading is not waited for).
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = axum::extract::ws::CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = self.send_raw(Message::Close(Some(frame))).await;
     }
 
     async fn send(&mut self, json: Utf8Bytes) -> Result<(), String> {

@@ -30,17 +30,7 @@ impl Server {
         ))
         .await
         .unwrap();
-        let state = AppState {
-            store: store.clone(),
-            hls_root: dir.path().join("hls"),
-            dashboard: None,
-            token_key: TokenKey::new(b"test-secret"),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            metrics: Arc::new(String::new),
-            viewers: events::Viewers::default(),
-            signals: Signals::default(),
-            limits: Limits::new(limits.clone()),
-        };
+        let state = crate::tests::state_for(&store, dir.path().join("hls"), limits.clone(), None);
         let (deliveries, delivered) = tokio::sync::mpsc::channel(16);
         tokio::spawn(state.viewers.clone().run(delivered));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

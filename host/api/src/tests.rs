@@ -15,7 +15,7 @@ async fn fixture() -> Fixture {
     fixture_with(HttpLimits::default(), None).await
 }
 
-fn state_for(
+pub(crate) fn state_for(
     store: &store::Store,
     hls_root: PathBuf,
     limits: HttpLimits,
