@@ -480,6 +480,23 @@ mod tests {
         }
     }
 
+    /// A video sequence header.
+    fn video_config() -> MediaPacket {
+        MediaPacket {
+            is_config: true,
+            ..video(0, false)
+        }
+    }
+
+    /// Everything a subscription delivers until its stream ends.
+    async fn drain(sub: &mut Subscription) -> Vec<MediaPacket> {
+        let mut packets = Vec::new();
+        while let Some(p) = sub.recv().await {
+            packets.push(p);
+        }
+        packets
+    }
+
     #[tokio::test]
     async fn second_publisher_is_refused() {
         let hub = StreamHub::new();
@@ -502,10 +519,7 @@ mod tests {
         let mut sub = hub.subscribe("s", Overflow::Backpressure, 8).unwrap();
         publisher.send(video(133, false)).await;
         drop(publisher);
-        let mut seen = Vec::new();
-        while let Some(p) = sub.recv().await {
-            seen.push(p.dts_ms);
-        }
+        let seen: Vec<_> = drain(&mut sub).await.iter().map(|p| p.dts_ms).collect();
         assert_eq!(seen, vec![66, 100, 133]);
         assert!(!hub.is_live("s"));
     }
@@ -517,21 +531,17 @@ mod tests {
     async fn late_drop_oldest_subscriber_gets_the_configuration_and_the_gop() {
         let hub = StreamHub::new();
         let mut publisher = hub.publish("s").unwrap();
-        publisher
-            .send(MediaPacket {
-                is_config: true,
-                ..video(0, false)
-            })
-            .await;
+        publisher.send(video_config()).await;
         publisher.send(video(0, true)).await;
         publisher.send(video(33, false)).await;
         let mut sub = hub.subscribe("s", Overflow::DropOldest, 8).unwrap();
         publisher.send(video(66, false)).await;
         drop(publisher);
-        let mut seen = Vec::new();
-        while let Some(p) = sub.recv().await {
-            seen.push((p.dts_ms, p.is_config, p.keyframe));
-        }
+        let seen: Vec<_> = drain(&mut sub)
+            .await
+            .iter()
+            .map(|p| (p.dts_ms, p.is_config, p.keyframe))
+            .collect();
         assert_eq!(
             seen,
             vec![
@@ -550,12 +560,7 @@ mod tests {
     async fn after_the_start_window_the_gop_is_not_cached() {
         let hub = StreamHub::with_gop_window(std::time::Duration::ZERO);
         let mut publisher = hub.publish("s").unwrap();
-        publisher
-            .send(MediaPacket {
-                is_config: true,
-                ..video(0, false)
-            })
-            .await;
+        publisher.send(video_config()).await;
         publisher.send(video(0, true)).await;
         publisher.send(video(33, false)).await;
         assert!(lock(&publisher.channel.state).gop.is_empty());
@@ -563,10 +568,11 @@ mod tests {
         publisher.send(video(66, false)).await;
         publisher.send(video(100, true)).await;
         drop(publisher);
-        let mut seen = Vec::new();
-        while let Some(p) = sub.recv().await {
-            seen.push((p.dts_ms, p.is_config));
-        }
+        let seen: Vec<_> = drain(&mut sub)
+            .await
+            .iter()
+            .map(|p| (p.dts_ms, p.is_config))
+            .collect();
         // The decoder waits for the keyframe at 100 on its own; the hub delivers what is live.
         assert_eq!(seen, vec![(0, true), (66, false), (100, false)]);
     }
