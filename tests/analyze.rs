@@ -1,7 +1,8 @@
 //! `analyze` end to end: a short clip made from a real photo, the bundled components, the
 //! summary and the JSON Lines output.
 
-use media_analyzer::analyze::{AnalyzeOptions, analyze, components_dir};
+use analysis::components_dir;
+use analysis::file::{AnalyzeOptions, analyze};
 
 #[test]
 fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
@@ -10,7 +11,7 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
     let photo = catalog.fixture_path("coffee").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("coffee.mp4");
-    media_analyzer::bench::clip_from_photo(&photo, "640:360", 60, &clip).unwrap();
+    analysis::bench::clip_from_photo(&photo, "640:360", 60, &clip).unwrap();
     let json = dir.path().join("out.jsonl");
     // The test binary lives in target/debug/deps: the components are in target/wasm32-wasip2/release.
     let components = std::env::current_exe()

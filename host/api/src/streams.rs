@@ -4,8 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -147,12 +145,7 @@ pub struct PlaybackToken {
     pub hls_url: String,
 }
 
-pub fn rfc3339_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use bus::rfc3339_ms;
 
 pub fn hls_path(stream_id: &str) -> String {
     format!("/hls/{stream_id}/index.m3u8")

@@ -178,3 +178,14 @@ impl Envelope {
         Ok(envelope)
     }
 }
+
+/// Unix milliseconds as RFC 3339 (UTC, milliseconds), the form of every time in an event.
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

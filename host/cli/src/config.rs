@@ -361,7 +361,7 @@ impl Config {
                 .components
                 .clone()
                 .or(file.components)
-                .unwrap_or_else(crate::bench::default_components_dir),
+                .unwrap_or_else(analysis::default_components_dir),
             data,
             store,
             ingest,

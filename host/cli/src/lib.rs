@@ -2,12 +2,10 @@
 //! Kept as a library so end-to-end tests start the same server in-process.
 
 pub mod admin;
-pub mod analysis;
-pub mod analyze;
-pub mod bench;
 pub mod bench_events;
 pub mod config;
 pub mod serve;
+mod services;
 
 pub use config::{Config, LogFormat, ServeArgs};
 pub use serve::{FirstStart, Running, start};

@@ -216,18 +216,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             accelerator,
         } => {
             init_logging(cli.log_format.unwrap_or_default());
-            let options = media_analyzer::analyze::AnalyzeOptions {
+            let options = analysis::file::AnalyzeOptions {
                 input,
                 components,
                 every,
                 json,
-                components_dir: media_analyzer::analyze::components_dir(components_dir.as_deref()),
+                components_dir: analysis::components_dir(components_dir.as_deref()),
                 progress: true,
                 accelerator,
             };
             let summary =
-                tokio::task::spawn_blocking(move || media_analyzer::analyze::analyze(&options))
-                    .await??;
+                tokio::task::spawn_blocking(move || analysis::file::analyze(&options)).await??;
             println!("{}", summary.table());
             Ok(())
         }
@@ -235,9 +234,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             what: BenchCommand::Analysis { frames, components },
         } => {
             init_logging(cli.log_format.unwrap_or_default());
-            let dir = components.unwrap_or_else(media_analyzer::bench::default_components_dir);
-            tokio::task::spawn_blocking(move || media_analyzer::bench::analysis(frames, &dir))
-                .await?
+            let dir = components.unwrap_or_else(analysis::default_components_dir);
+            tokio::task::spawn_blocking(move || analysis::bench::analysis(frames, &dir)).await?
         }
         Command::Bench {
             what:
@@ -260,8 +258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             what: BenchCommand::Clip { calls, components },
         } => {
             init_logging(cli.log_format.unwrap_or_default());
-            let dir = components.unwrap_or_else(media_analyzer::bench::default_components_dir);
-            tokio::task::spawn_blocking(move || media_analyzer::bench::clip(calls, &dir)).await?
+            let dir = components.unwrap_or_else(analysis::default_components_dir);
+            tokio::task::spawn_blocking(move || analysis::bench::clip(calls, &dir)).await?
         }
         Command::Key {
             command:

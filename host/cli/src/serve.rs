@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::services::{Services, until_closed, until_stopped};
 
 /// Credentials created on the very first start (tenant `demo`); printed once.
 #[derive(Debug, Clone)]
@@ -85,6 +86,14 @@ struct StoreAuthorizer {
     store: Store,
 }
 
+impl StoreAuthorizer {
+    fn new(store: &Store) -> Arc<Self> {
+        Arc::new(Self {
+            store: store.clone(),
+        })
+    }
+}
+
 impl AuthorizePublish for StoreAuthorizer {
     fn authorize_publish<'a>(
         &'a self,
@@ -96,7 +105,10 @@ impl AuthorizePublish for StoreAuthorizer {
             // Never log a whole key: its first characters are enough to tell keys apart.
             let shown: String = stream_key.chars().take(8).collect();
             match self.store.stream_for_key(stream_key).await {
-                Ok(Some(stream)) => Ok(PublishGrant { stream: stream.id }),
+                Ok(Some(stream)) => Ok(PublishGrant {
+                    stream: stream.id,
+                    owner: stream.tenant_id,
+                }),
                 Ok(None) => {
                     warn!(%peer, key = %format!("{shown}…"), "unknown stream key");
                     Err("unknown stream key".to_string())
@@ -174,18 +186,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .context("connecting the event bus (--bus)")?;
     let viewers = api::events::Viewers::default();
-    if config.role.serves_api() {
-        let deliveries = bus
-            .subscribe()
-            .await
-            .context("subscribing to the event bus")?;
-        tokio::spawn(viewers.clone().run(deliveries));
-    }
     let publisher = bus.publisher(1024);
 
     let hub = StreamHub::new();
     let stats = Arc::new(ServerStats::default());
-    let analysis_stats = Arc::new(crate::analysis::AnalysisStats::default());
+    let analysis_stats = Arc::new(analysis::AnalysisStats::default());
     let shutdown = CancellationToken::new();
     let (hls_events_tx, hls_events_rx) = mpsc::channel(1024);
     let packager = hls::Packager::new(config.hls.clone(), hls_events_tx);
@@ -207,7 +212,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             bus.clone(),
             viewers.clone(),
         ),
-        viewers,
+        viewers: viewers.clone(),
         signals: api::Signals::over(bus.publisher(64)),
         limits: api::Limits::new(config.http_limits.clone()),
     };
@@ -219,7 +224,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     // Models and components load before the first publisher can be accepted, so no stream
     // starts unanalysed.
-    let analysis_stop = CancellationToken::new();
     let analysis = if config.analysis && config.role.ingests() {
         let (dir, store, stats) = (
             config.components.clone(),
@@ -227,118 +231,127 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             analysis_stats.clone(),
         );
         let hls_root = config.hls.root.clone();
-        let models = crate::analyze::ModelSettings {
+        let models = analysis::ModelSettings {
             accelerator: config.accelerator,
             sessions: config.inference_sessions,
-            nice: crate::analysis::ANALYSIS_NICE,
+            nice: analysis::ANALYSIS_NICE,
         };
         let publisher = publisher.clone();
         let host = host.clone();
         tokio::task::spawn_blocking(move || {
-            crate::analysis::LiveAnalysis::load(
-                &dir, models, hls_root, store, stats, publisher, host,
-            )
+            analysis::LiveAnalysis::load(&dir, models, hls_root, store, stats, publisher, host)
         })
         .await?
     } else {
         None
     };
-    // Mode changes made on any API host reach the decoders of the streams live here.
-    if let Some(modes) = analysis.as_ref().map(|a| a.modes()) {
-        let deliveries = bus
-            .subscribe()
-            .await
-            .context("subscribing to the event bus for control signals")?;
-        tokio::spawn(follow_mode_signals(deliveries, modes));
-    }
-    let rtmp_stop = CancellationToken::new();
-    let hls_stop = CancellationToken::new();
-    let http_stop = CancellationToken::new();
-    let rtmp_task = match rtmp_listener {
-        Some(listener) => tokio::spawn(rtmp::run(
+    let batch_wake = analysis
+        .as_ref()
+        .map(|a| a.batch_wake())
+        .unwrap_or_default();
+
+    // Every long-running service, in stop order: stop accepting RTMP and close publishers (each
+    // stream's playlist gets its last segment and `EXT-X-ENDLIST`), let the packager finish,
+    // stop analysis, drain bookkeeping into the store, stop following the bus, stop HTTP.
+    // Subscribed before anything can publish, so no event is missed.
+    let mode_deliveries = match &analysis {
+        // Mode changes made on any API host reach the decoders of the streams live here.
+        Some(_) => Some(
+            bus.subscribe()
+                .await
+                .context("subscribing to the event bus for control signals")?,
+        ),
+        None => None,
+    };
+    let viewer_deliveries = match config.role.serves_api() {
+        true => Some(
+            bus.subscribe()
+                .await
+                .context("subscribing to the event bus")?,
+        ),
+        false => None,
+    };
+    let mut services = Services::default();
+    if let Some(listener) = rtmp_listener {
+        let (stop, authorize) = (CancellationToken::new(), StoreAuthorizer::new(&store));
+        let rtmp = rtmp::run(
             listener,
             config.ingest.clone(),
-            Arc::new(StoreAuthorizer {
-                store: store.clone(),
-            }),
+            authorize,
             hub.clone(),
             stats,
-            rtmp_stop.clone(),
-        )),
-        // An API host: nothing to ingest; the task waits for shutdown like the RTMP server would.
-        None => tokio::spawn({
-            let stop = rtmp_stop.clone();
-            async move { stop.cancelled().await }
-        }),
-    };
-    let hls_task = tokio::spawn(packager.run(hub.clone(), hls_stop.clone()));
-    let analysis_task = analysis.map(|a| tokio::spawn(a.run(hub.clone(), analysis_stop.clone())));
-    let retention_task = tokio::spawn(expire_detections(
-        store.clone(),
-        config.detections_retention,
-        http_stop.clone(),
-    ));
-    let segments_task = tokio::spawn(expire_segments(
-        store.clone(),
-        config.hls.clone(),
-        hub.clone(),
-        http_stop.clone(),
-    ));
-    let books_task = tokio::spawn(keep_books(
+            stop.clone(),
+        );
+        services.spawn("RTMP", stop, until_stopped(rtmp));
+    }
+    let stop = CancellationToken::new();
+    services.spawn(
+        "HLS",
+        stop.clone(),
+        until_stopped(packager.run(hub.clone(), stop)),
+    );
+    if let (Some(analysis), Some(mode_deliveries)) = (analysis, mode_deliveries) {
+        let (stop, modes) = (CancellationToken::new(), analysis.modes());
+        services.spawn(
+            "analysis",
+            stop.clone(),
+            until_stopped(analysis.run(hub.clone(), stop)),
+        );
+        let stop = CancellationToken::new();
+        let signals = follow_mode_signals(mode_deliveries, modes);
+        services.spawn(
+            "mode signals",
+            stop.clone(),
+            until_closed(signals, stop, "the bus subscription"),
+        );
+    }
+    // Ends when the packager has sent its last event (the hub's and the packager's channels close).
+    let books = keep_books(
         host.clone(),
         store.clone(),
         hub.events(),
         hls_events_rx,
         analysis_stats.clone(),
+        batch_wake,
         publisher,
-    ));
+    );
+    services.spawn(
+        "bookkeeping",
+        CancellationToken::new(),
+        until_stopped(books),
+    );
+    if let Some(deliveries) = viewer_deliveries {
+        let stop = CancellationToken::new();
+        let feed = viewers.clone().run(deliveries);
+        services.spawn(
+            "viewer feed",
+            stop.clone(),
+            until_closed(feed, stop, "the bus subscription"),
+        );
+    }
+    let stop = CancellationToken::new();
+    let retention = expire_detections(store.clone(), config.detections_retention, stop.clone());
+    services.spawn("detection retention", stop, until_stopped(retention));
+    let stop = CancellationToken::new();
+    let sweep = expire_segments(store.clone(), config.hls.clone(), hub.clone(), stop.clone());
+    services.spawn("HLS retention", stop, until_stopped(sweep));
+    let stop = CancellationToken::new();
     let http_limits = config.http_limits.clone();
-    let http_stop_signal = http_stop.clone().cancelled_owned();
-    let http_task = tokio::spawn(async move {
-        api::serve_with_limits(http_listener, router, &http_limits, http_stop_signal).await
+    let http_stop = stop.clone().cancelled_owned();
+    services.spawn("HTTP", stop, async move {
+        api::serve_with_limits(http_listener, router, &http_limits, http_stop)
+            .await
+            .context("HTTP server")
     });
 
     info!(role = ?config.role, rtmp = ?rtmp_addr, http = %http_addr, bus = bus.backend_name(), data = %config.data.display(), "media-analyzer started");
-    let supervisor_shutdown = shutdown.clone();
-    let supervisor_store = store.clone();
-    let supervisor_hub = hub.clone();
-    let task = tokio::spawn(async move {
-        let mut http_task = http_task;
-        let mut rtmp_task = rtmp_task;
-        // Run until asked to stop, or until a service ends by itself (which is a failure).
-        let early = tokio::select! {
-            _ = supervisor_shutdown.cancelled() => None,
-            r = &mut http_task => Some(("HTTP", r.map(|r| r.map_err(anyhow::Error::from)))),
-            r = &mut rtmp_task => Some(("RTMP", r.map(|_| Ok(())))),
-        };
-        if let Some((what, result)) = &early {
-            warn!("{what} service stopped unexpectedly: {result:?}; shutting down");
-        }
-        info!("shutting down: closing RTMP publishers");
-        rtmp_stop.cancel();
-        if early.as_ref().map(|(w, _)| *w) != Some("RTMP") {
-            let _ = rtmp_task.await;
-        }
-        hls_stop.cancel();
-        let _ = hls_task.await;
-        analysis_stop.cancel();
-        if let Some(task) = analysis_task {
-            let _ = task.await;
-        }
-        // The hub and packager are done: the bookkeeping channels close and it drains.
-        drop(supervisor_hub);
-        let _ = books_task.await;
-        http_stop.cancel();
-        let _ = retention_task.await;
-        let _ = segments_task.await;
-        if early.as_ref().map(|(w, _)| *w) != Some("HTTP") {
-            let _ = http_task.await;
-        }
-        supervisor_store.close().await;
-        info!("stopped");
-        match early {
-            Some((what, _)) => anyhow::bail!("{what} service stopped unexpectedly"),
-            None => Ok(()),
+    let task = tokio::spawn({
+        let (shutdown, store) = (shutdown.clone(), store.clone());
+        async move {
+            let result = services.run(shutdown).await;
+            store.close().await;
+            info!("stopped");
+            result
         }
     });
     Ok(Running {
@@ -531,7 +544,7 @@ fn sweep_hls(
 /// Hands the bus's mode signals to this host's live decoders until the subscription ends.
 async fn follow_mode_signals(
     mut deliveries: mpsc::Receiver<bus::Delivery>,
-    modes: crate::analysis::StreamModes,
+    modes: analysis::StreamModes,
 ) {
     while let Some(delivery) = deliveries.recv().await {
         let bus::Delivery::Message(envelope) = delivery else {
@@ -552,7 +565,8 @@ async fn keep_books(
     store: Store,
     mut hub_events: tokio::sync::broadcast::Receiver<HubEvent>,
     mut hls_events: mpsc::Receiver<hls::HlsEvent>,
-    analysis: Arc<crate::analysis::AnalysisStats>,
+    analysis: Arc<analysis::AnalysisStats>,
+    batch_wake: analysis::BatchWake,
     publisher: bus::Publisher,
 ) {
     let mut hub_open = true;
@@ -560,7 +574,7 @@ async fn keep_books(
         tokio::select! {
             event = hub_events.recv(), if hub_open => match event {
                 Ok(event) => {
-                    announce_stream_change(&store, &publisher, &event).await;
+                    announce_stream_change(&publisher, &event);
                     record_hub_event(&store, event).await
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -569,42 +583,38 @@ async fn keep_books(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => hub_open = false,
             },
             event = hls_events.recv() => match event {
-                Some(event) => record_hls_event(&host, &store, &analysis, event).await,
+                Some(event) => record_hls_event(&host, &store, &analysis, &batch_wake, event).await,
                 None => break,
             },
         }
     }
     // Drain stream ends that raced with the packager's last events.
     while let Ok(event) = hub_events.try_recv() {
-        announce_stream_change(&store, &publisher, &event).await;
+        announce_stream_change(&publisher, &event);
         record_hub_event(&store, event).await;
     }
 }
 
 /// Tells viewers (through the bus) that a stream went live or offline.
-async fn announce_stream_change(store: &Store, publisher: &bus::Publisher, event: &HubEvent) {
-    let (stream, state) = match event {
-        HubEvent::Started { stream } => (stream, "live"),
-        HubEvent::Ended { stream, .. } => (stream, "offline"),
-        _ => return,
+fn announce_stream_change(publisher: &bus::Publisher, event: &HubEvent) {
+    let (stream, tenant, state) = match event {
+        HubEvent::Started { stream, owner } => (stream, owner, "live"),
+        HubEvent::Ended { stream, owner, .. } => (stream, owner, "offline"),
+        HubEvent::InfoChanged { .. } => return,
     };
-    match store.stream_tenant(stream).await {
-        Ok(Some(tenant)) => publisher.send(bus::Envelope::new(
-            tenant,
-            bus::Event::Stream(bus::StreamChange {
-                stream: stream.clone(),
-                state: state.into(),
-                at: api::streams::rfc3339_ms(store::now_ms()),
-            }),
-        )),
-        Ok(None) => {}
-        Err(e) => warn!(%stream, "cannot announce the stream change: {e}"),
-    }
+    publisher.send(bus::Envelope::new(
+        tenant.clone(),
+        bus::Event::Stream(bus::StreamChange {
+            stream: stream.clone(),
+            state: state.into(),
+            at: bus::rfc3339_ms(store::now_ms()),
+        }),
+    ));
 }
 
 async fn record_hub_event(store: &Store, event: HubEvent) {
     let result = match &event {
-        HubEvent::Started { stream } => store.mark_stream_live(stream, store::now_ms()).await,
+        HubEvent::Started { stream, .. } => store.mark_stream_live(stream, store::now_ms()).await,
         HubEvent::InfoChanged { stream, info } => {
             let video = info.video.as_ref().map(|v| VideoRecord {
                 codec: v.codec.clone(),
@@ -621,7 +631,7 @@ async fn record_hub_event(store: &Store, event: HubEvent) {
                 .set_stream_codecs(stream, video.as_ref(), audio.as_ref())
                 .await
         }
-        HubEvent::Ended { stream, stats } => {
+        HubEvent::Ended { stream, stats, .. } => {
             info!(%stream, video = stats.video_packets, audio = stats.audio_packets, bytes = stats.bytes, dropped = stats.dropped, "stream ended");
             store.mark_stream_offline(stream, store::now_ms()).await
         }
@@ -634,7 +644,8 @@ async fn record_hub_event(store: &Store, event: HubEvent) {
 async fn record_hls_event(
     host: &str,
     store: &Store,
-    analysis: &crate::analysis::AnalysisStats,
+    analysis: &analysis::AnalysisStats,
+    batch_wake: &analysis::BatchWake,
     event: hls::HlsEvent,
 ) {
     // Both writes are idempotent (an upsert, a mark), so a retry after a lost reply is harmless.
@@ -661,7 +672,15 @@ async fn record_hls_event(
                 .run(|| store.add_segment(stream, &record), on_retry)
                 .await;
             if added.is_ok() {
-                queue_for_batch(host, store, analysis, stream, segment.seq as i64).await;
+                analysis::queue_for_batch(
+                    host,
+                    store,
+                    analysis,
+                    batch_wake,
+                    stream,
+                    segment.seq as i64,
+                )
+                .await;
             }
             added
         }
@@ -680,41 +699,10 @@ async fn record_hls_event(
     }
 }
 
-/// Queues a closed segment for batch analysis when its stream is in batch mode.
-async fn queue_for_batch(
-    host: &str,
-    store: &Store,
-    analysis: &crate::analysis::AnalysisStats,
-    stream: &str,
-    seq: i64,
-) {
-    use std::sync::atomic::Ordering;
-    let limit = crate::analysis::BATCH_QUEUE_LIMIT;
-    match store
-        .queue_batch_segment_on(Some(host), stream, seq, limit, store::now_ms())
-        .await
-    {
-        Ok(true) => {
-            analysis.batch_queued.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(false) => {
-            if let Ok(Some(a)) = store.analysis(stream).await
-                && a.mode == store::AnalysisMode::Batch
-            {
-                analysis.batch_refused.fetch_add(1, Ordering::Relaxed);
-                warn!(%stream, segment = seq, "batch queue full ({limit} segments waiting): segment not queued for analysis");
-            }
-        }
-        Err(e) => {
-            warn!(%stream, segment = seq, "could not queue the segment for batch analysis: {e}")
-        }
-    }
-}
-
 fn metrics_renderer(
     stats: Arc<ServerStats>,
     hub: StreamHub,
-    analysis: Arc<crate::analysis::AnalysisStats>,
+    analysis: Arc<analysis::AnalysisStats>,
     bus: bus::Bus,
     viewers: api::events::Viewers,
 ) -> api::MetricsRenderer {

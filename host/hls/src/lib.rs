@@ -112,7 +112,7 @@ impl Packager {
                     }
                 }
                 event = hub_events.recv() => match event {
-                    Ok(HubEvent::Started { stream }) => self.start(&hub, &stream, &mut active, &mut tasks),
+                    Ok(HubEvent::Started { stream, .. }) => self.start(&hub, &stream, &mut active, &mut tasks),
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         warn!("HLS packager missed {n} hub events; resynchronising");
@@ -450,7 +450,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1000);
         let packager = Packager::new(config, tx);
         let hub = StreamHub::new();
-        let mut publisher = hub.publish("s").unwrap();
+        let mut publisher = hub.publish("s", "tenant").unwrap();
         let subscription = hub.subscribe("s", Overflow::Backpressure, 64).unwrap();
         let task = tokio::spawn(async move { packager.package("s", subscription).await });
         publisher

@@ -51,6 +51,8 @@ pub enum Overflow {
 pub enum HubEvent {
     Started {
         stream: StreamId,
+        /// Who the stream belongs to, as the publish grant said (opaque to the hub).
+        owner: String,
     },
     InfoChanged {
         stream: StreamId,
@@ -58,6 +60,7 @@ pub enum HubEvent {
     },
     Ended {
         stream: StreamId,
+        owner: String,
         stats: PublishStats,
     },
 }
@@ -108,8 +111,10 @@ impl StreamHub {
         }
     }
 
-    /// Claims `stream` for a publisher. A second publisher on the same stream is refused.
-    pub fn publish(&self, stream: &str) -> Result<Publisher, PublishError> {
+    /// Claims `stream` for a publisher; `owner` (whom the stream belongs to, e.g. its tenant)
+    /// goes with its start and end events, so followers need not look it up. A second publisher
+    /// on the same stream is refused.
+    pub fn publish(&self, stream: &str, owner: &str) -> Result<Publisher, PublishError> {
         let mut channels = lock(&self.inner.channels);
         if channels.contains_key(stream) {
             return Err(PublishError::AlreadyPublishing(stream.to_string()));
@@ -120,10 +125,12 @@ impl StreamHub {
         drop(channels);
         let _ = self.inner.events.send(HubEvent::Started {
             stream: stream.to_string(),
+            owner: owner.to_string(),
         });
         Ok(Publisher {
             hub: self.clone(),
             stream: stream.to_string(),
+            owner: owner.to_string(),
             channel,
             stats: PublishStats::default(),
         })
@@ -244,6 +251,7 @@ impl Channel {
 pub struct Publisher {
     hub: StreamHub,
     stream: StreamId,
+    owner: String,
     channel: Arc<Channel>,
     stats: PublishStats,
 }
@@ -348,6 +356,7 @@ impl Drop for Publisher {
         lock(&self.hub.inner.channels).remove(&self.stream);
         let _ = self.hub.inner.events.send(HubEvent::Ended {
             stream: self.stream.clone(),
+            owner: std::mem::take(&mut self.owner),
             stats: self.stats(),
         });
     }
@@ -500,18 +509,18 @@ mod tests {
     #[tokio::test]
     async fn second_publisher_is_refused() {
         let hub = StreamHub::new();
-        let _first = hub.publish("s1").unwrap();
+        let _first = hub.publish("s1", "tenant").unwrap();
         assert_eq!(
-            hub.publish("s1").err(),
+            hub.publish("s1", "tenant").err(),
             Some(PublishError::AlreadyPublishing("s1".into()))
         );
-        assert!(hub.publish("s2").is_ok());
+        assert!(hub.publish("s2", "tenant").is_ok());
     }
 
     #[tokio::test]
     async fn late_subscriber_gets_gop_then_live_packets_then_end() {
         let hub = StreamHub::new();
-        let mut publisher = hub.publish("s").unwrap();
+        let mut publisher = hub.publish("s", "tenant").unwrap();
         publisher.send(video(0, true)).await;
         publisher.send(video(33, false)).await;
         publisher.send(video(66, true)).await;
@@ -530,7 +539,7 @@ mod tests {
     #[tokio::test]
     async fn late_drop_oldest_subscriber_gets_the_configuration_and_the_gop() {
         let hub = StreamHub::new();
-        let mut publisher = hub.publish("s").unwrap();
+        let mut publisher = hub.publish("s", "tenant").unwrap();
         publisher.send(video_config()).await;
         publisher.send(video(0, true)).await;
         publisher.send(video(33, false)).await;
@@ -559,7 +568,7 @@ mod tests {
     #[tokio::test]
     async fn after_the_start_window_the_gop_is_not_cached() {
         let hub = StreamHub::with_gop_window(std::time::Duration::ZERO);
-        let mut publisher = hub.publish("s").unwrap();
+        let mut publisher = hub.publish("s", "tenant").unwrap();
         publisher.send(video_config()).await;
         publisher.send(video(0, true)).await;
         publisher.send(video(33, false)).await;
@@ -580,7 +589,7 @@ mod tests {
     #[tokio::test]
     async fn the_gop_cache_is_bounded_in_bytes_and_skips_an_oversized_gop() {
         let hub = StreamHub::new();
-        let mut publisher = hub.publish("s").unwrap();
+        let mut publisher = hub.publish("s", "tenant").unwrap();
         let big = |dts, key| MediaPacket {
             data: Bytes::from(vec![0u8; 1 << 20]),
             ..video(dts, key)
@@ -605,7 +614,7 @@ mod tests {
     #[tokio::test]
     async fn drop_oldest_counts_what_it_drops() {
         let hub = StreamHub::new();
-        let mut publisher = hub.publish("s").unwrap();
+        let mut publisher = hub.publish("s", "tenant").unwrap();
         let mut sub = hub.subscribe("s", Overflow::DropOldest, 2).unwrap();
         for i in 0..5 {
             publisher.send(video(i, i == 0)).await;
@@ -623,7 +632,7 @@ mod tests {
     async fn events_announce_start_and_end() {
         let hub = StreamHub::new();
         let mut events = hub.events();
-        let publisher = hub.publish("s").unwrap();
+        let publisher = hub.publish("s", "tenant").unwrap();
         drop(publisher);
         assert!(matches!(
             events.recv().await.unwrap(),
@@ -638,7 +647,7 @@ mod tests {
     #[tokio::test]
     async fn dropped_subscriber_does_not_block_publisher() {
         let hub = StreamHub::new();
-        let mut publisher = hub.publish("s").unwrap();
+        let mut publisher = hub.publish("s", "tenant").unwrap();
         let sub = hub.subscribe("s", Overflow::Backpressure, 1).unwrap();
         drop(sub);
         for i in 0..10 {

@@ -36,6 +36,9 @@ use crate::session::{Session, SessionError, SessionEvent, SessionLimits, Violati
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishGrant {
     pub stream: StreamId,
+    /// Whom the stream belongs to (a tenant, to the host): opaque here, handed to the hub so
+    /// that whatever follows the stream knows it without a lookup.
+    pub owner: String,
 }
 
 /// Decides whether a stream key may publish. The RTMP layer knows nothing else about tenants.
@@ -578,11 +581,15 @@ impl Connection {
             .authorize
             .authorize_publish(app, stream_key, self.peer)
             .await?;
-        let publisher = self.hub.publish(&grant.stream).map_err(|e| match e {
-            PublishError::AlreadyPublishing(_) => {
-                "this stream key is already publishing; stop the other encoder first".to_string()
-            }
-        })?;
+        let publisher = self
+            .hub
+            .publish(&grant.stream, &grant.owner)
+            .map_err(|e| match e {
+                PublishError::AlreadyPublishing(_) => {
+                    "this stream key is already publishing; stop the other encoder first"
+                        .to_string()
+                }
+            })?;
         Ok(Publishing {
             publisher,
             _slot: slot,

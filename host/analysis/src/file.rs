@@ -1,48 +1,17 @@
-//! `media-analyzer analyze FILE|URL`: batch analysis of a recording (or an HLS URL) with the
-//! bundled detector components, a progress line, optional JSON Lines output and a summary.
+//! `media-analyzer analyze FILE|URL`: analysis of a recording (or an HLS URL) with the bundled
+//! detector components, a progress line, optional JSON Lines output and a summary.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use inference::{Catalog, Model, SessionOptions};
-use runtime::{DetectorComponent, ModelRegistry, Runtime, SandboxConfig};
 use serde::Serialize;
 
-/// A bundled detector component and the models it loads by name.
-pub type BundledComponent = (&'static str, &'static [&'static str]);
-
-/// Every bundled detector.
-pub const BUNDLED: [BundledComponent; 4] = [
-    ("object-detector", &["nanodet-coco"]),
-    ("face-detector", &["blazeface"]),
-    ("brand-text", &["ppocr-det", "ppocr-rec"]),
-    // CLIP weights are user-supplied: `scripts/fetch-models --clip PATH`.
-    ("clip-brands", &["clip"]),
-];
-
-/// What runs when nothing is chosen: brand-text (OCR, ~0.3 s a frame on a CPU) is opt-in.
-pub const DEFAULT_COMPONENTS: [&str; 2] = ["object-detector", "face-detector"];
-
-/// The bundled components with these names.
-pub fn bundled(names: &[&str]) -> anyhow::Result<Vec<BundledComponent>> {
-    names
-        .iter()
-        .map(|c| {
-            BUNDLED
-                .iter()
-                .find(|(name, _)| name == c)
-                .copied()
-                .ok_or_else(|| {
-                    let known: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
-                    anyhow::anyhow!("unknown component '{c}' (bundled: {})", known.join(", "))
-                })
-        })
-        .collect()
-}
+use crate::bundle::{Bundle, DEFAULT_COMPONENTS, ModelSettings, bundled, load_bundle};
+use crate::{AnalysisStats, analyse_frame};
 
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
@@ -119,76 +88,15 @@ impl Summary {
     }
 }
 
-#[derive(Serialize)]
-struct JsonDetection<'a> {
-    label: &'a str,
-    score: f32,
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
-    component: &'a str,
-}
-
+/// One line of the JSON Lines output: a frame and what was found on it (the detections as on the
+/// bus and the WebSocket).
 #[derive(Serialize)]
 struct JsonFrame<'a> {
     seq: u64,
     pts_ms: i64,
     width: u32,
     height: u32,
-    detections: Vec<JsonDetection<'a>>,
-}
-
-/// How the bundled models are loaded.
-#[derive(Debug, Clone, Copy)]
-pub struct ModelSettings {
-    pub accelerator: inference::Accelerator,
-    /// Sessions per model: runs of one model that may be in progress at once.
-    pub sessions: usize,
-    /// Niceness of the model threads (see [`inference::SessionOptions::nice`]).
-    pub nice: i32,
-}
-
-/// The sandbox loaded with bundled detector components and the models they use.
-pub struct Bundle {
-    pub runtime: Runtime,
-    pub components: Vec<(String, DetectorComponent)>,
-}
-
-/// Loads `wanted` components from `components_dir` and the models they use from the manifest.
-pub fn load_bundle(
-    wanted: &[BundledComponent],
-    components_dir: &Path,
-    settings: ModelSettings,
-) -> anyhow::Result<Bundle> {
-    let catalog = Catalog::load(&Catalog::default_path())?;
-    inference::init_onnxruntime(&catalog.onnxruntime_library())?;
-    let mut models = ModelRegistry::new();
-    for model in wanted.iter().flat_map(|(_, models)| models.iter()) {
-        let options = SessionOptions {
-            accelerator: settings.accelerator,
-            sessions: settings.sessions.max(1),
-            nice: settings.nice,
-            ..SessionOptions::default()
-        };
-        let session = Model::load(model, &catalog.model_path(model)?, &options)?;
-        tracing::info!(model, providers = ?session.providers(), "model loaded");
-        models.insert(model.to_string(), session);
-    }
-    let runtime = Runtime::new(SandboxConfig::default(), models)?;
-    let mut components = Vec::with_capacity(wanted.len());
-    for (name, _) in wanted {
-        let path = components_dir.join(format!("{}.wasm", name.replace('-', "_")));
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "{}: build the components with scripts/build-components",
-                path.display()
-            )
-        })?;
-        components.push((name.to_string(), runtime.load_detector(&bytes)?));
-    }
-    Ok(Bundle {
-        runtime,
-        components,
-    })
+    detections: &'a [bus::Detection],
 }
 
 pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
@@ -259,6 +167,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
         None => None,
     };
     let started = Instant::now();
+    let stats = AnalysisStats::default();
     let mut summary = Summary::default();
     let mut progress = Progress::new(options.progress, expected_frames, duration_ms);
     let (mut first_pts, mut last_pts) = (None, 0i64);
@@ -271,32 +180,9 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
             continue;
         }
         summary.analysed_frames += 1;
-        let mut detections = Vec::new();
-        let host_frame = runtime_wit::Frame {
-            stream: options.input.clone(),
-            seq: frame.seq,
-            pts_ms: frame.pts_ms,
-            width: frame.width,
-            height: frame.height,
-            rgb: Arc::clone(&frame.rgb),
-        };
-        for (name, component) in &components {
-            match runtime.detect(component, host_frame.clone(), &[]) {
-                Ok(outcome) => {
-                    detections.extend(outcome.detections.into_iter().map(|d| (name.as_str(), d)))
-                }
-                Err(e) => {
-                    summary.failed_calls += 1;
-                    tracing::warn!(
-                        component = name,
-                        frame = frame.seq,
-                        "component call failed: {e}"
-                    );
-                }
-            }
-        }
+        let found = analyse_frame(&options.input, &frame, &runtime, &components, &stats);
         let mut seen = std::collections::HashSet::new();
-        for (_, d) in &detections {
+        for d in &found.detections {
             let entry = summary
                 .labels
                 .entry(d.label.clone())
@@ -316,15 +202,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
                 pts_ms: frame.pts_ms,
                 width: frame.width,
                 height: frame.height,
-                detections: detections
-                    .iter()
-                    .map(|(c, d)| JsonDetection {
-                        label: &d.label,
-                        score: d.score,
-                        bbox: [d.box_.x, d.box_.y, d.box_.w, d.box_.h],
-                        component: c,
-                    })
-                    .collect(),
+                detections: &found.detections,
             };
             serde_json::to_writer(&mut *out, &line)?;
             out.write_all(b"\n")?;
@@ -335,6 +213,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
         );
     }
     let _ = decoder.join();
+    summary.failed_calls = stats.component_failures.load(Ordering::Relaxed);
     if let Some(mut out) = json {
         out.flush()?;
     }
@@ -418,11 +297,4 @@ impl Progress {
             eprintln!();
         }
     }
-}
-
-/// Default folder of the bundled components (see `bench::default_components_dir`).
-pub fn components_dir(explicit: Option<&Path>) -> PathBuf {
-    explicit
-        .map(Path::to_path_buf)
-        .unwrap_or_else(crate::bench::default_components_dir)
 }

@@ -10,18 +10,6 @@ use anyhow::{Context, bail};
 use inference::{Catalog, ChannelOrder, Layout, Model, Resize, SessionOptions, Tensor, TensorSpec};
 use runtime::{ModelRegistry, Runtime, SandboxConfig};
 
-/// Where `scripts/build-components` puts the components for this build of the binary.
-pub fn default_components_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .nth(2)
-                .map(|target| target.join("wasm32-wasip2/release"))
-        })
-        .unwrap_or_else(|| PathBuf::from("components"))
-}
-
 fn stats(samples: &mut [Duration]) -> (f64, f64, f64) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -1,0 +1,111 @@
+//! The bundled detector components and the models they load, and where the built components are.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use inference::{Catalog, Model, SessionOptions};
+use runtime::{DetectorComponent, ModelRegistry, Runtime, SandboxConfig};
+
+/// A bundled detector component and the models it loads by name.
+pub type BundledComponent = (&'static str, &'static [&'static str]);
+
+/// Every bundled detector.
+pub const BUNDLED: [BundledComponent; 4] = [
+    ("object-detector", &["nanodet-coco"]),
+    ("face-detector", &["blazeface"]),
+    ("brand-text", &["ppocr-det", "ppocr-rec"]),
+    // CLIP weights are user-supplied: `scripts/fetch-models --clip PATH`.
+    ("clip-brands", &["clip"]),
+];
+
+/// What runs when nothing is chosen: brand-text (OCR, ~0.3 s a frame on a CPU) is opt-in.
+pub const DEFAULT_COMPONENTS: [&str; 2] = ["object-detector", "face-detector"];
+
+/// The bundled components with these names.
+pub fn bundled(names: &[&str]) -> anyhow::Result<Vec<BundledComponent>> {
+    names
+        .iter()
+        .map(|c| {
+            BUNDLED
+                .iter()
+                .find(|(name, _)| name == c)
+                .copied()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = BUNDLED.iter().map(|(n, _)| *n).collect();
+                    anyhow::anyhow!("unknown component '{c}' (bundled: {})", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSettings {
+    pub accelerator: inference::Accelerator,
+    /// Sessions per model: runs of one model that may be in progress at once.
+    pub sessions: usize,
+    /// Niceness of the model threads (see [`inference::SessionOptions::nice`]).
+    pub nice: i32,
+}
+
+/// The sandbox loaded with bundled detector components and the models they use.
+pub struct Bundle {
+    pub runtime: Runtime,
+    pub components: Vec<(String, DetectorComponent)>,
+}
+
+/// Loads `wanted` components from `components_dir` and the models they use from the manifest.
+pub fn load_bundle(
+    wanted: &[BundledComponent],
+    components_dir: &Path,
+    settings: ModelSettings,
+) -> anyhow::Result<Bundle> {
+    let catalog = Catalog::load(&Catalog::default_path())?;
+    inference::init_onnxruntime(&catalog.onnxruntime_library())?;
+    let mut models = ModelRegistry::new();
+    for model in wanted.iter().flat_map(|(_, models)| models.iter()) {
+        let options = SessionOptions {
+            accelerator: settings.accelerator,
+            sessions: settings.sessions.max(1),
+            nice: settings.nice,
+            ..SessionOptions::default()
+        };
+        let session = Model::load(model, &catalog.model_path(model)?, &options)?;
+        tracing::info!(model, providers = ?session.providers(), "model loaded");
+        models.insert(model.to_string(), session);
+    }
+    let runtime = Runtime::new(SandboxConfig::default(), models)?;
+    let mut components = Vec::with_capacity(wanted.len());
+    for (name, _) in wanted {
+        let path = components_dir.join(format!("{}.wasm", name.replace('-', "_")));
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "{}: build the components with scripts/build-components",
+                path.display()
+            )
+        })?;
+        components.push((name.to_string(), runtime.load_detector(&bytes)?));
+    }
+    Ok(Bundle {
+        runtime,
+        components,
+    })
+}
+
+/// Where `scripts/build-components` puts the components for this build of the binary.
+pub fn default_components_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .nth(2)
+                .map(|target| target.join("wasm32-wasip2/release"))
+        })
+        .unwrap_or_else(|| PathBuf::from("components"))
+}
+
+/// The folder given, or [`default_components_dir`].
+pub fn components_dir(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_components_dir)
+}

@@ -1,0 +1,95 @@
+//! One frame through the components: the one place a detection is produced, for live streams,
+//! batch segments, files and the benchmarks alike.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use runtime::{DetectorComponent, Runtime};
+use tracing::warn;
+
+use crate::AnalysisStats;
+
+/// What the components found in one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameAnalysis {
+    /// In the order the components ran; each names the component that found it.
+    pub detections: Vec<bus::Detection>,
+    /// The components that analysed it (not those whose call failed).
+    pub ran: Vec<String>,
+    /// When it was analysed (Unix ms).
+    pub wallclock: i64,
+    /// Model time, all components together.
+    pub inference: Duration,
+    /// Live frames: where their time went.
+    pub timing: Option<bus::FrameTiming>,
+}
+
+/// Runs every component on one frame. A component whose call fails (a trap, its deadline, a
+/// model error) is logged and counted in `stats.component_failures`; the others' detections
+/// stand. `source` names the frame's stream (or file) for the components and the log.
+pub fn analyse_frame(
+    source: &str,
+    frame: &decode::Frame,
+    runtime: &Runtime,
+    components: &[(String, DetectorComponent)],
+    stats: &AnalysisStats,
+) -> FrameAnalysis {
+    stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
+    let wallclock = store::now_ms();
+    let host_frame = runtime_wit::Frame {
+        stream: source.to_string(),
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        width: frame.width,
+        height: frame.height,
+        rgb: frame.rgb.clone(),
+    };
+    let mut detections = Vec::new();
+    let mut ran = Vec::new();
+    let mut inference = Duration::ZERO;
+    for (name, component) in components {
+        match runtime.detect(component, host_frame.clone(), &[]) {
+            Ok(outcome) => {
+                inference += outcome.inference;
+                ran.push(name.clone());
+                stats
+                    .inference_us
+                    .fetch_add(outcome.inference.as_micros() as u64, Ordering::Relaxed);
+                detections.extend(outcome.detections.into_iter().map(|d| bus::Detection {
+                    label: d.label,
+                    score: d.score,
+                    bbox: [d.box_.x, d.box_.y, d.box_.w, d.box_.h],
+                    component: name.clone(),
+                }))
+            }
+            Err(e) => {
+                stats.component_failures.fetch_add(1, Ordering::Relaxed);
+                warn!(%source, component = %name, frame = frame.seq, "component call failed: {e}")
+            }
+        }
+    }
+    FrameAnalysis {
+        detections,
+        ran,
+        wallclock,
+        inference,
+        timing: None,
+    }
+}
+
+impl FrameAnalysis {
+    /// The `detections` event of the analysed frame, as viewers receive it.
+    pub fn event(&self, stream: &str, frame: &decode::Frame) -> bus::Event {
+        bus::Event::Detections(bus::FrameDetections {
+            stream: stream.to_string(),
+            seq: frame.seq,
+            pts_ms: frame.pts_ms,
+            wallclock: bus::rfc3339_ms(self.wallclock),
+            ingested: (frame.received_ms > 0).then(|| bus::rfc3339_ms(frame.received_ms)),
+            timing: self.timing,
+            width: frame.width,
+            height: frame.height,
+            detections: self.detections.clone(),
+        })
+    }
+}
