@@ -210,7 +210,7 @@ def main():
         count = float(re.search(rf'^{base}_count{{stage="{stage}"}} (\S+)', metrics, re.M).group(1))
         total = float(re.search(rf'^{base}_sum{{stage="{stage}"}} (\S+)', metrics, re.M).group(1))
         buckets = [(float(le) if le != "+Inf" else float("inf"), float(n)) for le, n in
-                   re.findall(rf'^{base}_bucket{{stage="{stage}",le="([^"]+)"}} (\S+)', metrics, re.M)]
+                   re.findall(rf'^{base}_bucket{{le="([^"]+)",stage="{stage}"}} (\S+)', metrics, re.M)]
         p99 = next((le for le, n in buckets if count and n >= 0.99 * count), float("nan"))
         print(f"{stage:<32} {total / max(count, 1) * 1000:6.1f} ms  {p99 * 1000:6.0f} ms")
 

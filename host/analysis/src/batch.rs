@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use runtime::{DetectorComponent, Runtime};
+use runtime::{DetectorRegistry, Runtime, World};
 use store::{BatchJob, JobStart, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -41,7 +41,8 @@ const BATCH_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// Nth frame, and records the outcome in the store.
 pub(crate) struct BatchQueue<'a> {
     pub(crate) runtime: &'a Runtime,
-    pub(crate) components: &'a [(String, DetectorComponent)],
+    /// Per tenant, the detectors to run (a snapshot per segment).
+    pub(crate) components: &'a DetectorRegistry,
     pub(crate) store: &'a Store,
     pub(crate) stats: &'a AnalysisStats,
     pub(crate) hls_root: &'a Path,
@@ -65,7 +66,7 @@ impl BatchWake {
     }
 
     /// Waits for a wake, at most `timeout`, and consumes it; whether there was one.
-    fn wait(&self, timeout: Duration) -> bool {
+    pub fn wait(&self, timeout: Duration) -> bool {
         let woken = lock(&self.0.0);
         let (mut woken, _) = self
             .0
@@ -270,11 +271,12 @@ impl BatchQueue<'_> {
                         }
                     }
                 }
+                let pipeline = self.components.pipeline(&stream.tenant_id);
                 let found = analyse_frame(
                     &job.stream_id,
                     &frame,
                     self.runtime,
-                    self.components,
+                    pipeline.stage(World::Detector),
                     self.stats,
                 );
                 if !out.send(&job.stream_id, &frame, &found) {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use inference::{Catalog, Model, SessionOptions};
-use runtime::{DetectorComponent, ModelRegistry, Runtime, SandboxConfig};
+use runtime::{ActiveDetector, ModelRegistry, Runtime, SandboxConfig};
 
 /// A bundled detector component and the models it loads by name.
 pub type BundledComponent = (&'static str, &'static [&'static str]);
@@ -50,7 +50,8 @@ pub struct ModelSettings {
 /// The sandbox loaded with bundled detector components and the models they use.
 pub struct Bundle {
     pub runtime: Runtime,
-    pub components: Vec<(String, DetectorComponent)>,
+    /// In the order asked for; bundled components are version 0.
+    pub components: Vec<ActiveDetector>,
 }
 
 /// Loads `wanted` components from `components_dir` and the models they use from the manifest.
@@ -83,7 +84,11 @@ pub fn load_bundle(
                 path.display()
             )
         })?;
-        components.push((name.to_string(), runtime.load_detector(&bytes)?));
+        components.push(ActiveDetector {
+            name: name.to_string(),
+            version: 0,
+            component: runtime.load_detector(&bytes)?,
+        });
     }
     Ok(Bundle {
         runtime,

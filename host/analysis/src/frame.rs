@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use runtime::{DetectorComponent, Runtime};
+use runtime::{ActiveDetector, Runtime};
 use tracing::warn;
 
 use crate::AnalysisStats;
@@ -31,7 +31,7 @@ pub fn analyse_frame(
     source: &str,
     frame: &decode::Frame,
     runtime: &Runtime,
-    components: &[(String, DetectorComponent)],
+    components: &[ActiveDetector],
     stats: &AnalysisStats,
 ) -> FrameAnalysis {
     stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
@@ -47,7 +47,10 @@ pub fn analyse_frame(
     let mut detections = Vec::new();
     let mut ran = Vec::new();
     let mut inference = Duration::ZERO;
-    for (name, component) in components {
+    for ActiveDetector {
+        name, component, ..
+    } in components
+    {
         match runtime.detect(component, host_frame.clone(), &[]) {
             Ok(outcome) => {
                 inference += outcome.inference;

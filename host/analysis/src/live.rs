@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use decode::{DecodeEffort, LatestFrame, VideoDecoder};
 use media::{HubEvent, Overflow, StreamHub, Subscription};
-use runtime::{DetectorComponent, Runtime};
+use runtime::{ActiveDetector, DetectorRegistry, Pipeline, Runtime, World};
 use store::{AnalysisMode, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,22 @@ pub struct StreamModes {
 }
 
 impl StreamModes {
+    /// Hands the bus's mode signals (sent by any API host) to this host's live decoders, until
+    /// the subscription ends.
+    pub async fn follow_signals(self, mut deliveries: tokio::sync::mpsc::Receiver<bus::Delivery>) {
+        while let Some(delivery) = deliveries.recv().await {
+            let bus::Delivery::Message(envelope) = delivery else {
+                continue;
+            };
+            if let bus::Event::Control(bus::Control::Mode { stream, mode, .. }) = &envelope.event {
+                match mode.parse::<AnalysisMode>() {
+                    Ok(mode) => self.set(stream, mode),
+                    Err(e) => warn!(%stream, "ignoring a mode signal: {e}"),
+                }
+            }
+        }
+    }
+
     /// Signals the stream's new mode to its decoder, when the stream is live on this host.
     pub fn set(&self, stream: &str, mode: AnalysisMode) {
         if let Some((_, sender)) = lock(&self.senders).get(stream) {
@@ -81,7 +97,8 @@ impl StreamModes {
 /// The detector components and models for live streams.
 pub struct LiveAnalysis {
     runtime: Arc<Runtime>,
-    components: Arc<Vec<(String, DetectorComponent)>>,
+    /// Per tenant, the detectors to run; the bundled ones by default.
+    components: Arc<DetectorRegistry>,
     store: Store,
     stats: Arc<AnalysisStats>,
     hls_root: PathBuf,
@@ -134,7 +151,10 @@ impl LiveAnalysis {
                 );
                 Some(Self {
                     runtime: Arc::new(runtime),
-                    components: Arc::new(components),
+                    components: Arc::new(DetectorRegistry::new(Pipeline::new([(
+                        World::Detector,
+                        components,
+                    )]))),
                     store,
                     stats,
                     hls_root,
@@ -540,7 +560,7 @@ fn analyse_stream(
     order: &FrameOrder,
     fair: &inference::FairShare,
     runtime: &Runtime,
-    components: &[(String, DetectorComponent)],
+    components: &DetectorRegistry,
     out: &Output,
 ) {
     // Wait for a frame, then for this stream's turn on the models (round-robin over streams),
@@ -558,7 +578,10 @@ fn analyse_stream(
             out.stats
                 .stage(Stage::Queue)
                 .observe_ms(taken - frame.decoded_ms);
-            let mut analysed = analyse_frame(stream, &frame, runtime, components, out.stats);
+            // One pipeline per frame: a swap applies from the next frame.
+            let pipeline = components.pipeline(out.tenant);
+            let detectors: &[ActiveDetector] = pipeline.stage(World::Detector);
+            let mut analysed = analyse_frame(stream, &frame, runtime, detectors, out.stats);
             let done = store::now_ms();
             out.stats.stage(Stage::Analysis).observe_ms(done - taken);
             if frame.received_ms > 0 {

@@ -1,6 +1,13 @@
 //! Analysis metrics: counters summed over streams and the live stages' latency histograms.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 /// Counters for `/metrics`, summed over streams.
 #[derive(Debug, Default)]
@@ -100,21 +107,22 @@ impl Histogram {
         self.sum_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
-    fn render(&self, name: &str, labels: &str, out: &mut String) {
-        let mut cumulative = 0;
-        for (i, count) in self.counts.iter().enumerate() {
-            cumulative += count.load(Ordering::Relaxed);
-            let le = BUCKETS_MS
-                .get(i)
-                .map(|ms| format!("{}", *ms as f64 / 1000.0))
-                .unwrap_or_else(|| "+Inf".into());
-            out.push_str(&format!(
-                "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}\n"
-            ));
-        }
+    /// Writes the histogram's series for one label set.
+    fn encode(&self, encoder: &mut MetricEncoder, stage: Stage) -> std::fmt::Result {
+        let buckets: Vec<(f64, u64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, count)| {
+                let le = BUCKETS_MS.get(i).map_or(f64::MAX, |ms| *ms as f64 / 1000.0);
+                (le, count.load(Ordering::Relaxed))
+            })
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
         let sum = self.sum_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-        out.push_str(&format!("{name}_sum{{{labels}}} {sum}\n"));
-        out.push_str(&format!("{name}_count{{{labels}}} {cumulative}\n"));
+        encoder
+            .encode_family(&[("stage", stage.name())])?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 }
 
@@ -123,113 +131,125 @@ impl AnalysisStats {
         &self.stages[stage as usize]
     }
 
-    /// Prometheus text.
-    pub fn render(&self) -> String {
+    /// The counters and histograms for `/metrics`.
+    pub fn collector(self: Arc<Self>) -> Box<dyn Collector> {
+        Box::new(AnalysisMetrics(self))
+    }
+}
+
+#[derive(Debug)]
+struct AnalysisMetrics(Arc<AnalysisStats>);
+
+impl Collector for AnalysisMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::new();
         for (name, help, value) in [
             (
-                "frames_decoded_total",
+                "frames_decoded",
                 "frames decoded for analysis",
-                c(&self.frames_decoded),
+                c(&s.frames_decoded),
             ),
+            ("frames_analysed", "frames analysed", c(&s.frames_analysed)),
             (
-                "frames_analysed_total",
-                "frames analysed",
-                c(&self.frames_analysed),
-            ),
-            (
-                "frames_skipped_total",
+                "frames_skipped",
                 "frames replaced by a newer one before analysis",
-                c(&self.frames_skipped),
+                c(&s.frames_skipped),
             ),
             (
-                "packets_lost_total",
+                "packets_lost",
                 "packets dropped before the decoder",
-                c(&self.packets_lost),
+                c(&s.packets_lost),
             ),
             (
-                "component_failures_total",
+                "component_failures",
                 "component calls that failed",
-                c(&self.component_failures),
+                c(&s.component_failures),
             ),
+            ("detections", "detections stored", c(&s.detections_stored)),
             (
-                "detections_total",
-                "detections stored",
-                c(&self.detections_stored),
-            ),
-            (
-                "frames_stored_total",
+                "frames_stored",
                 "frames whose results were stored",
-                c(&self.frames_stored),
+                c(&s.frames_stored),
             ),
             (
-                "store_retries_total",
+                "store_retries",
                 "store writes of results that failed and were tried again",
-                c(&self.store_retries),
+                c(&s.store_retries),
             ),
             (
-                "mode_changes_total",
+                "mode_changes",
                 "live decoders that switched between realtime and batch analysis",
-                c(&self.mode_changes),
+                c(&s.mode_changes),
             ),
             (
-                "frames_lost_total",
+                "frames_lost",
                 "frames whose results could not be stored after retries (not published either)",
-                c(&self.frames_lost),
+                c(&s.frames_lost),
             ),
             (
-                "batch_jobs_released_total",
+                "batch_jobs_released",
                 "batch jobs handed back to the queue unfinished (shutdown, store failure, lease lost)",
-                c(&self.batch_released),
+                c(&s.batch_released),
             ),
             (
-                "inference_microseconds_total",
+                "inference_microseconds",
                 "time spent in model runs",
-                c(&self.inference_us),
+                c(&s.inference_us),
             ),
             (
-                "batch_segments_queued_total",
+                "batch_segments_queued",
                 "closed segments queued for batch analysis",
-                c(&self.batch_queued),
+                c(&s.batch_queued),
             ),
             (
-                "batch_segments_refused_total",
+                "batch_segments_refused",
                 "closed segments not queued: the stream's batch queue was full",
-                c(&self.batch_refused),
+                c(&s.batch_refused),
             ),
             (
-                "batch_segments_done_total",
+                "batch_segments_done",
                 "segments analysed in batch mode",
-                c(&self.batch_done),
+                c(&s.batch_done),
             ),
             (
-                "batch_segments_failed_total",
+                "batch_segments_failed",
                 "batch jobs that failed",
-                c(&self.batch_failed),
+                c(&s.batch_failed),
             ),
             (
-                "panics_total",
+                "panics",
                 "panics caught in analysers and the batch worker",
-                c(&self.panics),
+                c(&s.panics),
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP media_analyzer_analysis_{name} {help}\n# TYPE media_analyzer_analysis_{name} counter\nmedia_analyzer_analysis_{name} {value}\n"
-            ));
+            let name = format!("media_analyzer_analysis_{name}");
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                &name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
         }
-        let waiting =
-            c(&self.batch_queued).saturating_sub(c(&self.batch_done) + c(&self.batch_failed));
-        out.push_str(&format!(
-            "# HELP media_analyzer_analysis_batch_queue_depth segments waiting for batch analysis (queued by this process)\n# TYPE media_analyzer_analysis_batch_queue_depth gauge\nmedia_analyzer_analysis_batch_queue_depth {waiting}\n"
-        ));
-        let name = "media_analyzer_analysis_stage_seconds";
-        out.push_str(&format!("# HELP {name} time live frames spend in each stage, from the video reaching the host to the results going to the bus\n# TYPE {name} histogram\n"));
+        let waiting = c(&s.batch_queued).saturating_sub(c(&s.batch_done) + c(&s.batch_failed));
+        let depth = ConstGauge::new(waiting as i64);
+        depth.encode(encoder.encode_descriptor(
+            "media_analyzer_analysis_batch_queue_depth",
+            "segments waiting for batch analysis (queued by this process)",
+            None,
+            depth.metric_type(),
+        )?)?;
+        let mut stages = encoder.encode_descriptor(
+            "media_analyzer_analysis_stage_seconds",
+            "time live frames spend in each stage, from the video reaching the host to the results going to the bus",
+            None,
+            MetricType::Histogram,
+        )?;
         for stage in Stage::ALL {
-            self.stage(stage)
-                .render(name, &format!("stage=\"{}\"", stage.name()), &mut out);
+            s.stage(stage).encode(&mut stages, stage)?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -238,28 +258,33 @@ mod tests {
     use super::*;
     use crate::guarded;
 
+    /// What `/metrics` shows of `stats`.
+    fn exposition(stats: &Arc<AnalysisStats>) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(stats.clone().collector());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
     #[test]
     fn a_panic_in_guarded_work_is_caught_and_counted() {
-        let stats = AnalysisStats::default();
+        let stats = Arc::new(AnalysisStats::default());
         assert_eq!(guarded(&stats, "str_a", || 7), Some(7));
         let caught: Option<()> = guarded(&stats, "str_a", || panic!("poison frame"));
         assert_eq!(caught, None);
         assert_eq!(stats.panics.load(Ordering::Relaxed), 1);
-        assert!(
-            stats
-                .render()
-                .contains("media_analyzer_analysis_panics_total 1")
-        );
+        assert!(exposition(&stats).contains("media_analyzer_analysis_panics_total 1\n"));
     }
 
     #[test]
     fn stage_histograms_render_cumulative_prometheus_buckets() {
-        let stats = AnalysisStats::default();
+        let stats = Arc::new(AnalysisStats::default());
         for ms in [0, 3, 3, 40, 900] {
             stats.stage(Stage::Queue).observe_ms(ms);
         }
         stats.stage(Stage::Decode).observe_ms(-5);
-        let text = stats.render();
+        let text = exposition(&stats);
         let line = |needle: &str| {
             text.lines()
                 .find(|l| l.starts_with(needle))
@@ -267,33 +292,34 @@ mod tests {
                 .rsplit(' ')
                 .next()
                 .unwrap()
-                .to_string()
+                .parse::<f64>()
+                .unwrap()
         };
         let m = "media_analyzer_analysis_stage_seconds";
         assert_eq!(
-            line(&format!("{m}_bucket{{stage=\"queue\",le=\"0.001\"}}")),
-            "1"
+            line(&format!("{m}_bucket{{le=\"0.001\",stage=\"queue\"}}")),
+            1.0
         );
         assert_eq!(
-            line(&format!("{m}_bucket{{stage=\"queue\",le=\"0.005\"}}")),
-            "3"
+            line(&format!("{m}_bucket{{le=\"0.005\",stage=\"queue\"}}")),
+            3.0
         );
         assert_eq!(
-            line(&format!("{m}_bucket{{stage=\"queue\",le=\"0.05\"}}")),
-            "4"
+            line(&format!("{m}_bucket{{le=\"0.05\",stage=\"queue\"}}")),
+            4.0
         );
         assert_eq!(
-            line(&format!("{m}_bucket{{stage=\"queue\",le=\"0.5\"}}")),
-            "4"
+            line(&format!("{m}_bucket{{le=\"0.5\",stage=\"queue\"}}")),
+            4.0
         );
         assert_eq!(
-            line(&format!("{m}_bucket{{stage=\"queue\",le=\"+Inf\"}}")),
-            "5"
+            line(&format!("{m}_bucket{{le=\"+Inf\",stage=\"queue\"}}")),
+            5.0
         );
-        assert_eq!(line(&format!("{m}_count{{stage=\"queue\"}}")), "5");
-        assert_eq!(line(&format!("{m}_sum{{stage=\"queue\"}}")), "0.946");
+        assert_eq!(line(&format!("{m}_count{{stage=\"queue\"}}")), 5.0);
+        assert_eq!(line(&format!("{m}_sum{{stage=\"queue\"}}")), 0.946);
         // A clock step backwards counts as 0, not as a huge unsigned value.
-        assert_eq!(line(&format!("{m}_sum{{stage=\"decode\"}}")), "0");
-        assert_eq!(line(&format!("{m}_count{{stage=\"analysis\"}}")), "0");
+        assert_eq!(line(&format!("{m}_sum{{stage=\"decode\"}}")), 0.0);
+        assert_eq!(line(&format!("{m}_count{{stage=\"analysis\"}}")), 0.0);
     }
 }

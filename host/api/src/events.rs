@@ -19,6 +19,10 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::response::Response;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -150,17 +154,47 @@ impl Viewers {
         &self.stats
     }
 
-    pub fn render_metrics(&self) -> String {
+    /// The viewers' counters for `/metrics`.
+    pub fn collector(&self) -> Box<dyn Collector> {
+        Box::new(ViewerMetrics(self.stats.clone()))
+    }
+}
+
+#[derive(Debug)]
+struct ViewerMetrics(Arc<ViewerStats>);
+
+impl Collector for ViewerMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         use std::sync::atomic::Ordering::Relaxed;
-        let s = &self.stats;
-        format!(
-            "# HELP media_analyzer_ws_viewers WebSocket viewers connected\n# TYPE media_analyzer_ws_viewers gauge\nmedia_analyzer_ws_viewers {}\n\
-             # HELP media_analyzer_ws_messages_total events sent to WebSocket viewers\n# TYPE media_analyzer_ws_messages_total counter\nmedia_analyzer_ws_messages_total {}\n\
-             # HELP media_analyzer_ws_lagged_total times a viewer fell behind and skipped events\n# TYPE media_analyzer_ws_lagged_total counter\nmedia_analyzer_ws_lagged_total {}\n",
-            s.connected.load(Relaxed),
-            s.sent.load(Relaxed),
-            s.lagged.load(Relaxed)
-        )
+        let s = &self.0;
+        let viewers = ConstGauge::new(s.connected.load(Relaxed) as i64);
+        viewers.encode(encoder.encode_descriptor(
+            "media_analyzer_ws_viewers",
+            "WebSocket viewers connected",
+            None,
+            viewers.metric_type(),
+        )?)?;
+        for (name, help, value) in [
+            (
+                "media_analyzer_ws_messages",
+                "events sent to WebSocket viewers",
+                s.sent.load(Relaxed),
+            ),
+            (
+                "media_analyzer_ws_lagged",
+                "times a viewer fell behind and skipped events",
+                s.lagged.load(Relaxed),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
     }
 }
 
@@ -177,7 +211,8 @@ pub struct AnalysedFrame {
 }
 
 /// The `detections` event of one analysed frame from its stored rows (empty when nothing was
-/// found). Live analysis and the replay from the store build events the same way.
+/// found), for the replay from the store (live events are built by analysis,
+/// `analysis::FrameAnalysis::event`, in the same shape).
 pub fn detections_event(
     stream: &str,
     frame: AnalysedFrame,

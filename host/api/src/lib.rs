@@ -41,8 +41,8 @@ pub use error::ApiError;
 pub use limits::{HttpLimits, Limits};
 pub use server::serve_with_limits;
 
-/// Renders Prometheus text for `/metrics`.
-pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+/// Every subsystem's metrics (each registers its own collector), written for `/metrics`.
+pub type Metrics = Arc<prometheus_client::registry::Registry>;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -54,7 +54,7 @@ pub struct AppState {
     pub token_key: TokenKey,
     /// Shown to users creating streams: the OBS "Server" setting.
     pub rtmp_url: String,
-    pub metrics: MetricsRenderer,
+    pub metrics: Metrics,
     /// WebSocket viewers of stream events, fed from the bus.
     pub viewers: events::Viewers,
     /// Control signals to every host (analysis mode changes, revoked keys), over the bus.
@@ -245,10 +245,15 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut r = (StatusCode::OK, (state.metrics)()).into_response();
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
+        tracing::error!("cannot write the metrics: {e}");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
 }

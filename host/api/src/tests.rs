@@ -27,7 +27,12 @@ pub(crate) fn state_for(
         dashboard,
         token_key: TokenKey::new(b"test-secret"),
         rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-        metrics: Arc::new(|| "media_analyzer_up 1\n".to_string()),
+        metrics: {
+            let viewers = events::Viewers::default();
+            let mut registry = prometheus_client::registry::Registry::default();
+            registry.register_collector(viewers.collector());
+            Arc::new(registry)
+        },
         viewers: events::Viewers::default(),
         signals: Signals::default(),
         limits: Limits::new(limits),
@@ -263,7 +268,7 @@ async fn health_ready_metrics_and_openapi() {
     assert!(
         String::from_utf8(body)
             .unwrap()
-            .contains("media_analyzer_up 1\n")
+            .contains("media_analyzer_ws_viewers 0\n")
     );
     let (status, body, _) = call(&f.app, "GET", "/api/v1/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -333,7 +338,10 @@ async fn detections_are_paged_and_tenant_scoped() {
         page["detections"][0]["box"],
         serde_json::json!([0.1, 0.2, 0.3, 0.4])
     );
-    assert_eq!(page["detections"][0]["wallclock"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        page["detections"][0]["wallclock"],
+        "2023-11-14T22:13:20.000Z"
+    );
     let next = page["next"].as_str().unwrap();
     let (_, body, _) = call(
         &f.app,

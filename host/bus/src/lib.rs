@@ -13,6 +13,7 @@
 //! sends them; while the bus is unreachable it retries with backoff, and what it could not send is
 //! counted as the gap (the store still has every detection; viewers resume from it).
 
+pub mod bench;
 mod message;
 mod pubsub;
 mod redis_bus;
@@ -21,6 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
@@ -104,29 +109,36 @@ pub struct BusStats {
     pub resubscribed: AtomicU64,
 }
 
-impl BusStats {
-    pub fn render(&self, backend: &str) -> String {
+/// The bus's counters for `/metrics`, labelled with its backend.
+#[derive(Debug)]
+struct BusMetrics {
+    stats: Arc<BusStats>,
+    backend: &'static str,
+}
+
+impl Collector for BusMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::new();
+        let s = &self.stats;
         for (name, help, value) in [
-            ("published_total", "messages published", c(&self.published)),
+            ("published", "messages published", c(&s.published)),
             (
-                "gap_total",
+                "gap",
                 "messages not published because the bus was unreachable or behind",
-                c(&self.gap),
+                c(&s.gap),
             ),
-            ("received_total", "messages received", c(&self.received)),
+            ("received", "messages received", c(&s.received)),
             (
-                "resubscribed_total",
+                "resubscribed",
                 "subscriptions re-established after an outage",
-                c(&self.resubscribed),
+                c(&s.resubscribed),
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP media_analyzer_bus_{name} {help}\n# TYPE media_analyzer_bus_{name} counter\nmedia_analyzer_bus_{name}{{backend=\"{backend}\"}} {value}\n"
-            ));
+            let name = format!("media_analyzer_bus_{name}");
+            let mut family = encoder.encode_descriptor(&name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(family.encode_family(&[("backend", self.backend)])?)?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -220,6 +232,14 @@ impl Bus {
 
     pub fn stats(&self) -> &Arc<BusStats> {
         &self.stats
+    }
+
+    /// The bus's counters for `/metrics` (`backend` label: [`Self::backend_name`]).
+    pub fn collector(&self) -> Box<dyn Collector> {
+        Box::new(BusMetrics {
+            stats: self.stats.clone(),
+            backend: self.backend_name(),
+        })
     }
 
     /// Publishes one message and waits for the bus to take it.

@@ -179,13 +179,15 @@ impl Envelope {
     }
 }
 
-/// Unix milliseconds as RFC 3339 (UTC, milliseconds), the form of every time in an event.
+/// Unix milliseconds as RFC 3339 (UTC, always three fractional digits), the form of every time in
+/// an event. The fixed width makes the text order the time order, so clients may compare the
+/// strings (RFC 3339's shortest form would print `…:05Z` after `…:05.120Z`).
 pub fn rfc3339_ms(ms: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_default()
 }

@@ -330,3 +330,21 @@ async fn pubsub_round_trip_on_the_emulator() {
     assert_eq!(next_message(&mut rx, Duration::from_secs(10)).await, change);
     control_round_trip(&bus, "ten_p").await;
 }
+
+#[test]
+fn event_times_have_a_fixed_width_so_text_order_is_time_order() {
+    assert_eq!(rfc3339_ms(1_764_590_405_000), "2025-12-01T12:00:05.000Z");
+    assert_eq!(rfc3339_ms(1_764_590_405_120), "2025-12-01T12:00:05.120Z");
+    let times = [
+        0,
+        5,
+        999,
+        1_000,
+        1_764_590_405_000,
+        1_764_590_405_007,
+        1_764_590_405_120,
+    ];
+    for pair in times.windows(2) {
+        assert!(rfc3339_ms(pair[0]) < rfc3339_ms(pair[1]), "{pair:?}");
+    }
+}

@@ -2,7 +2,7 @@
 //! Kept as a library so end-to-end tests start the same server in-process.
 
 pub mod admin;
-pub mod bench_events;
+pub mod bench_fanout;
 pub mod config;
 pub mod serve;
 mod services;

@@ -246,13 +246,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             init_logging(cli.log_format.unwrap_or_default());
-            media_analyzer::bench_events::fanout(viewers, seconds, &bus).await
+            media_analyzer::bench_fanout::fanout(viewers, seconds, &bus).await
         }
         Command::Bench {
             what: BenchCommand::Bus { messages, backends },
         } => {
             init_logging(cli.log_format.unwrap_or_default());
-            media_analyzer::bench_events::bus_throughput(messages, &backends).await
+            Ok(bus::bench::throughput(messages, &backends).await?)
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },

@@ -9,6 +9,7 @@
 
 pub mod playlist;
 pub mod segmenter;
+pub mod sweep;
 pub mod ts;
 
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -164,6 +164,38 @@ impl StreamHub {
     pub fn live_streams(&self) -> Vec<StreamId> {
         lock(&self.inner.channels).keys().cloned().collect()
     }
+
+    /// The hub's gauge for `/metrics`: `media_analyzer_live_streams`.
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(LiveStreams(self.clone()))
+    }
+}
+
+/// The streams live in a hub, for `/metrics`.
+struct LiveStreams(StreamHub);
+
+impl std::fmt::Debug for LiveStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveStreams")
+    }
+}
+
+impl prometheus_client::collector::Collector for LiveStreams {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        let live = prometheus_client::metrics::gauge::ConstGauge::new(
+            lock(&self.0.inner.channels).len() as i64,
+        );
+        live.encode(encoder.encode_descriptor(
+            "media_analyzer_live_streams",
+            "streams being published to this host",
+            None,
+            live.metric_type(),
+        )?)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -23,6 +23,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use media::{MediaKind, PublishError, Publisher, StreamHub, StreamId};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -122,68 +127,66 @@ impl ServerStats {
         self.violations[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters as Prometheus text.
-    pub fn render(&self) -> String {
+    /// The counters for `/metrics`: register with [`prometheus_client::registry::Registry::register_collector`].
+    pub fn collector(self: Arc<Self>) -> Box<dyn Collector> {
+        Box::new(RtmpMetrics(self))
+    }
+}
+
+#[derive(Debug)]
+struct RtmpMetrics(Arc<ServerStats>);
+
+impl Collector for RtmpMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::new();
-        for (name, kind, help, value) in [
+        for (name, help, value) in [
+            ("connections", "RTMP connections accepted", c(&s.accepted)),
             (
-                "connections_total",
-                "counter",
-                "RTMP connections accepted",
-                c(&self.accepted),
-            ),
-            (
-                "evicted_total",
-                "counter",
+                "evicted",
                 "pending connections closed to admit others",
-                c(&self.evicted),
+                c(&s.evicted),
             ),
             (
-                "rate_limited_total",
-                "counter",
+                "rate_limited",
                 "connections closed: their address connected too often",
-                c(&self.rate_limited),
+                c(&s.rate_limited),
             ),
+            ("publish_refused", "publish requests refused", c(&s.refused)),
             (
-                "publish_refused_total",
-                "counter",
-                "publish requests refused",
-                c(&self.refused),
-            ),
-            (
-                "failed_total",
-                "counter",
+                "failed",
                 "connections that ended in an error before publishing",
-                c(&self.failed),
+                c(&s.failed),
             ),
-            (
-                "panics_total",
-                "counter",
-                "connection tasks that panicked",
-                c(&self.panicked),
-            ),
-            (
-                "publishers",
-                "gauge",
-                "connections publishing now",
-                c(&self.publishing),
-            ),
+            ("panics", "connection tasks that panicked", c(&s.panicked)),
         ] {
-            out += &format!(
-                "# HELP media_analyzer_rtmp_{name} {help}\n# TYPE media_analyzer_rtmp_{name} {kind}\nmedia_analyzer_rtmp_{name} {value}\n"
-            );
+            let name = format!("media_analyzer_rtmp_{name}");
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                &name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
         }
-        out += "# HELP media_analyzer_rtmp_violations_total connections closed for breaking a limit or the protocol\n\
-                # TYPE media_analyzer_rtmp_violations_total counter\n";
+        let publishers = ConstGauge::new(c(&s.publishing) as i64);
+        publishers.encode(encoder.encode_descriptor(
+            "media_analyzer_rtmp_publishers",
+            "connections publishing now",
+            None,
+            publishers.metric_type(),
+        )?)?;
+        let mut violations = encoder.encode_descriptor(
+            "media_analyzer_rtmp_violations",
+            "connections closed for breaking a limit or the protocol",
+            None,
+            MetricType::Counter,
+        )?;
         for kind in Violation::ALL {
-            out += &format!(
-                "media_analyzer_rtmp_violations_total{{kind=\"{}\"}} {}\n",
-                kind.label(),
-                self.violation(kind)
-            );
+            ConstCounter::new(s.violation(kind))
+                .encode(violations.encode_family(&[("kind", kind.label())])?)?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -722,9 +725,12 @@ mod tests {
 
     #[test]
     fn violations_are_rendered_by_kind() {
-        let stats = ServerStats::default();
+        let stats = Arc::new(ServerStats::default());
         stats.count_violation(Violation::AmfDepth);
-        let text = stats.render();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(stats.collector());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
             text.contains("media_analyzer_rtmp_violations_total{kind=\"amf_depth\"} 1\n"),
             "{text}"

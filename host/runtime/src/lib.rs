@@ -3,6 +3,7 @@
 //! - [`engine`]: hardening in one function — pooling allocator, epoch deadlines, memory limits.
 //! - [`host`]: the host side of the detector world (frames, wasi-nn over the host's models, log).
 //! - [`args`]: the host calls' argument checks as plain functions (what the fuzz target drives).
+//! - [`registry`]: per tenant and world, the active component versions, swapped atomically.
 //! - [`Runtime`]: validates and compiles components (on a compile thread, cached by content
 //!   hash, LRU by bytes), keeps one `InstancePre` per component version, and runs each call in a
 //!   fresh store with a deadline (also inside host calls that wait), a host memory budget and
@@ -13,6 +14,7 @@ pub mod args;
 pub mod engine;
 pub mod host;
 mod poll;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,6 +31,12 @@ use wasmtime::{Engine, Store, Trap};
 pub use args::{ArgError, HostLimit, OutputLimit};
 pub use engine::{EpochTicker, SandboxConfig};
 pub use host::{CallState, ModelRegistry};
+pub use registry::{Active, Pipeline, Registry, World};
+
+/// The detector components active per tenant.
+pub type DetectorRegistry = Registry<DetectorComponent>;
+/// One detector component version in a pipeline.
+pub type ActiveDetector = Active<DetectorComponent>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -1,10 +1,8 @@
-//! `media-analyzer bench fanout` and `bench bus`: the results path after analysis.
-//!
-//! - fan-out: a `serve --role api` child process (so its memory is its own) fed through a real bus;
-//!   N WebSocket viewers of one stream; detection events published at 30/s; delivery delay from
-//!   publish to arrival at each viewer (p50/p99) and the server's memory per viewer.
-//! - bus: messages/s through each backend's `publish` (64 in flight), and the same for the raw
-//!   backend where there is one to compare against.
+//! `media-analyzer bench fanout`: the results path after analysis, to WebSocket viewers. A
+//! `serve --role api` child process (so its memory is its own) fed through a real bus; N WebSocket
+//! viewers of one stream; detection events published at 30/s; delivery delay from publish to
+//! arrival at each viewer (p50/p99) and the server's memory per viewer. (`bench bus` is
+//! `bus::bench::throughput`.)
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -28,36 +26,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-fn event(tenant: &str, stream: &str, seq: u64) -> bus::Envelope {
-    bus::Envelope::new(
-        tenant,
-        bus::Event::Detections(bus::FrameDetections {
-            stream: stream.into(),
-            seq,
-            pts_ms: seq as i64 * 33,
-            wallclock: "2026-11-25T00:00:00Z".into(),
-            ingested: None,
-            timing: None,
-            width: 1920,
-            height: 1080,
-            detections: vec![
-                bus::Detection {
-                    label: "cup".into(),
-                    score: 0.8,
-                    bbox: [0.3, 0.2, 0.4, 0.5],
-                    component: "object-detector".into(),
-                },
-                bus::Detection {
-                    label: "person".into(),
-                    score: 0.7,
-                    bbox: [0.1, 0.1, 0.2, 0.6],
-                    component: "object-detector".into(),
-                },
-            ],
-        }),
-    )
 }
 
 struct Child {
@@ -219,7 +187,8 @@ pub async fn fanout(viewers: usize, seconds: u64, bus_url: &str) -> anyhow::Resu
     for seq in 0..frames {
         tick.tick().await;
         sent.lock().unwrap()[seq] = Some(Instant::now());
-        bus.publish(&event(&tenant, &stream, seq as u64)).await?;
+        bus.publish(&bus::bench::sample_detections(&tenant, &stream, seq as u64))
+            .await?;
     }
     let peak = rss_kib(pid)?;
     let mut all = Vec::new();
@@ -257,60 +226,5 @@ pub async fn fanout(viewers: usize, seconds: u64, bus_url: &str) -> anyhow::Resu
         peak,
         (peak.saturating_sub(before)) as f64 / viewers as f64
     );
-    Ok(())
-}
-
-/// Messages/s through `publish` (64 in flight) for each reachable backend.
-pub async fn bus_throughput(messages: usize, backends: &[String]) -> anyhow::Result<()> {
-    println!("\n| backend | messages | seconds | messages/s |");
-    println!("|---|---|---|---|");
-    for url in backends {
-        let bus = match bus::Bus::connect(&url.parse()?).await {
-            Ok(b) => b,
-            Err(e) => {
-                println!("| {url} | — | — | unreachable: {e} |");
-                continue;
-            }
-        };
-        let mut rx = bus.subscribe().await?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let started = Instant::now();
-        let stream = format!("str_bench{:x}", rand::random::<u32>());
-        // Batches of 1024 (64 in flight), each received before the next is sent: sustained
-        // end-to-end throughput, not how fast a burst can be dropped.
-        let mut received = 0;
-        for batch in (0..messages).collect::<Vec<_>>().chunks(1024) {
-            futures::stream::iter(batch.iter().copied())
-                .map(|seq| {
-                    let bus = bus.clone();
-                    let stream = stream.clone();
-                    async move { bus.publish(&event("ten_bench", &stream, seq as u64)).await }
-                })
-                .buffer_unordered(64)
-                .for_each(|r| async move {
-                    if let Err(e) = r {
-                        tracing::warn!("publish failed: {e}");
-                    }
-                })
-                .await;
-            let want = received + batch.len();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while received < want {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(bus::Delivery::Message(m))) if m.event.stream() == stream => {
-                        received += 1
-                    }
-                    Ok(Some(_)) => {}
-                    _ => break,
-                }
-            }
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "| {} | {received}/{messages} received | {secs:.2} | {:.0} |",
-            bus.backend_name(),
-            received as f64 / secs
-        );
-    }
     Ok(())
 }
