@@ -61,6 +61,9 @@ pub struct AppState {
     pub signals: Signals,
     /// Size limits and the rate limiters.
     pub limits: Limits,
+    /// How long a playback token is valid (`streams::PLAYBACK_TOKEN_TTL` by default); a viewer's
+    /// event socket closes when its token expires, and the dashboard renews before that.
+    pub playback_token_ttl: std::time::Duration,
 }
 
 /// Where the API sends control signals for every host, this one included: the event bus (whose

@@ -10,8 +10,9 @@ use crate::auth::Caller;
 use crate::error::{ApiPath, ErrorBody, JsonBody};
 use crate::{ApiError, AppState};
 
-/// Playback tokens live this long.
-pub const PLAYBACK_TOKEN_TTL_S: i64 = 600;
+/// Playback tokens live this long unless the host is configured otherwise
+/// (`AppState::playback_token_ttl`).
+pub const PLAYBACK_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantView {
@@ -265,7 +266,7 @@ pub async fn playback_token(
         .stream(&tenant.id, &id)
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
-    let expires = store::now_ms() / 1000 + PLAYBACK_TOKEN_TTL_S;
+    let expires = store::now_ms() / 1000 + state.playback_token_ttl.as_secs() as i64;
     let token = state.token_key.issue(&id, expires);
     Ok(Json(PlaybackToken {
         hls_url: format!("{}?token={token}", hls_path(&id)),

@@ -36,6 +36,7 @@ pub(crate) fn state_for(
         viewers: events::Viewers::default(),
         signals: Signals::default(),
         limits: Limits::new(limits),
+        playback_token_ttl: crate::streams::PLAYBACK_TOKEN_TTL,
     }
 }
 

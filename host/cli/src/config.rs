@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub role: Option<Role>,
     /// Stored detections older than this many days are deleted (default 30).
     pub detections_retain_days: Option<f64>,
+    /// Playback tokens (HLS and event sockets) are valid this many seconds (default 600).
+    pub playback_token_seconds: Option<u64>,
     #[serde(default)]
     pub hls: HlsFileConfig,
     #[serde(default)]
@@ -179,6 +181,8 @@ pub struct Config {
     pub role: Role,
     /// Stored detections are kept this long.
     pub detections_retention: Duration,
+    /// How long a playback token is valid.
+    pub playback_token_ttl: Duration,
     /// HTTP connection, size and rate limits.
     pub http_limits: api::HttpLimits,
 }
@@ -218,6 +222,11 @@ impl Config {
         if retain_hours <= 0.0 || !retain_hours.is_finite() {
             bail!("hls.retain_hours must be positive, got {retain_hours}");
         }
+        let playback_token_ttl = match file.playback_token_seconds {
+            None => api::streams::PLAYBACK_TOKEN_TTL,
+            Some(s @ 10..=86_400) => Duration::from_secs(s),
+            Some(s) => bail!("playback_token_seconds must be between 10 and 86400, got {s}"),
+        };
         let retain_days = file.detections_retain_days.unwrap_or(30.0);
         if retain_days <= 0.0 || !retain_days.is_finite() {
             bail!("detections_retain_days must be positive, got {retain_days}");
@@ -357,6 +366,7 @@ impl Config {
                 .context("--bus")?,
             role: args.role.or(file.role).unwrap_or_default(),
             detections_retention: Duration::from_secs_f64(retain_days * 86_400.0),
+            playback_token_ttl,
             components: args
                 .components
                 .clone()
@@ -450,6 +460,12 @@ mod tests {
         std::fs::write(&path, "detections_retain_days = -1\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("detections_retain_days"), "{err}");
+        std::fs::write(&path, "playback_token_seconds = 5\n").unwrap();
+        let err = format!("{:#}", Config::load(&args, None).unwrap_err());
+        assert!(err.contains("playback_token_seconds"), "{err}");
+        std::fs::write(&path, "playback_token_seconds = 20\n").unwrap();
+        let c = Config::load(&args, None).unwrap();
+        assert_eq!(c.playback_token_ttl, Duration::from_secs(20));
         std::fs::write(&path, "[http_limits]\nmax_conections = 5\n").unwrap();
         let err = format!("{:#}", Config::load(&args, None).unwrap_err());
         assert!(err.contains("max_conections"), "{err}");

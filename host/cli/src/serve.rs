@@ -165,6 +165,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         viewers: viewers.clone(),
         signals: api::Signals::over(bus.publisher(64)),
         limits: api::Limits::new(config.http_limits.clone()),
+        playback_token_ttl: config.playback_token_ttl,
     };
     let router = if config.role.serves_api() {
         api::router(state)

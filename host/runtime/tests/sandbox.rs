@@ -74,12 +74,11 @@ fn a_loop_in_one_call_does_not_stall_another() {
         move || rt.detect(&looping, frame(8, 8), &[])
     });
     std::thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
+    // The other call finishes while the loop still runs: it did not wait for the loop's deadline.
     assert!(rt.detect(&other, frame(8, 8), &[]).is_ok());
     assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "took {:?} beside a looping call",
-        started.elapsed()
+        !busy.is_finished(),
+        "the other call only returned once the looping call had ended"
     );
     assert!(matches!(busy.join().unwrap(), Err(CallError::Deadline(_))));
 }

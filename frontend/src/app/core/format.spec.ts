@@ -90,6 +90,8 @@ describe('playback token helpers', () => {
   it('renews a minute before expiry, but not in a tight loop', () => {
     const now = Date.parse('2026-01-01T10:00:00Z');
     expect(renewDelay('2026-01-01T10:10:00Z', now)).toBe(9 * 60_000);
-    expect(renewDelay('2026-01-01T09:00:00Z', now)).toBe(30_000);
+    expect(renewDelay('2026-01-01T09:00:00Z', now)).toBe(1_000);
+    // A short-lived token is renewed halfway, well before it expires.
+    expect(renewDelay('2026-01-01T10:00:20Z', now)).toBe(10_000);
   });
 });

@@ -16,10 +16,14 @@ export function withToken(url: string, token: string, base = location.href): str
   return parsed.toString();
 }
 
-/** Milliseconds until the token should be renewed: a minute before expiry, never sooner than `minMs`. */
-export function renewDelay(expiresAt: string, now = Date.now(), minMs = 30_000): number {
+/**
+ * Milliseconds until the token should be renewed: a minute before expiry, or halfway through
+ * what is left of a shorter-lived token, never sooner than `minMs`.
+ */
+export function renewDelay(expiresAt: string, now = Date.now(), minMs = 1_000): number {
   const expires = Date.parse(expiresAt);
   if (!isFinite(expires)) return 5 * 60_000;
-  const ms = expires - now - 60_000;
+  const left = expires - now;
+  const ms = left - Math.min(60_000, left / 2);
   return Math.min(Math.max(ms, minMs), 6 * 60 * 60_000);
 }
