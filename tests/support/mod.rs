@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use media_analyzer::{Config, Running, ServeArgs};
@@ -14,6 +15,49 @@ pub struct TestServer {
     pub stream_key: String,
     pub stream_id: String,
     pub data: tempfile::TempDir,
+    _time_limit: TimeLimit,
+}
+
+/// How long a test may run after it starts a server: one still running then hangs.
+pub const TEST_TIME_LIMIT: Duration = Duration::from_secs(300);
+
+/// Stops the test process (abort: `scripts/test` counts a binary killed by a signal as a failure)
+/// when the test that holds it is still running after its limit, naming the test — so a hang
+/// fails CI at once instead of stalling it until the step's own limit.
+pub struct TimeLimit(Arc<(Mutex<bool>, Condvar)>);
+
+impl TimeLimit {
+    pub fn start(limit: Duration) -> Self {
+        // libtest names each test's thread after the test.
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a test")
+            .to_string();
+        let state = Arc::new((Mutex::new(false), Condvar::new()));
+        let watched = state.clone();
+        std::thread::spawn(move || {
+            let (done, finished) = &*watched;
+            let done = done.lock().unwrap_or_else(|e| e.into_inner());
+            let (done, _) = finished
+                .wait_timeout_while(done, limit, |done| !*done)
+                .unwrap_or_else(|e| e.into_inner());
+            if !*done {
+                eprintln!(
+                    "{test}: still running after {limit:?}, so it hangs; stopping the test process"
+                );
+                std::process::abort();
+            }
+        });
+        Self(state)
+    }
+}
+
+impl Drop for TimeLimit {
+    fn drop(&mut self) {
+        let (done, finished) = &*self.0;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        finished.notify_all();
+    }
 }
 
 impl TestServer {
@@ -31,6 +75,7 @@ impl TestServer {
     /// id), like a restart of the process. On a directory whose store already has the demo tenant,
     /// or on a store shared with another host, the keys stay empty: copy them from the first run.
     pub async fn start_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let time_limit = TimeLimit::start(TEST_TIME_LIMIT);
         let args = ServeArgs {
             rtmp: Some("127.0.0.1:0".parse().unwrap()),
             http: Some("127.0.0.1:0".parse().unwrap()),
@@ -56,6 +101,7 @@ impl TestServer {
             stream_id: first.map(|f| f.stream_id).unwrap_or_default(),
             running: Some(running),
             data,
+            _time_limit: time_limit,
         }
     }
 
@@ -748,4 +794,37 @@ pub async fn postgres_test_database(prefix: &str) -> (String, String, sqlx::AnyP
         .unwrap();
     let base = admin_url.rsplit_once('/').unwrap().0;
     (format!("{base}/{db}"), db, admin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "E2E_TIME_LIMIT_CHILD";
+    const NAME: &str = "tests::a_test_past_its_time_limit_stops_the_process_naming_it";
+
+    /// A test still running past its limit stops the process (SIGABRT) and says which test it
+    /// was; a limit dropped in time does nothing.
+    #[test]
+    fn a_test_past_its_time_limit_stops_the_process_naming_it() {
+        if std::env::var_os(CHILD).is_some() {
+            let _limit = TimeLimit::start(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_secs(30));
+            return;
+        }
+        drop(TimeLimit::start(Duration::from_millis(100)));
+        std::thread::sleep(Duration::from_millis(300)); // still here: the dropped limit did not fire
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(6), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{NAME}: still running after 200ms")),
+            "{stderr}"
+        );
+    }
 }
