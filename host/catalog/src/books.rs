@@ -50,8 +50,9 @@ impl Bookkeeping {
         }
     }
 
+    /// Records a stream event, then announces it: a viewer told that a stream went offline finds
+    /// it offline when it asks the API (announced first, the store could still say live).
     async fn stream_event(&self, event: HubEvent) {
-        self.announce(&event);
         let store = &self.store;
         let result = match &event {
             HubEvent::Started { stream, .. } => {
@@ -81,6 +82,7 @@ impl Bookkeeping {
         if let Err(e) = result {
             warn!("could not record stream event {event:?}: {e}");
         }
+        self.announce(&event);
     }
 
     /// Tells viewers (through the bus) that a stream went live or offline.
@@ -157,10 +159,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Going live, codecs, a segment of a batch-mode stream and going offline: each becomes its
-    /// row, the two state changes are announced on the bus under the stream's tenant, and the
+    /// Going live, a segment of a batch-mode stream and going offline: each becomes its row, the
+    /// two state changes are announced on the bus under the stream's tenant once recorded, and the
     /// segment is queued for batch analysis and wakes the worker.
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stream_and_segment_events_become_rows_announcements_and_batch_jobs() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
@@ -219,10 +221,36 @@ mod tests {
                 stats: media::hub::PublishStats::default(),
             })
             .unwrap();
-        books.run(hub_rx, hls_rx).await;
+        let running = tokio::spawn(books.run(hub_rx, hls_rx));
+
+        // Each change is in the store by the time it is announced.
+        let mut states = Vec::new();
+        while states.len() < 2 {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), announcements.recv())
+                .await
+                .expect("announced on the bus")
+                .unwrap();
+            if let bus::Delivery::Message(envelope) = delivery
+                && let bus::Event::Stream(change) = &envelope.event
+            {
+                assert_eq!(envelope.tenant, tenant.id);
+                assert_eq!(change.stream, stream.id);
+                let row = store.stream_by_id(&stream.id).await.unwrap().unwrap();
+                match change.state.as_str() {
+                    "live" => assert!(row.started_at.is_some(), "announced live before recorded"),
+                    _ => assert_eq!(
+                        row.state,
+                        store::StreamState::Offline,
+                        "announced offline before recorded"
+                    ),
+                }
+                states.push(change.state.clone());
+            }
+        }
+        assert_eq!(states, ["live", "offline"]);
+        running.await.unwrap();
 
         let row = store.stream_by_id(&stream.id).await.unwrap().unwrap();
-        assert_eq!(row.state, store::StreamState::Offline);
         assert!(row.started_at.is_some() && row.ended_at.is_some());
         let segments = store.segments(&stream.id).await.unwrap();
         assert_eq!(segments.len(), 1);
@@ -237,22 +265,6 @@ mod tests {
         );
         assert_eq!(stats.batch_queued.load(Ordering::Relaxed), 1);
         assert!(wake.wait(Duration::ZERO), "the batch worker was woken");
-
-        let mut states = Vec::new();
-        while states.len() < 2 {
-            let delivery = tokio::time::timeout(Duration::from_secs(5), announcements.recv())
-                .await
-                .expect("announced on the bus")
-                .unwrap();
-            if let bus::Delivery::Message(envelope) = delivery
-                && let bus::Event::Stream(change) = &envelope.event
-            {
-                assert_eq!(envelope.tenant, tenant.id);
-                assert_eq!(change.stream, stream.id);
-                states.push(change.state.clone());
-            }
-        }
-        assert_eq!(states, ["live", "offline"]);
         store.close().await;
     }
 }
