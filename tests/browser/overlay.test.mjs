@@ -15,17 +15,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, OVERALL_MS, launch, serverInfo, sleep } from './support.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, MA_BIN, MA_DASHBOARD, OVERALL_MS, PHOTO, launch, sleep, startServer } from './support.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const MA_BIN = process.env.MA_BIN;
-const MA_DASHBOARD = path.resolve(
-  process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
-);
-const CACHE = process.env.MEDIA_ANALYZER_CACHE || path.join(os.homedir(), '.cache/media-analyzer');
-const PHOTO = process.env.MA_PHOTO || path.join(CACHE, 'fixtures/coffee.png');
 const FPS = 30;
 const BITS = 12;
 // The frame number n as blocks across the top of the picture (white: bit set).
@@ -47,13 +39,7 @@ test('overlay boxes are drawn where the objects are, on the frame they belong to
   let deadline;
 
   const body = async () => {
-    const server = launch('server', MA_BIN, [
-      'serve', '--rtmp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', dataDir, '--dashboard', MA_DASHBOARD,
-    ], { env: { ...process.env, NO_COLOR: '1' } });
-    procs.push(server);
-    const info = await serverInfo(server, 20_000);
-    const httpBase = info.http.replace(/\/+$/, '');
-    const rtmp = new URL(info.rtmp);
+    const { httpBase, rtmp, ...info } = await startServer(procs, dataDir);
     const publisher = launch('ffmpeg', 'ffmpeg', [
       '-hide_banner', '-loglevel', 'error', '-re', '-framerate', String(FPS), '-loop', '1', '-i', PHOTO, '-t', '40',
       '-vf', `scale=640:360,${FRAME_NUMBER_STRIP},format=yuv420p`, '-r', String(FPS),

@@ -12,15 +12,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, OVERALL_MS, PUBLISH_SECONDS, launch, serverInfo, sleep } from './support.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, MA_BIN, MA_DASHBOARD, OVERALL_MS, PUBLISH_SECONDS, launch, sleep, startServer } from './support.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const MA_BIN = process.env.MA_BIN;
-const MA_DASHBOARD = path.resolve(
-  process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
-);
 test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 15_000 }, async (t) => {
   assert.ok(MA_BIN, 'set MA_BIN to the media-analyzer binary');
   assert.ok(existsSync(MA_BIN), `MA_BIN not found: ${MA_BIN}`);
@@ -39,17 +33,7 @@ test('dashboard lists a live RTMP stream and plays it', { timeout: OVERALL_MS + 
   let deadlineTimer;
 
   const body = async () => {
-    const server = launch('server', MA_BIN, [
-      'serve',
-      '--rtmp', '127.0.0.1:0',
-      '--http', '127.0.0.1:0',
-      '--data', dataDir,
-      '--dashboard', MA_DASHBOARD,
-    ], { env: { ...process.env, NO_COLOR: '1' } });
-    procs.push(server);
-    const info = await serverInfo(server, 20_000);
-    const httpBase = info.http.replace(/\/+$/, '');
-    const rtmp = new URL(info.rtmp);
+    const { httpBase, rtmp, ...info } = await startServer(procs, dataDir);
     const publishUrl = `rtmp://${rtmp.hostname}:${rtmp.port || 1935}/live/${info.streamKey}`;
     t.diagnostic(`server: ${httpBase}  rtmp: ${rtmp.host}`);
 

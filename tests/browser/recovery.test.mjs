@@ -16,17 +16,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, OVERALL_MS, launch, serverInfo, sleep } from './support.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, MA_BIN, MA_DASHBOARD, OVERALL_MS, PHOTO, launch, sleep, startServer } from './support.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const MA_BIN = process.env.MA_BIN;
-const MA_DASHBOARD = path.resolve(
-  process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
-);
-const CACHE = process.env.MEDIA_ANALYZER_CACHE || path.join(os.homedir(), '.cache/media-analyzer');
-const PHOTO = process.env.MA_PHOTO || path.join(CACHE, 'fixtures/coffee.png');
 const TOKEN_SECONDS = 12;
 
 /** Waits until `check()` is truthy (polling every 100 ms), or fails with `what`. */
@@ -52,14 +44,7 @@ test('the dashboard renews tokens, reconnects dropped sockets and misses no stor
   const body = async () => {
     const config = path.join(dataDir, 'config.toml');
     await writeFile(config, `playback_token_seconds = ${TOKEN_SECONDS}\n`);
-    const server = launch('server', MA_BIN, [
-      'serve', '--config', config, '--rtmp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', dataDir,
-      '--dashboard', MA_DASHBOARD,
-    ], { env: { ...process.env, NO_COLOR: '1' } });
-    procs.push(server);
-    const info = await serverInfo(server, 20_000);
-    const httpBase = info.http.replace(/\/+$/, '');
-    const rtmp = new URL(info.rtmp);
+    const { httpBase, rtmp, ...info } = await startServer(procs, dataDir, ['--config', config]);
     procs.push(launch('ffmpeg', 'ffmpeg', [
       '-hide_banner', '-loglevel', 'error', '-re', '-loop', '1', '-i', PHOTO, '-t', '75',
       '-vf', 'scale=640:360,format=yuv420p', '-r', '30',

@@ -1,7 +1,21 @@
 // Shared by the browser end-to-end tests: child processes in their own groups, the server's
 // printed keys and addresses, and Chromium's flags.
 import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
 import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The server binary under test (required). */
+export const MA_BIN = process.env.MA_BIN;
+/** The dashboard build the server serves. */
+export const MA_DASHBOARD = path.resolve(
+  process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
+);
+const CACHE = process.env.MEDIA_ANALYZER_CACHE || path.join(os.homedir(), '.cache/media-analyzer');
+/** A photo with a cup (from scripts/fetch-models). */
+export const PHOTO = process.env.MA_PHOTO || path.join(CACHE, 'fixtures/coffee.png');
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export const PUBLISH_SECONDS = Number(process.env.MA_PUBLISH_SECONDS || 20);
@@ -124,4 +138,18 @@ export function serverInfo(server, timeoutMs) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `serve` on free loopback ports with its data in `dataDir` and the dashboard, `extra` arguments
+ * first; added to `procs` (for the caller's clean-up). Resolves once it has printed its keys and
+ * addresses: those, `httpBase` (no trailing slash) and `rtmp` (a URL).
+ */
+export async function startServer(procs, dataDir, extra = []) {
+  const server = launch('server', MA_BIN, [
+    'serve', ...extra, '--rtmp', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', dataDir, '--dashboard', MA_DASHBOARD,
+  ], { env: { ...process.env, NO_COLOR: '1' } });
+  procs.push(server);
+  const info = await serverInfo(server, 20_000);
+  return { ...info, httpBase: info.http.replace(/\/+$/, ''), rtmp: new URL(info.rtmp) };
+}
 
