@@ -16,15 +16,7 @@ pub const DETECTION_SWEEP: Duration = Duration::from_secs(3600);
 /// Before anything is written: segments of earlier runs past retention, and every `.tmp`
 /// (a leftover now) go, and the store is told.
 pub async fn sweep_at_start(store: &Store, hls: &hls::HlsConfig) {
-    let (root, config) = (hls.root.clone(), hls.clone());
-    match tokio::task::spawn_blocking(move || {
-        hls::sweep::sweep(&root, &config, &HashSet::new(), true)
-    })
-    .await
-    {
-        Ok(removed) => record_removed(store, removed).await,
-        Err(e) => warn!("HLS retention at start failed: {e}"),
-    }
+    sweep(store, hls, HashSet::new(), true).await;
 }
 
 /// HLS retention for what the packager's own retention does not cover (earlier runs, streams
@@ -41,19 +33,24 @@ pub async fn expire_segments(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                let live: HashSet<String> = hub.live_streams().into_iter().collect();
-                let (root, config) = (hls.root.clone(), hls.clone());
-                match tokio::task::spawn_blocking(move || hls::sweep::sweep(&root, &config, &live, false)).await {
-                    Ok(removed) => record_removed(&store, removed).await,
-                    Err(e) => warn!("HLS retention failed: {e}"),
-                }
+                sweep(&store, &hls, hub.live_streams().into_iter().collect(), false).await;
             }
         }
     }
 }
 
-/// Tells the store which segments retention deleted.
-async fn record_removed(store: &Store, removed: Vec<(String, Vec<u64>)>) {
+/// Runs [`hls::sweep::sweep`] off the async threads and tells the store which segments it
+/// deleted.
+async fn sweep(store: &Store, hls: &hls::HlsConfig, live: HashSet<String>, starting: bool) {
+    let config = hls.clone();
+    let removed = match tokio::task::spawn_blocking(move || {
+        hls::sweep::sweep(&config.root, &config, &live, starting)
+    })
+    .await
+    {
+        Ok(removed) => removed,
+        Err(e) => return warn!("HLS retention failed: {e}"),
+    };
     for (stream, seqs) in removed {
         info!(%stream, segments = seqs.len(), "retention deleted old segments");
         if let Err(e) = store
