@@ -196,26 +196,21 @@ async fn a_batch_worker_killed_mid_job_reruns_it_once_without_duplicates() {
     // the first frame shown is not frame 0), then was killed.
     let session = store.segment_session(&stream, 0).await.unwrap();
     for seq in [15, 30] {
-        let mut partial = store::FrameResults {
+        let partial = store::FrameResults {
             stream_id: stream.clone(),
             session,
             seq,
             pts_ms: seq * 1000 / 30,
             wallclock: store::now_ms(),
             components: vec!["object-detector".into(), "face-detector".into()],
-            detections: vec![store::DetectionRecord {
-                id: String::new(),
-                stream_id: stream.clone(),
-                seq,
-                pts_ms: seq * 1000 / 30,
-                wallclock: store::now_ms(),
+            detections: vec![bus::Detection {
                 label: "cup".into(),
                 score: 0.9,
                 bbox: [0.4, 0.4, 0.2, 0.2],
                 component: "object-detector".into(),
             }],
         };
-        store.store_frame_results(&mut partial).await.unwrap();
+        store.store_frame_results(&partial).await.unwrap();
     }
     let data = first.stop_keeping_data().await;
     let db_url = format!(
@@ -254,7 +249,7 @@ async fn a_batch_worker_killed_mid_job_reruns_it_once_without_duplicates() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|d| d.seq == 15 && d.component == "object-detector")
+        .filter(|d| d.seq == 15 && d.detection.component == "object-detector")
         .collect();
     assert_eq!(frame15.len(), 1, "{frame15:?}");
     // Segment 0 ran twice (the killed run and the re-run), every other segment once.

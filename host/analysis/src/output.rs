@@ -34,29 +34,12 @@ impl Output<'_> {
             pts_ms: frame.pts_ms,
             wallclock: analysed.wallclock,
             components: analysed.ran.clone(),
-            detections: analysed
-                .detections
-                .iter()
-                .map(|d| store::DetectionRecord {
-                    id: String::new(),
-                    stream_id: stream.to_string(),
-                    seq: frame.seq as i64,
-                    pts_ms: frame.pts_ms,
-                    wallclock: analysed.wallclock,
-                    label: d.label.clone(),
-                    score: d.score as f64,
-                    bbox: d.bbox.map(f64::from),
-                    component: d.component.clone(),
-                })
-                .collect(),
+            detections: analysed.detections.clone(),
         };
-        // Each attempt writes a fresh copy (the store fills in ids), at most once per (session,
-        // frame, component): an attempt after a commit whose reply was lost adds nothing.
+        // Each attempt writes at most once per (session, frame, component): an attempt after a
+        // commit whose reply was lost adds nothing.
         let write = store::RetryPolicy::default().run(
-            || {
-                let (store, mut attempt) = (self.store.clone(), results.clone());
-                async move { store.store_frame_results(&mut attempt).await }
-            },
+            || self.store.store_frame_results(&results),
             |attempt, e| {
                 self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
                 warn!(%stream, frame = frame.seq, attempt, "storing the frame's results failed, trying again: {e}");

@@ -62,10 +62,10 @@ pub struct DetectionView {
     /// When the frame was analysed (RFC 3339).
     pub wallclock: String,
     pub label: String,
-    pub score: f64,
+    pub score: f32,
     /// `[x, y, w, h]` relative to the frame (0..1).
     #[serde(rename = "box")]
-    pub bbox: [f64; 4],
+    pub bbox: [f32; 4],
     pub component: String,
 }
 
@@ -141,10 +141,10 @@ pub async fn list_detections(
                 seq: d.seq,
                 pts_ms: d.pts_ms,
                 wallclock: rfc3339_ms(d.wallclock),
-                label: d.label,
-                score: d.score,
-                bbox: d.bbox,
-                component: d.component,
+                label: d.detection.label,
+                score: d.detection.score,
+                bbox: d.detection.bbox,
+                component: d.detection.component,
             })
             .collect(),
         next: page.next,

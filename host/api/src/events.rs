@@ -228,15 +228,7 @@ pub fn detections_event(
         timing: frame.timing,
         width: size.0,
         height: size.1,
-        detections: rows
-            .iter()
-            .map(|d| bus::Detection {
-                label: d.label.clone(),
-                score: d.score as f32,
-                bbox: d.bbox.map(|v| v as f32),
-                component: d.component.clone(),
-            })
-            .collect(),
+        detections: rows.iter().map(|d| d.detection.clone()).collect(),
     })
 }
 

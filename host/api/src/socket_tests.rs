@@ -242,10 +242,12 @@ async fn stream_with_detections(store: &store::Store) -> (String, String) {
             seq,
             pts_ms: seq * 33,
             wallclock: 1_700_000_000_000 + seq,
-            label: "cup".into(),
-            score: 0.5,
-            bbox: [0.1, 0.1, 0.2, 0.2],
-            component: "object-detector".into(),
+            detection: bus::Detection {
+                label: "cup".into(),
+                score: 0.5,
+                bbox: [0.1, 0.1, 0.2, 0.2],
+                component: "object-detector".into(),
+            },
         })
         .collect();
     store.add_detections(&mut rows).await.unwrap();

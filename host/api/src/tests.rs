@@ -317,10 +317,12 @@ async fn detections_are_paged_and_tenant_scoped() {
             seq: i,
             pts_ms: i * 33,
             wallclock: 1_700_000_000_000 + i * 1000,
-            label: "cup".into(),
-            score: 0.8,
-            bbox: [0.1, 0.2, 0.3, 0.4],
-            component: "object-detector".into(),
+            detection: bus::Detection {
+                label: "cup".into(),
+                score: 0.8,
+                bbox: [0.1, 0.2, 0.3, 0.4],
+                component: "object-detector".into(),
+            },
         })
         .collect();
     f.store.add_detections(&mut batch).await.unwrap();

@@ -260,7 +260,8 @@ impl Bus {
     }
 
     /// Every message for every tenant and stream, as they arrive. The subscription survives bus
-    /// outages: it reconnects with backoff and then yields `Delivery::Resubscribed`.
+    /// outages: it reconnects with backoff and then yields `Delivery::Resubscribed`. Its task
+    /// ends, and a Redis or Pub/Sub subscription is closed, when the receiver is dropped.
     pub async fn subscribe(&self) -> Result<mpsc::Receiver<Delivery>> {
         let (tx, rx) = mpsc::channel(4096);
         match &self.backend {
@@ -269,7 +270,12 @@ impl Bus {
                 let stats = self.stats.clone();
                 tokio::spawn(async move {
                     loop {
-                        match messages.recv().await {
+                        // Ends with the subscription's receiver, also when nothing is published.
+                        let next = tokio::select! {
+                            next = messages.recv() => next,
+                            _ = tx.closed() => return,
+                        };
+                        match next {
                             Ok(d) => {
                                 stats.received.fetch_add(1, Ordering::Relaxed);
                                 if tx.send(d).await.is_err() {

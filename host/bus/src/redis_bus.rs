@@ -91,7 +91,10 @@ impl RedisBus {
             let mut attempt = 0u32;
             loop {
                 let Some(mut connection) = pubsub.take() else {
-                    tokio::time::sleep(reconnect_delay(attempt)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(reconnect_delay(attempt)) => {}
+                        _ = tx.closed() => return,
+                    }
                     attempt += 1;
                     match open_pubsub(&client).await {
                         Ok(p) => {
@@ -115,7 +118,11 @@ impl RedisBus {
                     continue;
                 };
                 let mut messages = connection.on_message();
-                while let Some(msg) = messages.next().await {
+                // Ends with the subscription's receiver, also when nothing is being published.
+                while let Some(msg) = tokio::select! {
+                    msg = messages.next() => msg,
+                    _ = tx.closed() => return,
+                } {
                     let from = msg.get_channel_name();
                     if deliver(msg.get_payload_bytes(), from, &stats, &tx)
                         .await

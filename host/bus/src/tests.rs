@@ -186,6 +186,34 @@ async fn control_round_trip(bus: &Bus, tenant: &str) {
     }
 }
 
+/// A subscription lives as long as its receiver: dropping it closes the Redis subscription
+/// connection, also when nothing is being published (no task left waiting for a message).
+#[tokio::test]
+async fn a_dropped_subscription_closes_its_redis_connection() {
+    let server = RedisServer::start(None);
+    let bus = Bus::connect(&server.url().parse().unwrap()).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let patterns = async |admin: &mut redis::aio::MultiplexedConnection| -> i64 {
+        redis::cmd("PUBSUB")
+            .arg("NUMPAT")
+            .query_async(admin)
+            .await
+            .unwrap()
+    };
+    let rx = bus.subscribe().await.unwrap();
+    assert_eq!(patterns(&mut admin).await, 1);
+    drop(rx);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while patterns(&mut admin).await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscription outlived its receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Redis goes away mid-stream: publishing never blocks, the gap is counted, and after Redis is back
 /// publishing resumes and the subscription is re-established by itself.
 #[tokio::test]

@@ -222,6 +222,26 @@ struct ModelInner {
     outputs: Vec<TensorInfo>,
     sessions: usize,
     jobs: SyncSender<Job>,
+    /// One thread per session; they end when the last handle to the model is dropped.
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Dropping the last handle closes the queue and waits for the workers: a run in progress
+/// finishes (its caller may still be waiting for it), queued runs are answered, and then the
+/// sessions are released before the drop returns, so a model swapped out frees its memory and
+/// threads at a known point.
+impl Drop for ModelInner {
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.jobs, sync_channel(1).0));
+        let me = std::thread::current().id();
+        for worker in self.workers.drain(..) {
+            // Never joins the calling thread itself (a worker never holds a model, but a join of
+            // oneself would fail rather than wait).
+            if worker.thread().id() != me && worker.join().is_err() {
+                tracing::error!(model = %self.name, "a model worker panicked");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -275,15 +295,17 @@ impl Model {
         // job, and lets go of it before running the job.
         let queue = Arc::new(Mutex::new(queue));
         let count = sessions.len();
+        let mut workers = Vec::with_capacity(count);
         for (i, session) in sessions.into_iter().enumerate() {
             let (model_name, queue, nice) = (name.to_string(), queue.clone(), options.nice);
-            std::thread::Builder::new()
+            let worker = std::thread::Builder::new()
                 .name(format!("model-{name}-{i}"))
                 .spawn(move || {
                     set_thread_nice(nice);
                     serve_jobs(model_name, i, session, &queue)
                 })
                 .map_err(|e| InferenceError::Runtime(format!("starting the {name} worker: {e}")))?;
+            workers.push(worker);
         }
         debug!(
             model = name,
@@ -301,6 +323,7 @@ impl Model {
                 outputs,
                 sessions: count,
                 jobs,
+                workers,
             }),
         })
     }

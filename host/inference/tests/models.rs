@@ -145,6 +145,41 @@ fn a_model_with_two_sessions_runs_two_frames_at_once() {
     assert_eq!(outputs(&first), outputs(&second));
 }
 
+/// Threads of this process whose name starts with `prefix` (Linux keeps the first 15 bytes).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+/// Dropping a model answers the run in progress and the queued one, and its worker threads are
+/// gone when the drop returns (a swapped-out model frees its sessions at a known point).
+#[test]
+fn dropping_a_model_finishes_its_runs_and_joins_its_workers() {
+    let catalog = catalog();
+    let model = Model::load(
+        "dropped",
+        &catalog.model_path("nanodet-coco").unwrap(),
+        &SessionOptions {
+            sessions: 2,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(threads_named("model-dropped-"), 2);
+    let input = nanodet_input(&rgb_of(&catalog.fixture_path("coffee").unwrap()));
+    let runs: Vec<_> = (0..3)
+        .map(|_| model.submit(input.clone()).unwrap())
+        .collect();
+    drop(model);
+    assert_eq!(threads_named("model-dropped-"), 0);
+    for run in runs {
+        assert!(run.blocking_recv().unwrap().is_ok());
+    }
+}
+
 #[test]
 fn inputs_that_do_not_fit_the_model_are_refused_before_running() {
     let catalog = catalog();

@@ -233,8 +233,8 @@ pub struct FrameResults {
     pub wallclock: i64,
     /// The components that analysed the frame, also those that found nothing.
     pub components: Vec<String>,
-    /// What they found; ids are filled in when stored.
-    pub detections: Vec<DetectionRecord>,
+    /// What they found, in the order the components ran.
+    pub detections: Vec<bus::Detection>,
 }
 
 /// What [`Store::store_frame_results`] did.
@@ -295,20 +295,17 @@ pub struct SegmentRecord {
     pub discontinuity: bool,
 }
 
-/// One detection as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One detection as stored: the detection analysis produced, and the frame it was found on.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectionRecord {
+    /// Time-ordered (paging by id follows the wall clock); filled in when stored.
     pub id: String,
     pub stream_id: String,
     pub seq: i64,
     pub pts_ms: i64,
+    /// When the frame was analysed (Unix ms).
     pub wallclock: i64,
-    pub label: String,
-    pub score: f64,
-    /// `[x, y, w, h]` relative to the frame.
-    pub bbox: [f64; 4],
-    /// `name@version` of the component that produced it.
-    pub component: String,
+    pub detection: bus::Detection,
 }
 
 /// A page of detections, oldest first; `next` continues after the last one.
@@ -1020,7 +1017,15 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         for d in detections.iter_mut() {
-            insert_detection(&mut tx, d).await?;
+            d.id = insert_detection(
+                &mut tx,
+                &d.stream_id,
+                d.seq,
+                d.pts_ms,
+                d.wallclock,
+                &d.detection,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1030,7 +1035,7 @@ impl Store {
     /// for a frame that are stored already (`(stream, session, seq, component)` is the key) are
     /// left as they are, so a write retried after a commit whose reply was lost, or a batch job
     /// run again after a crash, never duplicates detections. One transaction: all or nothing.
-    pub async fn store_frame_results(&self, frame: &mut FrameResults) -> Result<StoredFrame> {
+    pub async fn store_frame_results(&self, frame: &FrameResults) -> Result<StoredFrame> {
         let mut components = frame.components.clone();
         for d in &frame.detections {
             if !components.contains(&d.component) {
@@ -1065,10 +1070,18 @@ impl Store {
             }
             for d in frame
                 .detections
-                .iter_mut()
+                .iter()
                 .filter(|d| &d.component == component)
             {
-                insert_detection(&mut tx, d).await?;
+                insert_detection(
+                    &mut tx,
+                    &frame.stream_id,
+                    frame.seq,
+                    frame.pts_ms,
+                    frame.wallclock,
+                    d,
+                )
+                .await?;
                 stored.detections += 1;
             }
         }
@@ -1223,42 +1236,53 @@ fn every_from(stored: i64) -> u32 {
     stored.clamp(1, u32::MAX as i64) as u32
 }
 
-/// Inserts one detection, giving it a time-ordered id (the wall clock first, so paging by id
-/// follows time).
-async fn insert_detection(conn: &mut sqlx::AnyConnection, d: &mut DetectionRecord) -> Result<()> {
-    d.id = format!("det_{:013}_{}", d.wallclock.max(0), &new_id("x")[2..]);
+/// Inserts one detection of a frame, under a time-ordered id (the wall clock first, so paging by
+/// id follows time), which it returns.
+async fn insert_detection(
+    conn: &mut sqlx::AnyConnection,
+    stream_id: &str,
+    seq: i64,
+    pts_ms: i64,
+    wallclock: i64,
+    d: &bus::Detection,
+) -> Result<String> {
+    let id = format!("det_{:013}_{}", wallclock.max(0), &new_id("x")[2..]);
     sqlx::query(
         "INSERT INTO detections (id, stream_id, seq, pts_ms, wallclock, label, score, x, y, w, h, component) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
-    .bind(&d.id)
-    .bind(&d.stream_id)
-    .bind(d.seq)
-    .bind(d.pts_ms)
-    .bind(d.wallclock)
+    .bind(&id)
+    .bind(stream_id)
+    .bind(seq)
+    .bind(pts_ms)
+    .bind(wallclock)
     .bind(&d.label)
-    .bind(d.score)
-    .bind(d.bbox[0])
-    .bind(d.bbox[1])
-    .bind(d.bbox[2])
-    .bind(d.bbox[3])
+    .bind(f64::from(d.score))
+    .bind(f64::from(d.bbox[0]))
+    .bind(f64::from(d.bbox[1]))
+    .bind(f64::from(d.bbox[2]))
+    .bind(f64::from(d.bbox[3]))
     .bind(&d.component)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(id)
 }
 
 fn detection_from_row(r: &AnyRow) -> Result<DetectionRecord> {
+    // Stored as REAL (f64): read back as the f32 analysis produced.
+    let real = |i: usize| r.try_get::<f64, _>(i).map(|v| v as f32);
     Ok(DetectionRecord {
         id: r.try_get(0)?,
         stream_id: r.try_get(1)?,
         seq: r.try_get(2)?,
         pts_ms: r.try_get(3)?,
         wallclock: r.try_get(4)?,
-        label: r.try_get(5)?,
-        score: r.try_get(6)?,
-        bbox: [r.try_get(7)?, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?],
-        component: r.try_get(11)?,
+        detection: bus::Detection {
+            label: r.try_get(5)?,
+            score: real(6)?,
+            bbox: [real(7)?, real(8)?, real(9)?, real(10)?],
+            component: r.try_get(11)?,
+        },
     })
 }
 

@@ -128,10 +128,16 @@ fn detection(stream: &str, wallclock: i64, label: &str) -> DetectionRecord {
         seq: wallclock / 33,
         pts_ms: wallclock - 1000,
         wallclock,
+        detection: found(label, "object-detector@1"),
+    }
+}
+
+fn found(label: &str, component: &str) -> bus::Detection {
+    bus::Detection {
         label: label.into(),
         score: 0.5,
         bbox: [0.1, 0.2, 0.3, 0.4],
-        component: "object-detector@1".into(),
+        component: component.into(),
     }
 }
 
@@ -157,7 +163,7 @@ async fn detections_page_by_time_range() {
         .unwrap();
     assert_eq!(first.detections.len(), 10);
     assert_eq!(first.detections[0].wallclock, 10_000);
-    assert_eq!(first.detections[0].bbox, [0.1, 0.2, 0.3, 0.4]);
+    assert_eq!(first.detections[0].detection.bbox, [0.1, 0.2, 0.3, 0.4]);
     let second = store
         .detections(&s.id, 0, i64::MAX, first.next.as_deref(), 10)
         .await
@@ -259,7 +265,10 @@ async fn same_queries_work_on_postgres() {
         store.add_detections(&mut batch).await?;
         let page = store.detections(&s.id, 0, i64::MAX, None, 1).await?;
         assert_eq!(
-            (page.detections.len(), page.detections[0].label.as_str()),
+            (
+                page.detections.len(),
+                page.detections[0].detection.label.as_str()
+            ),
             (1, "cup")
         );
         assert_eq!(
@@ -469,11 +478,7 @@ fn frame_results(stream: &str, session: i64, seq: i64, labels: &[&str]) -> Frame
         components: vec!["object-detector".into(), "face-detector".into()],
         detections: labels
             .iter()
-            .map(|label| DetectionRecord {
-                seq,
-                component: "object-detector".into(),
-                ..detection(stream, 50_000 + seq, label)
-            })
+            .map(|label| found(label, "object-detector"))
             .collect(),
     }
 }
@@ -489,28 +494,28 @@ async fn durability_checks(store: &Store) -> Result<()> {
         let store = store.clone();
         async move { store.detections_after_seq(&id, -1, 10_000).await }
     };
-    let mut first = frame_results(&s.id, 1_000, 7, &["cup", "person"]);
+    let first = frame_results(&s.id, 1_000, 7, &["cup", "person"]);
     assert_eq!(
-        store.store_frame_results(&mut first).await?,
+        store.store_frame_results(&first).await?,
         StoredFrame {
             detections: 2,
             already_stored: 0
         }
     );
     // The same frame again (a retry after a commit whose reply was lost): nothing added.
-    let mut again = frame_results(&s.id, 1_000, 7, &["cup", "person"]);
+    let again = frame_results(&s.id, 1_000, 7, &["cup", "person"]);
     assert_eq!(
-        store.store_frame_results(&mut again).await?,
+        store.store_frame_results(&again).await?,
         StoredFrame {
             detections: 0,
             already_stored: 2
         }
     );
     // Frame 7 of the next publish session is another frame; a frame without detections counts.
-    let mut next_session = frame_results(&s.id, 2_000, 7, &["cup"]);
-    store.store_frame_results(&mut next_session).await?;
-    let mut empty = frame_results(&s.id, 2_000, 8, &[]);
-    store.store_frame_results(&mut empty).await?;
+    let next_session = frame_results(&s.id, 2_000, 7, &["cup"]);
+    store.store_frame_results(&next_session).await?;
+    let empty = frame_results(&s.id, 2_000, 8, &[]);
+    store.store_frame_results(&empty).await?;
     assert_eq!(store.stored_frames(&s.id).await?, 3);
     assert_eq!(all(store, s.id.clone()).await?.len(), 3);
 
@@ -697,17 +702,10 @@ async fn killed_postgres_connections_lose_and_duplicate_nothing() {
         let mut retries = 0u32;
         let frames = 300;
         for seq in 0..frames {
-            let mut frame = frame_results(&s.id, 1, seq, &["cup", "person"]);
+            let frame = frame_results(&s.id, 1, seq, &["cup", "person"]);
             policy
-                .run(
-                    || {
-                        let (store, mut frame) = (store.clone(), frame.clone());
-                        async move { store.store_frame_results(&mut frame).await }
-                    },
-                    |_, _| retries += 1,
-                )
+                .run(|| store.store_frame_results(&frame), |_, _| retries += 1)
                 .await?;
-            frame.detections.clear();
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let killed = killer.await.unwrap();
