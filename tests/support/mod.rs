@@ -236,6 +236,18 @@ pub async fn http_request(method: &str, url: &str, bearer: Option<&str>) -> (u16
 
 /// `http_request` with a JSON body.
 pub async fn http_send(method: &str, url: &str, bearer: Option<&str>, json: &str) -> (u16, String) {
+    let content_type = (!json.is_empty()).then_some("application/json");
+    http_send_bytes(method, url, bearer, content_type, json.as_bytes()).await
+}
+
+/// `http_request` with a body of any content type.
+pub async fn http_send_bytes(
+    method: &str,
+    url: &str,
+    bearer: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest
@@ -246,18 +258,19 @@ pub async fn http_send(method: &str, url: &str, bearer: Option<&str>, json: &str
     let auth = bearer
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
-    let content_type = if json.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{json}",
-        json.len()
+    let content_type = content_type
+        .map(|t| format!("Content-Type: {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     );
-    socket.write_all(request.as_bytes()).await.unwrap();
+    socket.write_all(head.as_bytes()).await.unwrap();
+    // A server may answer (413) and close before the whole body is sent.
+    let _ = socket.write_all(body).await;
     let mut buf = Vec::new();
-    socket.read_to_end(&mut buf).await.unwrap();
+    // A reset after an early answer still leaves the answer read.
+    let _ = socket.read_to_end(&mut buf).await;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text
         .split(' ')

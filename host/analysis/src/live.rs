@@ -121,6 +121,12 @@ impl LiveAnalysis {
         self.modes.clone()
     }
 
+    /// The sandbox the live streams' components run in (uploads are checked in it too, so an
+    /// activated upload is compiled already).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.clone()
+    }
+
     /// What wakes the batch worker ([`crate::queue_for_batch`] takes it).
     pub fn batch_wake(&self) -> BatchWake {
         self.batch_wake.clone()

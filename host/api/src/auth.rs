@@ -20,12 +20,63 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone)]
 pub struct Caller(pub Tenant);
 
-/// The same, with the id of the key the request was made with (for key management).
+/// The same, with the id of the key the request was made with and its role.
 #[derive(Debug, Clone)]
 pub struct CallerKey {
     pub key_id: String,
     pub tenant: Tenant,
+    pub role: store::Role,
 }
+
+/// A caller whose key may change what runs (role `editor` or `admin`); 403 for a viewer key.
+#[derive(Debug, Clone)]
+pub struct Editor(pub CallerKey);
+
+/// A caller whose key may manage keys, webhooks and components (role `admin`); 403 otherwise.
+#[derive(Debug, Clone)]
+pub struct Admin(pub CallerKey);
+
+impl CallerKey {
+    fn at_least(self, role: store::Role, to: &str) -> Result<Self, ApiError> {
+        if self.role >= role {
+            Ok(self)
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this API key's role ({}) may not {to}: it needs {}",
+                self.role.as_str(),
+                role.as_str()
+            )))
+        }
+    }
+}
+
+/// An extractor for callers whose key has at least `$role`.
+macro_rules! role_extractor {
+    ($extractor:ident, $role:expr, $may:literal) => {
+        impl FromRequestParts<AppState> for $extractor {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, Self::Rejection> {
+                let caller = CallerKey::from_request_parts(parts, state).await?;
+                caller.at_least($role, $may).map($extractor)
+            }
+        }
+    };
+}
+
+role_extractor!(
+    Editor,
+    store::Role::Editor,
+    "change streams, pipelines or brands"
+);
+role_extractor!(
+    Admin,
+    store::Role::Admin,
+    "manage keys, webhooks or components"
+);
 
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts
@@ -74,6 +125,7 @@ impl FromRequestParts<AppState> for CallerKey {
         Ok(CallerKey {
             key_id: owner.key_id,
             tenant: owner.tenant,
+            role: owner.role,
         })
     }
 }

@@ -31,6 +31,13 @@ const KEPT: [HeaderName; 4] = [
 
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let limits = &state.limits.http;
+    // Component uploads are the one request allowed a larger body.
+    let max_body =
+        if request.method() == Method::POST && request.uri().path() == "/api/v1/components" {
+            crate::upload_body_limit(&state)
+        } else {
+            limits.max_body_bytes
+        };
     let target = request
         .uri()
         .path_and_query()
@@ -38,13 +45,11 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         .unwrap_or(0);
     let mut response = if target > limits.max_uri_bytes {
         ApiError::UriTooLong(limits.max_uri_bytes).into_response()
-    } else if content_length(request.headers()).is_some_and(|n| n > limits.max_body_bytes as u64) {
+    } else if content_length(request.headers()).is_some_and(|n| n > max_body as u64) {
         // Refused before anyone reads it, whichever route it was sent to.
-        ApiError::PayloadTooLarge(limits.max_body_bytes).into_response()
+        ApiError::PayloadTooLarge(max_body).into_response()
     } else {
-        request
-            .extensions_mut()
-            .insert(BodyLimit(limits.max_body_bytes));
+        request.extensions_mut().insert(BodyLimit(max_body));
         let method = request.method().clone();
         json_errors(next.run(request).await, &method)
     };

@@ -10,8 +10,12 @@ use utoipa::ToSchema;
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -42,7 +46,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable.
     #[schema(value_type = String, example = "not_found",
-        pattern = "^(unauthorized|not_found|bad_request|conflict|method_not_allowed|payload_too_large|uri_too_long|headers_too_large|rate_limited|internal|unavailable)$")]
+        pattern = "^(unauthorized|forbidden|not_found|unprocessable|bad_request|conflict|method_not_allowed|payload_too_large|uri_too_long|headers_too_large|rate_limited|internal|unavailable)$")]
     pub code: &'static str,
     /// For people; never repeats the request's own input.
     pub message: String,
@@ -52,7 +56,9 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

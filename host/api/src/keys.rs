@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::CallerKey;
+use crate::auth::Admin;
 use crate::error::{ApiPath, ApiQuery, ErrorBody};
 use crate::streams::rfc3339_ms;
 use crate::{ApiError, AppState};
@@ -38,6 +38,9 @@ pub struct KeyView {
     pub created_at: String,
     /// RFC 3339; null while the key is valid.
     pub revoked_at: Option<String>,
+    /// API keys: `admin`, `editor` or `viewer`; stream keys: null.
+    #[schema(pattern = "^(admin|editor|viewer)$")]
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,6 +61,7 @@ impl From<store::KeyRecord> for KeyView {
             stream: k.stream_id,
             created_at: rfc3339_ms(k.created_at),
             revoked_at: k.revoked_at.map(rfc3339_ms),
+            role: k.role.map(|r| r.as_str().to_string()),
         }
     }
 }
@@ -65,11 +69,12 @@ impl From<store::KeyRecord> for KeyView {
 /// The tenant's API keys and stream keys, oldest first, revoked ones included.
 #[utoipa::path(get, path = "/api/v1/keys", tag = "account", params(KeyQuery),
     responses((status = 200, body = KeyList), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 429, description = "rate limited (see Retry-After)", body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 403, description = "the key's role is not admin", body = ErrorBody),
+        (status = 429, description = "rate limited (see Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
-    caller: CallerKey,
+    Admin(caller): Admin,
     ApiQuery(query): ApiQuery<KeyQuery>,
 ) -> Result<Json<KeyList>, ApiError> {
     if let Some(prefix) = &query.prefix
@@ -96,12 +101,13 @@ pub async fn list_keys(
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "account",
     params(("id" = String, Path, description = "key id (`key_…` or `skey_…`)", max_length = 64)),
     responses((status = 204, description = "revoked"), (status = 401, body = ErrorBody),
+        (status = 403, description = "the key's role is not admin", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "the key of this request", body = ErrorBody),
         (status = 429, description = "rate limited (see Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke_key(
     State(state): State<AppState>,
-    caller: CallerKey,
+    Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if id == caller.key_id {

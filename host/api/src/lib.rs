@@ -10,6 +10,7 @@
 //! documented JSON without the request's input in it (`edge`).
 
 pub mod auth;
+pub mod components;
 pub mod detections;
 mod edge;
 pub mod error;
@@ -61,6 +62,9 @@ pub struct AppState {
     pub signals: Signals,
     /// Size limits and the rate limiters.
     pub limits: Limits,
+    /// Component uploads (the sandbox's check and where files go); `None` on a host that takes
+    /// none (503).
+    pub components: Option<components::ComponentUploads>,
     /// How long a playback token is valid (`streams::PLAYBACK_TOKEN_TTL` by default); a viewer's
     /// event socket closes when its token expires, and the dashboard renews before that.
     pub playback_token_ttl: std::time::Duration,
@@ -97,10 +101,10 @@ impl Signals {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`.\n\nLimits (defaults; see docs/api.md): request headers within 10 s and 64 KiB (431), URI 8 KiB (414), bodies 1 MiB (413), 1200 requests per minute per API key and 10 failed authentications per minute per client address (429 with Retry-After). Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events, keys::list_keys, keys::revoke_key),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"))
+    tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"), (name = "components", description = "The tenant's own components: upload, versions, delete"))
 )]
 pub struct ApiDoc;
 
@@ -132,6 +136,16 @@ pub fn router(state: AppState) -> Router {
             "/streams/{id}/playback-token",
             post(streams::playback_token),
         )
+        .route(
+            "/components",
+            get(components::list_components)
+                .post(components::upload_component)
+                .layer(DefaultBodyLimit::max(upload_body_limit(&state))),
+        )
+        .route(
+            "/components/{name}/versions/{version}",
+            delete(components::delete_component_version),
+        )
         .route("/keys", get(keys::list_keys))
         .route("/keys/{id}", delete(keys::revoke_key))
         .route("/openapi.json", get(openapi_json))
@@ -153,6 +167,17 @@ pub fn router(state: AppState) -> Router {
     .layer(DefaultBodyLimit::max(body_limit))
     .with_state(state)
     .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The body limit of a component upload: the largest component file, plus room for the form.
+pub(crate) fn upload_body_limit(state: &AppState) -> usize {
+    state
+        .components
+        .as_ref()
+        .map_or(state.limits.http.max_body_bytes, |c| {
+            c.max_bytes.saturating_add(64 * 1024)
+        })
+        .max(state.limits.http.max_body_bytes)
 }
 
 /// What an ingest-only host serves over HTTP: health, readiness and metrics (the API, HLS and

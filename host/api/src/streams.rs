@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, CallerKey, Editor};
 use crate::error::{ApiPath, ErrorBody, JsonBody};
 use crate::{ApiError, AppState};
 
@@ -211,13 +211,14 @@ pub async fn list_streams(
 /// Creates a stream and returns its stream key (shown once).
 #[utoipa::path(post, path = "/api/v1/streams", tag = "streams", request_body = CreateStream,
     responses((status = 201, body = CreatedStream), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "a viewer key", body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_stream(
     State(state): State<AppState>,
-    Caller(tenant): Caller,
+    Editor(CallerKey { tenant, .. }): Editor,
     JsonBody(body): JsonBody<CreateStream>,
 ) -> Result<(StatusCode, Json<CreatedStream>), ApiError> {
     let (stream, key) = state.store.create_stream(&tenant.id, &body.name).await?;
@@ -280,13 +281,14 @@ pub async fn playback_token(
 #[utoipa::path(put, path = "/api/v1/streams/{id}/mode", tag = "streams", request_body = AnalysisView,
     params(("id" = String, Path, description = "stream id", max_length = 64)),
     responses((status = 200, body = StreamView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, description = "a viewer key", body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_mode(
     State(state): State<AppState>,
-    Caller(tenant): Caller,
+    Editor(CallerKey { tenant, .. }): Editor,
     ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody<AnalysisView>,
 ) -> Result<Json<StreamView>, ApiError> {

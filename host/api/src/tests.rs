@@ -37,6 +37,7 @@ pub(crate) fn state_for(
         signals: Signals::default(),
         limits: Limits::new(limits),
         playback_token_ttl: crate::streams::PLAYBACK_TOKEN_TTL,
+        components: None,
     }
 }
 
@@ -1049,6 +1050,136 @@ async fn the_openapi_document_states_the_constraints() {
             if op.get("requestBody").is_some() {
                 assert!(op["responses"]["413"].is_object(), "{method} {path}: 413");
             }
+        }
+    }
+}
+
+/// Roles: a viewer key reads and watches, an editor also changes streams, an admin also manages
+/// keys and components; anything more is 403 with the JSON error naming the role needed, and
+/// another tenant's objects stay 404 whatever the role.
+#[tokio::test]
+async fn each_role_may_do_what_it_allows_and_no_more() {
+    let f = fixture().await;
+    let t = f.store.create_tenant("roles").await.unwrap();
+    let other = f.store.create_tenant("other").await.unwrap();
+    let (stream, _) = f.store.create_stream(&t.id, "main").await.unwrap();
+    let (foreign, _) = f.store.create_stream(&other.id, "theirs").await.unwrap();
+    let key = |role| {
+        let (store, tenant) = (f.store.clone(), t.id.clone());
+        async move {
+            store
+                .create_api_key_with_role(&tenant, "role test", role)
+                .await
+                .unwrap()
+                .secret
+        }
+    };
+    let viewer = key(store::Role::Viewer).await;
+    let editor = key(store::Role::Editor).await;
+    let admin = key(store::Role::Admin).await;
+    let send = |method: &'static str, uri: String, key: String, body: String| {
+        let app = f.app.clone();
+        async move {
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            let response = app.oneshot(req).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body.to_vec())
+        }
+    };
+    let mode = format!("/api/v1/streams/{}/mode", stream.id);
+    let batch = r#"{"mode":"batch","every":5}"#;
+    for (who, key, reads, edits, administers) in [
+        ("viewer", &viewer, true, false, false),
+        ("editor", &editor, true, true, false),
+        ("admin", &admin, true, true, true),
+    ] {
+        let (status, _) = send(
+            "GET",
+            format!("/api/v1/streams/{}", stream.id),
+            key.clone(),
+            String::new(),
+        )
+        .await;
+        assert_eq!(
+            status == StatusCode::OK,
+            reads,
+            "{who} reads a stream: {status}"
+        );
+        let (status, body) = send("PUT", mode.clone(), key.clone(), batch.into()).await;
+        if edits {
+            assert_eq!(status, StatusCode::OK, "{who} sets a mode");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{who} sets a mode");
+            let error = &json(&body)["error"];
+            assert_eq!(error["code"], "forbidden");
+            assert!(
+                error["message"].as_str().unwrap().contains("needs editor"),
+                "{error}"
+            );
+        }
+        let create = format!(r#"{{"name":"made-by-{who}"}}"#);
+        let (status, _) = send("POST", "/api/v1/streams".into(), key.clone(), create).await;
+        assert_eq!(
+            status,
+            if edits {
+                StatusCode::CREATED
+            } else {
+                StatusCode::FORBIDDEN
+            },
+            "{who} creates a stream"
+        );
+        let (status, body) = send("GET", "/api/v1/keys".into(), key.clone(), String::new()).await;
+        if administers {
+            assert_eq!(status, StatusCode::OK, "{who} lists keys");
+            let keys = json(&body)["keys"].as_array().unwrap().clone();
+            let roles: Vec<&str> = keys.iter().filter_map(|k| k["role"].as_str()).collect();
+            assert!(
+                roles.contains(&"viewer") && roles.contains(&"editor"),
+                "{roles:?}"
+            );
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{who} lists keys");
+            assert!(
+                json(&body)["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("needs admin")
+            );
+        }
+        // Component uploads need admin; this host takes none, so an admin gets 503.
+        let (status, _) = send(
+            "POST",
+            "/api/v1/components".into(),
+            key.clone(),
+            String::new(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            if administers {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::FORBIDDEN
+            },
+            "{who} uploads"
+        );
+        // Another tenant's stream: 404 for every role, also where the role would not allow it.
+        for (method, uri, body) in [
+            ("GET", format!("/api/v1/streams/{}", foreign.id), ""),
+            ("PUT", format!("/api/v1/streams/{}/mode", foreign.id), batch),
+        ] {
+            let (status, _) = send(method, uri, key.clone(), body.into()).await;
+            assert!(
+                status == StatusCode::NOT_FOUND || (status == StatusCode::FORBIDDEN && !edits),
+                "{who} {method} another tenant's stream: {status}"
+            );
         }
     }
 }

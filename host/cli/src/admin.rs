@@ -30,6 +30,7 @@ pub async fn key_create(
     tenant: &str,
     stream: Option<&str>,
     label: &str,
+    role: store::Role,
 ) -> anyhow::Result<()> {
     let tenant = store
         .tenant_by_name(tenant)
@@ -37,8 +38,11 @@ pub async fn key_create(
         .ok_or_else(|| anyhow::anyhow!("no tenant named '{tenant}' (see `tenant list`)"))?;
     match stream {
         None => {
-            let key = store.create_api_key(&tenant.id, label).await?;
+            let key = store
+                .create_api_key_with_role(&tenant.id, label, role)
+                .await?;
             println!("API key: {}", key.secret);
+            println!("Role: {}", role.as_str());
         }
         Some(name) => {
             let existing = store

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench_fanout;
+pub mod component;
 pub mod config;
 pub mod serve;
 mod services;

@@ -1,7 +1,7 @@
 //! `media-analyzer`: live video ingest (RTMP → HLS) and analysis.
 
 use clap::{Parser, Subcommand};
-use media_analyzer::{Config, LogFormat, ServeArgs, admin, first_start_banner};
+use media_analyzer::{Config, LogFormat, ServeArgs, admin, component, first_start_banner};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -58,6 +58,42 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Upload tenant components.
+    Component {
+        #[command(subcommand)]
+        command: ComponentCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ComponentCommand {
+    /// Upload FILE (a .wasm component) as the next version of NAME: the server checks it (a
+    /// component for the world, importing only what the world allows, compiling in time) and
+    /// answers with the version it stored.
+    Push {
+        file: std::path::PathBuf,
+        /// The component's name in the tenant's namespace (lowercase letters, digits, '-').
+        #[arg(long)]
+        name: String,
+        /// detector, trigger or effects.
+        #[arg(long, default_value = "detector")]
+        world: String,
+        /// The server's base URL.
+        #[arg(
+            long,
+            env = "MEDIA_ANALYZER_API",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        api: String,
+        /// An admin API key of the tenant.
+        #[arg(long, env = "MEDIA_ANALYZER_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// Instead of a server: add it to the local data directory (--data) for this tenant.
+        #[arg(long, conflicts_with = "key")]
+        tenant: Option<String>,
+        #[command(flatten)]
+        args: ServeArgs,
     },
 }
 
@@ -128,6 +164,9 @@ enum KeyCommand {
         stream: Option<String>,
         #[arg(long, default_value = "created by key create")]
         label: String,
+        /// What an API key may do: admin, editor or viewer.
+        #[arg(long, default_value = "admin")]
+        role: String,
         #[command(flatten)]
         args: ServeArgs,
     },
@@ -267,11 +306,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tenant,
                     stream,
                     label,
+                    role,
                     args,
                 },
         } => {
+            let role: store::Role = role.parse()?;
             let store = open_store(&args, cli.log_format).await?;
-            admin::key_create(&store, &tenant, stream.as_deref(), &label).await
+            admin::key_create(&store, &tenant, stream.as_deref(), &label, role).await
         }
         Command::Key {
             command:
@@ -287,6 +328,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Key {
             command: KeyCommand::Revoke { key, args },
         } => admin::key_revoke(&open_store(&args, cli.log_format).await?, &key).await,
+        Command::Component {
+            command:
+                ComponentCommand::Push {
+                    file,
+                    name,
+                    world,
+                    api,
+                    key,
+                    tenant,
+                    args,
+                },
+        } => {
+            let push = component::Push {
+                file: &file,
+                name: &name,
+                world: &world,
+            };
+            match (tenant, key) {
+                (Some(tenant), _) => {
+                    let config = Config::load(&args, cli.log_format)?;
+                    init_logging(config.log_format);
+                    let store = store::Store::open(&config.store).await?;
+                    component::push_local(&push, &store, &config.data, &tenant).await
+                }
+                (None, Some(key)) => component::push_to_server(&push, &api, &key).await,
+                (None, None) => anyhow::bail!(
+                    "give an admin API key (--key or MEDIA_ANALYZER_API_KEY), or --tenant to add the component to the local data directory"
+                ),
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! stop HTTP, close the store.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -151,7 +152,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (hls_events_tx, hls_events_rx) = mpsc::channel(1024);
     let packager = hls::Packager::new(config.hls.clone(), hls_events_tx);
 
-    let state = api::AppState {
+    let mut state = api::AppState {
         store: store.clone(),
         hls_root: config.hls.root.clone(),
         dashboard: config.dashboard.clone(),
@@ -166,11 +167,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         signals: api::Signals::over(bus.publisher(64)),
         limits: api::Limits::new(config.http_limits.clone()),
         playback_token_ttl: config.playback_token_ttl,
-    };
-    let router = if config.role.serves_api() {
-        api::router(state)
-    } else {
-        api::ops_router(state)
+        components: None,
     };
 
     // Models and components load before the first publisher can be accepted, so no stream
@@ -200,6 +197,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .as_ref()
         .map(|a| a.batch_wake())
         .unwrap_or_default();
+    if config.role.serves_api() {
+        let sandbox = match &analysis {
+            Some(analysis) => analysis.runtime(),
+            // No models here: uploads are still checked in a sandbox of their own.
+            None => Arc::new(
+                runtime::Runtime::new(
+                    runtime::SandboxConfig::default(),
+                    runtime::ModelRegistry::new(),
+                )
+                .map_err(|e| anyhow::anyhow!("starting the component sandbox: {e:#}"))?,
+            ),
+        };
+        state.components = Some(component_uploads(sandbox, &config.data));
+    }
 
     // Every long-running service, in stop order: stop accepting RTMP and close publishers (each
     // stream's playlist gets its last segment and `EXT-X-ENDLIST`), let the packager finish,
@@ -221,6 +232,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .context("subscribing to the event bus")?,
         ),
         false => None,
+    };
+    let router = if config.role.serves_api() {
+        api::router(state)
+    } else {
+        api::ops_router(state)
     };
     let mut services = Services::default();
     if let Some(listener) = rtmp_listener {
@@ -377,4 +393,38 @@ fn metrics_registry(
     registry.register_collector(bus.collector());
     registry.register_collector(viewers.collector());
     Arc::new(registry)
+}
+
+/// Uploads are checked in the sandbox (`runtime::Runtime::check_upload`) and kept under
+/// `{data}/components`.
+pub fn component_uploads(
+    sandbox: Arc<runtime::Runtime>,
+    data: &Path,
+) -> api::components::ComponentUploads {
+    api::components::ComponentUploads {
+        max_bytes: sandbox.config().max_component_bytes,
+        check: Arc::new(SandboxCheck(sandbox)),
+        files: store::ComponentFiles::new(data.join("components")),
+        bundled: analysis::bundle::BUNDLED
+            .iter()
+            .map(|(name, _)| api::components::BundledComponent {
+                name: name.to_string(),
+                world: "detector".into(),
+            })
+            .collect(),
+    }
+}
+
+struct SandboxCheck(Arc<runtime::Runtime>);
+
+impl api::components::ComponentCheck for SandboxCheck {
+    fn check(&self, world: &str, bytes: &[u8]) -> Result<Vec<String>, api::components::Refusal> {
+        use api::components::Refusal;
+        let world: runtime::World = world.parse().map_err(Refusal::Invalid)?;
+        match self.0.check_upload(world, bytes) {
+            Ok(checked) => Ok(checked.imports),
+            Err(busy @ runtime::LoadError::CompileBusy(_)) => Err(Refusal::Busy(busy.to_string())),
+            Err(e) => Err(Refusal::Invalid(e.to_string())),
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! - [`host`]: the host side of the detector world (frames, wasi-nn over the host's models, log).
 //! - [`args`]: the host calls' argument checks as plain functions (what the fuzz target drives).
 //! - [`registry`]: per tenant and world, the active component versions, swapped atomically.
+//! - [`upload`]: what an uploaded component must be before it is stored.
 //! - [`Runtime`]: validates and compiles components (on a compile thread, cached by content
 //!   hash, LRU by bytes), keeps one `InstancePre` per component version, and runs each call in a
 //!   fresh store with a deadline (also inside host calls that wait), a host memory budget and
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod host;
 mod poll;
 pub mod registry;
+pub mod upload;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,6 +34,7 @@ pub use args::{ArgError, HostLimit, OutputLimit};
 pub use engine::{EpochTicker, SandboxConfig};
 pub use host::{CallState, ModelRegistry};
 pub use registry::{Active, Pipeline, Registry, World};
+pub use upload::Checked;
 
 /// The detector components active per tenant.
 pub type DetectorRegistry = Registry<DetectorComponent>;
@@ -44,6 +47,10 @@ pub enum LoadError {
     NotAComponent(String),
     #[error("the component does not fit the {world} world: {reason}")]
     WrongWorld { world: &'static str, reason: String },
+    #[error(
+        "the component imports {import}, which the {world} world does not allow (components get no filesystem, network or HTTP)"
+    )]
+    ForbiddenImport { world: &'static str, import: String },
     #[error("component of {0} bytes is larger than the {1}-byte limit (max_component_bytes)")]
     TooLarge(usize, usize),
     #[error("compiling the component took longer than {0:?} (compile_timeout)")]

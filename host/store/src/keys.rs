@@ -39,6 +39,44 @@ pub enum KeyKind {
     Stream,
 }
 
+/// What an API key may do. Each role may do what the ones below it may.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read and watch: streams, detections, events, playback.
+    Viewer,
+    /// Also change what runs: streams, analysis modes, pipelines, brands.
+    Editor,
+    /// Also keys, webhooks and components.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = crate::StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "editor" => Ok(Role::Editor),
+            "admin" => Ok(Role::Admin),
+            _ => Err(crate::StoreError::Invalid(
+                "role must be admin, editor or viewer".into(),
+            )),
+        }
+    }
+}
+
 /// A key as listed: never the secret, only the first characters it was issued with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -54,13 +92,16 @@ pub struct KeyRecord {
     pub stream_id: Option<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// API keys: what the key may do; stream keys: `None`.
+    pub role: Option<Role>,
 }
 
-/// A valid API key and the tenant it belongs to.
+/// A valid API key, the tenant it belongs to, and what it may do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyOwner {
     pub key_id: String,
     pub tenant: Tenant,
+    pub role: Role,
 }
 
 /// Longest prefix worth matching: the stored prefixes are 12 (`mak_` + 8) and 10 (`sk_` + 7)
@@ -85,6 +126,10 @@ fn key_from_row(kind: KeyKind, r: &AnyRow) -> Result<KeyRecord> {
         stream_id: r.try_get(4)?,
         created_at: r.try_get(5)?,
         revoked_at: r.try_get(6)?,
+        role: r
+            .try_get::<Option<String>, _>(7)?
+            .map(|role| role.parse())
+            .transpose()?,
     })
 }
 
@@ -92,7 +137,7 @@ impl Store {
     /// The tenant and key id behind an API key, if the key exists and is not revoked.
     pub async fn api_key_owner(&self, secret: &str) -> Result<Option<ApiKeyOwner>> {
         let row = sqlx::query(
-            "SELECT t.id, t.name, t.created_at, k.id FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+            "SELECT t.id, t.name, t.created_at, k.id, k.role FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         )
         .bind(hash_secret(secret))
@@ -102,6 +147,7 @@ impl Store {
             Ok(ApiKeyOwner {
                 tenant: tenant_from_row(&r)?,
                 key_id: r.try_get(3)?,
+                role: r.try_get::<String, _>(4)?.parse()?,
             })
         })
         .transpose()
@@ -130,14 +176,14 @@ impl Store {
         // Key tables are small (a few per tenant and stream); the prefix is matched here rather
         // than with LIKE, where '_' (in every prefix) is a wildcard.
         let api = sqlx::query(
-            "SELECT id, tenant_id, prefix, label, CAST(NULL AS TEXT), created_at, revoked_at FROM api_keys \
+            "SELECT id, tenant_id, prefix, label, CAST(NULL AS TEXT), created_at, revoked_at, role FROM api_keys \
              WHERE ($1 IS NULL OR tenant_id = $1)",
         )
         .bind(tenant_id)
         .fetch_all(&self.pool)
         .await?;
         let stream = sqlx::query(
-            "SELECT id, tenant_id, prefix, '', stream_id, created_at, revoked_at FROM stream_keys \
+            "SELECT id, tenant_id, prefix, '', stream_id, created_at, revoked_at, CAST(NULL AS TEXT) FROM stream_keys \
              WHERE ($1 IS NULL OR tenant_id = $1)",
         )
         .bind(tenant_id)
@@ -179,13 +225,13 @@ impl Store {
         .bind(tenant_id)
         .execute(&self.pool)
         .await?;
-        let (kind, label, stream) = if table == "stream_keys" {
-            (KeyKind::Stream, "''", "stream_id")
+        let (kind, label, stream, role) = if table == "stream_keys" {
+            (KeyKind::Stream, "''", "stream_id", "CAST(NULL AS TEXT)")
         } else {
-            (KeyKind::Api, "label", "CAST(NULL AS TEXT)")
+            (KeyKind::Api, "label", "CAST(NULL AS TEXT)", "role")
         };
         let row = sqlx::query(&format!(
-            "SELECT id, tenant_id, prefix, {label}, {stream}, created_at, revoked_at FROM {table} \
+            "SELECT id, tenant_id, prefix, {label}, {stream}, created_at, revoked_at, {role} FROM {table} \
              WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"
         ))
         .bind(key_id)

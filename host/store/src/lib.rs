@@ -1,4 +1,6 @@
-//! Durable state: tenants, API keys, streams and their stream keys, and HLS segments.
+//! Durable state: tenants, API keys and their roles, streams and their stream keys, HLS segments,
+//! analysis results, and tenant components and pipelines (the component files themselves are
+//! [`ComponentFiles`], named by content hash).
 //!
 //! One set of migrations and one set of queries serve both the embedded SQLite default and
 //! PostgreSQL (through sqlx's `Any` driver): ids are text, times are Unix milliseconds in
@@ -8,6 +10,8 @@
 //! values, so a fast hash is the right tool. Every read that a tenant can trigger is scoped by
 //! tenant id.
 
+mod components;
+mod files;
 mod keys;
 
 use std::path::Path;
@@ -19,8 +23,12 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
+pub use components::{
+    ComponentVersion, NewComponent, PipelineStage, StageComponent, valid_component_name,
+};
+pub use files::ComponentFiles;
 pub use keys::{
-    ApiKeyOwner, KeyKind, KeyRecord, MAX_KEY_PREFIX, hash_secret, new_id, new_secret,
+    ApiKeyOwner, KeyKind, KeyRecord, MAX_KEY_PREFIX, Role, hash_secret, new_id, new_secret,
     valid_key_prefix,
 };
 
@@ -450,11 +458,23 @@ impl Store {
 
     // ---- API keys ----
 
+    /// Creates an API key with every right ([`Role::Admin`], as keys had before roles).
     pub async fn create_api_key(&self, tenant_id: &str, label: &str) -> Result<IssuedKey> {
+        self.create_api_key_with_role(tenant_id, label, Role::Admin)
+            .await
+    }
+
+    /// Creates an API key that may do what `role` allows.
+    pub async fn create_api_key_with_role(
+        &self,
+        tenant_id: &str,
+        label: &str,
+        role: Role,
+    ) -> Result<IssuedKey> {
         let secret = new_secret("mak");
         let id = new_id("key");
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, label, created_at, role) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(tenant_id)
@@ -462,6 +482,7 @@ impl Store {
         .bind(&secret[..12])
         .bind(label)
         .bind(now_ms())
+        .bind(role.as_str())
         .execute(&self.pool)
         .await?;
         Ok(IssuedKey { id, secret })

@@ -281,6 +281,7 @@ async fn same_queries_work_on_postgres() {
         );
         batch_queue_checks(&store).await?;
         durability_checks(&store).await?;
+        component_checks(&store).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -744,4 +745,199 @@ fn only_transient_errors_are_retried() {
     );
     assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_transient());
     assert!(!StoreError::NotFound("stream").is_transient());
+}
+
+#[tokio::test]
+async fn components_and_roles_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    component_checks(&store).await.unwrap();
+}
+
+/// On any backend: versions count per tenant and name (concurrent uploads included), a name keeps
+/// its world, tenants never see each other's, a version in a pipeline cannot be deleted, a
+/// deleted number is not given out again; API keys carry their role.
+async fn component_checks(store: &Store) -> Result<()> {
+    let a = store.create_tenant("components-a").await?;
+    let b = store.create_tenant("components-b").await?;
+    let upload = |tenant: &str, name: &str, sha: char| Upload {
+        tenant: tenant.into(),
+        name: name.into(),
+        world: "detector".into(),
+        sha256: sha.to_string().repeat(64),
+    };
+    let first = store
+        .add_component_version(upload(&a.id, "cups", 'a').as_new())
+        .await?;
+    assert_eq!((first.version, first.world.as_str()), (1, "detector"));
+    // Eight concurrent uploads of one name: versions 2..=9, each once.
+    let uploads = (0..8).map(|_| {
+        let store = store.clone();
+        let new = upload(&a.id, "cups", 'b');
+        async move { store.add_component_version(new.as_new()).await }
+    });
+    let mut versions: Vec<u32> = futures_join(uploads)
+        .await
+        .into_iter()
+        .map(|r| r.map(|c| c.version))
+        .collect::<Result<_>>()?;
+    versions.sort();
+    assert_eq!(versions, (2..=9).collect::<Vec<_>>());
+    // The other tenant's namespace is its own.
+    assert_eq!(
+        store
+            .add_component_version(upload(&b.id, "cups", 'c').as_new())
+            .await?
+            .version,
+        1
+    );
+    assert_eq!(store.component_versions(&b.id).await?.len(), 1);
+    assert!(
+        store
+            .component_version(&b.id, "cups", Some(2))
+            .await?
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .component_version(&a.id, "cups", None)
+            .await?
+            .unwrap()
+            .version,
+        9
+    );
+    // A name keeps its world; names are checked.
+    let mut trigger = upload(&a.id, "cups", 'd');
+    trigger.world = "trigger".into();
+    assert!(matches!(
+        store.add_component_version(trigger.as_new()).await,
+        Err(StoreError::Conflict(m)) if m.contains("detector")
+    ));
+    for bad in ["", "Cups", "9cups", "cups/../x", &"x".repeat(65)] {
+        assert!(
+            matches!(
+                store
+                    .add_component_version(upload(&a.id, bad, 'e').as_new())
+                    .await,
+                Err(StoreError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    // In a pipeline (of a stream, or the tenant's default): not deleted.
+    let stage = |version| StageComponent {
+        name: "cups".into(),
+        version,
+        config: [("min-score".to_string(), "0.4".to_string())].into(),
+    };
+    store
+        .set_pipeline_stage(&a.id, Some("str_1"), "detector", Some(&[stage(2)]), "key_x")
+        .await?;
+    store
+        .set_pipeline_stage(
+            &a.id,
+            None,
+            "detector",
+            Some(&[stage(2), stage(3)]),
+            "key_x",
+        )
+        .await?;
+    let err = store
+        .delete_component_version(&a.id, "cups", 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("stream str_1") && m.contains("default pipeline")),
+        "{err}"
+    );
+    // Another tenant cannot delete it, nor see that it exists.
+    assert!(matches!(
+        store.delete_component_version(&b.id, "cups", 4).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let stages = store.pipeline_stages(&a.id).await?;
+    assert_eq!(stages.len(), 2);
+    assert_eq!(stages[1].stream_id.as_deref(), Some("str_1"));
+    assert_eq!(stages[1].components, [stage(2)]);
+    assert!(store.pipeline_stages(&b.id).await?.is_empty());
+    store
+        .set_pipeline_stage(&a.id, Some("str_1"), "detector", None, "key_x")
+        .await?;
+    store
+        .set_pipeline_stage(&a.id, None, "detector", Some(&[]), "key_x")
+        .await?;
+    let deleted = store.delete_component_version(&a.id, "cups", 2).await?;
+    assert_eq!(deleted.sha256, "b".repeat(64));
+    assert!(
+        store.component_file_in_use(&"b".repeat(64)).await?,
+        "versions 3-9 share it"
+    );
+    for version in 3..=9 {
+        store
+            .delete_component_version(&a.id, "cups", version)
+            .await?;
+    }
+    assert!(!store.component_file_in_use(&"b".repeat(64)).await?);
+    // Deleted numbers are not given out again.
+    assert_eq!(
+        store
+            .add_component_version(upload(&a.id, "cups", 'f').as_new())
+            .await?
+            .version,
+        10
+    );
+    // Roles.
+    let viewer = store
+        .create_api_key_with_role(&a.id, "dashboard", Role::Viewer)
+        .await?;
+    let admin = store.create_api_key(&a.id, "ops").await?;
+    assert_eq!(
+        store.api_key_owner(&viewer.secret).await?.unwrap().role,
+        Role::Viewer
+    );
+    assert_eq!(
+        store.api_key_owner(&admin.secret).await?.unwrap().role,
+        Role::Admin
+    );
+    let listed = store.keys(Some(&a.id), None).await?;
+    let role_of = |id: &str| listed.iter().find(|k| k.id == id).unwrap().role;
+    assert_eq!(role_of(&viewer.id), Some(Role::Viewer));
+    assert!(Role::Admin > Role::Editor && Role::Editor > Role::Viewer);
+    assert!("owner".parse::<Role>().is_err());
+    Ok(())
+}
+
+/// An upload to add, owned (the store takes borrowed fields).
+#[derive(Clone)]
+struct Upload {
+    tenant: String,
+    name: String,
+    world: String,
+    sha256: String,
+}
+
+impl Upload {
+    fn as_new(&self) -> NewComponent<'_> {
+        NewComponent {
+            tenant_id: &self.tenant,
+            name: &self.name,
+            world: &self.world,
+            sha256: &self.sha256,
+            size: 3,
+            created_by: "key_x",
+        }
+    }
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
 }

@@ -1,0 +1,420 @@
+//! `/api/v1/components`: a tenant's own components — uploaded (checked, then kept by content
+//! hash, each upload of a name a new version), listed with the bundled ones, and deleted when no
+//! pipeline uses them.
+//!
+//! The API does not run components: the binary hands it a [`ComponentCheck`] (the sandbox's
+//! upload check) and the folder the files go to.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::{Admin, Caller};
+use crate::error::{ApiPath, ErrorBody};
+use crate::streams::rfc3339_ms;
+use crate::{ApiError, AppState};
+
+/// The worlds a component can be uploaded for.
+pub const WORLDS: [&str; 3] = ["detector", "trigger", "effects"];
+
+/// Why an upload was refused by the check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The component is not acceptable (not a component, wrong world, forbidden imports, too
+    /// large, too slow to compile): 422 with this reason.
+    Invalid(String),
+    /// The host cannot check it now (the compile queue is full): 503, try again.
+    Busy(String),
+}
+
+/// Checks an uploaded component for a world before anything is stored. Blocking (it compiles).
+pub trait ComponentCheck: Send + Sync + 'static {
+    /// On success, the interfaces the component imports.
+    fn check(&self, world: &str, bytes: &[u8]) -> Result<Vec<String>, Refusal>;
+}
+
+/// A component that comes with the host: listed like uploaded ones, as version 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundledComponent {
+    pub name: String,
+    pub world: String,
+}
+
+/// What the API needs to take uploads.
+#[derive(Clone)]
+pub struct ComponentUploads {
+    pub check: Arc<dyn ComponentCheck>,
+    pub files: store::ComponentFiles,
+    /// The largest component file taken (bytes).
+    pub max_bytes: usize,
+    pub bundled: Vec<BundledComponent>,
+}
+
+impl std::fmt::Debug for ComponentUploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentUploads")
+            .field("files", &self.files)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Multipart fields other than the file are small.
+const MAX_FIELD_BYTES: usize = 256;
+/// A refusal's reason, at most (it may quote names from the component).
+const MAX_REASON_CHARS: usize = 1000;
+/// Fields in an upload, at most (name, world, file, and a little slack for clients that add
+/// their own).
+const MAX_FIELDS: usize = 8;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadedComponent {
+    pub name: String,
+    /// 1 for the first upload of a name, then 2, 3, …
+    pub version: u32,
+    #[schema(pattern = "^(detector|trigger|effects)$")]
+    pub world: String,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Bytes.
+    pub size: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    /// 0: bundled with the host.
+    pub version: u32,
+    pub sha256: Option<String>,
+    pub size: Option<i64>,
+    /// RFC 3339; null for bundled components.
+    pub created_at: Option<String>,
+    /// Where it runs: `default` (the tenant's pipeline) and stream ids.
+    pub active: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentView {
+    pub name: String,
+    #[schema(pattern = "^(detector|trigger|effects)$")]
+    pub world: String,
+    pub bundled: bool,
+    /// Oldest first.
+    pub versions: Vec<VersionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentList {
+    pub components: Vec<ComponentView>,
+}
+
+/// The upload form, as read.
+#[derive(Default)]
+struct UploadForm {
+    name: Option<String>,
+    world: Option<String>,
+    file: Option<Vec<u8>>,
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(0)
+    } else {
+        ApiError::BadRequest(format!(
+            "the upload is not valid multipart/form-data: {}",
+            e.body_text()
+        ))
+    }
+}
+
+/// Reads the form field by field, within the limits: small text fields, one file of at most
+/// `max_bytes`, at most [`MAX_FIELDS`] fields.
+async fn read_form(mut multipart: Multipart, max_bytes: usize) -> Result<UploadForm, ApiError> {
+    let mut form = UploadForm::default();
+    let mut fields = 0;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(ApiError::BadRequest(format!(
+                "an upload has at most {MAX_FIELDS} fields"
+            )));
+        }
+        let which = field.name().unwrap_or_default().to_string();
+        let limit = if which == "file" {
+            max_bytes
+        } else {
+            MAX_FIELD_BYTES
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if bytes.len() + chunk.len() > limit {
+                return Err(if which == "file" {
+                    ApiError::PayloadTooLarge(max_bytes)
+                } else {
+                    ApiError::BadRequest(format!("field {which} is over {MAX_FIELD_BYTES} bytes"))
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let text = |bytes: Vec<u8>| {
+            String::from_utf8(bytes)
+                .map_err(|_| ApiError::BadRequest(format!("field {which} is not UTF-8 text")))
+        };
+        match which.as_str() {
+            "name" => form.name = Some(text(bytes)?.trim().to_string()),
+            "world" => form.world = Some(text(bytes)?.trim().to_string()),
+            "file" => form.file = Some(bytes),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "unknown field: an upload has the fields name, world and file".into(),
+                ));
+            }
+        }
+    }
+    Ok(form)
+}
+
+/// Uploads a component: the file is checked (a component for the world, importing only what the
+/// world allows, compiling within the limits), then stored as the next version of the name.
+#[utoipa::path(post, path = "/api/v1/components", tag = "components",
+    request_body(content_type = "multipart/form-data", description = "fields `name` (lowercase letters, digits, '-'), `world` (detector | trigger | effects) and `file` (the .wasm component)"),
+    responses((status = 201, body = UploadedComponent), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "the name belongs to a component of another world", body = ErrorBody),
+        (status = 413, description = "over the component size limit (32 MiB by default)", body = ErrorBody),
+        (status = 422, description = "not a component for the world: the reason says why", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "too many components being checked; try again", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upload_component(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<UploadedComponent>), ApiError> {
+    let uploads = state.components.clone().ok_or(ApiError::Unavailable(
+        "this host takes no component uploads",
+    ))?;
+    let multipart = multipart.map_err(|_| {
+        ApiError::BadRequest(
+            "an upload is multipart/form-data with the fields name, world and file".into(),
+        )
+    })?;
+    let form = read_form(multipart, uploads.max_bytes).await?;
+    let (Some(name), Some(world), Some(file)) = (form.name, form.world, form.file) else {
+        return Err(ApiError::BadRequest(
+            "an upload needs the fields name, world and file".into(),
+        ));
+    };
+    let version = add_upload(
+        &state.store,
+        &uploads,
+        &caller.tenant.id,
+        &name,
+        &world,
+        file,
+        &caller.key_id,
+    )
+    .await?;
+    tracing::info!(tenant = %caller.tenant.id, key = %caller.key_id, component = %name, version = version.version, %world, size = version.size, "component uploaded");
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadedComponent {
+            name: version.name,
+            version: version.version,
+            world: version.world,
+            sha256: version.sha256,
+            size: version.size,
+        }),
+    ))
+}
+
+/// Checks a component and stores it as the next version of `name` in the tenant's namespace:
+/// the file first (whole, by content hash), then its row; on any failure nothing stays behind.
+/// What `POST /api/v1/components` and a local `component push` do.
+pub async fn add_upload(
+    store: &store::Store,
+    uploads: &ComponentUploads,
+    tenant_id: &str,
+    name: &str,
+    world: &str,
+    file: Vec<u8>,
+    created_by: &str,
+) -> Result<store::ComponentVersion, ApiError> {
+    if !store::valid_component_name(name) {
+        return Err(ApiError::BadRequest(
+            "name must be 1-64 characters of lowercase letters, digits and '-', starting with a letter".into(),
+        ));
+    }
+    if file.len() > uploads.max_bytes {
+        return Err(ApiError::PayloadTooLarge(uploads.max_bytes));
+    }
+    if !WORLDS.contains(&world) {
+        return Err(ApiError::BadRequest(
+            "world must be detector, trigger or effects".into(),
+        ));
+    }
+    if let Some(bundled) = uploads
+        .bundled
+        .iter()
+        .find(|b| b.name == name && b.world != world)
+    {
+        return Err(ApiError::Conflict(format!(
+            "{name} is a bundled {} component; upload the {world} under another name",
+            bundled.world
+        )));
+    }
+    // Checked and written off the async threads; the row is added only once the file is whole.
+    let (checked, sha256, file_len) = {
+        let (uploads, world) = (uploads.clone(), world.to_string());
+        tokio::task::spawn_blocking(move || {
+            let checked = uploads.check.check(&world, &file);
+            let stored = checked.is_ok().then(|| uploads.files.put(&file));
+            (checked, stored, file.len())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("the upload check stopped: {e}")))?
+    };
+    match checked {
+        Ok(_) => {}
+        // The reason may quote the component (an import's name): bounded.
+        Err(Refusal::Invalid(reason)) => {
+            return Err(ApiError::Unprocessable(
+                reason.chars().take(MAX_REASON_CHARS).collect(),
+            ));
+        }
+        Err(Refusal::Busy(reason)) => {
+            tracing::warn!("component upload refused: {reason}");
+            return Err(ApiError::Unavailable(
+                "too many components are being checked; try again shortly",
+            ));
+        }
+    }
+    let sha256 = sha256
+        .unwrap_or_else(|| Err(std::io::Error::other("not written")))
+        .map_err(|e| ApiError::Internal(format!("writing the component file: {e}")))?;
+    let added = store
+        .add_component_version(store::NewComponent {
+            tenant_id,
+            name,
+            world,
+            sha256: &sha256,
+            size: file_len as i64,
+            created_by,
+        })
+        .await;
+    match added {
+        Ok(version) => Ok(version),
+        Err(e) => {
+            // Nothing half-stored: the file goes unless another version has the same bytes.
+            forget_file(store, uploads, &sha256).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Removes a component file that no stored version has (any more).
+async fn forget_file(store: &store::Store, uploads: &ComponentUploads, sha256: &str) {
+    match store.component_file_in_use(sha256).await {
+        Ok(false) => {
+            if let Err(e) = uploads.files.remove(sha256) {
+                tracing::warn!(%sha256, "could not remove an unused component file: {e}");
+            }
+        }
+        Ok(true) => {}
+        Err(e) => {
+            tracing::warn!(%sha256, "component file kept: cannot tell whether it is used: {e}")
+        }
+    }
+}
+
+/// The tenant's components (its own and the bundled ones), with their versions and where each
+/// version is active.
+#[utoipa::path(get, path = "/api/v1/components", tag = "components",
+    responses((status = 200, body = ComponentList), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_components(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+) -> Result<Json<ComponentList>, ApiError> {
+    let versions = state.store.component_versions(&tenant.id).await?;
+    let stages = state.store.pipeline_stages(&tenant.id).await?;
+    let active = |name: &str, version: u32| -> Vec<String> {
+        stages
+            .iter()
+            .filter(|s| {
+                s.components
+                    .iter()
+                    .any(|c| c.name == name && c.version == version)
+            })
+            .map(|s| s.stream_id.clone().unwrap_or_else(|| "default".into()))
+            .collect()
+    };
+    let mut components: Vec<ComponentView> = state
+        .components
+        .iter()
+        .flat_map(|u| u.bundled.iter())
+        .map(|b| ComponentView {
+            name: b.name.clone(),
+            world: b.world.clone(),
+            bundled: true,
+            versions: vec![VersionView {
+                version: 0,
+                sha256: None,
+                size: None,
+                created_at: None,
+                active: active(&b.name, 0),
+            }],
+        })
+        .collect();
+    for v in versions {
+        let view = VersionView {
+            version: v.version,
+            active: active(&v.name, v.version),
+            sha256: Some(v.sha256),
+            size: Some(v.size),
+            created_at: Some(rfc3339_ms(v.created_at)),
+        };
+        match components.iter_mut().find(|c| c.name == v.name) {
+            Some(c) => c.versions.push(view),
+            None => components.push(ComponentView {
+                name: v.name,
+                world: v.world,
+                bundled: false,
+                versions: vec![view],
+            }),
+        }
+    }
+    components.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(ComponentList { components }))
+}
+
+/// Deletes one uploaded version that no pipeline uses (409 naming the pipelines that do).
+#[utoipa::path(delete, path = "/api/v1/components/{name}/versions/{version}", tag = "components",
+    params(("name" = String, Path, description = "component name", max_length = 64),
+        ("version" = u32, Path, description = "version (1, 2, …)", minimum = 1)),
+    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "a pipeline uses it", body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_component_version(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath((name, version)): ApiPath<(String, u32)>,
+) -> Result<StatusCode, ApiError> {
+    if !store::valid_component_name(&name) || version == 0 {
+        return Err(ApiError::NotFound("component version"));
+    }
+    let deleted = state
+        .store
+        .delete_component_version(&caller.tenant.id, &name, version)
+        .await?;
+    tracing::info!(tenant = %caller.tenant.id, key = %caller.key_id, component = %name, version, "component version deleted");
+    if let Some(uploads) = &state.components {
+        forget_file(&state.store, uploads, &deleted.sha256).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

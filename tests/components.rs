@@ -1,0 +1,350 @@
+//! Tenant components through the real server: uploads checked in the sandbox and stored as
+//! versions, hostile uploads refused with nothing stored, tenants and roles kept apart, deletes,
+//! and `component push`.
+
+use std::path::Path;
+
+use media_analyzer::component::{Push, multipart_form, push_to_server};
+use serde_json::Value;
+use e2e::{TestServer, http_request, http_send_bytes};
+
+fn component(name: &str) -> Vec<u8> {
+    let path = TestServer::components_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+async fn upload(
+    server: &TestServer,
+    key: &str,
+    name: &str,
+    world: &str,
+    bytes: &[u8],
+) -> (u16, Value) {
+    let push = Push {
+        file: Path::new("upload.wasm"),
+        name,
+        world,
+    };
+    let (content_type, body) = multipart_form(&push, bytes);
+    let (status, text) = http_send_bytes(
+        "POST",
+        &server.http("/api/v1/components"),
+        Some(key),
+        Some(&content_type),
+        &body,
+    )
+    .await;
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {e}: {text}"));
+    (status, json)
+}
+
+async fn listed(server: &TestServer, key: &str) -> Value {
+    let (status, text) = http_request("GET", &server.http("/api/v1/components"), Some(key)).await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Versions of `name` in a component listing.
+fn versions(list: &Value, name: &str) -> Vec<u64> {
+    list["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == name)
+        .flat_map(|c| c["versions"].as_array().unwrap().iter())
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect()
+}
+
+fn stored_files(server: &TestServer) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(server.data.path().join("components"))
+        .map(|dir| {
+            dir.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn uploads_become_versions_and_hostile_ones_store_nothing() {
+    let server = TestServer::start().await;
+    let key = server.api_key.clone();
+    let detector = component("object-detector");
+
+    let (status, first) = upload(&server, &key, "cups", "detector", &detector).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        (
+            &first["name"],
+            &first["version"],
+            &first["world"],
+            &first["size"]
+        ),
+        (
+            &Value::from("cups"),
+            &Value::from(1),
+            &Value::from("detector"),
+            &Value::from(detector.len())
+        )
+    );
+    let (status, second) = upload(&server, &key, "cups", "detector", &detector).await;
+    assert_eq!((status, &second["version"]), (201, &Value::from(2)));
+    // Same bytes, one file, named by their hash.
+    let sha = first["sha256"].as_str().unwrap();
+    assert_eq!(stored_files(&server), [format!("{sha}.wasm")]);
+    let list = listed(&server, &key).await;
+    assert_eq!(versions(&list, "cups"), [1, 2]);
+    // Bundled components are listed like uploaded ones, as version 0.
+    assert_eq!(versions(&list, "object-detector"), [0]);
+
+    let mut truncated = detector.clone();
+    truncated.truncate(detector.len() / 2);
+    let hostile: [(&str, &str, Vec<u8>, u16, &str); 7] = [
+        (
+            "not wasm",
+            "detector",
+            b"MZ\x90\0 definitely not wasm".to_vec(),
+            422,
+            "not a WebAssembly component",
+        ),
+        (
+            "truncated",
+            "detector",
+            truncated,
+            422,
+            "not a WebAssembly component",
+        ),
+        (
+            "core module",
+            "detector",
+            b"\0asm\x01\0\0\0".to_vec(),
+            422,
+            "not a WebAssembly component",
+        ),
+        (
+            "filesystem and sockets",
+            "detector",
+            component("escape-attempt"),
+            422,
+            "does not allow",
+        ),
+        (
+            "an effect selector as a detector",
+            "detector",
+            component("wrong-world"),
+            422,
+            "does not fit the detector world",
+        ),
+        (
+            "a detector as a trigger",
+            "trigger",
+            component("object-detector"),
+            422,
+            "does not allow",
+        ),
+        (
+            "unknown world",
+            "renderer",
+            component("object-detector"),
+            400,
+            "world must be",
+        ),
+    ];
+    for (what, world, bytes, expected, reason) in hostile {
+        let (status, body) = upload(&server, &key, "hostile", world, &bytes).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{what}: {message}");
+    }
+    // Over the size limit (32 MiB): refused from its Content-Length, before it is read.
+    let (status, body) = upload(&server, &key, "hostile", "detector", &vec![0; 33 << 20]).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (413, &Value::from("payload_too_large"))
+    );
+    // Forms that are not an upload.
+    for (what, content_type, body) in [
+        ("JSON", "application/json", b"{\"name\":\"x\"}".to_vec()),
+        (
+            "no file",
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nx\r\n--b--\r\n".to_vec(),
+        ),
+        (
+            "unknown field",
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data; name=\"owner\"\r\n\r\nx\r\n--b--\r\n".to_vec(),
+        ),
+        (
+            "cut short",
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nxxxx".to_vec(),
+        ),
+    ] {
+        let (status, text) = http_send_bytes(
+            "POST",
+            &server.http("/api/v1/components"),
+            Some(&key),
+            Some(content_type),
+            &body,
+        )
+        .await;
+        assert_eq!(status, 400, "{what}: {text}");
+    }
+    let (status, body) = upload(&server, &key, "Not A Name", "detector", &detector).await;
+    assert_eq!(status, 400, "{body}");
+    // Nothing of any of them was kept.
+    assert!(versions(&listed(&server, &key).await, "hostile").is_empty());
+    assert_eq!(stored_files(&server), [format!("{sha}.wasm")]);
+
+    // Deleting: the file stays while another version has the same bytes.
+    let delete = |version: u32| {
+        let (url, key) = (
+            server.http(&format!("/api/v1/components/cups/versions/{version}")),
+            key.clone(),
+        );
+        async move { http_request("DELETE", &url, Some(&key)).await }
+    };
+    assert_eq!(delete(1).await.0, 204);
+    assert_eq!(delete(1).await.0, 404);
+    assert_eq!(stored_files(&server).len(), 1);
+    assert_eq!(delete(2).await.0, 204);
+    assert!(stored_files(&server).is_empty());
+    // A deleted number is not given out again.
+    let (status, third) = upload(&server, &key, "cups", "detector", &detector).await;
+    assert_eq!((status, &third["version"]), (201, &Value::from(3)));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_others_components_and_roles_are_enforced() {
+    let server = TestServer::start().await;
+    let store = server.store();
+    let other = store.create_tenant("other").await.unwrap();
+    let other_key = store
+        .create_api_key(&other.id, "other")
+        .await
+        .unwrap()
+        .secret;
+    let demo = store.tenant_by_name("demo").await.unwrap().unwrap();
+    let viewer = store
+        .create_api_key_with_role(&demo.id, "viewer", store::Role::Viewer)
+        .await
+        .unwrap()
+        .secret;
+    let editor = store
+        .create_api_key_with_role(&demo.id, "editor", store::Role::Editor)
+        .await
+        .unwrap()
+        .secret;
+    let detector = component("object-detector");
+    let (status, _) = upload(&server, &server.api_key, "cups", "detector", &detector).await;
+    assert_eq!(status, 201);
+
+    // The other tenant: not listed, not deletable (404, as if it did not exist), and its own
+    // namespace starts at version 1.
+    assert!(versions(&listed(&server, &other_key).await, "cups").is_empty());
+    let url = server.http("/api/v1/components/cups/versions/1");
+    assert_eq!(http_request("DELETE", &url, Some(&other_key)).await.0, 404);
+    let (status, theirs) = upload(&server, &other_key, "cups", "detector", &detector).await;
+    assert_eq!((status, &theirs["version"]), (201, &Value::from(1)));
+    assert_eq!(
+        versions(&listed(&server, &server.api_key).await, "cups"),
+        [1]
+    );
+
+    // Viewers and editors read the list; only admins upload and delete (403, JSON).
+    for key in [&viewer, &editor] {
+        assert_eq!(versions(&listed(&server, key).await, "cups"), [1]);
+        let (status, body) = upload(&server, key, "mine", "detector", &detector).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (403, &Value::from("forbidden")),
+            "{body}"
+        );
+        let (status, text) = http_request("DELETE", &url, Some(key)).await;
+        assert_eq!(status, 403, "{text}");
+    }
+    assert_eq!(
+        versions(&listed(&server, &server.api_key).await, "cups"),
+        [1]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn component_push_uploads_a_file_and_reports_refusals() {
+    let server = TestServer::start().await;
+    let dir = TestServer::components_dir();
+    let api = server.http("");
+    let push = |file: &'static str| Push {
+        file: Box::leak(dir.join(file).into_boxed_path()),
+        name: "pushed",
+        world: "detector",
+    };
+    push_to_server(&push("face_detector.wasm"), &api, &server.api_key)
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(&listed(&server, &server.api_key).await, "pushed"),
+        [1]
+    );
+    let err = push_to_server(&push("escape_attempt.wasm"), &api, &server.api_key)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("422"), "{err}");
+    assert!(err.to_string().contains("wasi:"), "{err}");
+    let err = push_to_server(&push("face_detector.wasm"), &api, "mak_wrong")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    server.stop().await;
+}
+
+/// `component push --tenant` without a server: checked and stored in the data directory the way
+/// an upload is, so a server started on it lists the version.
+#[tokio::test]
+async fn component_push_into_a_local_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let store = store::Store::open(&format!(
+        "sqlite://{}",
+        data.path().join("media-analyzer.db").display()
+    ))
+    .await
+    .unwrap();
+    let tenant = store.create_tenant("local").await.unwrap();
+    let file = TestServer::components_dir().join("face_detector.wasm");
+    let push = Push {
+        file: &file,
+        name: "faces",
+        world: "detector",
+    };
+    media_analyzer::component::push_local(&push, &store, data.path(), "local")
+        .await
+        .unwrap();
+    let versions = store.component_versions(&tenant.id).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        (versions[0].name.as_str(), versions[0].version, versions[0].created_by.as_str()),
+        ("faces", 1, "cli")
+    );
+    let kept = data
+        .path()
+        .join("components")
+        .join(format!("{}.wasm", versions[0].sha256));
+    assert_eq!(std::fs::read(kept).unwrap(), std::fs::read(&file).unwrap());
+    // A refused one leaves nothing, and an unknown tenant is named.
+    let escape = TestServer::components_dir().join("escape_attempt.wasm");
+    let refused = Push { file: &escape, ..push.clone() };
+    let err = media_analyzer::component::push_local(&refused, &store, data.path(), "local")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not allow"), "{err}");
+    assert_eq!(store.component_versions(&tenant.id).await.unwrap().len(), 1);
+    let err = media_analyzer::component::push_local(&push, &store, data.path(), "nobody")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no tenant named 'nobody'"), "{err}");
+}
