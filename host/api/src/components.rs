@@ -72,6 +72,20 @@ const MAX_REASON_CHARS: usize = 1000;
 /// their own).
 const MAX_FIELDS: usize = 8;
 
+/// The form of an upload (documentation only: the handler reads the fields one by one, bounded).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ComponentUploadForm {
+    /// Lowercase letters, digits and '-', starting with a letter.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,63}$")]
+    name: String,
+    #[schema(pattern = "^(detector|trigger|effects)$")]
+    world: String,
+    /// The .wasm component.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadedComponent {
     pub name: String,
@@ -181,7 +195,7 @@ async fn read_form(mut multipart: Multipart, max_bytes: usize) -> Result<UploadF
 /// Uploads a component: the file is checked (a component for the world, importing only what the
 /// world allows, compiling within the limits), then stored as the next version of the name.
 #[utoipa::path(post, path = "/api/v1/components", tag = "components",
-    request_body(content_type = "multipart/form-data", description = "fields `name` (lowercase letters, digits, '-'), `world` (detector | trigger | effects) and `file` (the .wasm component)"),
+    request_body(content = ComponentUploadForm, content_type = "multipart/form-data", description = "fields `name` (lowercase letters, digits, '-'), `world` (detector | trigger | effects) and `file` (the .wasm component)"),
     responses((status = 201, body = UploadedComponent), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "the name belongs to a component of another world", body = ErrorBody),
@@ -396,7 +410,9 @@ pub async fn list_components(
 #[utoipa::path(delete, path = "/api/v1/components/{name}/versions/{version}", tag = "components",
     params(("name" = String, Path, description = "component name", max_length = 64),
         ("version" = u32, Path, description = "version (1, 2, …)", minimum = 1)),
-    responses((status = 204, description = "deleted"), (status = 401, body = ErrorBody),
+    responses((status = 204, description = "deleted"),
+        (status = 400, description = "a path that is not UTF-8 once percent-decoded", body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "a pipeline uses it", body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -154,6 +154,19 @@ fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
+/// Waits (up to 10 s) until `count` threads named `prefix…` run: a new thread names itself once
+/// it starts, which may be after `spawn` returned.
+fn wait_for_threads(prefix: &str, count: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = threads_named(prefix);
+        if seen == count || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Dropping a model answers the run in progress and the queued one, and its worker threads are
 /// gone when the drop returns (a swapped-out model frees its sessions at a known point).
 #[test]
@@ -168,7 +181,7 @@ fn dropping_a_model_finishes_its_runs_and_joins_its_workers() {
         },
     )
     .unwrap();
-    assert_eq!(threads_named("model-dropped-"), 2);
+    assert_eq!(wait_for_threads("model-dropped-", 2), 2);
     let input = nanodet_input(&rgb_of(&catalog.fixture_path("coffee").unwrap()));
     let runs: Vec<_> = (0..3)
         .map(|_| model.submit(input.clone()).unwrap())
