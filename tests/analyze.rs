@@ -23,6 +23,8 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
     let options = AnalyzeOptions {
         input: clip.to_string_lossy().into_owned(),
         components: Vec::new(),
+        wasm: Vec::new(),
+        config: Vec::new(),
         every: 10,
         json: Some(json.clone()),
         components_dir: components_dir(Some(&components)),
@@ -85,4 +87,54 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
         let err = format!("{:#}", analyze(&clip).unwrap_err());
         assert!(err.contains("--clip"), "{err}");
     }
+}
+
+/// A component of one's own (the SDK example) runs on a file with `--wasm` and its settings,
+/// after the same check an upload gets: a component of another world is refused before anything
+/// runs, naming why.
+#[test]
+fn analyze_runs_a_component_of_ones_own_after_the_upload_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("halves.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("color=c=white:s=320x180:r=10,drawbox=x=0:y=0:w=160:h=180:color=0x1E2BE4@1:t=fill")
+        .args(["-t", "1", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let built = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("wasm32-wasip2/release");
+    let options = AnalyzeOptions {
+        input: clip.to_string_lossy().into_owned(),
+        components: Vec::new(),
+        wasm: vec![built.join("brand_colour.wasm")],
+        config: vec![("colour".into(), "1e2be4".into())],
+        every: 1,
+        json: None,
+        components_dir: components_dir(Some(&built)),
+        progress: false,
+        accelerator: inference::Accelerator::Cpu,
+    };
+    let summary = analyze(&options).unwrap();
+    assert_eq!(summary.analysed_frames, 10);
+    assert_eq!(summary.failed_calls, 0);
+    assert_eq!(
+        summary.labels.keys().collect::<Vec<_>>(),
+        ["colour:1e2be4"],
+        "only the component of one's own ran: {}",
+        summary.table()
+    );
+    assert_eq!(summary.labels["colour:1e2be4"].frames, 10);
+    let wrong_world = AnalyzeOptions {
+        wasm: vec![built.join("wrong_world.wasm")],
+        ..options
+    };
+    let err = format!("{:#}", analyze(&wrong_world).unwrap_err());
+    assert!(err.contains("would be refused as an upload"), "{err}");
 }

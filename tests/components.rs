@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use e2e::{TestServer, http_request, http_send_bytes};
 use media_analyzer::component::{Push, multipart_form, push_to_server};
 use serde_json::Value;
-use e2e::{TestServer, http_request, http_send_bytes};
 
 fn component(name: &str) -> Vec<u8> {
     let path = TestServer::components_dir().join(format!("{}.wasm", name.replace('-', "_")));
@@ -327,7 +327,11 @@ async fn component_push_into_a_local_data_directory() {
     let versions = store.component_versions(&tenant.id).await.unwrap();
     assert_eq!(versions.len(), 1);
     assert_eq!(
-        (versions[0].name.as_str(), versions[0].version, versions[0].created_by.as_str()),
+        (
+            versions[0].name.as_str(),
+            versions[0].version,
+            versions[0].created_by.as_str()
+        ),
         ("faces", 1, "cli")
     );
     let kept = data
@@ -337,7 +341,10 @@ async fn component_push_into_a_local_data_directory() {
     assert_eq!(std::fs::read(kept).unwrap(), std::fs::read(&file).unwrap());
     // A refused one leaves nothing, and an unknown tenant is named.
     let escape = TestServer::components_dir().join("escape_attempt.wasm");
-    let refused = Push { file: &escape, ..push.clone() };
+    let refused = Push {
+        file: &escape,
+        ..push.clone()
+    };
     let err = media_analyzer::component::push_local(&refused, &store, data.path(), "local")
         .await
         .unwrap_err();
@@ -346,5 +353,274 @@ async fn component_push_into_a_local_data_directory() {
     let err = media_analyzer::component::push_local(&push, &store, data.path(), "nobody")
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no tenant named 'nobody'"), "{err}");
+    assert!(
+        err.to_string().contains("no tenant named 'nobody'"),
+        "{err}"
+    );
+}
+
+/// Ten swaps between two versions of a detector on a live RTMP stream: each `PUT` answers with
+/// the frame its pipeline applies from, and the stream's `pipeline` events say the same; every
+/// analysed frame's detections (live and stored) come from one version — the one in force at that
+/// frame —, no frame is analysed twice, and a swap skips no more frames than analysis skips
+/// anyway. Every swap is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swaps_on_a_live_stream_lose_and_mix_no_frames() {
+    use std::collections::{BTreeMap, HashSet};
+    use std::time::Duration;
+
+    let photo = e2e::fixture_photo("coffee");
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    let key = server.api_key.clone();
+    let detector = component("object-detector");
+    for version in [1, 2] {
+        let (status, body) = upload(&server, &key, "cups", "detector", &detector).await;
+        assert_eq!((status, &body["version"]), (201, &Value::from(version)));
+    }
+    let token = server.playback_token().await;
+    let mut viewer = e2e::Viewer::connect(
+        &server.http(""),
+        &server.stream_id,
+        &format!("token={token}"),
+    )
+    .await
+    .unwrap();
+    let publisher = e2e::publish_photo(&photo, &server.rtmp_url(&server.stream_key), 16);
+    // Analysis is under way before the first swap.
+    let mut events = viewer
+        .until(Duration::from_secs(30), |e| e["type"] == "detections")
+        .await;
+
+    let pipeline = server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id));
+    let mut answers = Vec::new();
+    for swap in 0..10 {
+        let version = 1 + swap % 2;
+        let body = format!(r#"{{"detector":[{{"name":"cups","version":{version}}}]}}"#);
+        let (status, text) = e2e::http_send("PUT", &pipeline, Some(&key), &body).await;
+        assert_eq!(status, 200, "{text}");
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        let seq = answer["applies_from_seq"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("swap {swap} did not apply within 5 s: {answer}"));
+        answers.push((answer["change"].as_str().unwrap().to_string(), seq, version));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let (ok, stderr) = e2e::finish(publisher, Duration::from_secs(40)).await;
+    assert!(ok, "{stderr}");
+    events.extend(
+        viewer
+            .until(Duration::from_secs(30), |e| {
+                e["type"] == "stream" && e["state"] == "offline"
+            })
+            .await,
+    );
+
+    // The pipeline events are the answers, in order.
+    let applied: Vec<(String, u64)> = events
+        .iter()
+        .filter(|e| e["type"] == "pipeline")
+        .map(|e| {
+            (
+                e["change"].as_str().unwrap().to_string(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let asked: Vec<(String, u64)> = answers.iter().map(|(c, s, _)| (c.clone(), *s)).collect();
+    assert_eq!(applied, asked);
+    assert!(events.iter().all(|e| e["type"] != "lagged"));
+    // The version in force at a frame: the last swap that applied at or before it.
+    let in_force = |seq: u64| {
+        answers
+            .iter()
+            .rev()
+            .find(|(_, from, _)| *from <= seq)
+            .map(|(_, _, v)| format!("cups@{v}"))
+    };
+    let frames: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "detections")
+        .collect();
+    let mut seen = HashSet::new();
+    let mut analysed = Vec::new();
+    for frame in &frames {
+        let seq = frame["seq"].as_u64().unwrap();
+        assert!(seen.insert(seq), "frame {seq} analysed twice");
+        analysed.push(seq);
+        let components: HashSet<&str> = frame["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["component"].as_str().unwrap())
+            .collect();
+        if let Some(version) = in_force(seq) {
+            assert!(
+                components.iter().all(|c| *c == version),
+                "frame {seq}: {components:?}, expected only {version}"
+            );
+        }
+    }
+    assert!(
+        analysed.windows(2).all(|w| w[0] < w[1]),
+        "frames out of order"
+    );
+    // Each swap's first frame was analysed, and the gap before it is like any other gap.
+    let starts: HashSet<u64> = answers.iter().map(|(_, s, _)| *s).collect();
+    assert!(starts.iter().all(|s| seen.contains(s)));
+    let gaps = analysed.windows(2).map(|w| (w[1], w[1] - w[0]));
+    let (at_swaps, elsewhere): (Vec<_>, Vec<_>) = gaps.partition(|(seq, _)| starts.contains(seq));
+    let widest = elsewhere.iter().map(|(_, g)| *g).max().unwrap_or(1);
+    for (seq, gap) in at_swaps {
+        assert!(
+            gap <= 2 * widest + 1,
+            "{gap} frames skipped before swap frame {seq} (elsewhere at most {widest})"
+        );
+    }
+    // The store has what viewers saw: per frame, detections of one version only.
+    let (status, text) = http_request(
+        "GET",
+        &server.http(&format!(
+            "/api/v1/streams/{}/detections?limit=1000",
+            server.stream_id
+        )),
+        Some(&key),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    let mut by_frame: BTreeMap<u64, HashSet<String>> = BTreeMap::new();
+    for d in stored["detections"].as_array().unwrap() {
+        by_frame
+            .entry(d["seq"].as_u64().unwrap())
+            .or_default()
+            .insert(d["component"].as_str().unwrap().to_string());
+    }
+    for (seq, components) in &by_frame {
+        if let Some(version) = in_force(*seq) {
+            assert_eq!(components.len(), 1, "frame {seq}: {components:?}");
+            assert!(components.contains(&version), "frame {seq}: {components:?}");
+        }
+    }
+    // Every swap is on record, with the key that made it.
+    let tenant = server
+        .store()
+        .stream_by_id(&server.stream_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .tenant_id;
+    let changes = server.store().pipeline_changes(&tenant, 50).await.unwrap();
+    assert_eq!(changes.len(), 10);
+    assert!(changes.iter().all(|c| c.by.starts_with("key_")));
+    println!(
+        "{} frames analysed; swaps applied at {:?}",
+        analysed.len(),
+        answers.iter().map(|(_, s, _)| s).collect::<Vec<_>>()
+    );
+    server.stop().await;
+}
+
+/// The SDK example (components/examples/brand-colour, under 50 lines) is built, uploaded, set as
+/// a stream's pipeline before the stream starts — so it runs from the first frame — and finds
+/// the brand-red half of a published picture, with its settings from the pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame() {
+    use std::time::{Duration, Instant};
+
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../components/examples/brand-colour/src/lib.rs"),
+    )
+    .unwrap();
+    assert!(
+        source.lines().count() < 50,
+        "the example grew past 50 lines"
+    );
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    let key = server.api_key.clone();
+    let (status, uploaded) = upload(
+        &server,
+        &key,
+        "brand-colour",
+        "detector",
+        &component("brand-colour"),
+    )
+    .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let (status, text) = e2e::http_send(
+        "PUT",
+        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
+        Some(&key),
+        r##"{"detector":[{"name":"brand-colour","config":{"colour":"#E41E2B","min-share":"0.2"}}]}"##,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    // The left half brand red, the right half white.
+    let mut publisher = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("color=c=white:s=640x360:r=30,drawbox=x=0:y=0:w=320:h=360:color=0xE41E2B@1:t=fill")
+        .args([
+            "-t", "5", "-c:v", "libx264", "-preset", "veryfast", "-g", "30",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-f", "flv"])
+        .arg(server.rtmp_url(&server.stream_key))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg");
+    let path = format!("/api/v1/streams/{}/detections?limit=1000", server.stream_id);
+    let started = Instant::now();
+    let found = loop {
+        let (status, body) = server.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let found = page["detections"].as_array().unwrap().clone();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "nothing found within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let _ = publisher.wait().await;
+    for d in &found {
+        assert_eq!(
+            (&d["label"], &d["component"]),
+            (
+                &Value::from("colour:e41e2b"),
+                &Value::from("brand-colour@1")
+            ),
+            "only the stream's pipeline ran: {d}"
+        );
+        let b: Vec<f64> = d["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            b[0] < 0.02 && (b[2] - 0.5).abs() < 0.03 && b[3] > 0.97,
+            "{b:?}"
+        );
+        assert!(d["score"].as_f64().unwrap() > 0.9, "{d}");
+    }
+    server.stop().await;
 }

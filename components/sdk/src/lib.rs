@@ -20,7 +20,7 @@ wit_bindgen::generate!({
 
 pub use exports::media_analyzer::pipeline::detect::Guest as Detect;
 pub use media_analyzer::pipeline::frames::{
-    ChannelOrder, Frame, Layout, Placement, Resize, TensorSpec,
+    ChannelOrder, Frame, Layout, PixelFormat, Placement, Resize, TensorSpec,
 };
 pub use media_analyzer::pipeline::log::{Level, log};
 pub use media_analyzer::pipeline::types::{Bbox, Detection, FrameInfo};

@@ -9,13 +9,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use runtime::{DetectorRegistry, Runtime, World};
+use runtime::{Runtime, World};
 use store::{BatchJob, JobStart, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::output::Output;
+use crate::pipelines::StreamPipelines;
 use crate::{AnalysisStats, analyse_frame, guarded, lock};
 
 /// Segments of one stream that may wait for batch analysis (30 min of 2 s segments); more are
@@ -41,8 +42,8 @@ const BATCH_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// Nth frame, and records the outcome in the store.
 pub(crate) struct BatchQueue<'a> {
     pub(crate) runtime: &'a Runtime,
-    /// Per tenant, the detectors to run (a snapshot per segment).
-    pub(crate) components: &'a DetectorRegistry,
+    /// What each stream runs (one pipeline per segment).
+    pub(crate) pipelines: &'a StreamPipelines,
     pub(crate) store: &'a Store,
     pub(crate) stats: &'a AnalysisStats,
     pub(crate) hls_root: &'a Path,
@@ -222,6 +223,15 @@ impl BatchQueue<'_> {
             tenant: &stream.tenant_id,
             session,
         };
+        // One pipeline for the whole segment: the stream's own or its tenant's.
+        let pipeline =
+            match self
+                .pipelines
+                .for_batch(self.handle, &stream.tenant_id, &job.stream_id)
+            {
+                Ok(p) => p,
+                Err(e) => return Ok(SegmentRun::Retry(format!("its pipeline: {e}"))),
+            };
         let file = hls::segment_file_name(job.segment_seq.max(0) as u64);
         let path = self.hls_root.join(&job.stream_id).join(&file);
         if !path.is_file() {
@@ -271,7 +281,6 @@ impl BatchQueue<'_> {
                         }
                     }
                 }
-                let pipeline = self.components.pipeline(&stream.tenant_id);
                 let found = analyse_frame(
                     &job.stream_id,
                     &frame,

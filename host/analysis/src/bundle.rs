@@ -87,6 +87,7 @@ pub fn load_bundle(
         components.push(ActiveDetector {
             name: name.to_string(),
             version: 0,
+            config: Vec::new(),
             component: runtime.load_detector(&bytes)?,
         });
     }

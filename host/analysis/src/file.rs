@@ -1,5 +1,6 @@
 //! `media-analyzer analyze FILE|URL`: analysis of a recording (or an HLS URL) with the bundled
-//! detector components, a progress line, optional JSON Lines output and a summary.
+//! detector components or a component of one's own (`--wasm`, checked as an upload is), a progress
+//! line, optional JSON Lines output and a summary.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -16,8 +17,14 @@ use crate::{AnalysisStats, analyse_frame};
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
     pub input: String,
-    /// Bundled component names (default: all).
+    /// Bundled component names (default: object-detector and face-detector, unless `wasm` names
+    /// components of one's own).
     pub components: Vec<String>,
+    /// Detector components of one's own (.wasm files), checked as an upload is and run after the
+    /// bundled ones, with the models of the default bundled components available to them.
+    pub wasm: Vec<PathBuf>,
+    /// Settings for the `wasm` components (`name=value`), as a pipeline's `config` gives them.
+    pub config: Vec<(String, String)>,
     /// Analyse every Nth frame.
     pub every: u64,
     pub json: Option<PathBuf>,
@@ -99,6 +106,32 @@ struct JsonFrame<'a> {
     detections: &'a [bus::Detection],
 }
 
+/// A detector component of one's own, checked as an upload is (a component of the detector world
+/// that imports nothing else), named after its file.
+fn own_component(
+    runtime: &runtime::Runtime,
+    path: &std::path::Path,
+    config: &[(String, String)],
+) -> anyhow::Result<runtime::ActiveDetector> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    runtime
+        .check_upload(runtime::World::Detector, &bytes)
+        .with_context(|| format!("{} would be refused as an upload", path.display()))?;
+    let component = runtime
+        .load_detector(&bytes)
+        .with_context(|| format!("loading {}", path.display()))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().replace('_', "-"))
+        .unwrap_or_else(|| "component".into());
+    Ok(runtime::ActiveDetector {
+        name,
+        version: 0,
+        config: config.to_vec(),
+        component,
+    })
+}
+
 pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     if options.every == 0 {
         bail!("--every must be at least 1");
@@ -111,7 +144,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     let wanted = bundled(&names)?;
     let Bundle {
         runtime,
-        components,
+        mut components,
     } = load_bundle(
         &wanted,
         &options.components_dir,
@@ -122,6 +155,15 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
             nice: 0,
         },
     )?;
+
+    if !options.wasm.is_empty() {
+        if options.components.is_empty() {
+            components.clear(); // their models stay, for the components of one's own
+        }
+        for path in &options.wasm {
+            components.push(own_component(&runtime, path, &options.config)?);
+        }
+    }
 
     // Decoding runs on its own thread, a few frames ahead of analysis, so the two overlap.
     let (frames_tx, frames_rx) =

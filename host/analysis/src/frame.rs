@@ -47,11 +47,9 @@ pub fn analyse_frame(
     let mut detections = Vec::new();
     let mut ran = Vec::new();
     let mut inference = Duration::ZERO;
-    for ActiveDetector {
-        name, component, ..
-    } in components
-    {
-        match runtime.detect(component, host_frame.clone(), &[]) {
+    for active in components {
+        let name = active.label();
+        match runtime.detect(&active.component, host_frame.clone(), &active.config) {
             Ok(outcome) => {
                 inference += outcome.inference;
                 ran.push(name.clone());

@@ -16,7 +16,8 @@
 //! Where the work is: [`frame::analyse_frame`] runs a frame through the components (live, batch,
 //! `analyze` and the benchmarks all call it); [`live::LiveAnalysis`] decodes and analyses the
 //! streams live in the hub; [`batch::BatchQueue`] analyses queued segments from disk;
-//! [`file::analyze`] analyses a file; [`bundle::load_bundle`] loads components and models.
+//! [`file::analyze`] analyses a file; [`pipelines::StreamPipelines`] holds what each live stream
+//! runs and swaps it on a pipeline signal; [`bundle::load_bundle`] loads components and models.
 
 pub mod batch;
 pub mod bench;
@@ -25,12 +26,14 @@ pub mod file;
 pub mod frame;
 pub mod live;
 mod output;
+pub mod pipelines;
 pub mod stats;
 
 pub use batch::{BATCH_ATTEMPTS, BATCH_LEASE, BATCH_QUEUE_LIMIT, BatchWake, queue_for_batch};
 pub use bundle::{Bundle, ModelSettings, components_dir, default_components_dir, load_bundle};
 pub use frame::{FrameAnalysis, analyse_frame};
 pub use live::{LiveAnalysis, StreamModes};
+pub use pipelines::{PipelineError, StreamPipelines};
 pub use stats::{AnalysisStats, Stage};
 
 /// Niceness of analysis threads (analysers, model sessions, the batch worker): when the CPU is

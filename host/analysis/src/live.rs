@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use decode::{DecodeEffort, LatestFrame, VideoDecoder};
 use media::{HubEvent, Overflow, StreamHub, Subscription};
-use runtime::{ActiveDetector, DetectorRegistry, Pipeline, Runtime, World};
-use store::{AnalysisMode, Store};
+use runtime::{ActiveDetector, Runtime, World};
+use store::{AnalysisMode, ComponentFiles, Store};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::batch::{BatchQueue, BatchWake};
 use crate::bundle::{Bundle, DEFAULT_COMPONENTS, ModelSettings, bundled, load_bundle};
 use crate::output::Output;
+use crate::pipelines::StreamPipelines;
 use crate::{ANALYSIS_NICE, AnalysisStats, Stage, analyse_frame, guarded, lock};
 
 /// Slice threads per live decoder: a frame cut into slices (OBS's low-latency x264 settings) is
@@ -97,8 +98,8 @@ impl StreamModes {
 /// The detector components and models for live streams.
 pub struct LiveAnalysis {
     runtime: Arc<Runtime>,
-    /// Per tenant, the detectors to run; the bundled ones by default.
-    components: Arc<DetectorRegistry>,
+    /// Per live stream, the detectors to run: what its tenant chose, the bundled ones by default.
+    pipelines: Arc<StreamPipelines>,
     store: Store,
     stats: Arc<AnalysisStats>,
     hls_root: PathBuf,
@@ -127,15 +128,23 @@ impl LiveAnalysis {
         self.runtime.clone()
     }
 
+    /// The pipelines of the streams live here (pipeline signals go to it).
+    pub fn pipelines(&self) -> Arc<StreamPipelines> {
+        self.pipelines.clone()
+    }
+
     /// What wakes the batch worker ([`crate::queue_for_batch`] takes it).
     pub fn batch_wake(&self) -> BatchWake {
         self.batch_wake.clone()
     }
 
     /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
-    /// or components are not installed, so `serve` still ingests and packages video.
+    /// or components are not installed, so `serve` still ingests and packages video. Tenants'
+    /// uploaded components are read from `files` when a pipeline names them.
+    #[allow(clippy::too_many_arguments)]
     pub fn load(
         components_dir: &Path,
+        files: ComponentFiles,
         models: ModelSettings,
         hls_root: PathBuf,
         store: Store,
@@ -155,12 +164,15 @@ impl LiveAnalysis {
                     analysers_per_stream = models.sessions,
                     "live analysis ready"
                 );
+                let runtime = Arc::new(runtime);
                 Some(Self {
-                    runtime: Arc::new(runtime),
-                    components: Arc::new(DetectorRegistry::new(Pipeline::new([(
-                        World::Detector,
+                    pipelines: Arc::new(StreamPipelines::new(
+                        runtime.clone(),
                         components,
-                    )]))),
+                        store.clone(),
+                        files,
+                    )),
+                    runtime,
                     store,
                     stats,
                     hls_root,
@@ -189,9 +201,9 @@ impl LiveAnalysis {
         let batch = std::thread::Builder::new()
             .name("analyse-batch".into())
             .spawn({
-                let (runtime, components, store, stats, root, handle, stop, publisher) = (
+                let (runtime, pipelines, store, stats, root, handle, stop, publisher) = (
                     self.runtime.clone(),
-                    self.components.clone(),
+                    self.pipelines.clone(),
                     self.store.clone(),
                     self.stats.clone(),
                     self.hls_root.clone(),
@@ -204,7 +216,7 @@ impl LiveAnalysis {
                     inference::set_thread_nice(ANALYSIS_NICE);
                     let queue = BatchQueue {
                         runtime: &runtime,
-                        components: &components,
+                        pipelines: &pipelines,
                         store: &store,
                         stats: &stats,
                         hls_root: &root,
@@ -260,20 +272,27 @@ impl LiveAnalysis {
         // Frame numbers start again in each publish session: its start tells the sessions apart
         // in the store.
         let session = store::now_ms();
+        // Held by the decoder and the analysers: the stream's pipeline is followed until the
+        // last of them ends.
+        let pipeline = Arc::new(self.pipelines.start(&tenant, &stream));
         let mut threads = vec![
             std::thread::Builder::new()
                 .name(format!("decode-{stream}"))
                 .spawn({
-                    let (slot, handle, stream, stats, store, modes) = (
+                    let (slot, handle, stream, stats, store, modes, pipeline) = (
                         slot.clone(),
                         handle.clone(),
                         stream.clone(),
                         self.stats.clone(),
                         self.store.clone(),
                         self.modes.clone(),
+                        pipeline.clone(),
                     );
                     let (mode_session, mode) = modes.follow(&stream);
                     move || {
+                        // Before the first frame: what the tenant chose runs from frame 0.
+                        pipeline.load(&handle);
+                        drop(pipeline);
                         let source = DecoderInput { subscription, mode };
                         decode_stream(&stream, source, &slot, &handle, &stats, &store);
                         modes.forget(&stream, mode_session);
@@ -285,9 +304,10 @@ impl LiveAnalysis {
                 std::thread::Builder::new()
                     .name(format!("analyse-{stream}-{i}"))
                     .spawn({
-                        let (runtime, components, store, stats, publisher) = (
+                        let (runtime, pipelines, session_hold, store, stats, publisher) = (
                             self.runtime.clone(),
-                            self.components.clone(),
+                            self.pipelines.clone(),
+                            pipeline.clone(),
                             self.store.clone(),
                             self.stats.clone(),
                             self.publisher.clone(),
@@ -311,14 +331,9 @@ impl LiveAnalysis {
                                 session,
                             };
                             analyse_stream(
-                                &stream,
-                                &slot,
-                                &order,
-                                &fair,
-                                &runtime,
-                                &components,
-                                &out,
-                            )
+                                &stream, &slot, &order, &fair, &runtime, &pipelines, &out,
+                            );
+                            drop(session_hold);
                         }
                     }),
             );
@@ -502,10 +517,12 @@ impl EffortControl {
 
 /// Hands out turns so that a stream's results leave in the order its frames were taken, whichever
 /// analyser finishes first: the viewers' `?since=` resume and the overlay rely on frame order.
+/// The pipeline a frame runs is chosen with its turn, so pipelines change in frame order too.
 #[derive(Default)]
 struct FrameOrder {
-    /// The next turn to hand out; held while waiting for a frame, so turns follow frame order.
-    taking: Mutex<u64>,
+    /// The next turn to hand out, and the change of the pipeline the last frame taken runs
+    /// (`None` before the first frame); held while taking a frame, so turns follow frame order.
+    taking: Mutex<(u64, Option<Option<String>>)>,
     /// The turn whose results may leave now.
     leaving: Mutex<u64>,
     left: Condvar,
@@ -518,20 +535,41 @@ struct Turn<'a> {
     number: u64,
 }
 
+/// A frame taken for analysis: its turn, the pipeline it runs to the end, and whether that
+/// pipeline differs from the previous frame's.
+struct Taken<'a, P> {
+    frame: decode::Frame,
+    turn: Turn<'a>,
+    pipeline: Arc<P>,
+    swapped: bool,
+}
+
 impl FrameOrder {
-    /// Takes the newest frame, if one waits, and the next turn with it.
-    fn try_take(&self, slot: &LatestFrame) -> Option<(decode::Frame, Turn<'_>)> {
+    /// Takes the newest frame, if one waits, with the next turn and the stream's `pipeline` now.
+    fn try_take<P>(
+        &self,
+        slot: &LatestFrame,
+        pipeline: impl FnOnce() -> (Arc<P>, Option<String>),
+    ) -> Option<Taken<'_, P>> {
         let mut taking = self.taking.lock().unwrap_or_else(|e| e.into_inner());
         let frame = slot.try_take()?;
-        let number = *taking;
-        *taking += 1;
-        Some((
+        let (pipeline, change) = pipeline();
+        let number = taking.0;
+        taking.0 += 1;
+        let swapped = match &taking.1 {
+            None => change.is_some(),
+            Some(previous) => *previous != change,
+        };
+        taking.1 = Some(change);
+        Some(Taken {
             frame,
-            Turn {
+            turn: Turn {
                 order: self,
                 number,
             },
-        ))
+            pipeline,
+            swapped,
+        })
     }
 }
 
@@ -566,7 +604,7 @@ fn analyse_stream(
     order: &FrameOrder,
     fair: &inference::FairShare,
     runtime: &Runtime,
-    components: &DetectorRegistry,
+    pipelines: &StreamPipelines,
     out: &Output,
 ) {
     // Wait for a frame, then for this stream's turn on the models (round-robin over streams),
@@ -575,7 +613,18 @@ fn analyse_stream(
         let Some(share) = fair.turn(stream, TURN_WAIT) else {
             continue;
         };
-        let Some((frame, turn)) = order.try_take(slot) else {
+        // One pipeline per frame, chosen in frame order: a swap applies from the next frame.
+        let Some(Taken {
+            frame,
+            turn,
+            pipeline,
+            swapped,
+        }) = order.try_take(slot, || {
+            let p = pipelines.pipeline(stream);
+            let change = p.change.clone();
+            (p, change)
+        })
+        else {
             continue; // this stream's other analyser took it
         };
         // A panic loses this frame, not the analyser; the turn still passes on when dropped.
@@ -584,8 +633,6 @@ fn analyse_stream(
             out.stats
                 .stage(Stage::Queue)
                 .observe_ms(taken - frame.decoded_ms);
-            // One pipeline per frame: a swap applies from the next frame.
-            let pipeline = components.pipeline(out.tenant);
             let detectors: &[ActiveDetector] = pipeline.stage(World::Detector);
             let mut analysed = analyse_frame(stream, &frame, runtime, detectors, out.stats);
             let done = store::now_ms();
@@ -602,6 +649,9 @@ fn analyse_stream(
             }
             drop(share); // the models are free for the next stream while results go out
             turn.wait();
+            if swapped {
+                out.pipeline_applied(stream, &frame, &pipeline);
+            }
             out.send(stream, &frame, &analysed);
             done
         });
@@ -623,6 +673,17 @@ mod tests {
         decode::Frame::new(seq, seq as i64 * 33, 1, 1, vec![0; 3])
     }
 
+    fn take<'a>(
+        order: &'a FrameOrder,
+        slot: &LatestFrame,
+        change: Option<&str>,
+    ) -> Option<(decode::Frame, Turn<'a>, bool)> {
+        let change = change.map(str::to_string);
+        order
+            .try_take(slot, || (Arc::new(()), change))
+            .map(|t| (t.frame, t.turn, t.swapped))
+    }
+
     /// Two analysers: the one with the later frame finishes first, yet its results wait until the
     /// earlier frame's have left; and a turn given up without sending (a failed analyser) still
     /// lets the next frame go.
@@ -631,11 +692,11 @@ mod tests {
         let (slot, order) = (LatestFrame::new(), FrameOrder::default());
         let left = Mutex::new(Vec::new());
         slot.offer(frame(10));
-        let (first, first_turn) = order.try_take(&slot).unwrap();
+        let (first, first_turn, _) = take(&order, &slot, None).unwrap();
         slot.offer(frame(11));
-        let (second, second_turn) = order.try_take(&slot).unwrap();
+        let (second, second_turn, _) = take(&order, &slot, None).unwrap();
         slot.offer(frame(12));
-        let (_, third_turn) = order.try_take(&slot).unwrap();
+        let (_, third_turn, _) = take(&order, &slot, None).unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 second_turn.wait();
@@ -658,6 +719,35 @@ mod tests {
         });
         assert_eq!(*left.lock().unwrap(), [10, 11, 12]);
         slot.close();
-        assert!(order.try_take(&slot).is_none());
+        assert!(take(&order, &slot, None).is_none());
+    }
+
+    /// A frame is marked as the first of a new pipeline exactly when its pipeline's change differs
+    /// from the frame before it (the first frame: when it runs a stored pipeline at all).
+    #[test]
+    fn the_first_frame_of_each_pipeline_is_marked_once() {
+        let (slot, order) = (LatestFrame::new(), FrameOrder::default());
+        let changes = [
+            None,
+            None,
+            Some("chg_a"),
+            Some("chg_a"),
+            Some("chg_b"),
+            None,
+            None,
+        ];
+        let mut marked = Vec::new();
+        for (seq, change) in changes.iter().enumerate() {
+            slot.offer(frame(seq as u64));
+            let (frame, turn, swapped) = take(&order, &slot, *change).unwrap();
+            if swapped {
+                marked.push(frame.seq);
+            }
+            drop(turn);
+        }
+        assert_eq!(marked, [2, 4, 5]);
+        let (slot, order) = (LatestFrame::new(), FrameOrder::default());
+        slot.offer(frame(0));
+        assert!(take(&order, &slot, Some("chg_a")).unwrap().2);
     }
 }

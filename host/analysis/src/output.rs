@@ -65,3 +65,34 @@ impl Output<'_> {
         true
     }
 }
+
+impl Output<'_> {
+    /// Marks on the stream's events that `pipeline` applies from `frame` on (before the frame's
+    /// results, which the publisher keeps in order).
+    pub fn pipeline_applied(
+        &self,
+        stream: &str,
+        frame: &decode::Frame,
+        pipeline: &runtime::Pipeline<runtime::DetectorComponent>,
+    ) {
+        let Some(change) = &pipeline.change else {
+            return; // the bundled defaults: no stored change to report
+        };
+        self.stats.pipeline_swaps.fetch_add(1, Ordering::Relaxed);
+        self.publisher.send(bus::Envelope::new(
+            self.tenant,
+            bus::Event::Pipeline(bus::PipelineApplied {
+                stream: stream.to_string(),
+                seq: frame.seq,
+                pts_ms: frame.pts_ms,
+                change: change.clone(),
+                detector: pipeline
+                    .stage(runtime::World::Detector)
+                    .iter()
+                    .map(runtime::ActiveDetector::label)
+                    .collect(),
+                at: bus::rfc3339_ms(store::now_ms()),
+            }),
+        ));
+    }
+}

@@ -26,6 +26,8 @@ pub struct AnalysisStats {
     pub store_retries: AtomicU64,
     /// Live decoders that switched between realtime and batch.
     pub mode_changes: AtomicU64,
+    /// Live streams that went on to a new pipeline (the first frame it ran).
+    pub pipeline_swaps: AtomicU64,
     /// Frames whose results could not be stored after the retries: not published either (a
     /// viewer never sees results that `?since=` replay or the REST API would not have).
     pub frames_lost: AtomicU64,
@@ -181,6 +183,11 @@ impl Collector for AnalysisMetrics {
                 "mode_changes",
                 "live decoders that switched between realtime and batch analysis",
                 c(&s.mode_changes),
+            ),
+            (
+                "pipeline_swaps",
+                "live streams that went on to a new pipeline, counted at its first frame",
+                c(&s.pipeline_swaps),
             ),
             (
                 "frames_lost",

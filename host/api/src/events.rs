@@ -102,6 +102,11 @@ impl Viewers {
             .subscribe()
     }
 
+    /// Watches the stream's events for a `pipeline` event (see [`PipelineWatch::applied`]).
+    pub fn watch(&self, stream: &str) -> PipelineWatch {
+        PipelineWatch(self.ring(stream))
+    }
+
     fn deliver(&self, stream: &str, item: Item) {
         let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ring) = rings.get(stream)
@@ -195,6 +200,32 @@ impl Collector for ViewerMetrics {
             )?)?;
         }
         Ok(())
+    }
+}
+
+/// A stream's events from the moment of [`Viewers::watch`].
+pub struct PipelineWatch(broadcast::Receiver<Item>);
+
+impl PipelineWatch {
+    /// The first frame of the pipeline set by `change`, when its `pipeline` event arrives within
+    /// `wait`.
+    pub async fn applied(mut self, change: &str, wait: Duration) -> Option<u64> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let item = match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                Ok(Ok(item)) => item,
+            };
+            let Item::Event { seq: None, json } = item else {
+                continue;
+            };
+            if let Ok(bus::Event::Pipeline(applied)) = serde_json::from_str(json.as_str())
+                && applied.change == change
+            {
+                return Some(applied.seq);
+            }
+        }
     }
 }
 

@@ -76,9 +76,9 @@ pub struct AnalysisView {
     pub every: u32,
 }
 
-/// A JSON number with no fractional part (`5` or `5.0`: both are integers to JSON Schema) that
-/// fits in a u32; anything else is refused by the range check after it.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+/// A JSON number with no fractional part (`5` or `5.0`: both are integers to JSON Schema), as a
+/// u32 (larger ones saturate); anything else is refused by the range check after it.
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
     let value = match (n.as_u64(), n.as_f64()) {
         (Some(v), _) => Some(v),
@@ -89,7 +89,16 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error>
     };
     value
         .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
-        .ok_or_else(|| serde::de::Error::custom("every must be a whole number"))
+        .ok_or_else(|| serde::de::Error::custom("expected a whole number"))
+}
+
+/// [`whole_number`], or `null`.
+pub(crate) fn optional_whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_number")] u32);
+    Ok(Option::<Whole>::deserialize(d)?.map(|Whole(v)| v))
 }
 
 /// The analysis modes, as the API spells them.

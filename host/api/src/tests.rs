@@ -1183,3 +1183,250 @@ async fn each_role_may_do_what_it_allows_and_no_more() {
         }
     }
 }
+
+/// Takes every upload (the sandbox's check is tested in the runtime and end to end).
+struct AcceptEveryUpload;
+
+impl components::ComponentCheck for AcceptEveryUpload {
+    fn check(&self, _world: &str, _bytes: &[u8]) -> Result<Vec<String>, components::Refusal> {
+        Ok(Vec::new())
+    }
+}
+
+/// Pipelines: names resolve in the caller's namespace (or the bundled components), versions are
+/// fixed when set, what a stream runs says where it comes from, each change is stored and
+/// signalled, and a `PUT` on a live stream answers with the frame its pipeline applies from —
+/// here told by a stand-in for the analysis host, which answers each signal with the event.
+#[tokio::test]
+async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("db.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let bus = bus::Bus::connect(&bus::BusConfig::InProcess).await.unwrap();
+    let mut state = state_for(&store, dir.path().join("hls"), HttpLimits::default(), None);
+    state.signals = Signals::over(bus.publisher(64));
+    state.components = Some(components::ComponentUploads {
+        check: Arc::new(AcceptEveryUpload),
+        files: store::ComponentFiles::new(dir.path().join("components")),
+        max_bytes: 1 << 20,
+        bundled: ["object-detector", "face-detector"]
+            .map(|name| components::BundledComponent {
+                name: name.into(),
+                world: "detector".into(),
+            })
+            .into(),
+    });
+    tokio::spawn(state.viewers.clone().run(bus.subscribe().await.unwrap()));
+    // The analysis host: each pipeline signal for a stream is answered by its first frame.
+    let mut signals = bus.subscribe().await.unwrap();
+    let publisher = bus.publisher(64);
+    tokio::spawn(async move {
+        let mut seq = 100;
+        while let Some(bus::Delivery::Message(envelope)) = signals.recv().await {
+            if let bus::Event::Control(bus::Control::Pipeline {
+                stream: Some(stream),
+                change,
+            }) = &envelope.event
+            {
+                seq += 1;
+                publisher.send(bus::Envelope::new(
+                    envelope.tenant.clone(),
+                    bus::Event::Pipeline(bus::PipelineApplied {
+                        stream: stream.clone(),
+                        seq,
+                        pts_ms: seq as i64 * 33,
+                        change: change.clone(),
+                        detector: Vec::new(),
+                        at: bus::rfc3339_ms(store::now_ms()),
+                    }),
+                ));
+            }
+        }
+    });
+    let app = router(state);
+    let t = store.create_tenant("brand").await.unwrap();
+    let other = store.create_tenant("other").await.unwrap();
+    let editor = store
+        .create_api_key_with_role(&t.id, "ed", store::Role::Editor)
+        .await
+        .unwrap()
+        .secret;
+    let viewer = store
+        .create_api_key_with_role(&t.id, "view", store::Role::Viewer)
+        .await
+        .unwrap()
+        .secret;
+    let (stream, _) = store.create_stream(&t.id, "main").await.unwrap();
+    let (foreign, _) = store.create_stream(&other.id, "theirs").await.unwrap();
+    let upload = |tenant: &str, name: &'static str, world: &'static str, byte: u8| {
+        let (store, tenant) = (store.clone(), tenant.to_string());
+        let files = store::ComponentFiles::new(dir.path().join("components"));
+        async move {
+            let sha = files.put(&[byte; 64]).unwrap();
+            store
+                .add_component_version(store::NewComponent {
+                    tenant_id: &tenant,
+                    name,
+                    world,
+                    sha256: &sha,
+                    size: 64,
+                    created_by: "test",
+                })
+                .await
+                .unwrap()
+        }
+    };
+    upload(&t.id, "cups", "detector", 1).await;
+    upload(&t.id, "cups", "detector", 2).await;
+    upload(&t.id, "rules", "trigger", 3).await;
+    upload(&other.id, "secret", "detector", 4).await;
+    let put = |uri: String, key: &str, body: &str| {
+        let (app, key, body) = (app.clone(), key.to_string(), body.to_string());
+        async move {
+            let req = Request::builder()
+                .method("PUT")
+                .uri(uri)
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            let response = app.oneshot(req).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, json(&body))
+        }
+    };
+    let on_stream = format!("/api/v1/streams/{}/pipeline", stream.id);
+    // Nothing chosen: the bundled detectors.
+    let (status, body, _) = call(&app, "GET", &on_stream, Some(&viewer)).await;
+    assert_eq!(status, StatusCode::OK);
+    let now = json(&body);
+    assert_eq!(now["detector"]["source"], "bundled");
+    assert_eq!(now["detector"]["components"][1]["name"], "face-detector");
+    // A viewer may not change it; names of another tenant, unknown versions and a component of
+    // another world are refused, and nothing is stored.
+    let cups = r#"{"detector":[{"name":"cups"}]}"#;
+    assert_eq!(
+        put(on_stream.clone(), &viewer, cups).await.0,
+        StatusCode::FORBIDDEN
+    );
+    for (body, status, says) in [
+        (
+            r#"{"detector":[{"name":"secret"}]}"#,
+            StatusCode::NOT_FOUND,
+            "component version",
+        ),
+        (
+            r#"{"detector":[{"name":"cups","version":3}]}"#,
+            StatusCode::NOT_FOUND,
+            "component version",
+        ),
+        (
+            r#"{"detector":[{"name":"rules"}]}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "trigger component",
+        ),
+        (
+            r#"{"trigger":[{"name":"rules"}]}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "does not run trigger",
+        ),
+        (
+            r#"{"detector":[{"name":"cups"},{"name":"cups","version":1}]}"#,
+            StatusCode::BAD_REQUEST,
+            "twice",
+        ),
+        (
+            r#"{"detector":[{"name":"cups","config":{"":"x"}}]}"#,
+            StatusCode::BAD_REQUEST,
+            "setting names",
+        ),
+        (
+            r#"{"detector":[{"name":"cups"}],"brands":[]}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+    ] {
+        let (got, answer) = put(on_stream.clone(), &editor, body).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let (got, _) = put(
+        format!("/api/v1/streams/{}/pipeline", foreign.id),
+        &editor,
+        cups,
+    )
+    .await;
+    assert_eq!(got, StatusCode::NOT_FOUND, "another tenant's stream");
+    assert!(store.pipeline_changes(&t.id, 10).await.unwrap().is_empty());
+
+    // Offline: stored, no frame to apply from yet. No version: the latest, fixed now.
+    let (status, set) = put(on_stream.clone(), &editor, cups).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["detector"]["source"], "stream");
+    assert_eq!(set["detector"]["components"][0]["version"], 2);
+    assert!(set["change"].as_str().unwrap().starts_with("chg_"));
+    assert!(set.get("applies_from_seq").is_none(), "{set}");
+    // Live: the answer waits for the first frame of the new pipeline.
+    store
+        .mark_stream_live(&stream.id, store::now_ms())
+        .await
+        .unwrap();
+    let rollback = r#"{"detector":[{"name":"cups","version":1,"config":{"min-score":"0.4"}},{"name":"object-detector"}]}"#;
+    let (status, set) = put(on_stream.clone(), &editor, rollback).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["applies_from_seq"], 102, "{set}");
+    assert_eq!(
+        set["detector"]["components"][0]["config"]["min-score"],
+        "0.4"
+    );
+    assert_eq!(set["detector"]["components"][1]["version"], 0);
+    // `{}` changes nothing.
+    let (status, same) = put(on_stream.clone(), &editor, "{}").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(same.get("change").is_none());
+    assert_eq!(same["detector"]["change"], set["change"]);
+
+    // The tenant's default reaches streams without their own; the stream keeps its own.
+    let (status, default) = put(
+        "/api/v1/pipeline".into(),
+        &editor,
+        r#"{"detector":[{"name":"face-detector"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{default}");
+    assert_eq!(default["detector"]["source"], "tenant");
+    let (second, _) = store.create_stream(&t.id, "second").await.unwrap();
+    let (_, body, _) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/streams/{}/pipeline", second.id),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(json(&body)["detector"]["source"], "tenant");
+    assert_eq!(
+        json(&body)["detector"]["components"][0]["name"],
+        "face-detector"
+    );
+    let (_, body, _) = call(&app, "GET", &on_stream, Some(&viewer)).await;
+    assert_eq!(json(&body)["detector"]["source"], "stream");
+
+    // Every change is kept, with who made it.
+    let changes = store.pipeline_changes(&t.id, 10).await.unwrap();
+    assert_eq!(changes.len(), 3);
+    assert!(
+        changes.iter().all(|c| c.by.starts_with("key_")),
+        "{changes:?}"
+    );
+    // A version in use is not deleted.
+    assert!(matches!(
+        store.delete_component_version(&t.id, "cups", 1).await,
+        Err(store::StoreError::Conflict(_))
+    ));
+}

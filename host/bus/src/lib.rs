@@ -30,8 +30,8 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
 pub use message::{
-    Alert, Control, Detection, Envelope, Event, FrameDetections, FrameTiming, StreamChange,
-    VERSION, rfc3339_ms,
+    Alert, Control, Detection, Envelope, Event, FrameDetections, FrameTiming, PipelineApplied,
+    StreamChange, VERSION, rfc3339_ms,
 };
 
 #[derive(Debug, thiserror::Error)]

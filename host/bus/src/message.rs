@@ -23,6 +23,8 @@ pub enum Event {
     Alert(Alert),
     /// A stream went live or offline.
     Stream(StreamChange),
+    /// A new pipeline applies to a stream from frame `seq` on.
+    Pipeline(PipelineApplied),
     /// A signal from one host to all of them; never forwarded to WebSocket viewers.
     Control(Control),
 }
@@ -39,6 +41,14 @@ pub enum Control {
         stream: String,
         mode: String,
         every: u32,
+    },
+    /// A tenant's pipeline changed (`change` names the stored change): for one stream, or, with
+    /// no stream, the tenant's default for its streams. Hosts analysing the tenant's streams load
+    /// the new components and swap them in from the next frame.
+    Pipeline {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<String>,
+        change: String,
     },
 }
 
@@ -106,6 +116,23 @@ pub struct Alert {
     pub message: String,
 }
 
+/// The frame from which a stream runs a new pipeline: every frame before `seq` ran the previous
+/// one, every frame from `seq` on (until the next such event) this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineApplied {
+    pub stream: String,
+    /// The first frame analysed with it.
+    pub seq: u64,
+    pub pts_ms: i64,
+    /// The stored change (`chg_…`) that made it.
+    pub change: String,
+    /// The detectors that run, in order, as detections name them (`name`, or `name@version` for
+    /// an uploaded version).
+    pub detector: Vec<String>,
+    /// When it applied, RFC 3339.
+    pub at: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamChange {
     pub stream: String,
@@ -121,18 +148,21 @@ impl Event {
             Event::Detections(d) => &d.stream,
             Event::Alert(a) => &a.stream,
             Event::Stream(s) => &s.stream,
+            Event::Pipeline(p) => &p.stream,
             Event::Control(Control::Mode { stream, .. }) => stream,
+            Event::Control(Control::Pipeline { stream, .. }) => stream.as_deref().unwrap_or(""),
             // Tenant-wide: no stream.
             Event::Control(Control::KeyRevoked { .. }) => "",
         }
     }
 
-    /// `detections`, `alert`, `stream` or `control`: also the Pub/Sub topic suffix.
+    /// `detections`, `alert`, `stream`, `pipeline` or `control`: also the Pub/Sub topic suffix.
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Detections(_) => "detections",
             Event::Alert(_) => "alert",
             Event::Stream(_) => "stream",
+            Event::Pipeline(_) => "pipeline",
             Event::Control(_) => "control",
         }
     }
@@ -147,7 +177,8 @@ impl Event {
         match self {
             Event::Detections(d) => Some(d.seq),
             Event::Alert(a) => Some(a.seq),
-            Event::Stream(_) | Event::Control(_) => None,
+            // Not a frame's results: a viewer resuming after it still wants the frame itself.
+            Event::Stream(_) | Event::Pipeline(_) | Event::Control(_) => None,
         }
     }
 }

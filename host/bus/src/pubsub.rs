@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::{BusError, BusStats, Delivery, Envelope, Result, deliver, reconnect_delay};
 
-const KINDS: [&str; 4] = ["detections", "alert", "stream", "control"];
+const KINDS: [&str; 5] = ["detections", "alert", "stream", "pipeline", "control"];
 
 fn pubsub_error(what: &str, e: impl std::fmt::Display) -> BusError {
     BusError::PubSub(format!("{what}: {e}"))

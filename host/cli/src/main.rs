@@ -36,6 +36,13 @@ enum Command {
         /// `scripts/fetch-models --clip PATH`).
         #[arg(long, value_delimiter = ',')]
         components: Vec<String>,
+        /// A detector component of your own (.wasm), checked as an upload would be; repeat for
+        /// several. Without --components only these run.
+        #[arg(long, value_name = "FILE")]
+        wasm: Vec<std::path::PathBuf>,
+        /// A setting for the --wasm components, NAME=VALUE (repeat for several).
+        #[arg(long, value_name = "NAME=VALUE", value_parser = parse_setting)]
+        config: Vec<(String, String)>,
         /// Analyse every Nth frame.
         #[arg(long, default_value_t = 1)]
         every: u64,
@@ -249,6 +256,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Analyze {
             input,
             components,
+            wasm,
+            config,
             every,
             json,
             components_dir,
@@ -258,6 +267,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = analysis::file::AnalyzeOptions {
                 input,
                 components,
+                wasm,
+                config,
                 every,
                 json,
                 components_dir: analysis::components_dir(components_dir.as_deref()),
@@ -382,4 +393,12 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `NAME=VALUE`, for `analyze --config`.
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("'{s}' is not NAME=VALUE")),
+    }
 }

@@ -186,8 +186,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         let publisher = publisher.clone();
         let host = host.clone();
+        let files = component_files(&config.data);
         tokio::task::spawn_blocking(move || {
-            analysis::LiveAnalysis::load(&dir, models, hls_root, store, stats, publisher, host)
+            analysis::LiveAnalysis::load(
+                &dir, files, models, hls_root, store, stats, publisher, host,
+            )
         })
         .await?
     } else {
@@ -216,13 +219,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // stream's playlist gets its last segment and `EXT-X-ENDLIST`), let the packager finish,
     // stop analysis, drain bookkeeping into the store, stop following the bus, stop HTTP.
     // Subscribed before anything can publish, so no event is missed.
-    let mode_deliveries = match &analysis {
-        // Mode changes made on any API host reach the decoders of the streams live here.
-        Some(_) => Some(
+    let control_deliveries = match &analysis {
+        // Mode and pipeline changes made on any API host reach the streams live here.
+        Some(_) => Some((
             bus.subscribe()
                 .await
                 .context("subscribing to the event bus for control signals")?,
-        ),
+            bus.subscribe()
+                .await
+                .context("subscribing to the event bus for control signals")?,
+        )),
         None => None,
     };
     let viewer_deliveries = match config.role.serves_api() {
@@ -260,8 +266,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop.clone(),
         until_stopped(packager.run(hub.clone(), stop)),
     );
-    if let (Some(analysis), Some(mode_deliveries)) = (analysis, mode_deliveries) {
-        let (stop, modes) = (CancellationToken::new(), analysis.modes());
+    if let (Some(analysis), Some((mode_deliveries, pipeline_deliveries))) =
+        (analysis, control_deliveries)
+    {
+        let (stop, modes, pipelines) = (
+            CancellationToken::new(),
+            analysis.modes(),
+            analysis.pipelines(),
+        );
         services.spawn(
             "analysis",
             stop.clone(),
@@ -271,6 +283,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let signals = modes.follow_signals(mode_deliveries);
         services.spawn(
             "mode signals",
+            stop.clone(),
+            until_closed(signals, stop, "the bus subscription"),
+        );
+        let stop = CancellationToken::new();
+        let signals = pipelines.follow_signals(pipeline_deliveries);
+        services.spawn(
+            "pipeline signals",
             stop.clone(),
             until_closed(signals, stop, "the bus subscription"),
         );
@@ -395,8 +414,14 @@ fn metrics_registry(
     Arc::new(registry)
 }
 
-/// Uploads are checked in the sandbox (`runtime::Runtime::check_upload`) and kept under
-/// `{data}/components`.
+/// Where uploaded components are kept: `{data}/components`.
+pub fn component_files(data: &Path) -> store::ComponentFiles {
+    store::ComponentFiles::new(data.join("components"))
+}
+
+/// Uploads are checked in the sandbox (`runtime::Runtime::check_upload`) and kept in
+/// [`component_files`]. The bundled components listed are those live analysis loads (and runs
+/// when a tenant chose nothing).
 pub fn component_uploads(
     sandbox: Arc<runtime::Runtime>,
     data: &Path,
@@ -404,10 +429,10 @@ pub fn component_uploads(
     api::components::ComponentUploads {
         max_bytes: sandbox.config().max_component_bytes,
         check: Arc::new(SandboxCheck(sandbox)),
-        files: store::ComponentFiles::new(data.join("components")),
-        bundled: analysis::bundle::BUNDLED
+        files: component_files(data),
+        bundled: analysis::bundle::DEFAULT_COMPONENTS
             .iter()
-            .map(|(name, _)| api::components::BundledComponent {
+            .map(|name| api::components::BundledComponent {
                 name: name.to_string(),
                 world: "detector".into(),
             })

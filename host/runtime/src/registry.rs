@@ -1,10 +1,10 @@
-//! Which components run for whom: per tenant, per world, the active versions — swapped
-//! atomically, read as one snapshot per frame.
+//! Which components run where: per key (a live stream), per world, the active versions —
+//! swapped atomically, read as one snapshot per frame.
 //!
 //! Analysis takes a [`Pipeline`] snapshot for each frame and runs that frame with it to the end,
 //! so a swap applies from the next frame: in-flight calls finish on the old versions, and no
-//! frame has results from two pipelines. Tenants without their own pipeline run the defaults
-//! (the bundled components).
+//! frame has results from two pipelines. Keys without their own pipeline run the defaults (the
+//! bundled components).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -48,15 +48,31 @@ pub struct Active<C> {
     pub name: String,
     /// 0 for a bundled component; uploads count from 1.
     pub version: u32,
+    /// Its settings, as the component reads them (name, value).
+    pub config: Vec<(String, String)>,
     pub component: C,
+}
+
+impl<C> Active<C> {
+    /// What detections found by it carry as `component`: the name of a bundled component,
+    /// `name@version` of an uploaded one (so results say which version found them).
+    pub fn label(&self) -> String {
+        if self.version == 0 {
+            self.name.clone()
+        } else {
+            format!("{}@{}", self.name, self.version)
+        }
+    }
 }
 
 /// What runs on a tenant's frames: per world, the active components in order. Immutable; a
 /// change makes a new one.
 #[derive(Debug)]
 pub struct Pipeline<C> {
-    /// Counts the swaps of this tenant's pipeline (0: the defaults): which pipeline a frame ran.
+    /// Counts the swaps of this key's pipeline (0: the defaults): which pipeline a frame ran.
     pub generation: u64,
+    /// The stored change that made it (`None`: the defaults).
+    pub change: Option<String>,
     stages: HashMap<World, Vec<Active<C>>>,
 }
 
@@ -64,6 +80,7 @@ impl<C> Pipeline<C> {
     pub fn new(stages: impl IntoIterator<Item = (World, Vec<Active<C>>)>) -> Self {
         Self {
             generation: 0,
+            change: None,
             stages: stages.into_iter().collect(),
         }
     }
@@ -74,68 +91,72 @@ impl<C> Pipeline<C> {
     }
 }
 
-/// Per tenant, the active [`Pipeline`]; see the module docs.
+/// Per key, the active [`Pipeline`]; see the module docs.
 #[derive(Debug)]
 pub struct Registry<C> {
     defaults: Arc<Pipeline<C>>,
-    tenants: RwLock<HashMap<String, Arc<Pipeline<C>>>>,
+    keys: RwLock<HashMap<String, Arc<Pipeline<C>>>>,
 }
 
 impl<C> Registry<C> {
     pub fn new(defaults: Pipeline<C>) -> Self {
         Self {
             defaults: Arc::new(defaults),
-            tenants: RwLock::default(),
+            keys: RwLock::default(),
         }
     }
 
-    /// The tenant's pipeline now: a snapshot that later swaps do not change.
-    pub fn pipeline(&self, tenant: &str) -> Arc<Pipeline<C>> {
-        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
-        tenants
-            .get(tenant)
+    /// The key's pipeline now: a snapshot that later swaps do not change.
+    pub fn pipeline(&self, key: &str) -> Arc<Pipeline<C>> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.get(key)
             .cloned()
             .unwrap_or_else(|| self.defaults.clone())
     }
 
-    /// Replaces one world's components of the tenant's pipeline (the other worlds stay), in one
-    /// step: a reader sees the old pipeline or the new one, never a mix. Returns the new
-    /// generation.
-    pub fn swap(&self, tenant: &str, world: World, components: Vec<Active<C>>) -> u64
+    /// The defaults' components for `world`.
+    pub fn defaults(&self, world: World) -> &[Active<C>] {
+        self.defaults.stage(world)
+    }
+
+    /// Replaces one world's components of the key's pipeline (the other worlds stay), in one
+    /// step: a reader sees the old pipeline or the new one, never a mix. `change` names the
+    /// stored change it comes from. Returns the new generation.
+    pub fn swap(
+        &self,
+        key: &str,
+        world: World,
+        components: Vec<Active<C>>,
+        change: Option<String>,
+    ) -> u64
     where
         C: Clone,
     {
-        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        let current = tenants
-            .get(tenant)
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let current = keys
+            .get(key)
             .cloned()
             .unwrap_or_else(|| self.defaults.clone());
         let mut stages = current.stages.clone();
         stages.insert(world, components);
         let generation = current.generation + 1;
-        tenants.insert(
-            tenant.to_string(),
-            Arc::new(Pipeline { generation, stages }),
+        keys.insert(
+            key.to_string(),
+            Arc::new(Pipeline {
+                generation,
+                change,
+                stages,
+            }),
         );
         generation
     }
 
-    /// The tenant runs the defaults again (as a new generation, so generations only grow).
-    pub fn reset(&self, tenant: &str) -> u64
-    where
-        C: Clone,
-    {
-        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        let Some(current) = tenants.get(tenant) else {
-            return self.defaults.generation;
-        };
-        let generation = current.generation + 1;
-        let defaults = Pipeline {
-            generation,
-            stages: self.defaults.stages.clone(),
-        };
-        tenants.insert(tenant.to_string(), Arc::new(defaults));
-        generation
+    /// Forgets the key (its stream ended): it runs the defaults again if it comes back.
+    pub fn remove(&self, key: &str) {
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -147,6 +168,7 @@ mod tests {
         Active {
             name: name.into(),
             version,
+            config: Vec::new(),
             component: format!("{name}@{version}"),
         }
     }
@@ -155,11 +177,11 @@ mod tests {
         stage.iter().map(|a| a.component.as_str()).collect()
     }
 
-    /// A swap reaches the next snapshot of that tenant only: a snapshot taken before it (a frame
-    /// in flight) keeps the old versions, other tenants keep theirs, other worlds stay, and a
-    /// reset goes back to the defaults.
+    /// A swap reaches the next snapshot of that key only: a snapshot taken before it (a frame in
+    /// flight) keeps the old versions, other keys keep theirs, other worlds stay, and a removed
+    /// key runs the defaults again.
     #[test]
-    fn a_swap_applies_from_the_next_snapshot_of_that_tenant_only() {
+    fn a_swap_applies_from_the_next_snapshot_of_that_key_only() {
         let registry = Registry::new(Pipeline::new([(
             World::Detector,
             vec![active("object-detector", 0), active("face-detector", 0)],
@@ -167,8 +189,22 @@ mod tests {
         let in_flight = registry.pipeline("ten_a");
         assert_eq!(in_flight.generation, 0);
 
-        let generation = registry.swap("ten_a", World::Detector, vec![active("logo", 1)]);
+        let generation = registry.swap(
+            "ten_a",
+            World::Detector,
+            vec![active("logo", 1)],
+            Some("chg_1".into()),
+        );
         assert_eq!(generation, 1);
+        assert_eq!(registry.pipeline("ten_a").change.as_deref(), Some("chg_1"));
+        assert_eq!(
+            registry.pipeline("ten_a").stage(World::Detector)[0].label(),
+            "logo@1"
+        );
+        assert_eq!(
+            in_flight.stage(World::Detector)[0].label(),
+            "object-detector"
+        );
         assert_eq!(
             names(in_flight.stage(World::Detector)),
             ["object-detector@0", "face-detector@0"]
@@ -183,7 +219,12 @@ mod tests {
             "another tenant's pipeline is its own"
         );
 
-        registry.swap("ten_a", World::Trigger, vec![active("brand-rules", 0)]);
+        registry.swap(
+            "ten_a",
+            World::Trigger,
+            vec![active("brand-rules", 0)],
+            None,
+        );
         let now = registry.pipeline("ten_a");
         assert_eq!(now.generation, 2);
         assert_eq!(
@@ -194,20 +235,14 @@ mod tests {
         assert_eq!(names(now.stage(World::Trigger)), ["brand-rules@0"]);
         assert!(now.stage(World::Effects).is_empty());
 
+        registry.remove("ten_a");
+        let back = registry.pipeline("ten_a");
         assert_eq!(
-            registry.reset("ten_a"),
-            3,
-            "a reset is a swap too: generations only grow"
-        );
-        assert_eq!(
-            names(registry.pipeline("ten_a").stage(World::Detector)),
+            names(back.stage(World::Detector)),
             ["object-detector@0", "face-detector@0"]
         );
-        assert_eq!(
-            registry.reset("ten_b"),
-            0,
-            "a tenant on the defaults stays there"
-        );
+        assert_eq!((back.generation, back.change.as_deref()), (0, None));
+        assert_eq!(names(registry.defaults(World::Detector)).len(), 2);
         assert_eq!("effects".parse::<World>().map(World::as_str), Ok("effects"));
         assert!("filesystem".parse::<World>().is_err());
     }
@@ -223,6 +258,7 @@ mod tests {
                         "ten_a",
                         World::Detector,
                         vec![active("a", v), active("b", v)],
+                        None,
                     );
                 }
             });

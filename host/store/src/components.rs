@@ -58,6 +58,24 @@ pub struct PipelineStage {
     pub components: Vec<StageComponent>,
     pub updated_at: i64,
     pub updated_by: String,
+    /// The change (`chg_…`) that set it.
+    pub change: String,
+}
+
+/// One recorded change of a pipeline stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineChange {
+    pub id: String,
+    /// `None`: the tenant's default; `Some(stream id)`: that stream's own.
+    pub stream_id: Option<String>,
+    pub world: String,
+    /// What was set before (`None`: nothing of its own, inherited).
+    pub from: Option<Vec<StageComponent>>,
+    /// What is set now (`None`: the setting was removed).
+    pub to: Option<Vec<StageComponent>>,
+    pub at: i64,
+    /// The API key (id) that made it.
+    pub by: String,
 }
 
 /// Component names: what detections carry in `component`, and a path segment in the API.
@@ -269,7 +287,8 @@ impl Store {
 
     /// Sets what runs for `world` on the tenant's streams (`stream_id` `None`) or on one stream;
     /// `None` as `components` removes the setting (the stream inherits the tenant's, the tenant
-    /// the bundled defaults).
+    /// the bundled defaults). The change is recorded (who, when, from, to) in the same
+    /// transaction; its id is returned.
     pub async fn set_pipeline_stage(
         &self,
         tenant_id: &str,
@@ -277,40 +296,65 @@ impl Store {
         world: &str,
         components: Option<&[StageComponent]>,
         updated_by: &str,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let scope = scope_of(stream_id);
+        let change = crate::new_id("chg");
+        let now = now_ms();
+        let to = components
+            .map(|c| {
+                serde_json::to_string(c)
+                    .map_err(|e| StoreError::Invalid(format!("pipeline stage: {e}")))
+            })
+            .transpose()?;
+        // The write comes first (see delete_component_version): the old stage is what it deletes.
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM pipelines WHERE tenant_id = $1 AND scope = $2 AND world = $3")
-            .bind(tenant_id)
-            .bind(scope)
-            .bind(world)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(components) = components {
-            let stages = serde_json::to_string(components)
-                .map_err(|e| StoreError::Invalid(format!("pipeline stage: {e}")))?;
+        let before = sqlx::query(
+            "DELETE FROM pipelines WHERE tenant_id = $1 AND scope = $2 AND world = $3 RETURNING stages",
+        )
+        .bind(tenant_id)
+        .bind(scope)
+        .bind(world)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let from: Option<String> = before.map(|r| r.try_get(0)).transpose()?;
+        if let Some(stages) = &to {
             sqlx::query(
-                "INSERT INTO pipelines (tenant_id, scope, world, stages, updated_at, updated_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO pipelines (tenant_id, scope, world, stages, updated_at, updated_by, change_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(tenant_id)
             .bind(scope)
             .bind(world)
             .bind(stages)
-            .bind(now_ms())
+            .bind(now)
             .bind(updated_by)
+            .bind(&change)
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query(
+            "INSERT INTO pipeline_changes (id, tenant_id, scope, world, from_stages, to_stages, at, by_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&change)
+        .bind(tenant_id)
+        .bind(scope)
+        .bind(world)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .bind(updated_by)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(change)
     }
 
     /// The tenant's stored pipeline stages: its defaults and its streams' own.
     pub async fn pipeline_stages(&self, tenant_id: &str) -> Result<Vec<PipelineStage>> {
         let rows = sqlx::query(
-            "SELECT scope, world, stages, updated_at, updated_by FROM pipelines WHERE tenant_id = $1 \
-             ORDER BY scope, world",
+            "SELECT scope, world, stages, updated_at, updated_by, change_id FROM pipelines \
+             WHERE tenant_id = $1 ORDER BY scope, world",
         )
         .bind(tenant_id)
         .fetch_all(&self.pool)
@@ -324,6 +368,38 @@ impl Store {
                     components: parse_stages(&r.try_get::<String, _>(2)?)?,
                     updated_at: r.try_get(3)?,
                     updated_by: r.try_get(4)?,
+                    change: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The tenant's latest pipeline changes, newest first (at most `limit`).
+    pub async fn pipeline_changes(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+    ) -> Result<Vec<PipelineChange>> {
+        let rows = sqlx::query(
+            "SELECT id, scope, world, from_stages, to_stages, at, by_key FROM pipeline_changes \
+             WHERE tenant_id = $1 ORDER BY at DESC, id LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let stages = |json: Option<String>| json.as_deref().map(parse_stages).transpose();
+        rows.iter()
+            .map(|r| {
+                let scope: String = r.try_get(1)?;
+                Ok(PipelineChange {
+                    id: r.try_get(0)?,
+                    stream_id: (!scope.is_empty()).then_some(scope),
+                    world: r.try_get(2)?,
+                    from: stages(r.try_get(3)?)?,
+                    to: stages(r.try_get(4)?)?,
+                    at: r.try_get(5)?,
+                    by: r.try_get(6)?,
                 })
             })
             .collect()

@@ -24,7 +24,8 @@ use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
 pub use components::{
-    ComponentVersion, NewComponent, PipelineStage, StageComponent, valid_component_name,
+    ComponentVersion, NewComponent, PipelineChange, PipelineStage, StageComponent,
+    valid_component_name,
 };
 pub use files::ComponentFiles;
 pub use keys::{

@@ -858,13 +858,38 @@ async fn component_checks(store: &Store) -> Result<()> {
     assert_eq!(stages.len(), 2);
     assert_eq!(stages[1].stream_id.as_deref(), Some("str_1"));
     assert_eq!(stages[1].components, [stage(2)]);
+    assert!(stages[1].change.starts_with("chg_"));
     assert!(store.pipeline_stages(&b.id).await?.is_empty());
-    store
+    let removed = store
         .set_pipeline_stage(&a.id, Some("str_1"), "detector", None, "key_x")
         .await?;
     store
-        .set_pipeline_stage(&a.id, None, "detector", Some(&[]), "key_x")
+        .set_pipeline_stage(&a.id, None, "detector", Some(&[]), "key_y")
         .await?;
+    // Every change is recorded, newest first: who, from what, to what.
+    let changes = store.pipeline_changes(&a.id, 10).await?;
+    assert_eq!(changes.len(), 4);
+    assert!(store.pipeline_changes(&b.id, 10).await?.is_empty());
+    let by_id = changes.iter().find(|c| c.id == removed).unwrap();
+    assert_eq!(
+        (
+            by_id.stream_id.as_deref(),
+            by_id.from.as_deref(),
+            by_id.to.as_deref()
+        ),
+        (Some("str_1"), Some(&[stage(2)][..]), None)
+    );
+    let first = changes
+        .iter()
+        .find(|c| c.from.is_none() && c.stream_id.is_none())
+        .unwrap();
+    assert_eq!(first.to.as_deref(), Some(&[stage(2), stage(3)][..]));
+    let last = changes.iter().find(|c| c.by == "key_y").unwrap();
+    assert_eq!(
+        (last.from.as_deref(), last.to.as_deref()),
+        (Some(&[stage(2), stage(3)][..]), Some(&[][..]))
+    );
+    assert_eq!(store.pipeline_changes(&a.id, 1).await?.len(), 1);
     let deleted = store.delete_component_version(&a.id, "cups", 2).await?;
     assert_eq!(deleted.sha256, "b".repeat(64));
     assert!(
