@@ -250,6 +250,29 @@ async fn tenants_never_see_each_others_components_and_roles_are_enforced() {
     assert_eq!(http_request("DELETE", &url, Some(&other_key)).await.0, 404);
     let (status, theirs) = upload(&server, &other_key, "cups", "detector", &detector).await;
     assert_eq!((status, &theirs["version"]), (201, &Value::from(1)));
+    // Nor can it read a component's activity, run it, or set the pipeline of the demo's stream.
+    let (status, _) = upload(&server, &server.api_key, "demo-only", "detector", &detector).await;
+    assert_eq!(status, 201);
+    let activity = server.http("/api/v1/components/demo-only/activity");
+    assert_eq!(
+        http_request("GET", &activity, Some(&other_key)).await.0,
+        404
+    );
+    assert_eq!(http_request("GET", &activity, Some(&viewer)).await.0, 200);
+    let (theirs, _) = store.create_stream(&other.id, "theirs").await.unwrap();
+    let run_it = r#"{"detector":[{"name":"demo-only"}]}"#;
+    for (stream, key) in [(&theirs.id, &other_key), (&server.stream_id, &other_key)] {
+        let url = server.http(&format!("/api/v1/streams/{stream}/pipeline"));
+        let (status, text) = e2e::http_send("PUT", &url, Some(key), run_it).await;
+        assert_eq!(status, 404, "{text}");
+    }
+    let default_pipeline = server.http("/api/v1/pipeline");
+    assert_eq!(
+        e2e::http_send("PUT", &default_pipeline, Some(&other_key), run_it)
+            .await
+            .0,
+        404
+    );
     assert_eq!(
         versions(&listed(&server, &server.api_key).await, "cups"),
         [1]
@@ -555,11 +578,22 @@ async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame()
     )
     .await;
     assert_eq!(status, 201, "{uploaded}");
+    // Beside it, a component that never returns: it fails at its deadline on every frame, and
+    // the example's results stand.
+    let (status, looper) = upload(
+        &server,
+        &key,
+        "looper",
+        "detector",
+        &component("loop-forever"),
+    )
+    .await;
+    assert_eq!(status, 201, "{looper}");
     let (status, text) = e2e::http_send(
         "PUT",
         &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
         Some(&key),
-        r##"{"detector":[{"name":"brand-colour","config":{"colour":"#E41E2B","min-share":"0.2"}}]}"##,
+        r##"{"detector":[{"name":"brand-colour","config":{"colour":"#E41E2B","min-share":"0.2"}},{"name":"looper"}]}"##,
     )
     .await;
     assert_eq!(status, 200, "{text}");
@@ -622,5 +656,50 @@ async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame()
         );
         assert!(d["score"].as_f64().unwrap() > 0.9, "{d}");
     }
+    // Each component's counters and log, as its tenant sees them (written every 2 s).
+    let activity = |name: &'static str| {
+        let url = server.http(&format!("/api/v1/components/{name}/activity"));
+        let key = key.clone();
+        async move {
+            let (status, text) = http_request("GET", &url, Some(&key)).await;
+            assert_eq!(status, 200, "{text}");
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    let started = Instant::now();
+    let (example, looping) = loop {
+        let (example, looping) = (activity("brand-colour").await, activity("looper").await);
+        if example["versions"][0]["calls"].as_i64() > Some(0)
+            && looping["versions"][0]["deadlines"].as_i64() > Some(0)
+        {
+            break (example, looping);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no activity within 15 s: {example} {looping}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ran = &example["versions"][0];
+    assert_eq!(
+        (&ran["component"], &ran["failures"]),
+        (&Value::from("brand-colour@1"), &Value::from(0))
+    );
+    let stuck = &looping["versions"][0];
+    assert_eq!(stuck["failures"], stuck["calls"], "{looping}");
+    assert!(
+        stuck["last_error"].as_str().unwrap().contains("deadline"),
+        "{looping}"
+    );
+    assert!(
+        stuck["mean_call_ms"].as_f64().unwrap() >= 900.0,
+        "{looping}"
+    );
+    let line = &looping["log"][0];
+    assert_eq!(
+        (&line["level"], &line["component"]),
+        (&Value::from("error"), &Value::from("looper@1"))
+    );
+    assert_eq!(line["stream"], Value::from(server.stream_id.clone()));
     server.stop().await;
 }

@@ -13,6 +13,8 @@ export const MA_BIN = process.env.MA_BIN;
 export const MA_DASHBOARD = path.resolve(
   process.env.MA_DASHBOARD ?? path.join(HERE, '../../frontend/dist/media-analyzer/browser'),
 );
+/** The built guest components next to the server binary's target (scripts/build-components). */
+export const COMPONENTS_DIR = MA_BIN ? path.resolve(path.dirname(MA_BIN), '../wasm32-wasip2/release') : '';
 const CACHE = process.env.MEDIA_ANALYZER_CACHE || path.join(os.homedir(), '.cache/media-analyzer');
 /** A photo with a cup (from scripts/fetch-models). */
 export const PHOTO = process.env.MA_PHOTO || path.join(CACHE, 'fixtures/coffee.png');

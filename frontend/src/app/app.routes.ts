@@ -17,6 +17,13 @@ export const routes: Routes = [
     loadComponent: () => import('./pages/player/player.page').then((m) => m.PlayerPage),
   },
   {
+    path: 'components',
+    canActivate: [authGuard],
+    title: 'Components · media-analyzer',
+    loadComponent: () =>
+      import('./pages/components/components.page').then((m) => m.ComponentsPage),
+  },
+  {
     path: 'sign-in',
     title: 'Sign in · media-analyzer',
     loadComponent: () => import('./pages/sign-in/sign-in.page').then((m) => m.SignInPage),

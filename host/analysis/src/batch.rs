@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::activity::ComponentActivity;
 use crate::output::Output;
 use crate::pipelines::StreamPipelines;
 use crate::{AnalysisStats, analyse_frame, guarded, lock};
@@ -44,6 +45,7 @@ pub(crate) struct BatchQueue<'a> {
     pub(crate) runtime: &'a Runtime,
     /// What each stream runs (one pipeline per segment).
     pub(crate) pipelines: &'a StreamPipelines,
+    pub(crate) activity: &'a ComponentActivity,
     pub(crate) store: &'a Store,
     pub(crate) stats: &'a AnalysisStats,
     pub(crate) hls_root: &'a Path,
@@ -220,6 +222,7 @@ impl BatchQueue<'_> {
             publisher: self.publisher,
             handle: self.handle,
             stats: self.stats,
+            activity: self.activity,
             tenant: &stream.tenant_id,
             session,
         };

@@ -22,6 +22,22 @@ pub struct FrameAnalysis {
     pub inference: Duration,
     /// Live frames: where their time went.
     pub timing: Option<bus::FrameTiming>,
+    /// Each component's call, in order: how long, whether it failed, what it logged.
+    pub calls: Vec<ComponentCall>,
+}
+
+/// One component's call on a frame, for its tenant's view of the component (its counters and log).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentCall {
+    /// As its detections name it: `name`, or `name@version` for an upload.
+    pub component: String,
+    pub elapsed: Duration,
+    /// Why it failed; `None` when it succeeded.
+    pub error: Option<String>,
+    /// It failed by running past its deadline.
+    pub deadline: bool,
+    /// What it logged (`Level: message`, or `stdout: line`).
+    pub log: Vec<String>,
 }
 
 /// Runs every component on one frame. A component whose call fails (a trap, its deadline, a
@@ -47,9 +63,25 @@ pub fn analyse_frame(
     let mut detections = Vec::new();
     let mut ran = Vec::new();
     let mut inference = Duration::ZERO;
+    let mut calls = Vec::with_capacity(components.len());
     for active in components {
         let name = active.label();
-        match runtime.detect(&active.component, host_frame.clone(), &active.config) {
+        let call = runtime.detect_logged(&active.component, host_frame.clone(), &active.config);
+        let (result, log) = match call.result {
+            Ok(mut outcome) => {
+                let log = std::mem::take(&mut outcome.log);
+                (Ok(outcome), log)
+            }
+            Err(e) => (Err(e), call.failed_log),
+        };
+        calls.push(ComponentCall {
+            component: name.clone(),
+            elapsed: call.elapsed,
+            error: result.as_ref().err().map(ToString::to_string),
+            deadline: matches!(result, Err(runtime::CallError::Deadline(_))),
+            log,
+        });
+        match result {
             Ok(outcome) => {
                 inference += outcome.inference;
                 ran.push(name.clone());
@@ -75,6 +107,7 @@ pub fn analyse_frame(
         wallclock,
         inference,
         timing: None,
+        calls,
     }
 }
 

@@ -19,6 +19,7 @@
 //! [`file::analyze`] analyses a file; [`pipelines::StreamPipelines`] holds what each live stream
 //! runs and swaps it on a pipeline signal; [`bundle::load_bundle`] loads components and models.
 
+pub mod activity;
 pub mod batch;
 pub mod bench;
 pub mod bundle;
@@ -29,9 +30,10 @@ mod output;
 pub mod pipelines;
 pub mod stats;
 
+pub use activity::ComponentActivity;
 pub use batch::{BATCH_ATTEMPTS, BATCH_LEASE, BATCH_QUEUE_LIMIT, BatchWake, queue_for_batch};
 pub use bundle::{Bundle, ModelSettings, components_dir, default_components_dir, load_bundle};
-pub use frame::{FrameAnalysis, analyse_frame};
+pub use frame::{ComponentCall, FrameAnalysis, analyse_frame};
 pub use live::{LiveAnalysis, StreamModes};
 pub use pipelines::{PipelineError, StreamPipelines};
 pub use stats::{AnalysisStats, Stage};

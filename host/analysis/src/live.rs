@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::activity::ComponentActivity;
 use crate::batch::{BatchQueue, BatchWake};
 use crate::bundle::{Bundle, DEFAULT_COMPONENTS, ModelSettings, bundled, load_bundle};
 use crate::output::Output;
@@ -100,6 +101,8 @@ pub struct LiveAnalysis {
     runtime: Arc<Runtime>,
     /// Per live stream, the detectors to run: what its tenant chose, the bundled ones by default.
     pipelines: Arc<StreamPipelines>,
+    /// What the components did, for their tenants' view ([`ComponentActivity::run`] stores it).
+    activity: Arc<ComponentActivity>,
     store: Store,
     stats: Arc<AnalysisStats>,
     hls_root: PathBuf,
@@ -131,6 +134,11 @@ impl LiveAnalysis {
     /// The pipelines of the streams live here (pipeline signals go to it).
     pub fn pipelines(&self) -> Arc<StreamPipelines> {
         self.pipelines.clone()
+    }
+
+    /// What the components did on this host's streams (to be stored by [`ComponentActivity::run`]).
+    pub fn activity(&self) -> Arc<ComponentActivity> {
+        self.activity.clone()
     }
 
     /// What wakes the batch worker ([`crate::queue_for_batch`] takes it).
@@ -173,6 +181,7 @@ impl LiveAnalysis {
                         files,
                     )),
                     runtime,
+                    activity: Arc::default(),
                     store,
                     stats,
                     hls_root,
@@ -211,12 +220,17 @@ impl LiveAnalysis {
                     shutdown.clone(),
                     self.publisher.clone(),
                 );
-                let (host, wake) = (self.host.clone(), self.batch_wake.clone());
+                let (host, wake, activity) = (
+                    self.host.clone(),
+                    self.batch_wake.clone(),
+                    self.activity.clone(),
+                );
                 move || {
                     inference::set_thread_nice(ANALYSIS_NICE);
                     let queue = BatchQueue {
                         runtime: &runtime,
                         pipelines: &pipelines,
+                        activity: &activity,
                         store: &store,
                         stats: &stats,
                         hls_root: &root,
@@ -320,6 +334,7 @@ impl LiveAnalysis {
                             handle.clone(),
                             self.fair.clone(),
                         );
+                        let activity = self.activity.clone();
                         move || {
                             inference::set_thread_nice(ANALYSIS_NICE);
                             let out = Output {
@@ -327,6 +342,7 @@ impl LiveAnalysis {
                                 publisher: &publisher,
                                 handle: &handle,
                                 stats: &stats,
+                                activity: &activity,
                                 tenant: &tenant,
                                 session,
                             };

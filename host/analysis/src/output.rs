@@ -6,6 +6,7 @@ use store::Store;
 use tokio::runtime::Handle;
 use tracing::warn;
 
+use crate::activity::ComponentActivity;
 use crate::{AnalysisStats, FrameAnalysis};
 
 pub(crate) struct Output<'a> {
@@ -13,6 +14,8 @@ pub(crate) struct Output<'a> {
     pub publisher: &'a bus::Publisher,
     pub handle: &'a Handle,
     pub stats: &'a AnalysisStats,
+    /// What the components did, for their tenant's view.
+    pub activity: &'a ComponentActivity,
     /// Who the stream belongs to: its results are published to this tenant.
     pub tenant: &'a str,
     /// When the frames' publish session began (Unix ms): with the frame number, it names a
@@ -27,6 +30,8 @@ impl Output<'_> {
     /// published, so what viewers see live is what the store has. Returns whether they were
     /// stored.
     pub fn send(&self, stream: &str, frame: &decode::Frame, analysed: &FrameAnalysis) -> bool {
+        self.activity
+            .record(self.tenant, stream, frame.seq, &analysed.calls);
         let results = store::FrameResults {
             stream_id: stream.to_string(),
             session: self.session,

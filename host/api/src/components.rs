@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{Admin, Caller};
-use crate::error::{ApiPath, ErrorBody};
+use crate::error::{ApiPath, ApiQuery, ErrorBody};
 use crate::streams::rfc3339_ms;
 use crate::{ApiError, AppState};
 
@@ -433,4 +433,122 @@ pub async fn delete_component_version(
         forget_file(&state.store, uploads, &deleted.sha256).await;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActivityQuery {
+    /// Log lines, newest first, 0..=200 (default 50).
+    #[param(minimum = 0, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+/// A version's (or the bundled component's) counters, all hosts together.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivityView {
+    /// As detections name it: `name` (bundled) or `name@version`.
+    pub component: String,
+    pub calls: i64,
+    /// Calls that failed (a trap, the deadline, a limit, an error it returned).
+    pub failures: i64,
+    /// Failures by running past the deadline.
+    pub deadlines: i64,
+    /// Mean wall time of a call, milliseconds.
+    pub mean_call_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<String>,
+    /// RFC 3339: when the counters last grew.
+    pub updated_at: String,
+}
+
+/// One line a component logged (or one of its failures, as level `error`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogLineView {
+    pub at: String,
+    pub component: String,
+    pub stream: String,
+    pub seq: i64,
+    /// `debug`, `info`, `warn`, `error` or `stdout`.
+    pub level: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentActivityView {
+    pub name: String,
+    /// Per version that ran (counters are written every few seconds).
+    pub versions: Vec<ActivityView>,
+    /// Newest first; the newest 200 per version are kept.
+    pub log: Vec<LogLineView>,
+}
+
+/// What a component did on the tenant's streams: counters per version and its latest log lines.
+#[utoipa::path(get, path = "/api/v1/components/{name}/activity", tag = "components",
+    params(("name" = String, Path, description = "component name", max_length = 64), ActivityQuery),
+    responses((status = 200, body = ComponentActivityView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn component_activity(
+    State(state): State<AppState>,
+    Caller(tenant): Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ActivityQuery>,
+) -> Result<Json<ComponentActivityView>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if limit > 200 {
+        return Err(ApiError::BadRequest("limit must be 0..=200".into()));
+    }
+    let bundled = state
+        .components
+        .iter()
+        .flat_map(|u| u.bundled.iter())
+        .any(|b| b.name == name);
+    if !bundled
+        && (!store::valid_component_name(&name)
+            || state
+                .store
+                .component_version(&tenant.id, &name, None)
+                .await?
+                .is_none())
+    {
+        return Err(ApiError::NotFound("component"));
+    }
+    let versions = state
+        .store
+        .component_stats(&tenant.id, &name)
+        .await?
+        .into_iter()
+        .map(|s| ActivityView {
+            component: s.component,
+            calls: s.calls,
+            failures: s.failures,
+            deadlines: s.deadlines,
+            mean_call_ms: s.call_us as f64 / 1000.0 / s.calls.max(1) as f64,
+            last_error: s.last_error,
+            last_error_at: s.last_error_at.map(rfc3339_ms),
+            updated_at: rfc3339_ms(s.updated_at),
+        })
+        .collect();
+    let log = state
+        .store
+        .component_log(&tenant.id, &name, limit)
+        .await?
+        .into_iter()
+        .map(|l| LogLineView {
+            at: rfc3339_ms(l.line.at),
+            component: l.component,
+            stream: l.line.stream_id,
+            seq: l.line.seq,
+            level: l.line.level,
+            message: l.line.message,
+        })
+        .collect();
+    Ok(Json(ComponentActivityView {
+        name,
+        versions,
+        log,
+    }))
 }

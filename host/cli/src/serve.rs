@@ -269,10 +269,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let (Some(analysis), Some((mode_deliveries, pipeline_deliveries))) =
         (analysis, control_deliveries)
     {
-        let (stop, modes, pipelines) = (
+        let (stop, modes, pipelines, activity) = (
             CancellationToken::new(),
             analysis.modes(),
             analysis.pipelines(),
+            analysis.activity(),
         );
         services.spawn(
             "analysis",
@@ -292,6 +293,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             "pipeline signals",
             stop.clone(),
             until_closed(signals, stop, "the bus subscription"),
+        );
+        // After analysis in the stop order: its last calls are stored too.
+        let (stop, store) = (CancellationToken::new(), store.clone());
+        services.spawn(
+            "component activity",
+            stop.clone(),
+            until_stopped(async move { activity.run(store, stop).await }),
         );
     }
     // Ends when the packager has sent its last event (the hub's and the packager's channels close).

@@ -118,6 +118,16 @@ pub struct DetectOutcome {
     pub inference: Duration,
 }
 
+/// One `detect` call: its outcome, and what the component logged when it failed (a successful
+/// call's log is in its [`DetectOutcome`]).
+#[derive(Debug)]
+pub struct LoggedCall {
+    pub result: Result<DetectOutcome, CallError>,
+    pub failed_log: Vec<String>,
+    /// Wall time of the whole call.
+    pub elapsed: Duration,
+}
+
 /// The compile cache's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -229,13 +239,25 @@ impl Runtime {
 
     /// Runs `detect` on one frame in a fresh instance, under the sandbox limits. Blocking: call
     /// it from a blocking thread. A panic in a host call is caught here, counted, and returned as
-    /// [`CallError::HostPanic`].
+    /// [`CallError::HostPanic`]. The log of a failed call is dropped: [`Self::detect_logged`]
+    /// keeps it.
     pub fn detect(
         &self,
         component: &DetectorComponent,
         frame: Frame,
         config: &[(String, String)],
     ) -> Result<DetectOutcome, CallError> {
+        self.detect_logged(component, frame, config).result
+    }
+
+    /// [`Self::detect`], with the call's log and time also when it failed (what a tenant needs to
+    /// see why).
+    pub fn detect_logged(
+        &self,
+        component: &DetectorComponent,
+        frame: Frame,
+        config: &[(String, String)],
+    ) -> LoggedCall {
         let started = Instant::now();
         let mut store = self.new_store();
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -249,12 +271,24 @@ impl Runtime {
         });
         let log = store.data_mut().take_log();
         let inference = store.data().inference;
-        Ok(DetectOutcome {
-            detections: result?,
-            log,
-            elapsed: started.elapsed(),
-            inference,
-        })
+        let elapsed = started.elapsed();
+        match result {
+            Ok(detections) => LoggedCall {
+                result: Ok(DetectOutcome {
+                    detections,
+                    log,
+                    elapsed,
+                    inference,
+                }),
+                failed_log: Vec::new(),
+                elapsed,
+            },
+            Err(e) => LoggedCall {
+                result: Err(e),
+                failed_log: log,
+                elapsed,
+            },
+        }
     }
 
     fn call_detect(

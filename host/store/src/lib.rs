@@ -10,6 +10,7 @@
 //! values, so a fast hash is the right tool. Every read that a tenant can trigger is scoped by
 //! tenant id.
 
+mod activity;
 mod components;
 mod files;
 mod keys;
@@ -23,6 +24,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
+pub use activity::{ActivityDelta, COMPONENT_LOG_LINES, ComponentLogLine, ComponentStats, LogLine};
 pub use components::{
     ComponentVersion, NewComponent, PipelineChange, PipelineStage, StageComponent,
     valid_component_name,

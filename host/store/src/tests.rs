@@ -282,6 +282,7 @@ async fn same_queries_work_on_postgres() {
         batch_queue_checks(&store).await?;
         durability_checks(&store).await?;
         component_checks(&store).await?;
+        activity_checks(&store).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -751,6 +752,69 @@ fn only_transient_errors_are_retried() {
 async fn components_and_roles_on_sqlite() {
     let (store, _dir) = sqlite().await;
     component_checks(&store).await.unwrap();
+    activity_checks(&store).await.unwrap();
+}
+
+/// On any backend: batches of component activity add up per component (all versions of a name
+/// read together, another name's never), the latest failure is kept, each component keeps only
+/// its newest log lines, and another tenant sees nothing.
+async fn activity_checks(store: &Store) -> Result<()> {
+    let a = store.create_tenant("activity-a").await?;
+    let b = store.create_tenant("activity-b").await?;
+    let line = |at: i64, message: &str| LogLine {
+        at,
+        stream_id: "str_1".into(),
+        seq: at,
+        level: "info".into(),
+        message: message.into(),
+    };
+    let delta = |component: &str, calls, log: Vec<LogLine>| ActivityDelta {
+        tenant_id: a.id.clone(),
+        component: component.into(),
+        calls,
+        failures: 1,
+        deadlines: 1,
+        call_us: 1000 * calls,
+        last_error: Some((format!("{component} ran past its deadline"), 7)),
+        log,
+    };
+    store
+        .record_component_activity(&[
+            delta("cups@1", 10, vec![line(1, "first")]),
+            delta("cupsx@1", 3, Vec::new()),
+        ])
+        .await?;
+    let many: Vec<LogLine> = (0..250)
+        .map(|i| line(100 + i, &format!("line {i}")))
+        .collect();
+    let mut second = delta("cups@1", 5, many);
+    second.last_error = None;
+    store
+        .record_component_activity(&[second, delta("cups@2", 1, vec![line(1000, "v2")])])
+        .await?;
+    let stats = store.component_stats(&a.id, "cups").await?;
+    let summary: Vec<(&str, i64, i64, i64)> = stats
+        .iter()
+        .map(|s| (s.component.as_str(), s.calls, s.failures, s.call_us))
+        .collect();
+    assert_eq!(summary, [("cups@1", 15, 2, 15_000), ("cups@2", 1, 1, 1000)]);
+    assert_eq!(
+        stats[0].last_error.as_deref(),
+        Some("cups@1 ran past its deadline"),
+        "a batch without failures keeps the last error"
+    );
+    let log = store.component_log(&a.id, "cups", 1000).await?;
+    assert_eq!(log.len(), 201, "200 of cups@1, 1 of cups@2");
+    assert_eq!(
+        (log[0].component.as_str(), log[0].line.message.as_str()),
+        ("cups@2", "v2")
+    );
+    assert_eq!(log[1].line.message, "line 249");
+    assert_eq!(log[200].line.message, "line 50", "the oldest were dropped");
+    assert_eq!(store.component_log(&a.id, "cups", 3).await?.len(), 3);
+    assert!(store.component_stats(&b.id, "cups").await?.is_empty());
+    assert!(store.component_log(&b.id, "cups", 10).await?.is_empty());
+    Ok(())
 }
 
 /// On any backend: versions count per tenant and name (concurrent uploads included), a name keeps

@@ -11,17 +11,14 @@ impl sdk::Detect for BrandColour {
         let colour = u32::from_str_radix(hex.trim_start_matches('#'), 16)
             .map_err(|_| format!("colour '{hex}' is not a hex RGB value"))?;
         let target = [(colour >> 16) as u8, (colour >> 8) as u8, colour as u8];
-        let tolerance: u8 = sdk::setting(&config, "tolerance", 40)?;
+        let tol: u8 = sdk::setting(&config, "tolerance", 40)?;
         let min_share: f32 = sdk::setting(&config, "min-share", 0.02)?;
         let info = frame.info();
         let (w, h) = (info.width as usize, info.height as usize);
         let (mut count, mut x0, mut y0, mut x1, mut y1) = (0usize, w, h, 0, 0);
+        let near = |px: &[u8]| px.iter().zip(target).all(|(p, t)| p.abs_diff(t) <= tol);
         for (i, px) in frame.pixels(PixelFormat::Rgb8).chunks_exact(3).enumerate() {
-            if px
-                .iter()
-                .zip(target)
-                .all(|(p, t)| p.abs_diff(t) <= tolerance)
-            {
+            if near(px) {
                 let (x, y) = (i % w, i / w);
                 (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
                 count += 1;

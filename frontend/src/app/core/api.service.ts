@@ -1,7 +1,20 @@
 import { HttpClient, HttpContext, HttpContextToken, HttpHeaders } from '@angular/common/http';
 import { Injectable, inject } from '@angular/core';
 import { Observable, map } from 'rxjs';
-import { AnalysisSettings, MeResponse, PlaybackToken, Stream, StreamsResponse } from './models';
+import {
+  AnalysisSettings,
+  ComponentActivity,
+  ComponentInfo,
+  ComponentList,
+  MeResponse,
+  Pipeline,
+  PipelineRequest,
+  PlaybackToken,
+  Stream,
+  StreamsResponse,
+  UploadedComponent,
+  World,
+} from './models';
 
 /** Base path of the JSON API; the dashboard is served by the same host. */
 export const API_BASE = '/api/v1';
@@ -51,4 +64,48 @@ export class ApiService {
       {},
     );
   }
+
+  /** `GET /api/v1/components`: the tenant's own components and the bundled ones. */
+  listComponents(): Observable<ComponentInfo[]> {
+    return this.http
+      .get<ComponentList>(`${API_BASE}/components`)
+      .pipe(map((r) => r?.components ?? []));
+  }
+
+  /** `POST /api/v1/components` (multipart): a new version of `name`. */
+  uploadComponent(name: string, world: World, file: Blob): Observable<UploadedComponent> {
+    const form = new FormData();
+    form.append('name', name);
+    form.append('world', world);
+    form.append('file', file, 'component.wasm');
+    return this.http.post<UploadedComponent>(`${API_BASE}/components`, form);
+  }
+
+  deleteComponentVersion(name: string, version: number): Observable<void> {
+    return this.http.delete<void>(
+      `${API_BASE}/components/${encodeURIComponent(name)}/versions/${version}`,
+    );
+  }
+
+  componentActivity(name: string, limit = 50): Observable<ComponentActivity> {
+    return this.http.get<ComponentActivity>(
+      `${API_BASE}/components/${encodeURIComponent(name)}/activity`,
+      { params: { limit } },
+    );
+  }
+
+  /** The pipeline of a stream, or (no id) the tenant's default. */
+  getPipeline(streamId?: string): Observable<Pipeline> {
+    return this.http.get<Pipeline>(pipelineUrl(streamId));
+  }
+
+  setPipeline(streamId: string | undefined, request: PipelineRequest): Observable<Pipeline> {
+    return this.http.put<Pipeline>(pipelineUrl(streamId), request);
+  }
+}
+
+function pipelineUrl(streamId?: string): string {
+  return streamId === undefined
+    ? `${API_BASE}/pipeline`
+    : `${API_BASE}/streams/${encodeURIComponent(streamId)}/pipeline`;
 }

@@ -98,7 +98,24 @@ export interface AlertEvent {
   message: string;
 }
 
-export type StreamEvent = DetectionsEvent | StreamStateEvent | LaggedEvent | AlertEvent;
+/** A new pipeline runs on the stream from frame `seq` on. */
+export interface PipelineEvent {
+  type: 'pipeline';
+  stream: string;
+  seq: number;
+  pts_ms: number;
+  change: string;
+  /** Detectors as detections name them: `name`, or `name@version` for an upload. */
+  detector: string[];
+  at: string;
+}
+
+export type StreamEvent =
+  | DetectionsEvent
+  | StreamStateEvent
+  | LaggedEvent
+  | AlertEvent
+  | PipelineEvent;
 
 export interface StreamsResponse {
   streams: Stream[];
@@ -112,4 +129,95 @@ export interface PlaybackToken {
 
 export interface ApiErrorBody {
   error: { code: string; message: string };
+}
+
+export type World = 'detector' | 'trigger' | 'effects';
+
+/** `GET /api/v1/components`. */
+export interface ComponentVersion {
+  /** 0: bundled with the host. */
+  version: number;
+  sha256: string | null;
+  size: number | null;
+  created_at: string | null;
+  /** Where it runs: `default` (the tenant's pipeline) and stream ids. */
+  active: string[];
+}
+
+export interface ComponentInfo {
+  name: string;
+  world: World;
+  bundled: boolean;
+  versions: ComponentVersion[];
+}
+
+export interface ComponentList {
+  components: ComponentInfo[];
+}
+
+/** `POST /api/v1/components` → 201. */
+export interface UploadedComponent {
+  name: string;
+  version: number;
+  world: World;
+  sha256: string;
+  size: number;
+}
+
+/** One component of a pipeline stage. */
+export interface StageComponent {
+  name: string;
+  version: number;
+  config: Record<string, string>;
+}
+
+export interface Stage {
+  components: StageComponent[];
+  /** `stream` (its own), `tenant` (the tenant's default) or `bundled`. */
+  source: 'stream' | 'tenant' | 'bundled';
+  updated_at?: string;
+  updated_by?: string;
+  change?: string;
+}
+
+/** `GET/PUT /api/v1/streams/{id}/pipeline` and `/api/v1/pipeline`. */
+export interface Pipeline {
+  stream?: string;
+  detector: Stage;
+  trigger: Stage;
+  effects: Stage;
+  change?: string;
+  applies_from_seq?: number;
+}
+
+/** What to set: per world, components in order (a world left out keeps what it runs). */
+export interface PipelineRequest {
+  detector?: Array<{ name: string; version?: number; config?: Record<string, string> }>;
+}
+
+/** `GET /api/v1/components/{name}/activity`. */
+export interface VersionActivity {
+  component: string;
+  calls: number;
+  failures: number;
+  deadlines: number;
+  mean_call_ms: number;
+  last_error?: string;
+  last_error_at?: string;
+  updated_at: string;
+}
+
+export interface ComponentLogLine {
+  at: string;
+  component: string;
+  stream: string;
+  seq: number;
+  level: string;
+  message: string;
+}
+
+export interface ComponentActivity {
+  name: string;
+  versions: VersionActivity[];
+  log: ComponentLogLine[];
 }

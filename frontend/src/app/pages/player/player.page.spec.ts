@@ -103,6 +103,7 @@ describe('PlayerPage', () => {
   });
 
   afterEach(() => {
+    http.match((r) => r.url.endsWith('/pipeline')); // the pipeline panel's reads
     http.verify();
     vi.restoreAllMocks();
   });
@@ -281,6 +282,41 @@ describe('PlayerPage analysis panel', () => {
     req.flush(makeStream({ state: 'offline', analysis: { mode: 'batch', every: 5 } }));
     await fixture.whenStable();
     expect(batch.classList.contains('btn-active')).toBe(true);
+    fixture.destroy();
+  });
+
+  it('shows what runs on the stream and follows pipeline events', async () => {
+    const fixture = await openPlayer();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
+    const none = { components: [], source: 'bundled' };
+    http.expectOne('/api/v1/streams/str_abc/pipeline').flush({
+      detector: { components: [{ name: 'object-detector', version: 0, config: {} }], source: 'bundled' },
+      trigger: none,
+      effects: none,
+    });
+    await fixture.whenStable();
+    const el: HTMLElement = fixture.nativeElement;
+    const panel = () => el.querySelector('[data-testid="pipeline"]')?.textContent ?? '';
+    expect(panel()).toContain('object-detector');
+    expect(panel()).toContain('bundled');
+    opened[0].onEvent({
+      type: 'pipeline',
+      stream: 'str_abc',
+      seq: 412,
+      pts_ms: 13_733,
+      change: 'chg_1',
+      detector: ['cups@3'],
+      at: '2026-12-03T06:00:00.000Z',
+    });
+    http.expectOne('/api/v1/streams/str_abc/pipeline').flush({
+      detector: { components: [{ name: 'cups', version: 3, config: {} }], source: 'stream' },
+      trigger: none,
+      effects: none,
+    });
+    await fixture.whenStable();
+    expect(panel()).toContain('cups@3');
+    expect(panel()).toContain('its own');
+    expect(panel()).toContain('from frame 412');
     fixture.destroy();
   });
 });

@@ -27,7 +27,8 @@ import {
   videoSummary,
 } from '../../core/format';
 import { HlsLoader } from '../../core/hls-loader';
-import { AnalysisMode, PlaybackToken, Stream, StreamEvent } from '../../core/models';
+import { AnalysisMode, Pipeline, PlaybackToken, Stream, StreamEvent } from '../../core/models';
+import { label } from '../../core/pipeline';
 import { STREAM_EVENTS, Tally, addFrame, emptyTally, eventsUrl } from '../../core/stream-events';
 import { FrameOverlay } from '../../core/overlay';
 import { POLL_INTERVAL_MS } from '../../core/polling';
@@ -89,6 +90,17 @@ export class PlayerPage {
   protected readonly analysedFrames = signal(0);
   protected readonly lastFrameLabels = signal<string[]>([]);
   protected readonly modeError = signal<string | null>(null);
+  /** What runs on the stream (refreshed when a `pipeline` event says it changed). */
+  protected readonly pipeline = signal<Pipeline | null>(null);
+  /** The frame from which the current pipeline runs, when a `pipeline` event told it. */
+  protected readonly pipelineFrom = signal<number | null>(null);
+  protected readonly pipelineLabels = computed(
+    () => this.pipeline()?.detector.components.map(label).join(', ') || 'nothing',
+  );
+  protected readonly pipelineSource = computed(() => {
+    const source = this.pipeline()?.detector.source;
+    return source === 'stream' ? 'its own' : source === 'tenant' ? 'the default' : 'bundled';
+  });
   protected readonly modeBusy = signal(false);
   protected readonly labelRows = computed(() =>
     [...this.tally().frames.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])),
@@ -174,6 +186,9 @@ export class PlayerPage {
     clearInterval(this.statsTimer);
     this.statsTimer = setInterval(() => this.updateStats(), 1000);
     this.openEventsFor(id);
+    this.pipeline.set(null);
+    this.pipelineFrom.set(null);
+    this.loadPipeline(id);
 
     this.pollSub = timer(0, this.pollMs)
       .pipe(
@@ -494,10 +509,22 @@ export class PlayerPage {
       this.tally.set(addFrame(this.tally(), event));
       this.analysedFrames.update((n) => n + 1);
       this.lastFrameLabels.set([...new Set(event.detections.map((d) => d.label))]);
+    } else if (event.type === 'pipeline') {
+      this.pipelineFrom.set(event.seq);
+      this.loadPipeline(this.id());
     } else if (event.type === 'stream') {
       const s = this.stream();
       if (s && s.state !== event.state) this.stream.set({ ...s, state: event.state });
     }
+  }
+
+  private loadPipeline(id: string): void {
+    this.api.getPipeline(id).subscribe({
+      next: (p) => {
+        if (id === this.id()) this.pipeline.set(p);
+      },
+      error: () => undefined, // the panel keeps what it showed; the stream poll reports errors
+    });
   }
 
   /** User action: switch between realtime and batch analysis. */
