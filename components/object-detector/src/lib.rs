@@ -92,6 +92,9 @@ const COCO: [&str; 80] = [
     "toothbrush",
 ];
 
+/// Cells read per stride, at most (the highest scores).
+const MAX_CELLS: u32 = 1000;
+
 struct ObjectDetector;
 
 impl sdk::Detect for ObjectDetector {
@@ -121,20 +124,27 @@ impl sdk::Detect for ObjectDetector {
         };
         let (input, _placement) = frame.tensor(spec)?;
         let model = sdk::Model::load("nanodet-coco")?;
-        let outputs = model.run(vec![("input".to_string(), input)])?;
-        let names: Vec<(String, String)> = nanodet::STRIDES
-            .iter()
-            .map(|s| (format!("cls_{s}"), format!("box_{s}")))
-            .collect();
-        let mut levels = Vec::with_capacity(3);
-        for (stride, (cls, boxes)) in nanodet::STRIDES.iter().zip(&names) {
-            levels.push(nanodet::Level {
-                stride: *stride,
-                cls: &sdk::output(&outputs, cls)?.values,
-                boxes: &sdk::output(&outputs, boxes)?.values,
-            });
+        let outputs = model.compute(vec![("input".to_string(), input)])?;
+        // Only the cells above the threshold cross into the sandbox, and only their box rows.
+        let row = (4 * nanodet::BINS) as u32;
+        let mut found = Vec::new();
+        for stride in nanodet::STRIDES {
+            let cls = format!("cls_{stride}");
+            let cells = outputs.rows_above(&cls, nanodet::CLASSES as u32, min_score, MAX_CELLS)?;
+            if cells.is_empty() {
+                continue;
+            }
+            let rows: Vec<u32> = cells.iter().map(|c| c.row).collect();
+            let logits = outputs.rows(&format!("box_{stride}"), row, &rows)?;
+            for (c, logits) in cells.iter().zip(logits.chunks_exact(row as usize)) {
+                let (cell, class) = (c.row as usize, c.column as usize);
+                found.push(
+                    nanodet::cell_candidate(stride, cell, class, c.value, logits)
+                        .map_err(|e| format!("{e:?}"))?,
+                );
+            }
         }
-        let candidates = nanodet::decode(&levels, min_score, iou).map_err(|e| format!("{e:?}"))?;
+        let candidates = postprocess::nms_per_class(found, iou);
         // Stretched input: tensor pixels map to the frame by each axis' size alone.
         let size = nanodet::INPUT as f32;
         Ok(candidates

@@ -107,26 +107,44 @@ pub mod nanodet {
                 if score < threshold {
                     continue;
                 }
-                let (row, col) = (cell / grid, cell % grid);
-                let s = level.stride as f32;
-                let (cx, cy) = ((col as f32 + 0.5) * s, (row as f32 + 0.5) * s);
-                let dist = |side: usize| {
-                    expected_bin(
-                        &level.boxes[(cell * 4 + side) * BINS..(cell * 4 + side + 1) * BINS],
-                    ) * s
-                };
-                let max = INPUT as f32;
-                candidates.push(Candidate {
-                    class,
-                    score,
-                    x0: (cx - dist(0)).clamp(0.0, max),
-                    y0: (cy - dist(1)).clamp(0.0, max),
-                    x1: (cx + dist(2)).clamp(0.0, max),
-                    y1: (cy + dist(3)).clamp(0.0, max),
-                });
+                let logits = &level.boxes[cell * 4 * BINS..(cell + 1) * 4 * BINS];
+                candidates.push(cell_candidate(level.stride, cell, class, score, logits)?);
             }
         }
         Ok(nms_per_class(candidates, iou))
+    }
+
+    /// One cell whose best class passed the threshold, as a box in input pixels: `logits` are the
+    /// cell's 4 × [`BINS`] box logits (left, top, right, bottom). What [`decode`] does per cell,
+    /// for a detector that reads only the cells above its threshold (`tensors.rows-above`).
+    pub fn cell_candidate(
+        stride: usize,
+        cell: usize,
+        class: usize,
+        score: f32,
+        logits: &[f32],
+    ) -> Result<Candidate, DecodeError> {
+        let grid = INPUT / stride.max(1);
+        if cell >= grid * grid || class >= CLASSES || logits.len() != 4 * BINS {
+            return Err(DecodeError::Shape {
+                stride,
+                expected: 4 * BINS,
+                got: logits.len(),
+            });
+        }
+        let (row, col) = (cell / grid, cell % grid);
+        let s = stride as f32;
+        let (cx, cy) = ((col as f32 + 0.5) * s, (row as f32 + 0.5) * s);
+        let dist = |side: usize| expected_bin(&logits[side * BINS..(side + 1) * BINS]) * s;
+        let max = INPUT as f32;
+        Ok(Candidate {
+            class,
+            score,
+            x0: (cx - dist(0)).clamp(0.0, max),
+            y0: (cy - dist(1)).clamp(0.0, max),
+            x1: (cx + dist(2)).clamp(0.0, max),
+            y1: (cy + dist(3)).clamp(0.0, max),
+        })
     }
 
     /// Softmax over the bins, then the expected bin index.
@@ -402,6 +420,11 @@ mod tests {
         let found = nanodet::decode(&levels, 0.3, 0.5).unwrap();
         assert_eq!(found.len(), 1);
         let d = found[0];
+        // The same cell read on its own (what a detector does with `tensors.rows-above`).
+        let logits = &levels_box[2][cell * 44..(cell + 1) * 44];
+        assert_eq!(nanodet::cell_candidate(32, cell, 41, 0.8, logits), Ok(d));
+        assert!(nanodet::cell_candidate(32, 13 * 13, 41, 0.8, logits).is_err());
+        assert!(nanodet::cell_candidate(32, cell, 41, 0.8, &logits[..40]).is_err());
         assert_eq!((d.class, d.score), (41, 0.8));
         // Centre (3.5*32, 2.5*32) = (112, 80), 64 px to each side.
         assert!(

@@ -23,6 +23,7 @@ pub use media_analyzer::pipeline::frames::{
     ChannelOrder, Frame, Layout, PixelFormat, Placement, Resize, TensorSpec,
 };
 pub use media_analyzer::pipeline::log::{Level, log};
+pub use media_analyzer::pipeline::tensors::RowMax;
 pub use media_analyzer::pipeline::types::{Bbox, Detection, FrameInfo};
 use wasi::nn::{graph, tensor};
 
@@ -42,13 +43,12 @@ impl Model {
         Ok(Self { context, _graph: g })
     }
 
-    /// Runs the model on named inputs; returns `(name, dimensions, f32 values)` per output.
+    /// Runs the model on named inputs; returns `(name, dimensions, f32 values)` per output,
+    /// each copied whole into the component. For large outputs prefer [`Self::compute`].
     pub fn run(&self, inputs: Vec<(String, tensor::Tensor)>) -> Result<Vec<Output>, String> {
-        let outputs = self
-            .context
-            .compute(inputs)
-            .map_err(|e| format!("inference failed: {}", e.data()))?;
-        Ok(outputs
+        Ok(self
+            .compute(inputs)?
+            .0
             .into_iter()
             .map(|(name, t)| Output {
                 name,
@@ -56,6 +56,52 @@ impl Model {
                 values: f32s(&t.data()),
             })
             .collect())
+    }
+
+    /// Runs the model on named inputs; the outputs stay on the host, to be read in part.
+    pub fn compute(&self, inputs: Vec<(String, tensor::Tensor)>) -> Result<Outputs, String> {
+        self.context
+            .compute(inputs)
+            .map(Outputs)
+            .map_err(|e| format!("inference failed: {}", e.data()))
+    }
+}
+
+/// A run's outputs, kept on the host: read only the rows you need (the rows above a threshold,
+/// then those rows of another output) instead of copying megabytes into the component.
+pub struct Outputs(Vec<(String, tensor::Tensor)>);
+
+impl Outputs {
+    fn get(&self, name: &str) -> Result<&tensor::Tensor, String> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| format!("the model has no output '{name}'"))
+    }
+
+    /// The output's rows of `row_len` values whose highest value is at least `threshold`: row,
+    /// column of that value, and the value (at most `max`, the highest, in row order).
+    pub fn rows_above(
+        &self,
+        name: &str,
+        row_len: u32,
+        threshold: f32,
+        max: u32,
+    ) -> Result<Vec<RowMax>, String> {
+        media_analyzer::pipeline::tensors::rows_above(self.get(name)?, row_len, threshold, max)
+            .map_err(|e| format!("output '{name}': {e}"))
+    }
+
+    /// The output's rows `rows` (of `row_len` values), one after the other.
+    pub fn rows(&self, name: &str, row_len: u32, rows: &[u32]) -> Result<Vec<f32>, String> {
+        media_analyzer::pipeline::tensors::rows(self.get(name)?, row_len, rows)
+            .map_err(|e| format!("output '{name}': {e}"))
+    }
+
+    /// The whole output, copied.
+    pub fn values(&self, name: &str) -> Result<Vec<f32>, String> {
+        Ok(f32s(&self.get(name)?.data()))
     }
 }
 

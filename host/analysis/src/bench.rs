@@ -67,14 +67,157 @@ pub fn clip_from_photo(photo: &Path, size: &str, frames: usize, out: &Path) -> a
     Ok(())
 }
 
+/// Per-frame wall time and model time of one path, and what it found.
+#[derive(Default)]
+struct Measured {
+    per_frame: Vec<Duration>,
+    model: Vec<Duration>,
+    found: usize,
+}
+
+impl Measured {
+    fn row(&mut self, path: &str) -> (f64, f64) {
+        let (mean, p50, p99) = stats(&mut self.per_frame);
+        let (model, ..) = stats(&mut self.model);
+        println!(
+            "| {path} | {mean:.2} | {p50:.2} | {p99:.2} | {model:.2} | {} |",
+            self.found
+        );
+        (mean, p50)
+    }
+}
+
+/// Each frame natively and through the component, interleaved (which goes first alternates), so
+/// a drift of the machine's speed during the run touches both paths alike. `native` prepares,
+/// runs the model and decodes, returning what it found and the model's time; the component runs
+/// in a fresh pooled instance per frame.
+fn paired_runs(
+    frames: &[decode::Frame],
+    native: impl Fn(&decode::Frame) -> anyhow::Result<(usize, Duration)>,
+    rt: &Runtime,
+    detector: &runtime::DetectorComponent,
+) -> anyhow::Result<(Measured, Measured)> {
+    let (mut n, mut c) = (Measured::default(), Measured::default());
+    let run_native = |f: &decode::Frame, m: &mut Measured| -> anyhow::Result<()> {
+        let started = Instant::now();
+        let (found, model) = native(f)?;
+        m.per_frame.push(started.elapsed());
+        m.model.push(model);
+        m.found += found;
+        Ok(())
+    };
+    let run_component = |f: &decode::Frame, m: &mut Measured| -> anyhow::Result<()> {
+        let frame = runtime_wit::Frame {
+            stream: "bench".into(),
+            seq: f.seq,
+            pts_ms: f.pts_ms,
+            width: f.width,
+            height: f.height,
+            rgb: Arc::clone(&f.rgb),
+        };
+        let outcome = rt.detect(detector, frame, &[])?;
+        m.found += outcome.detections.len();
+        m.per_frame.push(outcome.elapsed);
+        m.model.push(outcome.inference);
+        Ok(())
+    };
+    for (i, f) in frames.iter().enumerate() {
+        if i % 2 == 0 {
+            run_native(f, &mut n)?;
+            run_component(f, &mut c)?;
+        } else {
+            run_component(f, &mut c)?;
+            run_native(f, &mut n)?;
+        }
+    }
+    Ok((n, c))
+}
+
+/// The paths' time outside the model, per frame: what the component path adds is the difference.
+fn outside_model(m: &Measured) -> f64 {
+    let ms = |v: &[Duration]| {
+        v.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / v.len().max(1) as f64
+    };
+    ms(&m.per_frame) - ms(&m.model)
+}
+
+/// Prints one model's table and its ratios.
+fn report(title: &str, component_path: &str, native: &mut Measured, component: &mut Measured) {
+    let (fixed_n, fixed_c) = (outside_model(native), outside_model(component));
+    println!("\n{title}\n");
+    println!(
+        "| path | per frame mean (ms) | p50 (ms) | p99 (ms) | of which model (ms) | detections |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let (n_mean, n_p50) = native.row("native Rust (prepare → ORT → decode)");
+    let (c_mean, c_p50) = component.row(component_path);
+    let (model, ..) = stats(&mut native.model);
+    println!(
+        "\ncomponent / native per frame: {:.3}× (mean), {:.3}× (p50)",
+        c_mean / n_mean,
+        c_p50 / n_p50
+    );
+    println!(
+        "outside the model: native {fixed_n:.2} ms, component {fixed_c:.2} ms → fixed cost of the component path {:.2} ms per call; \
+         with the same model time ({model:.2} ms): {:.3}×",
+        fixed_c - fixed_n,
+        (model + fixed_c) / (model + fixed_n)
+    );
+}
+
+fn load_component(
+    rt: &Runtime,
+    components: &Path,
+    file: &str,
+) -> anyhow::Result<(runtime::DetectorComponent, Duration)> {
+    let path = components.join(file);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "{}: build components with scripts/build-components",
+            path.display()
+        )
+    })?;
+    let started = Instant::now();
+    let detector = rt.load_detector(&bytes)?;
+    Ok((detector, started.elapsed()))
+}
+
+/// The NanoDet input, as the object-detector component asks for it.
+const NANODET_SPEC: TensorSpec = TensorSpec {
+    width: 416,
+    height: 416,
+    layout: Layout::Nchw,
+    channels: ChannelOrder::Bgr,
+    resize: Resize::Stretch,
+    mean: postprocess::nanodet::MEAN_BGR,
+    std: postprocess::nanodet::STD_BGR,
+};
+
+/// The BlazeFace input, as the face-detector component asks for it.
+const BLAZEFACE_SPEC: TensorSpec = TensorSpec {
+    width: 128,
+    height: 128,
+    layout: Layout::Nhwc,
+    channels: ChannelOrder::Rgb,
+    resize: Resize::Letterbox { pad: 128 },
+    mean: [127.5, 127.5, 127.5],
+    std: [127.5, 127.5, 127.5],
+};
+
+fn output<'a>(out: &'a inference::RunOutput, name: &str) -> &'a [f32] {
+    out.outputs
+        .iter()
+        .find(|t| t.name == name)
+        .and_then(|t| t.data.as_f32())
+        .unwrap_or(&[])
+}
+
 pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {
     let catalog = Catalog::load(&Catalog::default_path())?;
     inference::init_onnxruntime(&catalog.onnxruntime_library())?;
-    let model = Model::load(
-        "nanodet-coco",
-        &catalog.model_path("nanodet-coco")?,
-        &SessionOptions::default(),
-    )?;
+    let load =
+        |name: &str| Model::load(name, &catalog.model_path(name)?, &SessionOptions::default());
+    let (nanodet, blazeface) = (load("nanodet-coco")?, load("blazeface")?);
     let work = tempfile_dir()?;
     let frames = frames(&catalog, count, &work)?;
     eprintln!(
@@ -84,106 +227,90 @@ pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {
         frames[0].height
     );
 
-    // Native: prepare → ORT → decode + NMS, all in Rust.
-    let spec = TensorSpec {
-        width: 416,
-        height: 416,
-        layout: Layout::Nchw,
-        channels: ChannelOrder::Bgr,
-        resize: Resize::Stretch,
-        mean: postprocess::nanodet::MEAN_BGR,
-        std: postprocess::nanodet::STD_BGR,
-    };
-    let mut native = Vec::with_capacity(frames.len());
-    let mut native_inference = Vec::with_capacity(frames.len());
-    let mut native_found = 0;
-    for f in &frames {
-        let started = Instant::now();
-        let mut data = Vec::new();
-        inference::prepare(&f.rgb, f.width, f.height, &spec, &mut data)?;
-        let out = model.run_blocking(vec![Tensor::f32("input", vec![1, 3, 416, 416], data)])?;
-        let get = |name: &str| {
-            out.outputs
-                .iter()
-                .find(|t| t.name == name)
-                .and_then(|t| t.data.as_f32())
-                .unwrap_or(&[])
-        };
-        let levels: Vec<postprocess::nanodet::Level> = postprocess::nanodet::STRIDES
-            .iter()
-            .map(|&s| postprocess::nanodet::Level {
-                stride: s,
-                cls: get(&format!("cls_{s}")),
-                boxes: get(&format!("box_{s}")),
-            })
-            .collect();
-        native_found += postprocess::nanodet::decode(&levels, 0.35, 0.5)
-            .map(|d| d.len())
-            .unwrap_or(0);
-        native.push(started.elapsed());
-        native_inference.push(out.compute);
-    }
-
-    // Component: the object-detector component in a fresh pooled instance per frame.
     let rt = Runtime::new(
         SandboxConfig::default(),
-        ModelRegistry::from([("nanodet-coco".to_string(), model)]),
+        ModelRegistry::from([
+            ("nanodet-coco".to_string(), nanodet.clone()),
+            ("blazeface".to_string(), blazeface.clone()),
+        ]),
     )?;
-    let path = components.join("object_detector.wasm");
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "{}: build components with scripts/build-components",
-            path.display()
-        )
-    })?;
-    let compile_started = Instant::now();
-    let detector = rt.load_detector(&bytes)?;
-    let compile = compile_started.elapsed();
-    let mut component = Vec::with_capacity(frames.len());
-    let mut component_inference = Vec::with_capacity(frames.len());
-    let mut component_found = 0;
-    for f in &frames {
-        let frame = runtime_wit::Frame {
-            stream: "bench".into(),
-            seq: f.seq,
-            pts_ms: f.pts_ms,
-            width: f.width,
-            height: f.height,
-            rgb: Arc::clone(&f.rgb),
-        };
-        let outcome = rt.detect(&detector, frame, &[])?;
-        component_found += outcome.detections.len();
-        component.push(outcome.elapsed);
-        component_inference.push(outcome.inference);
-    }
-    let mut instantiate: Vec<Duration> = (0..100)
-        .map(|_| rt.instantiate_detector(&detector))
-        .collect::<Result<_, _>>()?;
+    let (objects, compile) = load_component(&rt, components, "object_detector.wasm")?;
+    let (faces, _) = load_component(&rt, components, "face_detector.wasm")?;
 
-    let (n_mean, n_p50, n_p99) = stats(&mut native);
-    let (c_mean, c_p50, c_p99) = stats(&mut component);
-    let (ni_mean, ..) = stats(&mut native_inference);
-    let (ci_mean, ..) = stats(&mut component_inference);
+    // Native: prepare → ORT → decode + NMS, all in Rust.
+    let (mut native_nanodet, mut component_nanodet) = paired_runs(
+        &frames,
+        |f| {
+            let mut data = Vec::new();
+            inference::prepare(&f.rgb, f.width, f.height, &NANODET_SPEC, &mut data)?;
+            let out =
+                nanodet.run_blocking(vec![Tensor::f32("input", vec![1, 3, 416, 416], data)])?;
+            let levels: Vec<postprocess::nanodet::Level> = postprocess::nanodet::STRIDES
+                .iter()
+                .map(|&s| postprocess::nanodet::Level {
+                    stride: s,
+                    cls: output(&out, &format!("cls_{s}")),
+                    boxes: output(&out, &format!("box_{s}")),
+                })
+                .collect();
+            let found = postprocess::nanodet::decode(&levels, 0.35, 0.5)
+                .map(|d| d.len())
+                .unwrap_or(0);
+            Ok((found, out.compute))
+        },
+        &rt,
+        &objects,
+    )?;
+    let (mut native_blazeface, mut component_blazeface) = paired_runs(
+        &frames,
+        |f| {
+            let mut data = Vec::new();
+            inference::prepare(&f.rgb, f.width, f.height, &BLAZEFACE_SPEC, &mut data)?;
+            let out =
+                blazeface.run_blocking(vec![Tensor::f32("input:0", vec![1, 128, 128, 3], data)])?;
+            let levels = [
+                postprocess::blazeface::Level {
+                    cells: 16,
+                    anchors: 2,
+                    scores: output(&out, "Identity:0"),
+                    boxes: output(&out, "Identity_2:0"),
+                },
+                postprocess::blazeface::Level {
+                    cells: 8,
+                    anchors: 6,
+                    scores: output(&out, "Identity_1:0"),
+                    boxes: output(&out, "Identity_3:0"),
+                },
+            ];
+            let found = postprocess::blazeface::decode(&levels, 0.5, 0.3)
+                .map(|d| d.len())
+                .unwrap_or(0);
+            Ok((found, out.compute))
+        },
+        &rt,
+        &faces,
+    )?;
+    let mut instantiate: Vec<Duration> = (0..100)
+        .map(|_| rt.instantiate_detector(&objects))
+        .collect::<Result<_, _>>()?;
     let (inst_mean, inst_p50, _) = stats(&mut instantiate);
-    println!(
-        "\nNanoDet-m 416×416 on {} frames (1280×720), ONNX Runtime 1 intra-op thread\n",
-        frames.len()
+
+    report(
+        &format!(
+            "NanoDet-m 416×416 on {} frames ({}×{}), ONNX Runtime 1 intra-op thread",
+            frames.len(),
+            frames[0].width,
+            frames[0].height
+        ),
+        "Wasm component (frame.tensor → wasi-nn → rows above threshold → decode in sandbox)",
+        &mut native_nanodet,
+        &mut component_nanodet,
     );
-    println!(
-        "| path | per frame mean (ms) | p50 (ms) | p99 (ms) | of which model (ms) | detections |"
-    );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| native Rust (prepare → ORT → decode) | {n_mean:.2} | {n_p50:.2} | {n_p99:.2} | {ni_mean:.2} | {native_found} |"
-    );
-    println!(
-        "| Wasm component (frame.tensor → wasi-nn → decode in sandbox) | {c_mean:.2} | {c_p50:.2} | {c_p99:.2} | {ci_mean:.2} | {component_found} |"
-    );
-    println!();
-    println!(
-        "component / native per frame: {:.3}× (mean), {:.3}× (p50)",
-        c_mean / n_mean,
-        c_p50 / n_p50
+    report(
+        "BlazeFace 128×128 (a fast model), same frames",
+        "Wasm component (frame.tensor → wasi-nn → decode in sandbox)",
+        &mut native_blazeface,
+        &mut component_blazeface,
     );
     println!(
         "instantiation per call (pooling, InstancePre): mean {:.3} ms, p50 {:.3} ms",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use inference::{Model, TensorData, TensorSpec};
-use runtime_wit::detector::media_analyzer::pipeline::{frames, log, types};
+use runtime_wit::detector::media_analyzer::pipeline::{frames, log, tensors, types};
 use runtime_wit::detector::wasi::nn::{errors, graph, inference as nn_inference, tensor};
 use runtime_wit::{ExecutionContext, Frame, Graph, NnError, Tensor};
 use wasmtime::component::{Resource, ResourceTable};
@@ -275,6 +275,101 @@ impl log::Host for CallState {
     }
 }
 
+// ---- model outputs read in place ----
+
+/// Rows one `tensors` call may return, at most.
+const MAX_ROWS_READ: usize = 4096;
+/// Values one `tensors.rows` call may return, at most (4 MiB of f32).
+const MAX_VALUES_READ: usize = 1 << 20;
+
+/// An f32 tensor's values as rows of `row_len`.
+fn f32_rows(t: &Tensor, row_len: u32) -> Result<(&[f32], usize), String> {
+    let TensorData::F32(values) = &t.data else {
+        return Err("only f32 tensors are read by rows".into());
+    };
+    let row_len = row_len as usize;
+    if row_len == 0 || values.len() % row_len != 0 {
+        return Err(format!("{} values are not rows of {row_len}", values.len()));
+    }
+    Ok((values, row_len))
+}
+
+/// The rows (of `row_len` values) whose highest value is at least `threshold`, with that value
+/// and its column (the last of equal highest values, as `Iterator::max_by` picks; NaN never
+/// passes); at most `max` (and [`MAX_ROWS_READ`]), the highest, in row order.
+fn rows_above(values: &[f32], row_len: usize, threshold: f32, max: u32) -> Vec<tensors::RowMax> {
+    let mut found = Vec::new();
+    for (row, values) in values.chunks_exact(row_len).enumerate() {
+        let (column, value) =
+            values
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v >= best.1 { (i, v) } else { best }
+                });
+        if value >= threshold {
+            found.push(tensors::RowMax {
+                row: row as u32,
+                column: column as u32,
+                value,
+            });
+        }
+    }
+    let max = (max as usize).min(MAX_ROWS_READ);
+    if found.len() > max {
+        found.sort_unstable_by(|a, b| b.value.total_cmp(&a.value));
+        found.truncate(max);
+        found.sort_unstable_by_key(|r| r.row);
+    }
+    found
+}
+
+impl tensors::Host for CallState {
+    fn rows_above(
+        &mut self,
+        t: Resource<Tensor>,
+        row_len: u32,
+        threshold: f32,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<tensors::RowMax>, String>> {
+        let tensor = self.table.get(&t)?;
+        let (values, row_len) = match f32_rows(tensor, row_len) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(rows_above(values, row_len, threshold, max)))
+    }
+
+    fn rows(
+        &mut self,
+        t: Resource<Tensor>,
+        row_len: u32,
+        rows: Vec<u32>,
+    ) -> wasmtime::Result<Result<Vec<f32>, String>> {
+        let tensor = self.table.get(&t)?;
+        let (values, row_len) = match f32_rows(tensor, row_len) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        };
+        if rows.len() > MAX_ROWS_READ || rows.len() * row_len > MAX_VALUES_READ {
+            return Ok(Err(format!(
+                "{} rows of {row_len} are more than one call reads (at most {MAX_ROWS_READ} rows, {MAX_VALUES_READ} values)",
+                rows.len()
+            )));
+        }
+        let count = values.len() / row_len;
+        let mut out = Vec::with_capacity(rows.len() * row_len);
+        for row in rows {
+            let row = row as usize;
+            if row >= count {
+                return Ok(Err(format!("row {row} of a tensor of {count} rows")));
+            }
+            out.extend_from_slice(&values[row * row_len..(row + 1) * row_len]);
+        }
+        Ok(Ok(out))
+    }
+}
+
 // ---- wasi-nn ----
 
 impl tensor::Host for CallState {}
@@ -483,5 +578,55 @@ impl errors::HostError for CallState {
     fn drop(&mut self, e: Resource<NnError>) -> wasmtime::Result<()> {
         self.table.delete(e)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod rows_tests {
+    use super::*;
+
+    fn found(values: &[f32], row_len: usize, threshold: f32, max: u32) -> Vec<(u32, u32, f32)> {
+        rows_above(values, row_len, threshold, max)
+            .into_iter()
+            .map(|r| (r.row, r.column, r.value))
+            .collect()
+    }
+
+    /// Rows above the threshold with their best column; NaN never passes; ties take the last
+    /// column (as the dense decoders' `max_by` does); a cap keeps the highest rows, in row order.
+    #[test]
+    fn rows_above_finds_each_rows_best_value() {
+        let values = [
+            0.1,
+            0.9,
+            0.2, // row 0: column 1
+            0.5,
+            0.5,
+            0.1, // row 1: tie, the last
+            f32::NAN,
+            0.2,
+            0.1, // row 2: NaN ignored, below
+            0.3,
+            0.1,
+            0.7, // row 3
+        ];
+        assert_eq!(
+            found(&values, 3, 0.4, 10),
+            [(0, 1, 0.9), (1, 1, 0.5), (3, 2, 0.7)]
+        );
+        assert_eq!(found(&values, 3, 0.4, 2), [(0, 1, 0.9), (3, 2, 0.7)]);
+        assert!(found(&values, 3, 0.95, 10).is_empty());
+        let t = Tensor {
+            dimensions: vec![1, 4, 3],
+            data: TensorData::F32(values.to_vec()),
+        };
+        assert!(f32_rows(&t, 3).is_ok());
+        assert!(f32_rows(&t, 5).is_err(), "12 values are not rows of 5");
+        assert!(f32_rows(&t, 0).is_err());
+        let bytes = Tensor {
+            dimensions: vec![3],
+            data: TensorData::U8(vec![1, 2, 3]),
+        };
+        assert!(f32_rows(&bytes, 1).is_err());
     }
 }

@@ -62,6 +62,7 @@ fn world_imports(world: World) -> &'static [&'static str] {
             "wasi:nn/errors",
             "media-analyzer:pipeline/types",
             "media-analyzer:pipeline/frames",
+            "media-analyzer:pipeline/tensors",
             "media-analyzer:pipeline/log",
         ],
         World::Trigger => &[
