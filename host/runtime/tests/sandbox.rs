@@ -389,3 +389,32 @@ fn the_compile_cache_keeps_the_most_recently_used_within_its_bytes() {
             .is_err()
     );
 }
+
+/// A component reads a tensor in place through `tensors`: the rows above a threshold (their best
+/// column, NaN never passing, a cap keeping the highest) and chosen rows; a row past the end, a
+/// row length that does not divide the tensor, or more rows than one call reads are errors it is
+/// told, not traps and not reads beyond the tensor.
+#[test]
+fn tensors_are_read_in_place_within_their_bounds() {
+    let rt = sandbox(Duration::from_secs(5));
+    let probe = rt.load_detector(&component("rows-probe")).unwrap();
+    let answers: Vec<String> = rt
+        .detect(&probe, frame(8, 8), &[])
+        .unwrap()
+        .detections
+        .into_iter()
+        .map(|d| d.label)
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            "Ok([(0, 1, 0.9), (1, 1, 0.5), (3, 2, 0.7)])",
+            "Ok([0])",
+            "Ok([0.3, 0.1, 0.7, 0.1, 0.9, 0.2])",
+            "Err(\"row 4 of a tensor of 4 rows\")",
+            "Err(\"12 values are not rows of 5\")",
+            "Err(\"12 values are not rows of 0\")",
+            "Err(\"5000 rows of 1 are more than one call reads (at most 4096 rows, 1048576 values)\")",
+        ]
+    );
+}
