@@ -8,6 +8,10 @@ use e2e::{TestServer, http_request, http_send_bytes};
 use media_analyzer::component::{Push, multipart_form, push_to_server};
 use serde_json::Value;
 
+/// The tests here that analyse a live stream take turns: the SDK example's test runs a component
+/// that spins until its deadline, which would starve the hot-swap test's frame timing on 2 cores.
+static LIVE_ANALYSIS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn component(name: &str) -> Vec<u8> {
     let path = TestServer::components_dir().join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -392,6 +396,7 @@ async fn hot_swaps_on_a_live_stream_lose_and_mix_no_frames() {
     use std::collections::{BTreeMap, HashSet};
     use std::time::Duration;
 
+    let _alone = LIVE_ANALYSIS.lock().await;
     let photo = e2e::fixture_photo("coffee");
     let server = TestServer::start_with(|c| {
         c.analysis = true;
@@ -491,15 +496,28 @@ async fn hot_swaps_on_a_live_stream_lose_and_mix_no_frames() {
         analysed.windows(2).all(|w| w[0] < w[1]),
         "frames out of order"
     );
-    // Each swap's first frame was analysed, and the gap before it is like any other gap.
+    // Each swap's first frame was analysed, and the gaps before swap frames are like the others:
+    // a swap that cost frames would widen them all (their median), while a stall of the machine
+    // widens one gap anywhere — so the median is held to the median, and any one gap only to a
+    // generous bound (a swap that blocked analysis for a second would skip 30 frames).
     let starts: HashSet<u64> = answers.iter().map(|(_, s, _)| *s).collect();
     assert!(starts.iter().all(|s| seen.contains(s)));
     let gaps = analysed.windows(2).map(|w| (w[1], w[1] - w[0]));
     let (at_swaps, elsewhere): (Vec<_>, Vec<_>) = gaps.partition(|(seq, _)| starts.contains(seq));
+    let median = |gaps: &[(u64, u64)]| {
+        let mut g: Vec<u64> = gaps.iter().map(|(_, g)| *g).collect();
+        g.sort_unstable();
+        g.get(g.len() / 2).copied().unwrap_or(1)
+    };
+    let (swap_median, usual) = (median(&at_swaps), median(&elsewhere));
     let widest = elsewhere.iter().map(|(_, g)| *g).max().unwrap_or(1);
-    for (seq, gap) in at_swaps {
+    assert!(
+        swap_median <= 2 * usual + 1,
+        "gaps before swap frames {at_swaps:?} (median {swap_median}) against a median of {usual} elsewhere"
+    );
+    for (seq, gap) in &at_swaps {
         assert!(
-            gap <= 2 * widest + 1,
+            *gap <= 3 * widest + 3,
             "{gap} frames skipped before swap frame {seq} (elsewhere at most {widest})"
         );
     }
@@ -554,6 +572,7 @@ async fn hot_swaps_on_a_live_stream_lose_and_mix_no_frames() {
 async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame() {
     use std::time::{Duration, Instant};
 
+    let _alone = LIVE_ANALYSIS.lock().await;
     let source = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../components/examples/brand-colour/src/lib.rs"),
