@@ -3,6 +3,7 @@
 
 use analysis::components_dir;
 use analysis::file::{AnalyzeOptions, analyze};
+use e2e::TestServer;
 
 #[test]
 fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
@@ -13,13 +14,7 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
     let clip = dir.path().join("coffee.mp4");
     analysis::bench::clip_from_photo(&photo, "640:360", 60, &clip).unwrap();
     let json = dir.path().join("out.jsonl");
-    // The test binary lives in target/debug/deps: the components are in target/wasm32-wasip2/release.
-    let components = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("wasm32-wasip2/release");
+    let components = TestServer::components_dir();
     let options = AnalyzeOptions {
         input: clip.to_string_lossy().into_owned(),
         components: Vec::new(),
@@ -104,12 +99,7 @@ fn analyze_runs_a_component_of_ones_own_after_the_upload_check() {
         .status()
         .unwrap();
     assert!(made.success());
-    let built = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .nth(3)
-        .unwrap()
-        .join("wasm32-wasip2/release");
+    let built = TestServer::components_dir();
     let options = AnalyzeOptions {
         input: clip.to_string_lossy().into_owned(),
         components: Vec::new(),

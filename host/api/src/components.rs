@@ -368,9 +368,7 @@ pub async fn list_components(
             .collect()
     };
     let mut components: Vec<ComponentView> = state
-        .components
-        .iter()
-        .flat_map(|u| u.bundled.iter())
+        .bundled_components()
         .map(|b| ComponentView {
             name: b.name.clone(),
             world: b.world.clone(),
@@ -501,11 +499,7 @@ pub async fn component_activity(
     if limit > 200 {
         return Err(ApiError::BadRequest("limit must be 0..=200".into()));
     }
-    let bundled = state
-        .components
-        .iter()
-        .flat_map(|u| u.bundled.iter())
-        .any(|b| b.name == name);
+    let bundled = state.bundled_components().any(|b| b.name == name);
     if !bundled
         && (!store::valid_component_name(&name)
             || state

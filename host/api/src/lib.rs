@@ -71,6 +71,13 @@ pub struct AppState {
     pub playback_token_ttl: std::time::Duration,
 }
 
+impl AppState {
+    /// The bundled components this host runs (none on a host that takes no uploads).
+    pub(crate) fn bundled_components(&self) -> impl Iterator<Item = &components::BundledComponent> {
+        self.components.iter().flat_map(|u| u.bundled.iter())
+    }
+}
+
 /// Where the API sends control signals for every host, this one included: the event bus (whose
 /// subscribers on each host act on them). Without a bus (tests) signals go nowhere.
 #[derive(Clone, Default)]

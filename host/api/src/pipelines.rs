@@ -291,9 +291,7 @@ async fn resolve_component(
     c: &StageRequest,
 ) -> Result<u32, ApiError> {
     let bundled = state
-        .components
-        .iter()
-        .flat_map(|u| u.bundled.iter())
+        .bundled_components()
         .find(|b| b.name == c.name && b.world == world);
     if bundled.is_some() && c.version.unwrap_or(0) == 0 {
         return Ok(0);
@@ -365,9 +363,7 @@ async fn pipeline_view(
             },
             None => StageView {
                 components: state
-                    .components
-                    .iter()
-                    .flat_map(|u| u.bundled.iter())
+                    .bundled_components()
                     .filter(|b| b.world == world)
                     .map(|b| StageComponentView {
                         name: b.name.clone(),

@@ -1286,19 +1286,7 @@ async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply(
     upload(&other.id, "secret", "detector", 4).await;
     let put = |uri: String, key: &str, body: &str| {
         let (app, key, body) = (app.clone(), key.to_string(), body.to_string());
-        async move {
-            let req = Request::builder()
-                .method("PUT")
-                .uri(uri)
-                .header("authorization", format!("Bearer {key}"))
-                .header("content-type", "application/json")
-                .body(Body::from(body))
-                .unwrap();
-            let response = app.oneshot(req).await.unwrap();
-            let status = response.status();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, json(&body))
-        }
+        async move { send_json(&app, "PUT", &uri, &key, &body).await }
     };
     let on_stream = format!("/api/v1/streams/{}/pipeline", stream.id);
     // Nothing chosen: the bundled detectors.
