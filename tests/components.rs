@@ -722,3 +722,197 @@ async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame()
     assert_eq!(line["stream"], Value::from(server.stream_id.clone()));
     server.stop().await;
 }
+
+async fn upload_model(server: &TestServer, key: &str, name: &str, bytes: &[u8]) -> (u16, Value) {
+    let push = Push {
+        file: Path::new("model.onnx"),
+        name,
+        world: "",
+    };
+    let (content_type, body) = multipart_form(&push, bytes);
+    let (status, text) = http_send_bytes(
+        "POST",
+        &server.http("/api/v1/models"),
+        Some(key),
+        Some(&content_type),
+        &body,
+    )
+    .await;
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {e}: {text}"));
+    (status, json)
+}
+
+/// A model whose one initializer keeps its weights in an external file (`location` names a
+/// file of the host): protobuf written out by hand.
+fn model_with_external_data() -> Vec<u8> {
+    fn field(number: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push((number << 3) | 2);
+        out.push(body.len() as u8);
+        out.extend_from_slice(body);
+    }
+    let mut entry = Vec::new();
+    field(1, b"location", &mut entry);
+    field(2, b"/etc/passwd", &mut entry);
+    let mut tensor = Vec::new();
+    field(8, b"weights", &mut tensor);
+    field(13, &entry, &mut tensor);
+    let mut graph = Vec::new();
+    field(5, &tensor, &mut graph);
+    let mut model = vec![0x08, 0x08]; // ir_version 8
+    field(7, &graph, &mut model);
+    model
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_models_are_checked_and_only_their_tenants_components_load_them() {
+    use std::time::{Duration, Instant};
+
+    let _alone = LIVE_ANALYSIS.lock().await;
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    let store = server.store();
+    let other = store.create_tenant("other").await.unwrap();
+    let other_key = store
+        .create_api_key(&other.id, "other")
+        .await
+        .unwrap()
+        .secret;
+    let demo = store.tenant_by_name("demo").await.unwrap().unwrap();
+    let viewer = store
+        .create_api_key_with_role(&demo.id, "viewer", store::Role::Viewer)
+        .await
+        .unwrap()
+        .secret;
+    let key = server.api_key.clone();
+    let catalog = inference::Catalog::load(&inference::Catalog::default_path()).unwrap();
+    let weights = std::fs::read(catalog.model_path("blazeface").unwrap()).unwrap();
+
+    // The other tenant's model: checked by ONNX Runtime, its signature answered.
+    let (status, theirs) = upload_model(&server, &other_key, "their-faces", &weights).await;
+    assert_eq!(status, 201, "{theirs}");
+    assert_eq!(theirs["version"], 1);
+    assert_eq!(
+        theirs["inputs"][0]["shape"],
+        serde_json::json!([1, 128, 128, 3])
+    );
+    // Not the demo tenant's to see or delete.
+    let (status, text) = http_request("GET", &server.http("/api/v1/models"), Some(&key)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains("their-faces"), "{text}");
+    let theirs_url = server.http("/api/v1/models/their-faces/versions/1");
+    assert_eq!(http_request("DELETE", &theirs_url, Some(&key)).await.0, 404);
+
+    // Hostile and refused uploads: a clear error, and nothing stored.
+    let refused: [(&str, &str, Vec<u8>, u16, &str); 5] = [
+        (
+            "junk",
+            &key,
+            b"not an onnx model".to_vec(),
+            422,
+            "not an ONNX model",
+        ),
+        (
+            "outside",
+            &key,
+            model_with_external_data(),
+            422,
+            "external file",
+        ),
+        (
+            "truncated",
+            &key,
+            weights[..weights.len() / 2].to_vec(),
+            422,
+            "",
+        ),
+        ("blazeface", &key, weights.clone(), 409, "bundled model"),
+        ("mine", &viewer, weights.clone(), 403, ""),
+    ];
+    for (name, who, bytes, code, reason) in refused {
+        let (status, body) = upload_model(&server, who, name, &bytes).await;
+        assert_eq!(status, code, "{name}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{name}: {body}");
+    }
+    let models_dir = server.data.path().join("models");
+    assert_eq!(std::fs::read_dir(&models_dir).unwrap().count(), 1);
+
+    // The demo tenant's own copy (the same bytes: one file), and two copies of the face detector
+    // (a tenant component): one pointed at the other tenant's model, one at its own.
+    let (status, mine) = upload_model(&server, &key, "my-faces", &weights).await;
+    assert_eq!((status, &mine["version"]), (201, &Value::from(1)), "{mine}");
+    assert_eq!(std::fs::read_dir(&models_dir).unwrap().count(), 1);
+    let (status, text) = http_request("GET", &server.http("/api/v1/models"), Some(&viewer)).await;
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status, 200, "{text}");
+    let own: Vec<&Value> = listed["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["bundled"] == false)
+        .collect();
+    assert_eq!(own.len(), 1, "{listed}");
+    assert_eq!(
+        (&own[0]["name"], &own[0]["versions"][0]["current"]),
+        (&Value::from("my-faces"), &Value::from(true))
+    );
+    let faces = component("face-detector");
+    for name in ["faces-theirs", "faces-mine"] {
+        let (status, body) = upload(&server, &key, name, "detector", &faces).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, text) = e2e::http_send(
+        "PUT",
+        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
+        Some(&key),
+        r#"{"detector":[{"name":"faces-theirs","config":{"model":"their-faces"}},{"name":"faces-mine","config":{"model":"my-faces"}}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let mut publisher = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=s=640x360:r=30", "-t", "5"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
+        .args(["-pix_fmt", "yuv420p", "-f", "flv"])
+        .arg(server.rtmp_url(&server.stream_key))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg");
+    let activity = |name: &'static str| {
+        let url = server.http(&format!("/api/v1/components/{name}/activity"));
+        let key = key.clone();
+        async move {
+            let (status, text) = http_request("GET", &url, Some(&key)).await;
+            assert_eq!(status, 200, "{text}");
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    let started = Instant::now();
+    let (theirs, mine) = loop {
+        let (theirs, mine) = (activity("faces-theirs").await, activity("faces-mine").await);
+        if theirs["versions"][0]["calls"].as_i64() > Some(2)
+            && mine["versions"][0]["calls"].as_i64() > Some(2)
+        {
+            break (theirs, mine);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no activity within 30 s: {theirs} {mine}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let _ = publisher.wait().await;
+    // The other tenant's model is not there for the demo's component; its own is, and runs.
+    let failed = &theirs["versions"][0];
+    assert_eq!(failed["failures"], failed["calls"], "{theirs}");
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("no model 'their-faces'") && !error.contains("their-faces,"),
+        "{theirs}"
+    );
+    assert_eq!(mine["versions"][0]["failures"], 0, "{mine}");
+    server.stop().await;
+}

@@ -2,7 +2,8 @@
 //! 128×128 input and runs it; this component decodes the anchors, applies NMS and maps the boxes
 //! back to the frame (faces are the usual target of the blur effect).
 //!
-//! Settings: `min-score` (default 0.5), `iou` (default 0.3).
+//! Settings: `min-score` (default 0.5), `iou` (default 0.3), `model` (default `blazeface`: the
+//! name of a model with BlazeFace's inputs and outputs, e.g. a tenant's own fine-tuned weights).
 
 use media_analyzer_sdk::{
     self as sdk, Bbox, ChannelOrder, Detection, Frame, Layout, Resize, TensorSpec,
@@ -26,7 +27,7 @@ impl sdk::Detect for FaceDetector {
             std: (127.5, 127.5, 127.5),
         };
         let (input, placement) = frame.tensor(spec)?;
-        let model = sdk::Model::load("blazeface")?;
+        let model = sdk::Model::load(&sdk::setting(&config, "model", "blazeface".to_string())?)?;
         let outputs = model.run(vec![("input:0".to_string(), input)])?;
         let levels = [
             blazeface::Level {

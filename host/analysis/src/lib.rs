@@ -29,6 +29,7 @@ pub mod live;
 mod output;
 pub mod pipelines;
 pub mod stats;
+pub mod tenant_models;
 
 pub use activity::ComponentActivity;
 pub use batch::{BATCH_ATTEMPTS, BATCH_LEASE, BATCH_QUEUE_LIMIT, BatchWake, queue_for_batch};
@@ -37,6 +38,7 @@ pub use frame::{ComponentCall, FrameAnalysis, analyse_frame};
 pub use live::{LiveAnalysis, StreamModes};
 pub use pipelines::{PipelineError, StreamPipelines};
 pub use stats::{AnalysisStats, Stage};
+pub use tenant_models::TenantModels;
 
 /// Niceness of analysis threads (analysers, model sessions, the batch worker): when the CPU is
 /// short, the video path (RTMP, HLS) and the decoders get it first, and analysis skips frames.

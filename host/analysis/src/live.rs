@@ -148,11 +148,13 @@ impl LiveAnalysis {
 
     /// Loads the bundled components and their models; `Ok(None)` (with a warning) when the models
     /// or components are not installed, so `serve` still ingests and packages video. Tenants'
-    /// uploaded components are read from `files` when a pipeline names them.
+    /// uploaded components are read from `files` when a pipeline names them, and their models
+    /// from `model_files`.
     #[allow(clippy::too_many_arguments)]
     pub fn load(
         components_dir: &Path,
         files: ComponentFiles,
+        model_files: ComponentFiles,
         models: ModelSettings,
         hls_root: PathBuf,
         store: Store,
@@ -179,6 +181,15 @@ impl LiveAnalysis {
                         components,
                         store.clone(),
                         files,
+                        crate::TenantModels::new(
+                            model_files,
+                            inference::SessionOptions {
+                                accelerator: models.accelerator,
+                                nice: models.nice,
+                                queue: 16,
+                                ..Default::default()
+                            },
+                        ),
                     )),
                     runtime,
                     activity: Arc::default(),

@@ -18,6 +18,7 @@ use tokio::runtime::Handle;
 use tracing::{info, warn};
 
 use crate::lock;
+use crate::tenant_models::TenantModels;
 
 /// The pipelines of the streams live on this host.
 pub struct StreamPipelines {
@@ -26,6 +27,8 @@ pub struct StreamPipelines {
     registry: DetectorRegistry,
     store: Store,
     files: ComponentFiles,
+    /// Tenants' own models, put in reach of their components.
+    models: TenantModels,
     /// Per live stream: its tenant and publish session.
     live: Mutex<HashMap<String, (String, u64)>>,
     sessions: AtomicU64,
@@ -88,12 +91,14 @@ impl StreamPipelines {
         bundled: Vec<ActiveDetector>,
         store: Store,
         files: ComponentFiles,
+        models: TenantModels,
     ) -> Self {
         Self {
             runtime,
             registry: DetectorRegistry::new(Pipeline::new([(World::Detector, bundled)])),
             store,
             files,
+            models,
             live: Mutex::default(),
             sessions: AtomicU64::new(1),
             loading: Mutex::new(()),
@@ -199,6 +204,17 @@ impl StreamPipelines {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let failed = |reason: String| PipelineError::Load {
+            name: wanted.name.clone(),
+            version: wanted.version,
+            reason,
+        };
+        // The tenant's own models are in reach of every component its pipeline runs (a bundled
+        // detector may be pointed at the tenant's weights by a setting).
+        let models = self
+            .models
+            .for_tenant(handle, &self.store, tenant)
+            .map_err(&failed)?;
         if wanted.version == 0 {
             let bundled = self
                 .bundled()
@@ -207,6 +223,7 @@ impl StreamPipelines {
                 .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?;
             return Ok(ActiveDetector {
                 config,
+                component: bundled.component.with_tenant_models(models),
                 ..bundled.clone()
             });
         }
@@ -221,11 +238,6 @@ impl StreamPipelines {
             )?
             .filter(|v| v.world == World::Detector.as_str())
             .ok_or_else(missing)?;
-        let failed = |reason: String| PipelineError::Load {
-            name: wanted.name.clone(),
-            version: wanted.version,
-            reason,
-        };
         let bytes = self
             .files
             .read(
@@ -236,7 +248,8 @@ impl StreamPipelines {
         let component = self
             .runtime
             .load_detector(&bytes)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(e.to_string()))?
+            .with_tenant_models(models);
         Ok(ActiveDetector {
             name: wanted.name.clone(),
             version: wanted.version,
@@ -262,8 +275,9 @@ impl StreamPipelines {
         Ok(Arc::new(pipeline))
     }
 
-    /// Carries the bus's pipeline signals (sent by any API host) to the streams live here, until
-    /// the subscription ends. Loading runs on a blocking thread, one signal after the other.
+    /// Carries the bus's pipeline and model signals (sent by any API host) to the streams live
+    /// here, until the subscription ends. Loading runs on a blocking thread, one signal after the
+    /// other.
     pub async fn follow_signals(
         self: Arc<Self>,
         mut deliveries: tokio::sync::mpsc::Receiver<bus::Delivery>,
@@ -272,16 +286,19 @@ impl StreamPipelines {
             let bus::Delivery::Message(envelope) = delivery else {
                 continue;
             };
-            if let bus::Event::Control(bus::Control::Pipeline { stream, .. }) = &envelope.event {
-                let (pipelines, handle) = (self.clone(), Handle::current());
-                let (tenant, stream) = (envelope.tenant.clone(), stream.clone());
-                let loaded = tokio::task::spawn_blocking(move || {
-                    pipelines.changed(&handle, &tenant, stream.as_deref())
-                })
-                .await;
-                if let Err(e) = loaded {
-                    warn!("loading a pipeline failed: {e}");
-                }
+            let stream = match &envelope.event {
+                bus::Event::Control(bus::Control::Pipeline { stream, .. }) => stream.clone(),
+                bus::Event::Control(bus::Control::Models { .. }) => None,
+                _ => continue,
+            };
+            let (pipelines, handle) = (self.clone(), Handle::current());
+            let tenant = envelope.tenant.clone();
+            let loaded = tokio::task::spawn_blocking(move || {
+                pipelines.changed(&handle, &tenant, stream.as_deref())
+            })
+            .await;
+            if let Err(e) = loaded {
+                warn!("loading a pipeline failed: {e}");
             }
         }
     }

@@ -53,6 +53,55 @@ pub struct ComponentUploads {
     /// The largest component file taken (bytes).
     pub max_bytes: usize,
     pub bundled: Vec<BundledComponent>,
+    /// Uploads being checked, per tenant: one tenant cannot fill the host's compile queue.
+    pub checking: Arc<TenantChecks>,
+}
+
+/// Uploads being checked, per tenant, at most [`TenantChecks::PER_TENANT`] each.
+#[derive(Debug, Default)]
+pub struct TenantChecks {
+    checking: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// A tenant's turn to have an upload checked; given back when dropped.
+pub struct CheckTurn {
+    checks: Arc<TenantChecks>,
+    tenant: String,
+}
+
+impl TenantChecks {
+    /// Checks one tenant may have in progress at once (the compile queue holds 8).
+    pub const PER_TENANT: usize = 2;
+
+    /// A turn for `tenant`, or `None` when it has [`Self::PER_TENANT`] in progress.
+    pub fn turn(self: &Arc<Self>, tenant: &str) -> Option<CheckTurn> {
+        let mut checking = self.checking.lock().unwrap_or_else(|e| e.into_inner());
+        let count = checking.entry(tenant.to_string()).or_default();
+        if *count >= Self::PER_TENANT {
+            return None;
+        }
+        *count += 1;
+        Some(CheckTurn {
+            checks: self.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for CheckTurn {
+    fn drop(&mut self) {
+        let mut checking = self
+            .checks
+            .checking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = checking.get_mut(&self.tenant) {
+            *count -= 1;
+            if *count == 0 {
+                checking.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ComponentUploads {
@@ -67,7 +116,7 @@ impl std::fmt::Debug for ComponentUploads {
 /// Multipart fields other than the file are small.
 const MAX_FIELD_BYTES: usize = 256;
 /// A refusal's reason, at most (it may quote names from the component).
-const MAX_REASON_CHARS: usize = 1000;
+pub(crate) const MAX_REASON_CHARS: usize = 1000;
 /// Fields in an upload, at most (name, world, file, and a little slack for clients that add
 /// their own).
 const MAX_FIELDS: usize = 8;
@@ -128,10 +177,10 @@ pub struct ComponentList {
 
 /// The upload form, as read.
 #[derive(Default)]
-struct UploadForm {
-    name: Option<String>,
-    world: Option<String>,
-    file: Option<Vec<u8>>,
+pub(crate) struct UploadForm {
+    pub(crate) name: Option<String>,
+    pub(crate) world: Option<String>,
+    pub(crate) file: Option<Vec<u8>>,
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
@@ -147,7 +196,10 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
 
 /// Reads the form field by field, within the limits: small text fields, one file of at most
 /// `max_bytes`, at most [`MAX_FIELDS`] fields.
-async fn read_form(mut multipart: Multipart, max_bytes: usize) -> Result<UploadForm, ApiError> {
+pub(crate) async fn read_form(
+    mut multipart: Multipart,
+    max_bytes: usize,
+) -> Result<UploadForm, ApiError> {
     let mut form = UploadForm::default();
     let mut fields = 0;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -281,10 +333,16 @@ pub async fn add_upload(
             bundled.world
         )));
     }
+    let Some(turn) = uploads.checking.turn(tenant_id) else {
+        return Err(ApiError::Unavailable(
+            "this tenant already has uploads being checked; try again when they are done",
+        ));
+    };
     // Checked and written off the async threads; the row is added only once the file is whole.
     let (checked, sha256, file_len) = {
         let (uploads, world) = (uploads.clone(), world.to_string());
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let checked = uploads.check.check(&world, &file);
             let stored = checked.is_ok().then(|| uploads.files.put(&file));
             (checked, stored, file.len())
@@ -545,4 +603,26 @@ pub async fn component_activity(
         versions,
         log,
     }))
+}
+
+#[cfg(test)]
+mod check_turn_tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_gets_at_most_its_share_of_checks_and_others_still_get_theirs() {
+        let checks = Arc::new(TenantChecks::default());
+        let a: Vec<CheckTurn> = (0..TenantChecks::PER_TENANT)
+            .map(|_| checks.turn("a").expect("a turn"))
+            .collect();
+        assert!(checks.turn("a").is_none(), "a has its share");
+        let b = checks.turn("b").expect("b is not held up by a");
+        drop(a);
+        assert!(checks.turn("a").is_some(), "a's turns came back");
+        drop(b);
+        assert!(
+            checks.checking.lock().unwrap().is_empty(),
+            "nothing left behind"
+        );
+    }
 }

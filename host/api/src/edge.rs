@@ -31,13 +31,12 @@ const KEPT: [HeaderName; 4] = [
 
 pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let limits = &state.limits.http;
-    // Component uploads are the one request allowed a larger body.
-    let max_body =
-        if request.method() == Method::POST && request.uri().path() == "/api/v1/components" {
-            crate::upload_body_limit(&state)
-        } else {
-            limits.max_body_bytes
-        };
+    // Component and model uploads are the requests allowed a larger body.
+    let max_body = match (request.method() == Method::POST, request.uri().path()) {
+        (true, "/api/v1/components") => crate::upload_body_limit(&state),
+        (true, "/api/v1/models") => crate::model_body_limit(&state),
+        _ => limits.max_body_bytes,
+    };
     let target = request
         .uri()
         .path_and_query()

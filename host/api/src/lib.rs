@@ -18,6 +18,7 @@ pub mod events;
 pub mod hls;
 pub mod keys;
 pub mod limits;
+pub mod models;
 pub mod pipelines;
 mod server;
 pub mod streams;
@@ -66,6 +67,9 @@ pub struct AppState {
     /// Component uploads (the sandbox's check and where files go); `None` on a host that takes
     /// none (503).
     pub components: Option<components::ComponentUploads>,
+    /// Tenant model uploads (the check and where files go); `None` on a host that takes none
+    /// (503).
+    pub models: Option<models::ModelUploads>,
     /// How long a playback token is valid (`streams::PLAYBACK_TOKEN_TTL` by default); a viewer's
     /// event socket closes when its token expires, and the dashboard renews before that.
     pub playback_token_ttl: std::time::Duration,
@@ -109,7 +113,7 @@ impl Signals {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`.\n\nLimits (defaults; see docs/api.md): request headers within 10 s and 64 KiB (431), URI 8 KiB (414), bodies 1 MiB (413), 1200 requests per minute per API key and 10 failed authentications per minute per client address (429 with Retry-After). Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, models::upload_model, models::list_models, models::delete_model_version, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"), (name = "components", description = "The tenant's own components (upload, versions, delete) and the pipelines that run them"))
@@ -163,6 +167,16 @@ pub fn router(state: AppState) -> Router {
             delete(components::delete_component_version),
         )
         .route(
+            "/models",
+            get(models::list_models)
+                .post(models::upload_model)
+                .layer(DefaultBodyLimit::max(model_body_limit(&state))),
+        )
+        .route(
+            "/models/{name}/versions/{version}",
+            delete(models::delete_model_version),
+        )
+        .route(
             "/components/{name}/activity",
             get(components::component_activity),
         )
@@ -196,6 +210,17 @@ pub(crate) fn upload_body_limit(state: &AppState) -> usize {
         .as_ref()
         .map_or(state.limits.http.max_body_bytes, |c| {
             c.max_bytes.saturating_add(64 * 1024)
+        })
+        .max(state.limits.http.max_body_bytes)
+}
+
+/// The body limit of a model upload: the largest model file, plus room for the form.
+pub(crate) fn model_body_limit(state: &AppState) -> usize {
+    state
+        .models
+        .as_ref()
+        .map_or(state.limits.http.max_body_bytes, |m| {
+            m.max_bytes.saturating_add(64 * 1024)
         })
         .max(state.limits.http.max_body_bytes)
 }

@@ -38,6 +38,7 @@ pub(crate) fn state_for(
         limits: Limits::new(limits),
         playback_token_ttl: crate::streams::PLAYBACK_TOKEN_TTL,
         components: None,
+        models: None,
     }
 }
 
@@ -1219,6 +1220,7 @@ async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply(
                 world: "detector".into(),
             })
             .into(),
+        checking: Default::default(),
     });
     tokio::spawn(state.viewers.clone().run(bus.subscribe().await.unwrap()));
     // The analysis host: each pipeline signal for a stream is answered by its first frame.

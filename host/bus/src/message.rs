@@ -50,6 +50,9 @@ pub enum Control {
         stream: Option<String>,
         change: String,
     },
+    /// A tenant's models changed (a version uploaded or deleted): hosts reload the pipelines of
+    /// its live streams, so that its components load the current versions from the next frame.
+    Models { name: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,7 +155,7 @@ impl Event {
             Event::Control(Control::Mode { stream, .. }) => stream,
             Event::Control(Control::Pipeline { stream, .. }) => stream.as_deref().unwrap_or(""),
             // Tenant-wide: no stream.
-            Event::Control(Control::KeyRevoked { .. }) => "",
+            Event::Control(Control::KeyRevoked { .. } | Control::Models { .. }) => "",
         }
     }
 

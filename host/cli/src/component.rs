@@ -23,7 +23,11 @@ pub fn multipart_form(push: &Push<'_>, bytes: &[u8]) -> (String, Vec<u8>) {
     rand::rng().fill_bytes(&mut random);
     let boundary = format!("media-analyzer-{}", hex::encode(random));
     let mut body = Vec::with_capacity(bytes.len() + 512);
+    // A model upload has no world: an empty value is left out.
     for (field, value) in [("name", push.name), ("world", push.world)] {
+        if value.is_empty() {
+            continue;
+        }
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n")
                 .as_bytes(),
@@ -37,7 +41,7 @@ pub fn multipart_form(push: &Push<'_>, bytes: &[u8]) -> (String, Vec<u8>) {
         .replace(['"', '\r', '\n'], "_");
     body.extend_from_slice(
         format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/wasm\r\n\r\n"
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
         )
         .as_bytes(),
     );

@@ -168,6 +168,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         limits: api::Limits::new(config.http_limits.clone()),
         playback_token_ttl: config.playback_token_ttl,
         components: None,
+        models: None,
     };
 
     // Models and components load before the first publisher can be accepted, so no stream
@@ -186,10 +187,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         let publisher = publisher.clone();
         let host = host.clone();
-        let files = component_files(&config.data);
+        let (files, model_files) = (component_files(&config.data), model_files(&config.data));
         tokio::task::spawn_blocking(move || {
             analysis::LiveAnalysis::load(
-                &dir, files, models, hls_root, store, stats, publisher, host,
+                &dir,
+                files,
+                model_files,
+                models,
+                hls_root,
+                store,
+                stats,
+                publisher,
+                host,
             )
         })
         .await?
@@ -213,6 +222,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ),
         };
         state.components = Some(component_uploads(sandbox, &config.data));
+        state.models = model_uploads(&config.data, analysis.is_some());
     }
 
     // Every long-running service, in stop order: stop accepting RTMP and close publishers (each
@@ -445,6 +455,74 @@ pub fn component_uploads(
                 world: "detector".into(),
             })
             .collect(),
+        checking: Default::default(),
+    }
+}
+
+/// Where uploaded models are kept: `{data}/models`.
+pub fn model_files(data: &Path) -> store::ComponentFiles {
+    store::ComponentFiles::for_models(data.join("models"))
+}
+
+/// The largest model upload taken.
+pub const MAX_MODEL_UPLOAD_BYTES: usize = 128 << 20;
+
+/// Model uploads are checked by loading them in ONNX Runtime (which live analysis has loaded,
+/// else it is loaded here from the model manifest) and kept in [`model_files`]; `None` (uploads
+/// answer 503) when ONNX Runtime is not installed.
+pub fn model_uploads(data: &Path, runtime_loaded: bool) -> Option<api::models::ModelUploads> {
+    if !runtime_loaded {
+        let loaded = inference::Catalog::load(&inference::Catalog::default_path())
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                inference::init_onnxruntime(&c.onnxruntime_library()).map_err(|e| e.to_string())
+            });
+        if let Err(e) = loaded {
+            tracing::warn!("model uploads are off: ONNX Runtime is not available: {e}");
+            return None;
+        }
+    }
+    let mut bundled: Vec<String> = analysis::bundle::BUNDLED
+        .iter()
+        .flat_map(|(_, models)| models.iter().map(|m| m.to_string()))
+        .collect();
+    bundled.sort();
+    bundled.dedup();
+    Some(api::models::ModelUploads {
+        check: Arc::new(OnnxCheck(analysis::tenant_models::ModelUploadCheck::new(
+            std::time::Duration::from_secs(30),
+        ))),
+        files: model_files(data),
+        max_bytes: MAX_MODEL_UPLOAD_BYTES,
+        quota: store::ModelQuota::default(),
+        bundled,
+    })
+}
+
+struct OnnxCheck(analysis::tenant_models::ModelUploadCheck);
+
+impl api::models::ModelCheck for OnnxCheck {
+    fn check(&self, bytes: &[u8]) -> Result<api::models::ModelSignature, api::components::Refusal> {
+        use analysis::tenant_models::ModelRefusal;
+        use api::components::Refusal;
+        let signature = |tensors: Vec<inference::TensorInfo>| {
+            tensors
+                .into_iter()
+                .map(|t| api::models::TensorSignature {
+                    name: t.name,
+                    element_type: format!("{:?}", t.element_type).to_lowercase(),
+                    shape: t.shape,
+                })
+                .collect()
+        };
+        match self.0.check(bytes) {
+            Ok((inputs, outputs)) => Ok(api::models::ModelSignature {
+                inputs: signature(inputs),
+                outputs: signature(outputs),
+            }),
+            Err(ModelRefusal::Busy) => Err(Refusal::Busy("another model is being checked".into())),
+            Err(ModelRefusal::Invalid(reason)) => Err(Refusal::Invalid(reason)),
+        }
     }
 }
 

@@ -7,12 +7,14 @@
 
 pub mod catalog;
 pub mod fair;
+pub mod onnx_check;
 pub mod prepare;
 pub mod session;
 pub mod tensor;
 
 pub use catalog::Catalog;
 pub use fair::FairShare;
+pub use onnx_check::{OnnxRefusal, OnnxSummary, check_onnx};
 pub use prepare::{ChannelOrder, Layout, Placement, Resize, TensorSpec, prepare};
 pub use session::{
     Accelerator, Model, RunOutput, SessionOptions, available_providers, init_onnxruntime,

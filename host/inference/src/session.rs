@@ -208,6 +208,13 @@ pub struct RunOutput {
     pub session: usize,
 }
 
+/// Where a model's bytes are.
+#[derive(Clone, Copy)]
+enum ModelSource<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
 /// A loaded model; cheap to clone, shared by every stream and tenant.
 #[derive(Clone)]
 pub struct Model {
@@ -255,6 +262,23 @@ impl std::fmt::Debug for Model {
 impl Model {
     /// Loads `file` into [`SessionOptions::sessions`] sessions, each owned by a new worker thread.
     pub fn load(name: &str, file: &Path, options: &SessionOptions) -> Result<Self, InferenceError> {
+        Self::load_from(name, ModelSource::File(file), options)
+    }
+
+    /// [`Self::load`] from the model's bytes (an upload being checked, nothing on disk yet).
+    pub fn load_bytes(
+        name: &str,
+        bytes: &[u8],
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        Self::load_from(name, ModelSource::Bytes(bytes), options)
+    }
+
+    fn load_from(
+        name: &str,
+        source: ModelSource<'_>,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
         let load = |e: ort::Error| InferenceError::Load {
             model: name.to_string(),
             reason: e.to_string(),
@@ -272,7 +296,11 @@ impl Model {
                         reason,
                     }
                 })?;
-            Ok::<_, InferenceError>((builder.commit_from_file(file).map_err(load)?, providers))
+            let session = match source {
+                ModelSource::File(file) => builder.commit_from_file(file),
+                ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
+            };
+            Ok::<_, InferenceError>((session.map_err(load)?, providers))
         };
         let (session, providers) = open()?;
         let mut sessions = vec![session];

@@ -26,12 +26,39 @@ use crate::args::{self, ArgError, ElementType, HostBudget, HostLimit};
 /// Models a component may load by name.
 pub type ModelRegistry = HashMap<String, Model>;
 
+/// The models one call may load by name: its tenant's own (uploaded, in the tenant's namespace)
+/// and the host's bundled ones. A tenant's model never shadows a bundled one (the upload refuses
+/// those names), and no other tenant's model is in reach.
+#[derive(Clone, Default)]
+pub struct ModelScope {
+    pub bundled: Arc<ModelRegistry>,
+    pub tenant: Arc<ModelRegistry>,
+}
+
+impl ModelScope {
+    fn get(&self, name: &str) -> Option<&Model> {
+        self.bundled.get(name).or_else(|| self.tenant.get(name))
+    }
+
+    /// The names in reach, sorted (what a `not-found` error lists).
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .bundled
+            .keys()
+            .chain(self.tenant.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+}
+
 /// Everything one call can touch.
 pub struct CallState {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) limits: StoreLimits,
-    pub(crate) models: Arc<ModelRegistry>,
+    pub(crate) models: ModelScope,
     pub(crate) output: MemoryOutputPipe,
     pub(crate) log: Vec<String>,
     /// Time spent inside model runs during this call.
@@ -45,7 +72,7 @@ pub struct CallState {
 
 impl CallState {
     /// The state of one call that starts now, under `config`'s limits.
-    pub fn new(models: Arc<ModelRegistry>, config: &SandboxConfig) -> Self {
+    pub fn new(models: ModelScope, config: &SandboxConfig) -> Self {
         let output = MemoryOutputPipe::new(config.log_bytes);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
@@ -440,8 +467,8 @@ impl graph::Host for CallState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<Graph>, Resource<NnError>>> {
-        if !self.models.contains_key(&name) {
-            let known = self.models.keys().cloned().collect::<Vec<_>>().join(", ");
+        if self.models.get(&name).is_none() {
+            let known = self.models.names().join(", ");
             return Ok(Err(nn_error(
                 &mut self.table,
                 errors::ErrorCode::NotFound,

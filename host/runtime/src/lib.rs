@@ -32,7 +32,7 @@ use wasmtime::{Engine, Store, Trap};
 
 pub use args::{ArgError, HostLimit, OutputLimit};
 pub use engine::{EpochTicker, SandboxConfig};
-pub use host::{CallState, ModelRegistry};
+pub use host::{CallState, ModelRegistry, ModelScope};
 pub use registry::{Active, Pipeline, Registry, World};
 pub use upload::Checked;
 
@@ -97,6 +97,24 @@ pub struct DetectorComponent {
     /// SHA-256 of the component bytes (the compile cache key).
     pub hash: String,
     pre: DetectorPre<CallState>,
+    /// Its tenant's own models, in reach of `load-by-name` beside the bundled ones (none for a
+    /// bundled component).
+    tenant_models: Arc<ModelRegistry>,
+}
+
+impl DetectorComponent {
+    /// The same component with `models` (its tenant's) in reach of `load-by-name`.
+    pub fn with_tenant_models(&self, models: Arc<ModelRegistry>) -> Self {
+        Self {
+            tenant_models: models,
+            ..self.clone()
+        }
+    }
+
+    /// The tenant models in its reach.
+    pub fn tenant_models(&self) -> &ModelRegistry {
+        &self.tenant_models
+    }
 }
 
 impl std::fmt::Debug for DetectorComponent {
@@ -234,7 +252,11 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| wrong_world(format!("{e:#}")))?;
         let pre = DetectorPre::new(instance_pre).map_err(|e| wrong_world(format!("{e:#}")))?;
-        Ok(DetectorComponent { hash, pre })
+        Ok(DetectorComponent {
+            hash,
+            pre,
+            tenant_models: Arc::default(),
+        })
     }
 
     /// Runs `detect` on one frame in a fresh instance, under the sandbox limits. Blocking: call
@@ -259,7 +281,7 @@ impl Runtime {
         config: &[(String, String)],
     ) -> LoggedCall {
         let started = Instant::now();
-        let mut store = self.new_store();
+        let mut store = self.new_store(component);
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.call_detect(&mut store, component, frame, config)
         }))
@@ -333,8 +355,12 @@ impl Runtime {
 
     /// A fresh store for one call, under the sandbox limits: memory, deadline (a trap when passed,
     /// also inside host calls that wait), host memory budget.
-    fn new_store(&self) -> Store<CallState> {
-        let state = CallState::new(self.models.clone(), &self.config);
+    fn new_store(&self, component: &DetectorComponent) -> Store<CallState> {
+        let models = ModelScope {
+            bundled: self.models.clone(),
+            tenant: component.tenant_models.clone(),
+        };
+        let state = CallState::new(models, &self.config);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_hostcall_fuel(self.config.max_transfer_bytes);
@@ -349,7 +375,7 @@ impl Runtime {
         component: &DetectorComponent,
     ) -> Result<Duration, CallError> {
         let started = Instant::now();
-        let mut store = self.new_store();
+        let mut store = self.new_store(component);
         component
             .pre
             .instantiate(&mut store)

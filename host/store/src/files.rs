@@ -1,4 +1,5 @@
-//! Component files, named by the SHA-256 of their bytes: `{dir}/{sha256}.wasm`. A file is
+//! Component (and tenant model) files, named by the SHA-256 of their bytes: `{dir}/{sha256}.wasm`
+//! (`.onnx` for models). A file is
 //! written to a temporary name, synced and renamed, so a reader finds the whole file or none;
 //! the same bytes uploaded twice (by anyone) are kept once.
 
@@ -10,6 +11,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone)]
 pub struct ComponentFiles {
     dir: PathBuf,
+    extension: &'static str,
 }
 
 /// Whether `sha256` is a hash this store could have written (64 lowercase hex digits): nothing
@@ -26,8 +28,20 @@ fn invalid(what: String) -> std::io::Error {
 }
 
 impl ComponentFiles {
+    /// Component files (`.wasm`) in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            extension: "wasm",
+        }
+    }
+
+    /// Tenant model files (`.onnx`) in `dir`.
+    pub fn for_models(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            extension: "onnx",
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -38,7 +52,7 @@ impl ComponentFiles {
         if !valid_hash(sha256) {
             return Err(invalid("not a SHA-256 hash".into()));
         }
-        Ok(self.dir.join(format!("{sha256}.wasm")))
+        Ok(self.dir.join(format!("{sha256}.{}", self.extension)))
     }
 
     /// Keeps `bytes` (durably, before returning) and returns their SHA-256.
@@ -72,13 +86,13 @@ impl ComponentFiles {
         let len = std::fs::metadata(&path)?.len();
         if len > limit {
             return Err(invalid(format!(
-                "component file {sha256} is {len} bytes, over the {limit}-byte limit"
+                "file {sha256} is {len} bytes, over the {limit}-byte limit"
             )));
         }
         let bytes = std::fs::read(&path)?;
         if hex::encode(Sha256::digest(&bytes)) != sha256 {
             return Err(invalid(format!(
-                "component file {sha256} does not match its hash (changed on disk)"
+                "file {sha256} does not match its hash (changed on disk)"
             )));
         }
         Ok(bytes)

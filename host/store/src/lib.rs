@@ -14,6 +14,7 @@ mod activity;
 mod components;
 mod files;
 mod keys;
+mod models;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -34,6 +35,7 @@ pub use keys::{
     ApiKeyOwner, KeyKind, KeyRecord, MAX_KEY_PREFIX, Role, hash_secret, new_id, new_secret,
     valid_key_prefix,
 };
+pub use models::{ModelQuota, ModelVersion, NewModel};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
