@@ -150,6 +150,17 @@ enum BenchCommand {
         )]
         backends: Vec<String>,
     },
+    /// Tenants with their own components on one host: compile and cache-hit cost, memory per
+    /// tenant, instantiation per call, fairness of analysed frames across their streams.
+    Tenants {
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Folder with the built components (default: next to this binary's target folder).
+        #[arg(long)]
+        components: Option<std::path::PathBuf>,
+    },
     /// clip-brands (tokenizer in the sandbox + one CLIP call) vs. the same work natively.
     Clip {
         #[arg(long, default_value_t = 200)]
@@ -303,6 +314,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             init_logging(cli.log_format.unwrap_or_default());
             Ok(bus::bench::throughput(messages, &backends).await?)
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Tenants {
+                    tenants,
+                    seconds,
+                    components,
+                },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let dir = components.unwrap_or_else(analysis::default_components_dir);
+            tokio::task::spawn_blocking(move || {
+                analysis::bench_tenants::tenants(tenants, seconds, &dir)
+            })
+            .await?
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },
