@@ -1,5 +1,5 @@
-//! The guest side of `wit/`: bindings for the detector world and a few helpers so a component
-//! is mostly its own logic.
+//! The guest side of `wit/`: bindings for the detector and trigger worlds and a few helpers so a
+//! component is mostly its own logic.
 //!
 //! ```ignore
 //! struct MyDetector;
@@ -7,6 +7,12 @@
 //!     fn detect(frame: &media_analyzer_sdk::Frame, config: Vec<(String, String)>) -> Result<Vec<media_analyzer_sdk::Detection>, String> { … }
 //! }
 //! media_analyzer_sdk::export_detector!(MyDetector with_types_in media_analyzer_sdk);
+//!
+//! struct MyRules;
+//! impl media_analyzer_sdk::trigger::Rules for MyRules {
+//!     fn on_detections(frame: media_analyzer_sdk::FrameInfo, detections: Vec<media_analyzer_sdk::Detection>, config: Vec<(String, String)>) -> Result<Vec<media_analyzer_sdk::Alert>, String> { … }
+//! }
+//! media_analyzer_sdk::trigger::export_trigger!(MyRules with_types_in media_analyzer_sdk::trigger);
 //! ```
 
 wit_bindgen::generate!({
@@ -19,12 +25,30 @@ wit_bindgen::generate!({
 });
 
 pub use exports::media_analyzer::pipeline::detect::Guest as Detect;
+
+/// The trigger world: `rules` to export, `state` to keep what a rule needs between frames.
+pub mod trigger {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "media-analyzer:pipeline/trigger",
+        pub_export_macro: true,
+        export_macro_name: "export_trigger",
+        default_bindings_module: "media_analyzer_sdk::trigger",
+        with: {
+            "media-analyzer:pipeline/types@0.1.0": crate::media_analyzer::pipeline::types,
+            "media-analyzer:pipeline/log@0.1.0": crate::media_analyzer::pipeline::log,
+        },
+    });
+
+    pub use exports::media_analyzer::pipeline::rules::Guest as Rules;
+    pub use media_analyzer::pipeline::state;
+}
 pub use media_analyzer::pipeline::frames::{
     ChannelOrder, Frame, Layout, PixelFormat, Placement, Resize, TensorSpec,
 };
 pub use media_analyzer::pipeline::log::{Level, log};
 pub use media_analyzer::pipeline::tensors::RowMax;
-pub use media_analyzer::pipeline::types::{Bbox, Detection, FrameInfo};
+pub use media_analyzer::pipeline::types::{Alert, Bbox, Detection, FrameInfo, Severity};
 use wasi::nn::{graph, tensor};
 
 /// A host model, loaded by name, and the outputs of one run by output name.

@@ -39,9 +39,14 @@ pub fn multipart_form(push: &Push<'_>, bytes: &[u8]) -> (String, Vec<u8>) {
         .and_then(|n| n.to_str())
         .unwrap_or("component.wasm")
         .replace(['"', '\r', '\n'], "_");
+    let file_type = if file_name.ends_with(".wasm") {
+        "application/wasm"
+    } else {
+        "application/octet-stream"
+    };
     body.extend_from_slice(
         format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {file_type}\r\n\r\n"
         )
         .as_bytes(),
     );

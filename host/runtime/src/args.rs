@@ -30,6 +30,8 @@ pub enum ArgError {
     EmptyCrop { x: f32, y: f32, w: f32, h: f32 },
     #[error("the frame's {got} bytes do not fit its size {width}x{height} (RGB)")]
     BadFrame { width: u32, height: u32, got: usize },
+    #[error("trigger state: {0}")]
+    State(String),
 }
 
 /// Why a host call stopped the whole call: a trap that the runtime reports as the matching

@@ -68,6 +68,8 @@ pub struct CallState {
     /// When the call must end; host calls that wait give up then.
     pub(crate) deadline: Instant,
     pub(crate) config: SandboxConfig,
+    /// A trigger call's state (its tenant's and component's); `None` for detectors.
+    pub(crate) rule_state: Option<Arc<crate::trigger::RuleState>>,
 }
 
 impl CallState {
@@ -99,6 +101,7 @@ impl CallState {
             budget: HostBudget::new(config.host_memory_bytes),
             deadline: Instant::now() + config.deadline,
             config: config.clone(),
+            rule_state: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod host;
 mod poll;
 pub mod registry;
+pub mod trigger;
 pub mod upload;
 
 use std::collections::HashMap;
@@ -26,7 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runtime_wit::detector::{Detector, DetectorPre};
-use runtime_wit::{Detection, Frame};
+use runtime_wit::trigger::{Trigger, TriggerPre};
+use runtime_wit::{Alert, Detection, Frame, FrameInfo};
 use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
@@ -34,6 +36,7 @@ pub use args::{ArgError, HostLimit, OutputLimit};
 pub use engine::{EpochTicker, SandboxConfig};
 pub use host::{CallState, ModelRegistry, ModelScope};
 pub use registry::{Active, Pipeline, Registry, World};
+pub use trigger::RuleState;
 pub use upload::Checked;
 
 /// The detector components active per tenant.
@@ -115,6 +118,14 @@ impl DetectorComponent {
     pub fn tenant_models(&self) -> &ModelRegistry {
         &self.tenant_models
     }
+
+    /// Its tenant's models (the bundled ones are the runtime's).
+    fn models(&self) -> ModelScope {
+        ModelScope {
+            bundled: Arc::default(),
+            tenant: self.tenant_models.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for DetectorComponent {
@@ -123,6 +134,30 @@ impl std::fmt::Debug for DetectorComponent {
             .field("hash", &self.hash)
             .finish_non_exhaustive()
     }
+}
+
+/// A compiled trigger, ready to instantiate.
+#[derive(Clone)]
+pub struct TriggerComponent {
+    /// SHA-256 of the component bytes (the compile cache key).
+    pub hash: String,
+    pre: TriggerPre<CallState>,
+}
+
+impl std::fmt::Debug for TriggerComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TriggerComponent")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `on-detections` call: the alerts it raised, what it logged, and its time.
+#[derive(Debug)]
+pub struct RulesCall {
+    pub result: Result<Vec<Alert>, CallError>,
+    pub log: Vec<String>,
+    pub elapsed: Duration,
 }
 
 /// What one `detect` call produced.
@@ -159,6 +194,7 @@ pub struct CacheStats {
 
 pub struct Runtime {
     detector_linker: Linker<CallState>,
+    trigger_linker: Linker<CallState>,
     models: Arc<ModelRegistry>,
     config: SandboxConfig,
     compiled: Mutex<CompileCache>,
@@ -176,9 +212,14 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut detector_linker)?;
         poll::add_to_linker(&mut detector_linker)?;
         Detector::add_to_linker::<CallState, HasSelf<CallState>>(&mut detector_linker, |s| s)?;
+        let mut trigger_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut trigger_linker)?;
+        poll::add_to_linker(&mut trigger_linker)?;
+        Trigger::add_to_linker::<CallState, HasSelf<CallState>>(&mut trigger_linker, |s| s)?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             detector_linker,
+            trigger_linker,
             models: Arc::new(models),
             compiled: Mutex::new(CompileCache::new(config.compile_cache_bytes)),
             compiler: Compiler::start(&engine, config.compile_queue)?,
@@ -259,6 +300,67 @@ impl Runtime {
         })
     }
 
+    /// Validates, compiles and links a trigger component.
+    pub fn load_trigger(&self, bytes: &[u8]) -> Result<TriggerComponent, LoadError> {
+        let (hash, component) = self.compile(bytes)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            world: "trigger",
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = self
+            .trigger_linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = TriggerPre::new(instance_pre).map_err(wrong_world)?;
+        Ok(TriggerComponent { hash, pre })
+    }
+
+    /// Runs a trigger's `on-detections` for one analysed frame in a fresh instance, under the
+    /// sandbox limits, with `state` (its tenant's and component's) behind the `state` interface.
+    /// Blocking. What it logged comes back whether it succeeded or not.
+    pub fn run_rules(
+        &self,
+        trigger: &TriggerComponent,
+        state: &Arc<RuleState>,
+        frame: &FrameInfo,
+        detections: &[Detection],
+        config: &[(String, String)],
+    ) -> RulesCall {
+        let started = Instant::now();
+        let mut store = self.new_store(ModelScope::default());
+        store.data_mut().rule_state = Some(state.clone());
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let rules = trigger
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| self.classify(e))?;
+            let alerts = rules
+                .media_analyzer_pipeline_rules()
+                .call_on_detections(&mut store, frame, detections, config)
+                .map_err(|e| self.classify(e))?
+                .map_err(|message| {
+                    CallError::Component(
+                        args::cut_on_char_boundary(&message, self.config.log_line_bytes)
+                            .to_string(),
+                    )
+                })?;
+            let mut budget = args::OutputBudget::new(&self.config);
+            trigger::check_alerts(&alerts, &mut budget).map_err(CallError::OutputLimit)?;
+            Ok(alerts)
+        }))
+        .unwrap_or_else(|panic| {
+            self.host_panics.fetch_add(1, Ordering::Relaxed);
+            let message = panic_message(&*panic);
+            tracing::error!(component = %trigger.hash, "a host call panicked: {message}");
+            Err(CallError::HostPanic(message))
+        });
+        RulesCall {
+            result,
+            log: store.data_mut().take_log(),
+            elapsed: started.elapsed(),
+        }
+    }
+
     /// Runs `detect` on one frame in a fresh instance, under the sandbox limits. Blocking: call
     /// it from a blocking thread. A panic in a host call is caught here, counted, and returned as
     /// [`CallError::HostPanic`]. The log of a failed call is dropped: [`Self::detect_logged`]
@@ -281,7 +383,7 @@ impl Runtime {
         config: &[(String, String)],
     ) -> LoggedCall {
         let started = Instant::now();
-        let mut store = self.new_store(component);
+        let mut store = self.new_store(component.models());
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.call_detect(&mut store, component, frame, config)
         }))
@@ -355,12 +457,14 @@ impl Runtime {
 
     /// A fresh store for one call, under the sandbox limits: memory, deadline (a trap when passed,
     /// also inside host calls that wait), host memory budget.
-    fn new_store(&self, component: &DetectorComponent) -> Store<CallState> {
-        let models = ModelScope {
-            bundled: self.models.clone(),
-            tenant: component.tenant_models.clone(),
-        };
-        let state = CallState::new(models, &self.config);
+    fn new_store(&self, models: ModelScope) -> Store<CallState> {
+        let state = CallState::new(
+            ModelScope {
+                bundled: self.models.clone(),
+                ..models
+            },
+            &self.config,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_hostcall_fuel(self.config.max_transfer_bytes);
@@ -375,7 +479,7 @@ impl Runtime {
         component: &DetectorComponent,
     ) -> Result<Duration, CallError> {
         let started = Instant::now();
-        let mut store = self.new_store(component);
+        let mut store = self.new_store(component.models());
         component
             .pre
             .instantiate(&mut store)
