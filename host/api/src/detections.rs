@@ -32,7 +32,7 @@ pub struct DetectionQuery {
 }
 
 /// `from` and `to` in the OpenAPI document: a date-time or Unix milliseconds (at most 64 bytes).
-fn time_bound() -> utoipa::openapi::schema::Schema {
+pub(crate) fn time_bound() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
     OneOfBuilder::new()
         .item(
@@ -86,6 +86,30 @@ fn parse_time(field: &str, value: Option<&str>, default: i64) -> Result<i64, Api
         .map_err(|_| ApiError::BadRequest(format!("{field} must be RFC 3339 or Unix milliseconds")))
 }
 
+/// A paged listing's `from`, `to` (Unix ms; defaults: all time) and `limit` (default 100),
+/// checked: the time bounds and `cursor` at most 64 characters, `limit` 1..=1000.
+pub(crate) fn page_bounds(
+    from: &Option<String>,
+    to: &Option<String>,
+    cursor: &Option<String>,
+    limit: Option<u32>,
+) -> Result<(i64, i64, u32), ApiError> {
+    for (field, value) in [("from", from), ("to", to), ("cursor", cursor)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 64) {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must be at most 64 characters"
+            )));
+        }
+    }
+    let from = parse_time("from", from.as_deref(), 0)?;
+    let to = parse_time("to", to.as_deref(), i64::MAX)?;
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1..=1000".into()));
+    }
+    Ok((from, to, limit))
+}
+
 /// Detections of one stream, oldest first.
 #[utoipa::path(get, path = "/api/v1/streams/{id}/detections", tag = "analysis",
     params(("id" = String, Path, description = "stream id", max_length = 64), DetectionQuery),
@@ -104,23 +128,7 @@ pub async fn list_detections(
         .stream(&tenant.id, &id)
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
-    for (field, value) in [
-        ("from", &query.from),
-        ("to", &query.to),
-        ("cursor", &query.cursor),
-    ] {
-        if value.as_ref().is_some_and(|v| v.chars().count() > 64) {
-            return Err(ApiError::BadRequest(format!(
-                "{field} must be at most 64 characters"
-            )));
-        }
-    }
-    let from = parse_time("from", query.from.as_deref(), 0)?;
-    let to = parse_time("to", query.to.as_deref(), i64::MAX)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1..=1000".into()));
-    }
+    let (from, to, limit) = page_bounds(&query.from, &query.to, &query.cursor, query.limit)?;
     if to <= from {
         // An empty range: nothing in it.
         return Ok(Json(DetectionPage {

@@ -9,6 +9,7 @@
 //! authentications are rate limited (`limits`), and every error — whoever made it — is the
 //! documented JSON without the request's input in it (`edge`).
 
+pub mod alerts;
 pub mod auth;
 pub mod components;
 pub mod detections;
@@ -113,7 +114,7 @@ impl Signals {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`.\n\nLimits (defaults; see docs/api.md): request headers within 10 s and 64 KiB (431), URI 8 KiB (414), bodies 1 MiB (413), 1200 requests per minute per API key and 10 failed authentications per minute per client address (429 with Retry-After). Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, models::upload_model, models::list_models, models::delete_model_version, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, alerts::list_alerts, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, models::upload_model, models::list_models, models::delete_model_version, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"), (name = "components", description = "The tenant's own components (upload, versions, delete) and the pipelines that run them"))
@@ -142,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/streams/{id}", get(streams::get_stream))
         .route("/streams/{id}/detections", get(detections::list_detections))
+        .route("/alerts", get(alerts::list_alerts))
         .route("/streams/{id}/mode", axum::routing::put(streams::set_mode))
         .route(
             "/streams/{id}/pipeline",

@@ -1420,3 +1420,84 @@ async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply(
         Err(store::StoreError::Conflict(_))
     ));
 }
+
+#[tokio::test]
+async fn alerts_are_listed_to_their_tenant_only() {
+    let f = fixture().await;
+    let (a, b) = (
+        f.store.create_tenant("acme").await.unwrap(),
+        f.store.create_tenant("globex").await.unwrap(),
+    );
+    let (key_a, key_b) = (
+        f.store.create_api_key(&a.id, "a").await.unwrap().secret,
+        f.store.create_api_key(&b.id, "b").await.unwrap().secret,
+    );
+    let (stream, _) = f.store.create_stream(&a.id, "main").await.unwrap();
+    let raised = vec![(
+        "brand-rules".to_string(),
+        vec![store::NewAlert {
+            rule: "on-screen".into(),
+            severity: "info".into(),
+            message: "Acme on screen for 3.0 s".into(),
+            detections: vec![bus::Detection {
+                label: "brand:Acme".into(),
+                score: 0.9,
+                bbox: [0.1, 0.1, 0.2, 0.1],
+                component: "logo-matcher".into(),
+            }],
+        }],
+    )];
+    f.store
+        .store_alerts(&store::FrameAlerts {
+            tenant_id: &a.id,
+            stream_id: &stream.id,
+            session: 1,
+            seq: 30,
+            pts_ms: 3000,
+            wallclock: 1_764_000_000_000,
+            raised: &raised,
+        })
+        .await
+        .unwrap();
+    let list = |uri: String, key: String| {
+        let app = f.app.clone();
+        async move {
+            let (status, body, _) = call(&app, "GET", &uri, Some(&key)).await;
+            (status, json(&body))
+        }
+    };
+    let (status, page) = list(
+        format!("/api/v1/alerts?stream={}", stream.id),
+        key_a.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let alert = &page["alerts"][0];
+    assert_eq!(
+        (&alert["rule"], &alert["message"], &alert["seq"]),
+        (
+            &serde_json::json!("on-screen"),
+            &serde_json::json!("Acme on screen for 3.0 s"),
+            &serde_json::json!(30)
+        )
+    );
+    let width = alert["detections"][0]["box"][2].as_f64().unwrap();
+    assert!((width - 0.2).abs() < 1e-6, "{alert}");
+    // The range and the other tenant: an empty range is empty; B sees none of A's and gets
+    // a 404 for A's stream.
+    let (_, empty) = list(
+        "/api/v1/alerts?from=2025-11-24T16:00:00Z&to=2025-11-24T16:00:00Z".into(),
+        key_a.clone(),
+    )
+    .await;
+    assert_eq!(empty["alerts"], serde_json::json!([]));
+    let (status, theirs) = list("/api/v1/alerts".into(), key_b.clone()).await;
+    assert_eq!(
+        (status, &theirs["alerts"]),
+        (StatusCode::OK, &serde_json::json!([]))
+    );
+    let (status, _) = list(format!("/api/v1/alerts?stream={}", stream.id), key_b).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = list("/api/v1/alerts?limit=0".into(), key_a).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

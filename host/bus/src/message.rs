@@ -107,16 +107,26 @@ pub struct Detection {
     pub component: String,
 }
 
+/// What a trigger component raised on an analysed frame (stored before it is published).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    /// The stored alert's id (`alr_…`): the same in `GET /api/v1/alerts` and in webhooks.
+    #[serde(default)]
+    pub id: String,
     pub stream: String,
     pub seq: u64,
     pub pts_ms: i64,
     pub wallclock: String,
+    /// The trigger that raised it (`name`, or `name@version` for an upload).
+    #[serde(default)]
+    pub component: String,
     pub rule: String,
     /// `info`, `warning` or `critical`
     pub severity: String,
     pub message: String,
+    /// The detections that caused it.
+    #[serde(default)]
+    pub detections: Vec<Detection>,
 }
 
 /// The frame from which a stream runs a new pipeline: every frame before `seq` ran the previous

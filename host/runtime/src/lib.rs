@@ -114,11 +114,6 @@ impl DetectorComponent {
         }
     }
 
-    /// The tenant models in its reach.
-    pub fn tenant_models(&self) -> &ModelRegistry {
-        &self.tenant_models
-    }
-
     /// Its tenant's models (the bundled ones are the runtime's).
     fn models(&self) -> ModelScope {
         ModelScope {

@@ -11,6 +11,7 @@
 //! tenant id.
 
 mod activity;
+mod alerts;
 mod components;
 mod files;
 mod keys;
@@ -26,6 +27,7 @@ use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
 pub use activity::{ActivityDelta, COMPONENT_LOG_LINES, ComponentLogLine, ComponentStats, LogLine};
+pub use alerts::{AlertPage, AlertRecord, FrameAlerts, NewAlert};
 pub use components::{
     ComponentVersion, NewComponent, PipelineChange, PipelineStage, StageComponent,
     valid_component_name,
@@ -36,6 +38,24 @@ pub use keys::{
     valid_key_prefix,
 };
 pub use models::{ModelQuota, ModelVersion, NewModel};
+
+/// Rows of a paged listing that asked for `limit + 1` rows: at most `limit` of them, and the id
+/// to continue after when there were more.
+pub(crate) fn one_page<T>(
+    rows: &[AnyRow],
+    limit: i64,
+    read: impl Fn(&AnyRow) -> Result<T>,
+    id: impl Fn(&T) -> &String,
+) -> Result<(Vec<T>, Option<String>)> {
+    let mut items = rows.iter().map(read).collect::<Result<Vec<_>>>()?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit.max(0) as usize);
+        items.last().map(|item| id(item).clone())
+    } else {
+        None
+    };
+    Ok((items, next))
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -1149,16 +1169,7 @@ impl Store {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut detections = rows
-            .iter()
-            .map(detection_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let next = if detections.len() as i64 > limit {
-            detections.truncate(limit as usize);
-            detections.last().map(|d| d.id.clone())
-        } else {
-            None
-        };
+        let (detections, next) = one_page(&rows, limit, detection_from_row, |d| &d.id)?;
         Ok(DetectionPage { detections, next })
     }
 

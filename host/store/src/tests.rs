@@ -283,6 +283,7 @@ async fn same_queries_work_on_postgres() {
         durability_checks(&store).await?;
         component_checks(&store).await?;
         activity_checks(&store).await?;
+        alert_checks(&store, &t.id, &s.id).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -1029,4 +1030,58 @@ where
         out.push(t.await.expect("task"));
     }
     out
+}
+
+/// Alerts on a real server too: stored once per frame (the retry adds nothing), listed by tenant
+/// and stream, and model versions within their quota.
+async fn alert_checks(store: &Store, tenant: &str, stream: &str) -> Result<()> {
+    let raised = vec![(
+        "brand-rules".to_string(),
+        vec![NewAlert {
+            rule: "on-screen".into(),
+            severity: "info".into(),
+            message: "Acme on screen for 3.0 s".into(),
+            detections: vec![found("brand:Acme", "logo-matcher")],
+        }],
+    )];
+    let frame = FrameAlerts {
+        tenant_id: tenant,
+        stream_id: stream,
+        session: 1,
+        seq: 30,
+        pts_ms: 3_000,
+        wallclock: 7_000,
+        raised: &raised,
+    };
+    let first = store.store_alerts(&frame).await?;
+    assert_eq!(store.store_alerts(&frame).await?, first);
+    let page = store
+        .alerts(tenant, Some(stream), 0, i64::MAX, None, 10)
+        .await?;
+    assert_eq!(page.alerts, first);
+    assert!(
+        store
+            .alerts(tenant, Some("str_other"), 0, i64::MAX, None, 10)
+            .await?
+            .alerts
+            .is_empty()
+    );
+    let quota = ModelQuota {
+        versions: 1,
+        bytes: 100,
+    };
+    let model = |name| NewModel {
+        tenant_id: tenant,
+        name,
+        sha256: "h",
+        size: 60,
+        signature: "{}",
+        created_by: "key",
+    };
+    assert_eq!(store.add_model_version(model("m"), quota).await?.version, 1);
+    assert!(matches!(
+        store.add_model_version(model("n"), quota).await,
+        Err(StoreError::Conflict(_))
+    ));
+    Ok(())
 }
