@@ -29,10 +29,21 @@ async fn upload(
         name,
         world,
     };
-    let (content_type, body) = multipart_form(&push, bytes);
+    post_form(server, key, "/api/v1/components", &push, bytes).await
+}
+
+/// Posts an upload form (`multipart_form`, as `component push` sends it) to `path`.
+async fn post_form(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    push: &Push<'_>,
+    bytes: &[u8],
+) -> (u16, Value) {
+    let (content_type, body) = multipart_form(push, bytes);
     let (status, text) = http_send_bytes(
         "POST",
-        &server.http("/api/v1/components"),
+        &server.http(path),
         Some(key),
         Some(&content_type),
         &body,
@@ -40,6 +51,40 @@ async fn upload(
     .await;
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {e}: {text}"));
     (status, json)
+}
+
+/// A component's activity as its tenant sees it (`key`).
+async fn activity(server: &TestServer, key: &str, name: &str) -> Value {
+    let url = server.http(&format!("/api/v1/components/{name}/activity"));
+    let (status, text) = http_request("GET", &url, Some(key)).await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The activity of two components, once `ready` holds for both (polled every 0.5 s; counters
+/// are written every 2 s), within `limit`.
+async fn activity_when(
+    server: &TestServer,
+    key: &str,
+    names: [&str; 2],
+    ready: impl Fn(&Value, &Value) -> bool,
+    limit: std::time::Duration,
+) -> (Value, Value) {
+    let started = std::time::Instant::now();
+    loop {
+        let (a, b) = (
+            activity(server, key, names[0]).await,
+            activity(server, key, names[1]).await,
+        );
+        if ready(&a, &b) {
+            return (a, b);
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no activity within {limit:?}: {a} {b}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 async fn listed(server: &TestServer, key: &str) -> Value {
@@ -676,29 +721,17 @@ async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame()
         assert!(d["score"].as_f64().unwrap() > 0.9, "{d}");
     }
     // Each component's counters and log, as its tenant sees them (written every 2 s).
-    let activity = |name: &'static str| {
-        let url = server.http(&format!("/api/v1/components/{name}/activity"));
-        let key = key.clone();
-        async move {
-            let (status, text) = http_request("GET", &url, Some(&key)).await;
-            assert_eq!(status, 200, "{text}");
-            serde_json::from_str::<Value>(&text).unwrap()
-        }
-    };
-    let started = Instant::now();
-    let (example, looping) = loop {
-        let (example, looping) = (activity("brand-colour").await, activity("looper").await);
-        if example["versions"][0]["calls"].as_i64() > Some(0)
-            && looping["versions"][0]["deadlines"].as_i64() > Some(0)
-        {
-            break (example, looping);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no activity within 15 s: {example} {looping}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (example, looping) = activity_when(
+        &server,
+        &key,
+        ["brand-colour", "looper"],
+        |example, looping| {
+            example["versions"][0]["calls"].as_i64() > Some(0)
+                && looping["versions"][0]["deadlines"].as_i64() > Some(0)
+        },
+        Duration::from_secs(15),
+    )
+    .await;
     let ran = &example["versions"][0];
     assert_eq!(
         (&ran["component"], &ran["failures"]),
@@ -729,17 +762,7 @@ async fn upload_model(server: &TestServer, key: &str, name: &str, bytes: &[u8]) 
         name,
         world: "",
     };
-    let (content_type, body) = multipart_form(&push, bytes);
-    let (status, text) = http_send_bytes(
-        "POST",
-        &server.http("/api/v1/models"),
-        Some(key),
-        Some(&content_type),
-        &body,
-    )
-    .await;
-    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {e}: {text}"));
-    (status, json)
+    post_form(server, key, "/api/v1/models", &push, bytes).await
 }
 
 /// A model whose one initializer keeps its weights in an external file (`location` names a
@@ -765,7 +788,7 @@ fn model_with_external_data() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_models_are_checked_and_only_their_tenants_components_load_them() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let _alone = LIVE_ANALYSIS.lock().await;
     let server = TestServer::start_with(|c| {
@@ -881,29 +904,17 @@ async fn tenant_models_are_checked_and_only_their_tenants_components_load_them()
         .kill_on_drop(true)
         .spawn()
         .expect("ffmpeg");
-    let activity = |name: &'static str| {
-        let url = server.http(&format!("/api/v1/components/{name}/activity"));
-        let key = key.clone();
-        async move {
-            let (status, text) = http_request("GET", &url, Some(&key)).await;
-            assert_eq!(status, 200, "{text}");
-            serde_json::from_str::<Value>(&text).unwrap()
-        }
-    };
-    let started = Instant::now();
-    let (theirs, mine) = loop {
-        let (theirs, mine) = (activity("faces-theirs").await, activity("faces-mine").await);
-        if theirs["versions"][0]["calls"].as_i64() > Some(2)
-            && mine["versions"][0]["calls"].as_i64() > Some(2)
-        {
-            break (theirs, mine);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no activity within 30 s: {theirs} {mine}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (theirs, mine) = activity_when(
+        &server,
+        &key,
+        ["faces-theirs", "faces-mine"],
+        |theirs, mine| {
+            theirs["versions"][0]["calls"].as_i64() > Some(2)
+                && mine["versions"][0]["calls"].as_i64() > Some(2)
+        },
+        Duration::from_secs(30),
+    )
+    .await;
     let _ = publisher.wait().await;
     // The other tenant's model is not there for the demo's component; its own is, and runs.
     let failed = &theirs["versions"][0];

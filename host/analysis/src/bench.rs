@@ -165,18 +165,23 @@ fn report(title: &str, component_path: &str, native: &mut Measured, component: &
     );
 }
 
+/// A built component's bytes (`file` in `components`).
+pub(crate) fn component_bytes(components: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
+    let path = components.join(file);
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "{}: build components with scripts/build-components",
+            path.display()
+        )
+    })
+}
+
 fn load_component(
     rt: &Runtime,
     components: &Path,
     file: &str,
 ) -> anyhow::Result<(runtime::DetectorComponent, Duration)> {
-    let path = components.join(file);
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "{}: build components with scripts/build-components",
-            path.display()
-        )
-    })?;
+    let bytes = component_bytes(components, file)?;
     let started = Instant::now();
     let detector = rt.load_detector(&bytes)?;
     Ok((detector, started.elapsed()))

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use runtime::{ModelRegistry, Runtime, SandboxConfig};
 
 /// The process's resident memory, bytes (Linux).
@@ -28,17 +27,7 @@ fn resident_bytes() -> u64 {
 
 /// `component` with a custom section naming the tenant appended: another tenant's build.
 fn tenant_build(component: &[u8], tenant: usize) -> Vec<u8> {
-    fn leb(mut v: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
+    let leb = |v: usize, out: &mut Vec<u8>| inference::onnx_check::put_varint(v as u64, out);
     let (name, payload) = (b"tenant", format!("tenant-{tenant:04}"));
     let mut section = Vec::new();
     leb(name.len(), &mut section);
@@ -85,13 +74,7 @@ fn frame(stream: usize) -> runtime_wit::Frame {
 
 pub fn tenants(count: usize, seconds: u64, components: &Path) -> anyhow::Result<()> {
     let count = count.max(1);
-    let path = components.join("brand_colour.wasm");
-    let example = std::fs::read(&path).with_context(|| {
-        format!(
-            "{}: build components with scripts/build-components",
-            path.display()
-        )
-    })?;
+    let example = crate::bench::component_bytes(components, "brand_colour.wasm")?;
     let builds: Vec<Vec<u8>> = (0..count).map(|t| tenant_build(&example, t)).collect();
     let config = SandboxConfig {
         // Every tenant's code stays compiled (the default cache holds 256 MiB).

@@ -74,6 +74,8 @@ pub enum PipelineError {
     Store(#[from] store::StoreError),
     #[error("{name} version {version} is not among the tenant's components")]
     Missing { name: String, version: u32 },
+    #[error("loading the tenant's models: {0}")]
+    Models(String),
     #[error("no bundled component '{0}' runs on this host")]
     NotBundled(String),
     #[error("{name}@{version}: {reason}")]
@@ -185,10 +187,16 @@ impl StreamPipelines {
         let Some(stage) = stream.and_then(|s| stage(Some(s))).or_else(|| stage(None)) else {
             return Ok((self.bundled().to_vec(), None));
         };
+        // The tenant's own models are in reach of every component its pipeline runs (a bundled
+        // detector may be pointed at the tenant's weights by a setting).
+        let models = self
+            .models
+            .for_tenant(handle, &self.store, tenant)
+            .map_err(PipelineError::Models)?;
         let detectors = stage
             .components
             .iter()
-            .map(|c| self.load(handle, tenant, c))
+            .map(|c| self.load(handle, tenant, c, &models))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((detectors, Some(stage.change.clone())))
     }
@@ -198,23 +206,13 @@ impl StreamPipelines {
         handle: &Handle,
         tenant: &str,
         wanted: &StageComponent,
+        models: &Arc<runtime::ModelRegistry>,
     ) -> Result<ActiveDetector, PipelineError> {
         let config: Vec<(String, String)> = wanted
             .config
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let failed = |reason: String| PipelineError::Load {
-            name: wanted.name.clone(),
-            version: wanted.version,
-            reason,
-        };
-        // The tenant's own models are in reach of every component its pipeline runs (a bundled
-        // detector may be pointed at the tenant's weights by a setting).
-        let models = self
-            .models
-            .for_tenant(handle, &self.store, tenant)
-            .map_err(&failed)?;
         if wanted.version == 0 {
             let bundled = self
                 .bundled()
@@ -223,7 +221,7 @@ impl StreamPipelines {
                 .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?;
             return Ok(ActiveDetector {
                 config,
-                component: bundled.component.with_tenant_models(models),
+                component: bundled.component.with_tenant_models(models.clone()),
                 ..bundled.clone()
             });
         }
@@ -238,6 +236,11 @@ impl StreamPipelines {
             )?
             .filter(|v| v.world == World::Detector.as_str())
             .ok_or_else(missing)?;
+        let failed = |reason: String| PipelineError::Load {
+            name: wanted.name.clone(),
+            version: wanted.version,
+            reason,
+        };
         let bytes = self
             .files
             .read(
@@ -249,7 +252,7 @@ impl StreamPipelines {
             .runtime
             .load_detector(&bytes)
             .map_err(|e| failed(e.to_string()))?
-            .with_tenant_models(models);
+            .with_tenant_models(models.clone());
         Ok(ActiveDetector {
             name: wanted.name.clone(),
             version: wanted.version,

@@ -116,7 +116,7 @@ impl std::fmt::Debug for ComponentUploads {
 /// Multipart fields other than the file are small.
 const MAX_FIELD_BYTES: usize = 256;
 /// A refusal's reason, at most (it may quote names from the component).
-pub(crate) const MAX_REASON_CHARS: usize = 1000;
+const MAX_REASON_CHARS: usize = 1000;
 /// Fields in an upload, at most (name, world, file, and a little slack for clients that add
 /// their own).
 const MAX_FIELDS: usize = 8;
@@ -339,35 +339,20 @@ pub async fn add_upload(
         ));
     };
     // Checked and written off the async threads; the row is added only once the file is whole.
-    let (checked, sha256, file_len) = {
+    let (_, sha256, file_len) = {
         let (uploads, world) = (uploads.clone(), world.to_string());
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            let checked = uploads.check.check(&world, &file);
-            let stored = checked.is_ok().then(|| uploads.files.put(&file));
-            (checked, stored, file.len())
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("the upload check stopped: {e}")))?
+        check_and_keep(
+            "component",
+            "too many components are being checked; try again shortly",
+            uploads.files.clone(),
+            file,
+            move |file| {
+                let _turn = turn;
+                uploads.check.check(&world, file)
+            },
+        )
+        .await?
     };
-    match checked {
-        Ok(_) => {}
-        // The reason may quote the component (an import's name): bounded.
-        Err(Refusal::Invalid(reason)) => {
-            return Err(ApiError::Unprocessable(
-                reason.chars().take(MAX_REASON_CHARS).collect(),
-            ));
-        }
-        Err(Refusal::Busy(reason)) => {
-            tracing::warn!("component upload refused: {reason}");
-            return Err(ApiError::Unavailable(
-                "too many components are being checked; try again shortly",
-            ));
-        }
-    }
-    let sha256 = sha256
-        .unwrap_or_else(|| Err(std::io::Error::other("not written")))
-        .map_err(|e| ApiError::Internal(format!("writing the component file: {e}")))?;
     let added = store
         .add_component_version(store::NewComponent {
             tenant_id,
@@ -382,24 +367,64 @@ pub async fn add_upload(
         Ok(version) => Ok(version),
         Err(e) => {
             // Nothing half-stored: the file goes unless another version has the same bytes.
-            forget_file(store, uploads, &sha256).await;
+            let in_use = store.component_file_in_use(&sha256).await;
+            forget_unused_file(&uploads.files, &sha256, in_use);
             Err(e.into())
         }
     }
 }
 
-/// Removes a component file that no stored version has (any more).
-async fn forget_file(store: &store::Store, uploads: &ComponentUploads, sha256: &str) {
-    match store.component_file_in_use(sha256).await {
+/// Checks an upload with `check` off the async threads and keeps its file (whole, by content
+/// hash) only when it passes: what the check answered, the file's SHA-256 and its size. A refusal
+/// is 422 with its reason (bounded: it may quote the upload), or 503 `busy` when the check cannot
+/// run now. `what` names the upload in errors and the log.
+pub(crate) async fn check_and_keep<T: Send + 'static>(
+    what: &'static str,
+    busy: &'static str,
+    files: store::ComponentFiles,
+    file: Vec<u8>,
+    check: impl FnOnce(&[u8]) -> Result<T, Refusal> + Send + 'static,
+) -> Result<(T, String, usize), ApiError> {
+    let (checked, sha256, size) = tokio::task::spawn_blocking(move || {
+        let checked = check(&file);
+        let stored = checked.is_ok().then(|| files.put(&file));
+        (checked, stored, file.len())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the {what} check stopped: {e}")))?;
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(Refusal::Invalid(reason)) => {
+            return Err(ApiError::Unprocessable(
+                reason.chars().take(MAX_REASON_CHARS).collect(),
+            ));
+        }
+        Err(Refusal::Busy(reason)) => {
+            tracing::warn!("{what} upload refused: {reason}");
+            return Err(ApiError::Unavailable(busy));
+        }
+    };
+    let sha256 = sha256
+        .unwrap_or_else(|| Err(std::io::Error::other("not written")))
+        .map_err(|e| ApiError::Internal(format!("writing the {what} file: {e}")))?;
+    Ok((checked, sha256, size))
+}
+
+/// Removes an uploaded file unless `in_use` (the store's answer: does a stored version, of any
+/// tenant, still have these bytes?) says it is used or cannot tell.
+pub(crate) fn forget_unused_file(
+    files: &store::ComponentFiles,
+    sha256: &str,
+    in_use: Result<bool, store::StoreError>,
+) {
+    match in_use {
         Ok(false) => {
-            if let Err(e) = uploads.files.remove(sha256) {
-                tracing::warn!(%sha256, "could not remove an unused component file: {e}");
+            if let Err(e) = files.remove(sha256) {
+                tracing::warn!(%sha256, "could not remove an unused file: {e}");
             }
         }
         Ok(true) => {}
-        Err(e) => {
-            tracing::warn!(%sha256, "component file kept: cannot tell whether it is used: {e}")
-        }
+        Err(e) => tracing::warn!(%sha256, "file kept: cannot tell whether it is used: {e}"),
     }
 }
 
@@ -486,7 +511,8 @@ pub async fn delete_component_version(
         .await?;
     tracing::info!(tenant = %caller.tenant.id, key = %caller.key_id, component = %name, version, "component version deleted");
     if let Some(uploads) = &state.components {
-        forget_file(&state.store, uploads, &deleted.sha256).await;
+        let in_use = state.store.component_file_in_use(&deleted.sha256).await;
+        forget_unused_file(&uploads.files, &deleted.sha256, in_use);
     }
     Ok(StatusCode::NO_CONTENT)
 }

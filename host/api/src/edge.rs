@@ -33,7 +33,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let limits = &state.limits.http;
     // Component and model uploads are the requests allowed a larger body.
     let max_body = match (request.method() == Method::POST, request.uri().path()) {
-        (true, "/api/v1/components") => crate::upload_body_limit(&state),
+        (true, "/api/v1/components") => crate::component_body_limit(&state),
         (true, "/api/v1/models") => crate::model_body_limit(&state),
         _ => limits.max_body_bytes,
     };

@@ -162,7 +162,7 @@ pub fn router(state: AppState) -> Router {
             "/components",
             get(components::list_components)
                 .post(components::upload_component)
-                .layer(DefaultBodyLimit::max(upload_body_limit(&state))),
+                .layer(DefaultBodyLimit::max(component_body_limit(&state))),
         )
         .route(
             "/components/{name}/versions/{version}",
@@ -205,26 +205,23 @@ pub fn router(state: AppState) -> Router {
     .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// The body limit of a component upload: the largest component file, plus room for the form.
-pub(crate) fn upload_body_limit(state: &AppState) -> usize {
-    state
-        .components
-        .as_ref()
-        .map_or(state.limits.http.max_body_bytes, |c| {
-            c.max_bytes.saturating_add(64 * 1024)
+/// The body limit of an upload whose largest file is `max_file` (`None`: this host takes none):
+/// the file plus room for the form, never below the usual body limit.
+pub(crate) fn upload_body_limit(state: &AppState, max_file: Option<usize>) -> usize {
+    max_file
+        .map_or(state.limits.http.max_body_bytes, |max| {
+            max.saturating_add(64 * 1024)
         })
         .max(state.limits.http.max_body_bytes)
 }
 
-/// The body limit of a model upload: the largest model file, plus room for the form.
+/// The body limits of the upload routes: components, models.
+pub(crate) fn component_body_limit(state: &AppState) -> usize {
+    upload_body_limit(state, state.components.as_ref().map(|c| c.max_bytes))
+}
+
 pub(crate) fn model_body_limit(state: &AppState) -> usize {
-    state
-        .models
-        .as_ref()
-        .map_or(state.limits.http.max_body_bytes, |m| {
-            m.max_bytes.saturating_add(64 * 1024)
-        })
-        .max(state.limits.http.max_body_bytes)
+    upload_body_limit(state, state.models.as_ref().map(|m| m.max_bytes))
 }
 
 /// What an ingest-only host serves over HTTP: health, readiness and metrics (the API, HLS and

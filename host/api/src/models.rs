@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Admin, Caller};
-use crate::components::{MAX_REASON_CHARS, Refusal, read_form};
+use crate::components::{Refusal, check_and_keep, forget_unused_file, read_form};
 use crate::error::{ApiPath, ErrorBody};
 use crate::streams::rfc3339_ms;
 use crate::{ApiError, AppState};
@@ -166,33 +166,17 @@ pub async fn upload_model(
     if file.len() > uploads.max_bytes {
         return Err(ApiError::PayloadTooLarge(uploads.max_bytes));
     }
-    let (checked, sha256, size) = {
-        let uploads = uploads.clone();
-        tokio::task::spawn_blocking(move || {
-            let checked = uploads.check.check(&file);
-            let stored = checked.is_ok().then(|| uploads.files.put(&file));
-            (checked, stored, file.len())
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("the model check stopped: {e}")))?
+    let (signature, sha256, size) = {
+        let check = uploads.check.clone();
+        check_and_keep(
+            "model",
+            "another model is being checked; try again shortly",
+            uploads.files.clone(),
+            file,
+            move |file| check.check(file),
+        )
+        .await?
     };
-    let signature = match checked {
-        Ok(signature) => signature,
-        Err(Refusal::Invalid(reason)) => {
-            return Err(ApiError::Unprocessable(
-                reason.chars().take(MAX_REASON_CHARS).collect(),
-            ));
-        }
-        Err(Refusal::Busy(reason)) => {
-            tracing::warn!("model upload refused: {reason}");
-            return Err(ApiError::Unavailable(
-                "another model is being checked; try again shortly",
-            ));
-        }
-    };
-    let sha256 = sha256
-        .unwrap_or_else(|| Err(std::io::Error::other("not written")))
-        .map_err(|e| ApiError::Internal(format!("writing the model file: {e}")))?;
     let signature_json = serde_json::to_string(&signature)
         .map_err(|e| ApiError::Internal(format!("the model's signature: {e}")))?;
     let added = state
@@ -213,7 +197,8 @@ pub async fn upload_model(
         Ok(version) => version,
         Err(e) => {
             // Nothing half-stored: the file goes unless another version has the same bytes.
-            forget_file(&state.store, &uploads, &sha256).await;
+            let in_use = state.store.model_file_in_use(&sha256).await;
+            forget_unused_file(&uploads.files, &sha256, in_use);
             return Err(e.into());
         }
     };
@@ -232,19 +217,6 @@ pub async fn upload_model(
             signature,
         }),
     ))
-}
-
-/// Removes a model file that no stored version has (any more).
-async fn forget_file(store: &store::Store, uploads: &ModelUploads, sha256: &str) {
-    match store.model_file_in_use(sha256).await {
-        Ok(false) => {
-            if let Err(e) = uploads.files.remove(sha256) {
-                tracing::warn!(%sha256, "cannot remove an unused model file: {e}");
-            }
-        }
-        Ok(true) => {}
-        Err(e) => tracing::warn!(%sha256, "model file kept: cannot tell whether it is used: {e}"),
-    }
 }
 
 /// The models the tenant's components can load: the bundled ones and its own, with versions.
@@ -313,7 +285,8 @@ pub async fn delete_model_version(
         .await?;
     tracing::info!(tenant = %caller.tenant.id, key = %caller.key_id, model = %name, version, "model version deleted");
     if let Some(uploads) = &state.models {
-        forget_file(&state.store, uploads, &deleted.sha256).await;
+        let in_use = state.store.model_file_in_use(&deleted.sha256).await;
+        forget_unused_file(&uploads.files, &deleted.sha256, in_use);
     }
     state
         .signals

@@ -296,6 +296,20 @@ impl Walk {
     }
 }
 
+/// Appends `v` as a base-128 varint (LEB128): the encoding of protobuf numbers and lengths that
+/// the walk reads, and of WebAssembly's section sizes (for building inputs in tests and benches).
+pub fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -303,18 +317,6 @@ pub(crate) mod tests {
     /// Protobuf encoding, for building test models.
     pub fn key(number: u64, kind: u64, out: &mut Vec<u8>) {
         put_varint((number << 3) | kind, out);
-    }
-
-    pub fn put_varint(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
     }
 
     pub fn message(number: u64, body: &[u8], out: &mut Vec<u8>) {

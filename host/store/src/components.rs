@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{Result, Store, StoreError, insert_next_version, now_ms};
 
 /// One stored version of a tenant's component.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,11 +120,8 @@ impl Store {
         // One statement that reads the last version and writes the next: it takes the write
         // lock at once (SQLite) and cannot give a name two worlds. Two concurrent uploads on
         // PostgreSQL may pick the same number: the key refuses one, which takes the next.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let created_at = now_ms();
-            let inserted = sqlx::query(
+        let (inserted, created_at) = insert_next_version(|created_at| {
+            sqlx::query(
                 "INSERT INTO components (tenant_id, name, version, world, sha256, size, created_at, created_by) \
                  SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5, $6, $7 FROM components \
                  WHERE tenant_id = $1 AND name = $2 \
@@ -139,42 +136,35 @@ impl Store {
             .bind(created_at)
             .bind(new.created_by)
             .fetch_optional(&self.pool)
-            .await;
-            match inserted {
-                Ok(Some(row)) => {
-                    return Ok(ComponentVersion {
-                        tenant_id: new.tenant_id.into(),
-                        name: new.name.into(),
-                        version: row.try_get::<i64, _>(0)?.clamp(0, u32::MAX as i64) as u32,
-                        world: new.world.into(),
-                        sha256: new.sha256.into(),
-                        size: new.size,
-                        created_at,
-                        created_by: new.created_by.into(),
-                    });
-                }
-                Ok(None) => {
-                    let world: Option<String> = sqlx::query(
-                        "SELECT world FROM components WHERE tenant_id = $1 AND name = $2 LIMIT 1",
-                    )
-                    .bind(new.tenant_id)
-                    .bind(new.name)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .map(|r| r.try_get(0))
-                    .transpose()?;
-                    return Err(StoreError::Conflict(format!(
-                        "component '{}' is a {} component; upload the {} under another name",
-                        new.name,
-                        world.as_deref().unwrap_or("different"),
-                        new.world
-                    )));
-                }
-                // Another upload of the same name took this version first: take the next.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempt < 8 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        })
+        .await?;
+        let Some(row) = inserted else {
+            let world: Option<String> = sqlx::query(
+                "SELECT world FROM components WHERE tenant_id = $1 AND name = $2 LIMIT 1",
+            )
+            .bind(new.tenant_id)
+            .bind(new.name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+            return Err(StoreError::Conflict(format!(
+                "component '{}' is a {} component; upload the {} under another name",
+                new.name,
+                world.as_deref().unwrap_or("different"),
+                new.world
+            )));
+        };
+        Ok(ComponentVersion {
+            tenant_id: new.tenant_id.into(),
+            name: new.name.into(),
+            version: row.try_get::<i64, _>(0)?.clamp(0, u32::MAX as i64) as u32,
+            world: new.world.into(),
+            sha256: new.sha256.into(),
+            size: new.size,
+            created_at,
+            created_by: new.created_by.into(),
+        })
     }
 
     /// The tenant's component versions (deleted ones left out), by name, then version.

@@ -57,6 +57,27 @@ pub(crate) fn one_page<T>(
     Ok((items, next))
 }
 
+/// Runs an insert that gives out the next version of a name, and again when a concurrent insert
+/// took that number first (two uploads that read the same last version on PostgreSQL: the key
+/// refuses one, which takes the next), at most 8 times. The insert answers with the row it wrote
+/// (`None`: its condition refused it) and when it wrote it (Unix ms).
+pub(crate) async fn insert_next_version<F, Fut>(mut insert: F) -> Result<(Option<AnyRow>, i64)>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Option<AnyRow>, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let created_at = now_ms();
+        match insert(created_at).await {
+            Ok(row) => return Ok((row, created_at)),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempt < 8 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, Error)]

@@ -6,7 +6,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError, now_ms, valid_component_name};
+use crate::{Result, Store, StoreError, insert_next_version, now_ms, valid_component_name};
 
 /// One stored version of a tenant's model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +82,10 @@ impl Store {
                 "model name must be 1-64 characters of lowercase letters, digits and '-', starting with a letter".into(),
             ));
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let created_at = now_ms();
-            // One statement reads what the tenant holds and writes the next version only when
-            // it fits.
-            let inserted = sqlx::query(
+        // One statement reads what the tenant holds and writes the next version only when it
+        // fits.
+        let (inserted, created_at) = insert_next_version(|created_at| {
+            sqlx::query(
                 "INSERT INTO models (tenant_id, name, version, sha256, size, signature, created_at, created_by) \
                  SELECT $1, $2, \
                    (SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE tenant_id = $1 AND name = $2), \
@@ -107,37 +104,30 @@ impl Store {
             .bind(i64::from(quota.versions))
             .bind(quota.bytes)
             .fetch_optional(&self.pool)
-            .await;
-            match inserted {
-                Ok(Some(row)) => {
-                    return Ok(ModelVersion {
-                        tenant_id: new.tenant_id.into(),
-                        name: new.name.into(),
-                        version: row.try_get::<i64, _>(0)?.clamp(0, u32::MAX as i64) as u32,
-                        sha256: new.sha256.into(),
-                        size: new.size,
-                        signature: new.signature.into(),
-                        created_at,
-                        created_by: new.created_by.into(),
-                    });
-                }
-                Ok(None) => {
-                    let held = self.model_versions(new.tenant_id).await?;
-                    let bytes: i64 = held.iter().map(|m| m.size).sum();
-                    return Err(StoreError::Conflict(format!(
-                        "the tenant's models would be over their quota ({} versions of at most {}, \
-                         {bytes} bytes of at most {}, this one {} bytes); delete old versions first",
-                        held.len(),
-                        quota.versions,
-                        quota.bytes,
-                        new.size
-                    )));
-                }
-                // Another upload of the same name took this version first: take the next.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempt < 8 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        })
+        .await?;
+        let Some(row) = inserted else {
+            let held = self.model_versions(new.tenant_id).await?;
+            let bytes: i64 = held.iter().map(|m| m.size).sum();
+            return Err(StoreError::Conflict(format!(
+                "the tenant's models would be over their quota ({} versions of at most {}, \
+                 {bytes} bytes of at most {}, this one {} bytes); delete old versions first",
+                held.len(),
+                quota.versions,
+                quota.bytes,
+                new.size
+            )));
+        };
+        Ok(ModelVersion {
+            tenant_id: new.tenant_id.into(),
+            name: new.name.into(),
+            version: row.try_get::<i64, _>(0)?.clamp(0, u32::MAX as i64) as u32,
+            sha256: new.sha256.into(),
+            size: new.size,
+            signature: new.signature.into(),
+            created_at,
+            created_by: new.created_by.into(),
+        })
     }
 
     /// The tenant's model versions (deleted ones left out), by name, then version.
