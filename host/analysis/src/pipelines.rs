@@ -1,18 +1,25 @@
-//! What runs on each stream live on this host: its detectors, loaded from what the tenant stored
-//! (the stream's own pipeline, else the tenant's default, else the bundled components), swapped
-//! in when a pipeline signal arrives.
+//! What runs on each stream live on this host: its detectors and triggers, loaded from what the
+//! tenant stored (per world, the stream's own stage, else the tenant's default, else the bundled
+//! detectors and no triggers), swapped in when a pipeline signal arrives.
 //!
 //! A stream's pipeline is loaded before its first frame is analysed, and again on each signal for
 //! it (or for its tenant's default). Loading (a store read, the component file, a compile that the
 //! upload check has usually cached already) happens beside the analysers; the swap itself is one
 //! pointer in the [`DetectorRegistry`], so the next frame runs the new versions and frames in
-//! flight finish on the old ones.
+//! flight finish on the old ones. Triggers are swapped likewise in their own [`TriggerRegistry`]:
+//! they run on each frame's results as the results leave, in frame order.
+//!
+//! A trigger's state ([`RuleState`]) is kept per tenant and component name on this host, so a new
+//! version, a restarted stream or a second stream of the tenant sees what the last call kept.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use runtime::{ActiveDetector, DetectorRegistry, Pipeline, Runtime, World};
+use runtime::{
+    Active, ActiveDetector, ActiveTrigger, DetectorRegistry, Pipeline, RuleState, Runtime,
+    TenantTrigger, TriggerComponent, TriggerRegistry, World,
+};
 use store::{ComponentFiles, StageComponent, Store};
 use tokio::runtime::Handle;
 use tracing::{info, warn};
@@ -25,6 +32,15 @@ pub struct StreamPipelines {
     runtime: Arc<Runtime>,
     /// Per live stream, its detectors (the bundled ones until its pipeline is loaded).
     registry: DetectorRegistry,
+    /// Per live stream, its triggers (none until its pipeline is loaded).
+    triggers: TriggerRegistry,
+    /// The bundled detectors a pipeline may name (version 0): the defaults and those that run only
+    /// where named.
+    bundled_detectors: Vec<ActiveDetector>,
+    /// The bundled triggers a pipeline may name (version 0).
+    bundled_triggers: Vec<Active<TriggerComponent>>,
+    /// Per tenant and trigger name, what its calls keep.
+    rule_states: Mutex<HashMap<(String, String), Arc<RuleState>>>,
     store: Store,
     files: ComponentFiles,
     /// Tenants' own models, put in reach of their components.
@@ -63,7 +79,40 @@ impl Drop for PipelineSession {
         {
             live.remove(&self.stream);
             self.pipelines.registry.remove(&self.stream);
+            self.pipelines.triggers.remove(&self.stream);
         }
+    }
+}
+
+/// A stream's pipeline as stored, compiled: per world, its components and the change that set
+/// them (`None`: nothing stored, so the bundled detectors and no triggers).
+pub struct Resolved {
+    pub detectors: Vec<ActiveDetector>,
+    pub detector_change: Option<String>,
+    pub triggers: Vec<ActiveTrigger>,
+    pub trigger_change: Option<String>,
+}
+
+/// What a frame or a batch segment runs: a snapshot of each registry.
+pub struct StreamPipeline {
+    pub detectors: Arc<Pipeline<runtime::DetectorComponent>>,
+    pub triggers: Arc<Pipeline<TenantTrigger>>,
+}
+
+/// A stage component's settings, as the component reads them.
+fn settings(wanted: &StageComponent) -> Vec<(String, String)> {
+    wanted
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn load_failed(wanted: &StageComponent, reason: String) -> PipelineError {
+    PipelineError::Load {
+        name: wanted.name.clone(),
+        version: wanted.version,
+        reason,
     }
 }
 
@@ -87,17 +136,32 @@ pub enum PipelineError {
 }
 
 impl StreamPipelines {
-    /// `bundled`: the detectors streams run when their tenant chose none.
+    /// `bundled`: the detectors a tenant may name without uploading, of which `defaults` (by
+    /// name) run when it chose none; `bundled_triggers`: likewise the triggers (none runs unless
+    /// chosen).
     pub fn new(
         runtime: Arc<Runtime>,
         bundled: Vec<ActiveDetector>,
+        defaults: &[&str],
+        bundled_triggers: Vec<Active<TriggerComponent>>,
         store: Store,
         files: ComponentFiles,
         models: TenantModels,
     ) -> Self {
         Self {
             runtime,
-            registry: DetectorRegistry::new(Pipeline::new([(World::Detector, bundled)])),
+            registry: DetectorRegistry::new(Pipeline::new([(
+                World::Detector,
+                bundled
+                    .iter()
+                    .filter(|b| defaults.contains(&b.name.as_str()))
+                    .cloned()
+                    .collect(),
+            )])),
+            bundled_detectors: bundled,
+            triggers: TriggerRegistry::new(Pipeline::new([])),
+            bundled_triggers,
+            rule_states: Mutex::default(),
             store,
             files,
             models,
@@ -108,14 +172,27 @@ impl StreamPipelines {
         }
     }
 
-    /// The bundled detectors.
+    /// The bundled detectors a pipeline may name.
     pub fn bundled(&self) -> &[ActiveDetector] {
+        &self.bundled_detectors
+    }
+
+    /// The detectors streams run when their tenant chose none.
+    pub fn defaults(&self) -> &[ActiveDetector] {
         self.registry.defaults(World::Detector)
     }
 
     /// The stream's pipeline now (one snapshot per frame).
     pub fn pipeline(&self, stream: &str) -> Arc<Pipeline<runtime::DetectorComponent>> {
         self.registry.pipeline(stream)
+    }
+
+    /// The stream's detectors and triggers now (one snapshot per frame).
+    pub fn for_frame(&self, stream: &str) -> StreamPipeline {
+        StreamPipeline {
+            detectors: self.registry.pipeline(stream),
+            triggers: self.triggers.pipeline(stream),
+        }
     }
 
     /// A publish session of `stream` starts: signals for it are followed from now on, until the
@@ -154,14 +231,7 @@ impl StreamPipelines {
             return; // ended meanwhile
         }
         match self.resolve(handle, tenant, Some(stream)) {
-            Ok((detectors, change)) => {
-                let labels: Vec<String> = detectors.iter().map(ActiveDetector::label).collect();
-                if self.registry.pipeline(stream).change != change {
-                    info!(%stream, ?change, detectors = ?labels, "pipeline loaded");
-                }
-                self.registry
-                    .swap(stream, World::Detector, detectors, change);
-            }
+            Ok(resolved) => self.swap_in(stream, resolved),
             Err(e) => {
                 self.load_failures.fetch_add(1, Ordering::Relaxed);
                 warn!(%stream, "cannot load the stream's pipeline, keeping what runs: {e}");
@@ -169,36 +239,145 @@ impl StreamPipelines {
         }
     }
 
-    /// The detectors stored for the tenant's stream (its own stage, else the tenant's default),
-    /// compiled, and the change that set them; the bundled ones (`None`) when nothing is stored.
-    /// Blocking: it reads the store through `handle`.
+    /// Swaps a resolved pipeline in for the stream, each world in one step.
+    fn swap_in(&self, stream: &str, resolved: Resolved) {
+        let Resolved {
+            detectors,
+            detector_change,
+            triggers,
+            trigger_change,
+        } = resolved;
+        if self.registry.pipeline(stream).change != detector_change {
+            let labels: Vec<String> = detectors.iter().map(ActiveDetector::label).collect();
+            info!(%stream, change = ?detector_change, detectors = ?labels, "pipeline loaded");
+        }
+        if self.triggers.pipeline(stream).change != trigger_change {
+            let labels: Vec<String> = triggers.iter().map(ActiveTrigger::label).collect();
+            info!(%stream, change = ?trigger_change, triggers = ?labels, "triggers loaded");
+        }
+        self.registry
+            .swap(stream, World::Detector, detectors, detector_change);
+        self.triggers
+            .swap(stream, World::Trigger, triggers, trigger_change);
+    }
+
+    /// What is stored for the tenant's stream, per world (its own stage, else the tenant's
+    /// default), compiled, with the change that set each; where nothing is stored, the bundled
+    /// detectors and no triggers. Blocking: it reads the store through `handle`.
     pub fn resolve(
         &self,
         handle: &Handle,
         tenant: &str,
         stream: Option<&str>,
-    ) -> Result<(Vec<ActiveDetector>, Option<String>), PipelineError> {
+    ) -> Result<Resolved, PipelineError> {
         let stages = handle.block_on(self.store.pipeline_stages(tenant))?;
-        let stage = |scope: Option<&str>| {
-            stages
+        let stage = |world: World| {
+            let find = |scope: Option<&str>| {
+                stages
+                    .iter()
+                    .find(|s| s.world == world.as_str() && s.stream_id.as_deref() == scope)
+            };
+            stream.and_then(|s| find(Some(s))).or_else(|| find(None))
+        };
+        let (detector_stage, trigger_stage) = (stage(World::Detector), stage(World::Trigger));
+        let (detectors, detector_change) = match detector_stage {
+            None => (self.defaults().to_vec(), None),
+            Some(stage) => {
+                // The tenant's own models are in reach of every component its pipeline runs (a
+                // bundled detector may be pointed at the tenant's weights by a setting).
+                let models = self
+                    .models
+                    .for_tenant(handle, &self.store, tenant)
+                    .map_err(PipelineError::Models)?;
+                let detectors = stage
+                    .components
+                    .iter()
+                    .map(|c| self.load(handle, tenant, c, &models))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (detectors, Some(stage.change.clone()))
+            }
+        };
+        let (triggers, trigger_change) = match trigger_stage {
+            None => (Vec::new(), None),
+            Some(stage) => (
+                stage
+                    .components
+                    .iter()
+                    .map(|c| self.load_trigger(handle, tenant, c))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(stage.change.clone()),
+            ),
+        };
+        Ok(Resolved {
+            detectors,
+            detector_change,
+            triggers,
+            trigger_change,
+        })
+    }
+
+    /// The state `tenant`'s trigger `name` keeps on this host.
+    fn rule_state(&self, tenant: &str, name: &str) -> Arc<RuleState> {
+        lock(&self.rule_states)
+            .entry((tenant.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    fn load_trigger(
+        &self,
+        handle: &Handle,
+        tenant: &str,
+        wanted: &StageComponent,
+    ) -> Result<ActiveTrigger, PipelineError> {
+        let component = if wanted.version == 0 {
+            self.bundled_triggers
                 .iter()
-                .find(|s| s.world == World::Detector.as_str() && s.stream_id.as_deref() == scope)
+                .find(|b| b.name == wanted.name)
+                .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?
+                .component
+                .clone()
+        } else {
+            let bytes = self.uploaded_file(handle, tenant, wanted, World::Trigger)?;
+            self.runtime
+                .load_trigger(&bytes)
+                .map_err(|e| load_failed(wanted, e.to_string()))?
         };
-        let Some(stage) = stream.and_then(|s| stage(Some(s))).or_else(|| stage(None)) else {
-            return Ok((self.bundled().to_vec(), None));
-        };
-        // The tenant's own models are in reach of every component its pipeline runs (a bundled
-        // detector may be pointed at the tenant's weights by a setting).
-        let models = self
-            .models
-            .for_tenant(handle, &self.store, tenant)
-            .map_err(PipelineError::Models)?;
-        let detectors = stage
-            .components
-            .iter()
-            .map(|c| self.load(handle, tenant, c, &models))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((detectors, Some(stage.change.clone())))
+        Ok(Active {
+            name: wanted.name.clone(),
+            version: wanted.version,
+            config: settings(wanted),
+            component: TenantTrigger {
+                component,
+                state: self.rule_state(tenant, &wanted.name),
+            },
+        })
+    }
+
+    /// The file of the tenant's upload `wanted`, which must be of `world`.
+    fn uploaded_file(
+        &self,
+        handle: &Handle,
+        tenant: &str,
+        wanted: &StageComponent,
+        world: World,
+    ) -> Result<Vec<u8>, PipelineError> {
+        let version = handle
+            .block_on(
+                self.store
+                    .component_version(tenant, &wanted.name, Some(wanted.version)),
+            )?
+            .filter(|v| v.world == world.as_str())
+            .ok_or_else(|| PipelineError::Missing {
+                name: wanted.name.clone(),
+                version: wanted.version,
+            })?;
+        self.files
+            .read(
+                &version.sha256,
+                self.runtime.config().max_component_bytes as u64,
+            )
+            .map_err(|e| load_failed(wanted, format!("its file: {e}")))
     }
 
     fn load(
@@ -208,11 +387,6 @@ impl StreamPipelines {
         wanted: &StageComponent,
         models: &Arc<runtime::ModelRegistry>,
     ) -> Result<ActiveDetector, PipelineError> {
-        let config: Vec<(String, String)> = wanted
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         if wanted.version == 0 {
             let bundled = self
                 .bundled()
@@ -220,62 +394,45 @@ impl StreamPipelines {
                 .find(|b| b.name == wanted.name)
                 .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?;
             return Ok(ActiveDetector {
-                config,
+                config: settings(wanted),
                 component: bundled.component.with_tenant_models(models.clone()),
                 ..bundled.clone()
             });
         }
-        let missing = || PipelineError::Missing {
-            name: wanted.name.clone(),
-            version: wanted.version,
-        };
-        let version = handle
-            .block_on(
-                self.store
-                    .component_version(tenant, &wanted.name, Some(wanted.version)),
-            )?
-            .filter(|v| v.world == World::Detector.as_str())
-            .ok_or_else(missing)?;
-        let failed = |reason: String| PipelineError::Load {
-            name: wanted.name.clone(),
-            version: wanted.version,
-            reason,
-        };
-        let bytes = self
-            .files
-            .read(
-                &version.sha256,
-                self.runtime.config().max_component_bytes as u64,
-            )
-            .map_err(|e| failed(format!("its file: {e}")))?;
+        let bytes = self.uploaded_file(handle, tenant, wanted, World::Detector)?;
         let component = self
             .runtime
             .load_detector(&bytes)
-            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| load_failed(wanted, e.to_string()))?
             .with_tenant_models(models.clone());
         Ok(ActiveDetector {
             name: wanted.name.clone(),
             version: wanted.version,
-            config,
+            config: settings(wanted),
             component,
         })
     }
 
-    /// The pipeline a batch segment of the stream runs: the live one when the stream is live here,
-    /// else what the store says (blocking).
+    /// The pipeline a batch segment of the stream runs (detectors and triggers): the live one
+    /// when the stream is live here, else what the store says (blocking).
     pub fn for_batch(
         &self,
         handle: &Handle,
         tenant: &str,
         stream: &str,
-    ) -> Result<Arc<Pipeline<runtime::DetectorComponent>>, PipelineError> {
+    ) -> Result<StreamPipeline, PipelineError> {
         if lock(&self.live).contains_key(stream) {
-            return Ok(self.registry.pipeline(stream));
+            return Ok(self.for_frame(stream));
         }
-        let (detectors, change) = self.resolve(handle, tenant, Some(stream))?;
-        let mut pipeline = Pipeline::new([(World::Detector, detectors)]);
-        pipeline.change = change;
-        Ok(Arc::new(pipeline))
+        let resolved = self.resolve(handle, tenant, Some(stream))?;
+        let mut detectors = Pipeline::new([(World::Detector, resolved.detectors)]);
+        detectors.change = resolved.detector_change;
+        let mut triggers = Pipeline::new([(World::Trigger, resolved.triggers)]);
+        triggers.change = resolved.trigger_change;
+        Ok(StreamPipeline {
+            detectors: Arc::new(detectors),
+            triggers: Arc::new(triggers),
+        })
     }
 
     /// Carries the bus's pipeline and model signals (sent by any API host) to the streams live
@@ -291,7 +448,7 @@ impl StreamPipelines {
             };
             let stream = match &envelope.event {
                 bus::Event::Control(bus::Control::Pipeline { stream, .. }) => stream.clone(),
-                bus::Event::Control(bus::Control::Models { .. }) => None,
+                bus::Event::Control(bus::Control::Models { .. } | bus::Control::Brands {}) => None,
                 _ => continue,
             };
             let (pipelines, handle) = (self.clone(), Handle::current());

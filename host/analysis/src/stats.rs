@@ -31,6 +31,10 @@ pub struct AnalysisStats {
     /// Frames whose results could not be stored after the retries: not published either (a
     /// viewer never sees results that `?since=` replay or the REST API would not have).
     pub frames_lost: AtomicU64,
+    /// Alerts that triggers raised and that were stored (then published).
+    pub alerts_raised: AtomicU64,
+    /// Alerts that could not be stored after the retries (not published either).
+    pub alerts_lost: AtomicU64,
     /// Batch jobs handed back to the queue (a shutdown, results that could not be stored, a
     /// lease that ran out and went to another worker).
     pub batch_released: AtomicU64,
@@ -193,6 +197,16 @@ impl Collector for AnalysisMetrics {
                 "frames_lost",
                 "frames whose results could not be stored after retries (not published either)",
                 c(&s.frames_lost),
+            ),
+            (
+                "alerts_raised",
+                "alerts raised by triggers and stored",
+                c(&s.alerts_raised),
+            ),
+            (
+                "alerts_lost",
+                "alerts that could not be stored after retries (not published either)",
+                c(&s.alerts_lost),
             ),
             (
                 "batch_jobs_released",

@@ -5,6 +5,9 @@
 //! A tenant's models are loaded once and shared by its streams here; they are dropped (sessions
 //! and threads freed) when no pipeline holds them any more. A model upload or delete signals the
 //! tenant's streams to load their pipelines again, which loads the current versions.
+//!
+//! A tenant's reference logos (its brand catalogue) are one more model here: the native graph
+//! `logos` ([`logos::graph`]), which the bundled `logo-matcher` runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -13,18 +16,20 @@ use inference::{Model, SessionOptions};
 use runtime::ModelRegistry;
 use store::{ComponentFiles, Store};
 use tokio::runtime::Handle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::lock;
 
 /// The largest model file loaded (the upload limit is lower or equal).
 pub const MAX_MODEL_BYTES: u64 = 256 << 20;
 
-/// The (name, sha256) of each model of a tenant, in name order: which versions are loaded.
+/// The (name, sha256) of each model of a tenant, in name order, then ("logo:" brand, sha256) of
+/// each reference logo: what is loaded.
 type Versions = Vec<(String, String)>;
 
 pub struct TenantModels {
     files: ComponentFiles,
+    logo_files: ComponentFiles,
     options: SessionOptions,
     /// Per tenant: the versions loaded, and the models while a pipeline holds them.
     loaded: Mutex<HashMap<String, (Versions, Weak<ModelRegistry>)>>,
@@ -33,9 +38,10 @@ pub struct TenantModels {
 impl TenantModels {
     /// Models read from `files`, each loaded with `options` (one session is plenty: a tenant's
     /// model serves that tenant's streams only).
-    pub fn new(files: ComponentFiles, options: SessionOptions) -> Self {
+    pub fn new(files: ComponentFiles, logo_files: ComponentFiles, options: SessionOptions) -> Self {
         Self {
             files,
+            logo_files,
             options,
             loaded: Mutex::default(),
         }
@@ -52,9 +58,20 @@ impl TenantModels {
         let current = handle
             .block_on(store.current_models(tenant))
             .map_err(|e| format!("reading the tenant's models: {e}"))?;
+        let brands = handle
+            .block_on(store.brands(tenant))
+            .map_err(|e| format!("reading the tenant's brands: {e}"))?;
+        let logos = handle
+            .block_on(store.brand_logos(tenant, None))
+            .map_err(|e| format!("reading the tenant's logos: {e}"))?;
         let wanted: Versions = current
             .iter()
             .map(|m| (m.name.clone(), m.sha256.clone()))
+            .chain(
+                logos
+                    .iter()
+                    .map(|l| (format!("logo:{}", l.brand), l.sha256.clone())),
+            )
             .collect();
         if wanted.is_empty() {
             return Ok(Arc::default());
@@ -66,7 +83,13 @@ impl TenantModels {
             return Ok(models);
         }
         let mut models = ModelRegistry::new();
-        for (name, sha256) in &wanted {
+        if !logos.is_empty() {
+            let index = self.logo_index(tenant, &brands, &logos);
+            let graph = logos::graph::logo_model(Arc::new(index), &self.options)
+                .map_err(|e| format!("the logo matcher: {e}"))?;
+            models.insert(logos::graph::GRAPH.to_string(), graph);
+        }
+        for (name, sha256) in current.iter().map(|m| (&m.name, &m.sha256)) {
             let bytes = self
                 .files
                 .read(sha256, MAX_MODEL_BYTES)
@@ -81,6 +104,34 @@ impl TenantModels {
         loaded.retain(|_, (_, held)| held.strong_count() > 0);
         loaded.insert(tenant.to_string(), (wanted, Arc::downgrade(&models)));
         Ok(models)
+    }
+}
+
+impl TenantModels {
+    /// The tenant's reference logos, each under its brand's name; a logo that cannot be read
+    /// is left out (logged), the others count.
+    fn logo_index(
+        &self,
+        tenant: &str,
+        brands: &[store::Brand],
+        logos: &[store::BrandLogo],
+    ) -> logos::LogoIndex {
+        let mut index = logos::LogoIndex::new();
+        for logo in logos {
+            let name = brands
+                .iter()
+                .find(|b| b.folded == logo.brand)
+                .map_or(logo.brand.as_str(), |b| b.name.as_str());
+            let added = self
+                .logo_files
+                .read(&logo.sha256, logos::image::MAX_LOGO_BYTES as u64)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| index.add_file(name, &bytes).map_err(|e| e.to_string()));
+            if let Err(e) = added {
+                warn!(%tenant, logo = %logo.id, brand = %logo.brand, "a reference logo is left out: {e}");
+            }
+        }
+        index
     }
 }
 

@@ -43,6 +43,9 @@ pub trait ComponentCheck: Send + Sync + 'static {
 pub struct BundledComponent {
     pub name: String,
     pub world: String,
+    /// It runs on a tenant's streams when the tenant chose nothing for its world (the bundled
+    /// detectors); otherwise only when a pipeline names it (the bundled triggers).
+    pub by_default: bool,
 }
 
 /// What the API needs to take uploads.

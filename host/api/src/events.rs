@@ -137,7 +137,12 @@ impl Viewers {
                     self.deliver(
                         envelope.event.stream(),
                         Item::Event {
-                            seq: envelope.event.seq(),
+                            // Frames' results are what a replay resends and a resume counts;
+                            // an alert comes after its frame's results, with the same `seq`.
+                            seq: match &envelope.event {
+                                bus::Event::Detections(d) => Some(d.seq),
+                                _ => None,
+                            },
                             json: json.into(),
                         },
                     );

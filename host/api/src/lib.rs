@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod brands;
 pub mod components;
 pub mod detections;
 mod edge;
@@ -23,6 +24,7 @@ pub mod models;
 pub mod pipelines;
 mod server;
 pub mod streams;
+pub mod webhooks;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -74,6 +76,10 @@ pub struct AppState {
     /// How long a playback token is valid (`streams::PLAYBACK_TOKEN_TTL` by default); a viewer's
     /// event socket closes when its token expires, and the dashboard renews before that.
     pub playback_token_ttl: std::time::Duration,
+    /// Where reference logos are kept (`{data}/logos`); `None` on a host that takes none (503).
+    pub logo_files: Option<store::ComponentFiles>,
+    /// Which addresses webhook URLs may name (checked again at each delivery).
+    pub webhook_policy: ::webhooks::AddressPolicy,
 }
 
 impl AppState {
@@ -114,10 +120,10 @@ impl Signals {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`.\n\nLimits (defaults; see docs/api.md): request headers within 10 s and 64 KiB (431), URI 8 KiB (414), bodies 1 MiB (413), 1200 requests per minute per API key and 10 failed authentications per minute per client address (429 with Retry-After). Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, alerts::list_alerts, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, models::upload_model, models::list_models, models::delete_model_version, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, alerts::list_alerts, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, models::upload_model, models::list_models, models::delete_model_version, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline, webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook, brands::create_brand, brands::list_brands, brands::get_brand, brands::delete_brand, brands::upload_logo, brands::list_logos, brands::get_logo, brands::delete_logo),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
-    tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"), (name = "components", description = "The tenant's own components (upload, versions, delete) and the pipelines that run them"))
+    tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"), (name = "components", description = "The tenant's own components (upload, versions, delete) and the pipelines that run them"), (name = "brands", description = "The brand catalogue: brands, their aliases and prompts, and their reference logos"))
 )]
 pub struct ApiDoc;
 
@@ -182,6 +188,32 @@ pub fn router(state: AppState) -> Router {
             "/components/{name}/activity",
             get(components::component_activity),
         )
+        .route(
+            "/brands",
+            get(brands::list_brands).post(brands::create_brand),
+        )
+        .route(
+            "/brands/{name}",
+            get(brands::get_brand).delete(brands::delete_brand),
+        )
+        .route(
+            "/brands/{name}/logos",
+            get(brands::list_logos)
+                .post(brands::upload_logo)
+                .layer(DefaultBodyLimit::max(upload_body_limit(
+                    &state,
+                    Some(logos::image::MAX_LOGO_BYTES),
+                ))),
+        )
+        .route(
+            "/brands/{name}/logos/{id}",
+            get(brands::get_logo).delete(brands::delete_logo),
+        )
+        .route(
+            "/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route("/webhooks/{id}", delete(webhooks::delete_webhook))
         .route("/keys", get(keys::list_keys))
         .route("/keys/{id}", delete(keys::revoke_key))
         .route("/openapi.json", get(openapi_json))

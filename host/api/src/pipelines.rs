@@ -36,7 +36,8 @@ const WORLDS: [&str; 3] = ["detector", "trigger", "effects"];
 pub struct PipelineRequest {
     #[schema(max_items = 8)]
     pub detector: Option<Vec<StageRequest>>,
-    /// Only `[]` for now: this host does not run trigger components yet.
+    /// Triggers that turn each analysed frame's detections into alerts (e.g. the bundled
+    /// `brand-rules`); none runs unless chosen.
     #[schema(max_items = 8)]
     pub trigger: Option<Vec<StageRequest>>,
     /// Only `[]` for now: this host does not run effects components yet.
@@ -120,7 +121,7 @@ impl From<&store::StageComponent> for StageComponentView {
         (status = 401, body = ErrorBody), (status = 403, description = "a viewer key", body = ErrorBody),
         (status = 404, description = "no such stream, or no such component (version) of this tenant", body = ErrorBody),
         (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
-        (status = 422, description = "a component of another world, or a trigger/effects stage this host does not run yet", body = ErrorBody),
+        (status = 422, description = "a component of another world, or an effects stage this host does not run yet", body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_stream_pipeline(
@@ -175,7 +176,7 @@ pub async fn get_stream_pipeline(
         (status = 401, body = ErrorBody), (status = 403, description = "a viewer key", body = ErrorBody),
         (status = 404, description = "no such component (version) of this tenant", body = ErrorBody),
         (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
-        (status = 422, description = "a component of another world, or a trigger/effects stage this host does not run yet", body = ErrorBody),
+        (status = 422, description = "a component of another world, or an effects stage this host does not run yet", body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_tenant_pipeline(
@@ -275,7 +276,7 @@ async fn resolve_stage(
             config: c.config,
         });
     }
-    if world != "detector" && !resolved.is_empty() {
+    if world == "effects" && !resolved.is_empty() {
         return Err(ApiError::Unprocessable(format!(
             "this host does not run {world} components yet: only [] is taken for the {world} stage"
         )));
@@ -364,7 +365,7 @@ async fn pipeline_view(
             None => StageView {
                 components: state
                     .bundled_components()
-                    .filter(|b| b.world == world)
+                    .filter(|b| b.world == world && b.by_default)
                     .map(|b| StageComponentView {
                         name: b.name.clone(),
                         version: 0,

@@ -39,6 +39,10 @@ pub(crate) fn state_for(
         playback_token_ttl: crate::streams::PLAYBACK_TOKEN_TTL,
         components: None,
         models: None,
+        logo_files: Some(store::ComponentFiles::for_logos(
+            std::env::temp_dir().join("media-analyzer-test-logos"),
+        )),
+        webhook_policy: Default::default(),
     }
 }
 
@@ -1214,12 +1218,17 @@ async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply(
         check: Arc::new(AcceptEveryUpload),
         files: store::ComponentFiles::new(dir.path().join("components")),
         max_bytes: 1 << 20,
-        bundled: ["object-detector", "face-detector"]
-            .map(|name| components::BundledComponent {
-                name: name.into(),
-                world: "detector".into(),
-            })
-            .into(),
+        bundled: [
+            ("object-detector", "detector", true),
+            ("face-detector", "detector", true),
+            ("brand-rules", "trigger", false),
+        ]
+        .map(|(name, world, by_default)| components::BundledComponent {
+            name: name.into(),
+            world: world.into(),
+            by_default,
+        })
+        .into(),
         checking: Default::default(),
     });
     tokio::spawn(state.viewers.clone().run(bus.subscribe().await.unwrap()));
@@ -1321,9 +1330,19 @@ async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply(
             "trigger component",
         ),
         (
-            r#"{"trigger":[{"name":"rules"}]}"#,
+            r#"{"trigger":[{"name":"cups"}]}"#,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "does not run trigger",
+            "detector component",
+        ),
+        (
+            r#"{"effects":[{"name":"rules"}]}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "trigger component",
+        ),
+        (
+            r#"{"trigger":[{"name":"brand-rules","version":2}]}"#,
+            StatusCode::NOT_FOUND,
+            "component version",
         ),
         (
             r#"{"detector":[{"name":"cups"},{"name":"cups","version":1}]}"#,
@@ -1381,6 +1400,29 @@ async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply(
     assert_eq!(status, StatusCode::OK);
     assert!(same.get("change").is_none());
     assert_eq!(same["detector"]["change"], set["change"]);
+    assert_eq!(same["trigger"]["source"], "bundled");
+    assert_eq!(
+        same["trigger"]["components"],
+        serde_json::json!([]),
+        "no trigger runs unless chosen"
+    );
+    // Triggers: the bundled brand-rules and the tenant's own, beside the detectors it keeps.
+    let (status, rules) = put(
+        on_stream.clone(),
+        &editor,
+        r#"{"trigger":[{"name":"brand-rules","config":{"min-seconds":"2"}},{"name":"rules"}]}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rules}");
+    assert_eq!(rules["trigger"]["source"], "stream");
+    assert_eq!(rules["trigger"]["components"][0]["version"], 0);
+    assert_eq!(
+        rules["trigger"]["components"][0]["config"]["min-seconds"],
+        "2"
+    );
+    assert_eq!(rules["trigger"]["components"][1]["name"], "rules");
+    assert_eq!(rules["trigger"]["components"][1]["version"], 1);
+    assert_eq!(rules["detector"]["change"], set["change"]);
 
     // The tenant's default reaches streams without their own; the stream keeps its own.
     let (status, default) = put(
@@ -1409,7 +1451,7 @@ async fn pipelines_resolve_in_the_tenants_namespace_and_answer_where_they_apply(
 
     // Every change is kept, with who made it.
     let changes = store.pipeline_changes(&t.id, 10).await.unwrap();
-    assert_eq!(changes.len(), 3);
+    assert_eq!(changes.len(), 4);
     assert!(
         changes.iter().all(|c| c.by.starts_with("key_")),
         "{changes:?}"
@@ -1500,4 +1542,158 @@ async fn alerts_are_listed_to_their_tenant_only() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = list("/api/v1/alerts?limit=0".into(), key_a).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A logo upload: the multipart form `component push` also sends, with one field `file`.
+async fn upload_logo(app: &Router, uri: &str, key: &str, bytes: &[u8]) -> (StatusCode, Vec<u8>) {
+    let boundary = "logo-boundary-7c1f";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"logo\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, bytes.to_vec())
+}
+
+/// The brand catalogue: brands by folded name, logos checked before they are kept and served
+/// back inert, editors only, and another tenant's brands and logos 404.
+#[tokio::test]
+async fn brands_and_their_logos_are_checked_kept_and_kept_apart() {
+    let f = fixture().await;
+    let t = f.store.create_tenant("brands").await.unwrap();
+    let other = f.store.create_tenant("other").await.unwrap();
+    let editor = f.store.create_api_key(&t.id, "ed").await.unwrap().secret;
+    let viewer = f
+        .store
+        .create_api_key_with_role(&t.id, "view", store::Role::Viewer)
+        .await
+        .unwrap()
+        .secret;
+    let theirs = f.store.create_api_key(&other.id, "x").await.unwrap().secret;
+
+    let body =
+        r#"{"name":"Coca-Cola","aliases":["Coke","Coke"],"prompts":["a red Coca-Cola can"]}"#;
+    assert_eq!(
+        send_json(&f.app, "POST", "/api/v1/brands", &viewer, body)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, brand) = send_json(&f.app, "POST", "/api/v1/brands", &editor, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{brand}");
+    assert_eq!(brand["label"], "brand:cocacola");
+    assert_eq!(brand["aliases"], serde_json::json!(["Coke"]));
+    for (body, status) in [
+        (r#"{"name":"COCA cola"}"#, StatusCode::CONFLICT),
+        (r#"{"name":"--"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"name":"x","prompts":[""]}"#, StatusCode::BAD_REQUEST),
+        (r#"{"name":"x","colour":"red"}"#, StatusCode::BAD_REQUEST),
+    ] {
+        let (got, answer) = send_json(&f.app, "POST", "/api/v1/brands", &editor, body).await;
+        assert_eq!(got, status, "{body}: {answer}");
+    }
+
+    let logos = "/api/v1/brands/coca-cola/logos";
+    let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M2 2h9v9H2zM13 13h9v9h-9zM13 2l9 9h-9zM2 22l9-9v9z" fill="#d00013"/></svg>"##;
+    let (status, logo) = upload_logo(&f.app, logos, &editor, svg).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&logo)
+    );
+    let logo = json(&logo);
+    assert_eq!(logo["format"], "svg");
+    // Hostile or useless files are refused and nothing is kept.
+    for (bytes, status) in [
+        (&b"GIF89a not a logo"[..], StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            &b"\x89PNG\r\n\x1a\ntruncated"[..],
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            &br#"<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>"#[..],
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        assert_eq!(upload_logo(&f.app, logos, &editor, bytes).await.0, status);
+    }
+    assert_eq!(
+        upload_logo(&f.app, "/api/v1/brands/pepsi/logos", &editor, svg)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        upload_logo(&f.app, logos, &viewer, svg).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let (status, listed, _) = call(&f.app, "GET", "/api/v1/brands", Some(&viewer)).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = json(&listed);
+    assert_eq!(listed["brands"][0]["logos"][0]["id"], logo["id"]);
+    assert_eq!(listed["brands"][0]["logos"].as_array().unwrap().len(), 1);
+    let url = logo["url"].as_str().unwrap().to_string();
+    let (status, image, headers) = call(&f.app, "GET", &url, Some(&viewer)).await;
+    assert_eq!((status, image.as_slice()), (StatusCode::OK, &svg[..]));
+    assert_eq!(headers["content-type"], "image/svg+xml");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+
+    // Another tenant: none of it exists.
+    for uri in ["/api/v1/brands/cocacola", logos, url.as_str()] {
+        assert_eq!(
+            call(&f.app, "GET", uri, Some(&theirs)).await.0,
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
+    for uri in ["/api/v1/brands/cocacola", url.as_str()] {
+        assert_eq!(
+            call(&f.app, "DELETE", uri, Some(&theirs)).await.0,
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        upload_logo(&f.app, logos, &theirs, svg).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, none, _) = call(&f.app, "GET", "/api/v1/brands", Some(&theirs)).await;
+    assert_eq!(json(&none)["brands"], serde_json::json!([]));
+
+    assert_eq!(
+        call(&f.app, "DELETE", &url, Some(&editor)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&f.app, "GET", &url, Some(&editor)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&f.app, "DELETE", "/api/v1/brands/Coca-Cola", Some(&editor))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert!(f.store.brands(&t.id).await.unwrap().is_empty());
 }

@@ -321,6 +321,7 @@ impl Bus {
         Publisher {
             tx,
             stats: self.stats.clone(),
+            observer: None,
         }
     }
 
@@ -354,20 +355,43 @@ impl Bus {
     }
 }
 
+/// Sees each message a [`Publisher`] sends, on the host that sends it (e.g. webhook deliveries,
+/// made once per event by the host that produced it). Called on the sender's thread: it must not
+/// block.
+pub type Observer = Arc<dyn Fn(&Envelope) + Send + Sync>;
+
 /// Hands messages to the bus without waiting: analysis never blocks on the bus.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Publisher {
     tx: mpsc::Sender<Envelope>,
     stats: Arc<BusStats>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Publisher {
     /// Queues a message; when the queue is full (the bus is down or slow) the message is dropped
-    /// and counted in the gap.
+    /// and counted in the gap. The observer, if any, sees it first, whatever the bus does.
     pub fn send(&self, envelope: Envelope) {
+        if let Some(observer) = &self.observer {
+            observer(&envelope);
+        }
         if self.tx.try_send(envelope).is_err() {
             self.stats.gap.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The same publisher, showing each message it sends to `observer` as well.
+    pub fn observed_by(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 }
 

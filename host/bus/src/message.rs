@@ -53,6 +53,9 @@ pub enum Control {
     /// A tenant's models changed (a version uploaded or deleted): hosts reload the pipelines of
     /// its live streams, so that its components load the current versions from the next frame.
     Models { name: String },
+    /// A tenant's brand catalogue changed (a brand or a logo added or deleted): hosts reload the
+    /// pipelines of its live streams, so that `logo-matcher` looks for the logos stored now.
+    Brands {},
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,7 +168,9 @@ impl Event {
             Event::Control(Control::Mode { stream, .. }) => stream,
             Event::Control(Control::Pipeline { stream, .. }) => stream.as_deref().unwrap_or(""),
             // Tenant-wide: no stream.
-            Event::Control(Control::KeyRevoked { .. } | Control::Models { .. }) => "",
+            Event::Control(
+                Control::KeyRevoked { .. } | Control::Models { .. } | Control::Brands {},
+            ) => "",
         }
     }
 

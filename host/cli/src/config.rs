@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub detections_retain_days: Option<f64>,
     /// Playback tokens (HLS and event sockets) are valid this many seconds (default 600).
     pub playback_token_seconds: Option<u64>,
+    /// Webhooks may also reach this host and private networks (default off).
+    pub allow_private_webhooks: Option<bool>,
     #[serde(default)]
     pub hls: HlsFileConfig,
     #[serde(default)]
@@ -132,6 +134,11 @@ pub struct ServeArgs {
     /// different roles meet only through the bus and the store.
     #[arg(long, env = "MEDIA_ANALYZER_ROLE", value_name = "all|ingest|api")]
     pub role: Option<Role>,
+    /// Let webhooks reach this host and private networks (loopback, 10/8, 172.16/12,
+    /// 192.168/16, fc00::/7): for a receiver on the same machine or network. Off by default:
+    /// tenants' webhooks reach public addresses only.
+    #[arg(long, env = "MEDIA_ANALYZER_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
@@ -185,6 +192,8 @@ pub struct Config {
     pub playback_token_ttl: Duration,
     /// HTTP connection, size and rate limits.
     pub http_limits: api::HttpLimits,
+    /// Which addresses webhooks may reach.
+    pub webhook_policy: webhooks::AddressPolicy,
 }
 
 impl Config {
@@ -367,6 +376,10 @@ impl Config {
             role: args.role.or(file.role).unwrap_or_default(),
             detections_retention: Duration::from_secs_f64(retain_days * 86_400.0),
             playback_token_ttl,
+            webhook_policy: webhooks::AddressPolicy {
+                allow_private: args.allow_private_webhooks
+                    || file.allow_private_webhooks.unwrap_or(false),
+            },
             components: args
                 .components
                 .clone()

@@ -143,7 +143,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .context("connecting the event bus (--bus)")?;
     let viewers = api::events::Viewers::default();
-    let publisher = bus.publisher(1024);
+    // Alerts and stream changes go to the tenants' webhooks from the host that produced them.
+    let webhooks = webhooks::Webhooks::start(
+        store.clone(),
+        webhooks::WebhookConfig {
+            policy: config.webhook_policy,
+            ..Default::default()
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    let publisher = bus.publisher(1024).observed_by(webhooks.observer());
 
     let hub = StreamHub::new();
     let stats = Arc::new(ServerStats::default());
@@ -162,13 +171,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             display_addr(rtmp_addr.unwrap_or(config.rtmp)),
             config.ingest.app
         ),
-        metrics: metrics_registry(stats.clone(), &hub, analysis_stats.clone(), &bus, &viewers),
+        metrics: metrics_registry(
+            stats.clone(),
+            &hub,
+            analysis_stats.clone(),
+            &bus,
+            &viewers,
+            &webhooks,
+        ),
         viewers: viewers.clone(),
         signals: api::Signals::over(bus.publisher(64)),
         limits: api::Limits::new(config.http_limits.clone()),
         playback_token_ttl: config.playback_token_ttl,
         components: None,
         models: None,
+        logo_files: Some(logo_files(&config.data)),
+        webhook_policy: config.webhook_policy,
     };
 
     // Models and components load before the first publisher can be accepted, so no stream
@@ -187,12 +205,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         };
         let publisher = publisher.clone();
         let host = host.clone();
-        let (files, model_files) = (component_files(&config.data), model_files(&config.data));
+        let (files, model_files, logo_files) = (
+            component_files(&config.data),
+            model_files(&config.data),
+            logo_files(&config.data),
+        );
         tokio::task::spawn_blocking(move || {
             analysis::LiveAnalysis::load(
                 &dir,
                 files,
                 model_files,
+                logo_files,
                 models,
                 hls_root,
                 store,
@@ -422,6 +445,7 @@ fn metrics_registry(
     analysis: Arc<analysis::AnalysisStats>,
     bus: &bus::Bus,
     viewers: &api::events::Viewers,
+    webhooks: &webhooks::Webhooks,
 ) -> api::Metrics {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(stats.collector());
@@ -429,6 +453,7 @@ fn metrics_registry(
     registry.register_collector(analysis.collector());
     registry.register_collector(bus.collector());
     registry.register_collector(viewers.collector());
+    registry.register_collector(webhooks.collector());
     Arc::new(registry)
 }
 
@@ -438,8 +463,8 @@ pub fn component_files(data: &Path) -> store::ComponentFiles {
 }
 
 /// Uploads are checked in the sandbox (`runtime::Runtime::check_upload`) and kept in
-/// [`component_files`]. The bundled components listed are those live analysis loads (and runs
-/// when a tenant chose nothing).
+/// [`component_files`]. The bundled components listed are those live analysis loads: the
+/// detectors it runs when a tenant chose nothing, and the triggers a pipeline may name.
 pub fn component_uploads(
     sandbox: Arc<runtime::Runtime>,
     data: &Path,
@@ -448,15 +473,32 @@ pub fn component_uploads(
         max_bytes: sandbox.config().max_component_bytes,
         check: Arc::new(SandboxCheck(sandbox)),
         files: component_files(data),
-        bundled: analysis::bundle::DEFAULT_COMPONENTS
+        bundled: analysis::bundle::PICKABLE_COMPONENTS
             .iter()
-            .map(|name| api::components::BundledComponent {
-                name: name.to_string(),
-                world: "detector".into(),
+            .map(|name| {
+                let by_default = analysis::bundle::DEFAULT_COMPONENTS.contains(name);
+                (name, "detector", by_default)
             })
+            .chain(
+                analysis::bundle::BUNDLED_TRIGGERS
+                    .iter()
+                    .map(|name| (name, "trigger", false)),
+            )
+            .map(
+                |(name, world, by_default)| api::components::BundledComponent {
+                    name: name.to_string(),
+                    world: world.into(),
+                    by_default,
+                },
+            )
             .collect(),
         checking: Default::default(),
     }
+}
+
+/// Where reference logos are kept: `{data}/logos`.
+pub fn logo_files(data: &Path) -> store::ComponentFiles {
+    store::ComponentFiles::for_logos(data.join("logos"))
 }
 
 /// Where uploaded models are kept: `{data}/models`.

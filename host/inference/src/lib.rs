@@ -17,8 +17,8 @@ pub use fair::FairShare;
 pub use onnx_check::{OnnxRefusal, OnnxSummary, check_onnx};
 pub use prepare::{ChannelOrder, Layout, Placement, Resize, TensorSpec, prepare};
 pub use session::{
-    Accelerator, Model, RunOutput, SessionOptions, available_providers, init_onnxruntime,
-    set_thread_nice, thread_nice,
+    Accelerator, Model, NativeGraph, RunOutput, SessionOptions, available_providers,
+    init_onnxruntime, set_thread_nice, thread_nice,
 };
 pub use tensor::{ElementType, Tensor, TensorData, TensorInfo};
 

@@ -318,6 +318,36 @@ impl Model {
             .iter()
             .map(|o| tensor_info(&o.name, &o.output_type))
             .collect::<Result<Vec<_>, _>>()?;
+        Self::start(name, providers, inputs, outputs, sessions, options)
+    }
+
+    /// A graph the host computes itself (not ONNX Runtime): `graphs` are its sessions, each run
+    /// on a worker thread of its own like an ONNX Runtime session, behind the same queue, input
+    /// checks and timings.
+    pub fn native(
+        name: &str,
+        inputs: Vec<TensorInfo>,
+        outputs: Vec<TensorInfo>,
+        graphs: Vec<Box<dyn NativeGraph>>,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        if graphs.is_empty() {
+            return Err(InferenceError::Load {
+                model: name.to_string(),
+                reason: "no sessions".into(),
+            });
+        }
+        Self::start(name, vec!["native"], inputs, outputs, graphs, options)
+    }
+
+    fn start<S: Runs>(
+        name: &str,
+        providers: Vec<&'static str>,
+        inputs: Vec<TensorInfo>,
+        outputs: Vec<TensorInfo>,
+        sessions: Vec<S>,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
         let (jobs, queue) = sync_channel::<Job>(options.queue.max(1));
         // The workers take turns waiting on the queue: whoever holds the lock waits for the next
         // job, and lets go of it before running the job.
@@ -526,13 +556,38 @@ pub fn thread_nice() -> i32 {
     0
 }
 
-fn serve_jobs(name: String, index: usize, mut session: Session, queue: &Mutex<Receiver<Job>>) {
+/// A graph the host computes itself, served by a [`Model`] ([`Model::native`]). Its inputs were
+/// checked against the model's declared inputs; a run that panics fails that run only.
+pub trait NativeGraph: Send + 'static {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String>;
+}
+
+/// What a model worker runs jobs on: an ONNX Runtime session or a native graph.
+trait Runs: Send + 'static {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String>;
+}
+
+impl Runs for Session {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+        run_session(self, inputs)
+    }
+}
+
+impl Runs for Box<dyn NativeGraph> {
+    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, String> {
+        let graph = &mut **self;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| graph.run(inputs)))
+            .unwrap_or_else(|_| Err("the graph panicked (caught)".into()))
+    }
+}
+
+fn serve_jobs<S: Runs>(name: String, index: usize, mut session: S, queue: &Mutex<Receiver<Job>>) {
     loop {
         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(job) = next else { break };
         let queued = job.queued.elapsed();
         let started = Instant::now();
-        let result = run_session(&mut session, job.inputs).map(|outputs| RunOutput {
+        let result = session.run(job.inputs).map(|outputs| RunOutput {
             outputs,
             queued,
             compute: started.elapsed(),

@@ -43,6 +43,10 @@ pub use upload::Checked;
 pub type DetectorRegistry = Registry<DetectorComponent>;
 /// One detector component version in a pipeline.
 pub type ActiveDetector = Active<DetectorComponent>;
+/// The trigger components active per stream.
+pub type TriggerRegistry = Registry<TenantTrigger>;
+/// One trigger component version in a pipeline.
+pub type ActiveTrigger = Active<TenantTrigger>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -145,6 +149,14 @@ impl std::fmt::Debug for TriggerComponent {
             .field("hash", &self.hash)
             .finish_non_exhaustive()
     }
+}
+
+/// A trigger as a tenant runs it: the compiled component and the state its calls share (one
+/// [`RuleState`] per tenant and component name, so a new version keeps what the last one kept).
+#[derive(Debug, Clone)]
+pub struct TenantTrigger {
+    pub component: TriggerComponent,
+    pub state: Arc<RuleState>,
 }
 
 /// One `on-detections` call: the alerts it raised, what it logged, and its time.

@@ -243,3 +243,67 @@ fn clip_brands_classifies_zero_shot_on_a_clip_shaped_model() {
         "{err}"
     );
 }
+
+/// The logo matcher: the component asks the host for the frame at most 720 rows high and runs
+/// the tenant's logo graph; a mark in the frame comes back as `brand:<folded name>` with its box.
+#[test]
+fn the_logo_matcher_finds_a_reference_mark_through_the_logos_graph() {
+    let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M2 2h9v9H2zM13 13h9v9h-9zM13 2l9 9h-9zM2 22l9-9v9z" fill="#d00013"/></svg>"##;
+    let mut index = logos::LogoIndex::new();
+    index.add_file("Acme Co.", svg).unwrap();
+    let reference = logos::decode_logo(svg).unwrap();
+    // The mark 216 px tall at (400, 300) on a 1920×1080 light frame.
+    let (w, h) = (1920usize, 1080usize);
+    let side = 216;
+    let mark = reference.resized(side, side);
+    let mut rgb = vec![235u8; w * h * 3];
+    for y in 0..side {
+        for x in 0..side {
+            let v = mark.pixels[y * side + x];
+            let i = ((300 + y) * w + 400 + x) * 3;
+            rgb[i..i + 3].copy_from_slice(&[v, v / 3, v / 3]);
+        }
+    }
+    let frame = runtime_wit::Frame {
+        stream: "str_test".into(),
+        seq: 0,
+        pts_ms: 0,
+        width: w as u32,
+        height: h as u32,
+        rgb: std::sync::Arc::new(rgb),
+    };
+    let mut models = ModelRegistry::new();
+    let options = inference::SessionOptions::default();
+    models.insert(
+        logos::graph::GRAPH.to_string(),
+        logos::graph::logo_model(std::sync::Arc::new(index), &options).unwrap(),
+    );
+    let config = SandboxConfig {
+        deadline: NO_HANG,
+        ..SandboxConfig::default()
+    };
+    let rt = Runtime::new(config, models).unwrap();
+    let matcher = rt.load_detector(&component("logo-matcher")).unwrap();
+    let found = rt.detect(&matcher, frame.clone(), &[]).unwrap().detections;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!(d.label, "brand:acmeco");
+    // The mark (without the reference's margin) covers x 400+m..616-m of 1920.
+    let b = d.box_;
+    assert!(
+        (b.x - 420.0 / 1920.0).abs() < 0.02 && (b.w - 176.0 / 1920.0).abs() < 0.02,
+        "{b:?}"
+    );
+    assert!(
+        (b.y - 320.0 / 1080.0).abs() < 0.03 && (b.h - 176.0 / 1080.0).abs() < 0.03,
+        "{b:?}"
+    );
+    // A tenant without logos: a clear error.
+    let rt = Runtime::new(SandboxConfig::default(), ModelRegistry::new()).unwrap();
+    let matcher = rt.load_detector(&component("logo-matcher")).unwrap();
+    let err = rt.detect(&matcher, frame, &[]).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Component(m) if m.contains("logos")),
+        "{err}"
+    );
+}

@@ -44,6 +44,14 @@ impl ComponentFiles {
         }
     }
 
+    /// Reference logo files (`.logo`: PNG, JPEG or SVG as uploaded) in `dir`.
+    pub fn for_logos(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            extension: "logo",
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -7,15 +7,18 @@
 //! BIGINT columns, and every query uses `$N` parameters, which both engines accept.
 //!
 //! Secrets (API keys, stream keys) are stored only as SHA-256 hashes; they are random 128-bit+
-//! values, so a fast hash is the right tool. Every read that a tenant can trigger is scoped by
+//! values, so a fast hash is the right tool. Webhook signing secrets are the exception: the host
+//! needs them to sign. Every read that a tenant can trigger is scoped by
 //! tenant id.
 
 mod activity;
 mod alerts;
+mod brands;
 mod components;
 mod files;
 mod keys;
 mod models;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -28,6 +31,9 @@ use thiserror::Error;
 
 pub use activity::{ActivityDelta, COMPONENT_LOG_LINES, ComponentLogLine, ComponentStats, LogLine};
 pub use alerts::{AlertPage, AlertRecord, FrameAlerts, NewAlert};
+pub use brands::{
+    Brand, BrandLogo, MAX_BRANDS, MAX_LOGOS, MAX_LOGOS_PER_BRAND, NewLogo, fold_brand,
+};
 pub use components::{
     ComponentVersion, NewComponent, PipelineChange, PipelineStage, StageComponent,
     valid_component_name,
@@ -38,6 +44,7 @@ pub use keys::{
     valid_key_prefix,
 };
 pub use models::{ModelQuota, ModelVersion, NewModel};
+pub use webhooks::{DeliveryCounts, DeliveryOutcome, MAX_WEBHOOKS, Webhook};
 
 /// Rows of a paged listing that asked for `limit + 1` rows: at most `limit` of them, and the id
 /// to continue after when there were more.

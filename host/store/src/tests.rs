@@ -284,6 +284,7 @@ async fn same_queries_work_on_postgres() {
         component_checks(&store).await?;
         activity_checks(&store).await?;
         alert_checks(&store, &t.id, &s.id).await?;
+        webhook_checks(&store).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -1083,5 +1084,69 @@ async fn alert_checks(store: &Store, tenant: &str, stream: &str) -> Result<()> {
         store.add_model_version(model("n"), quota).await,
         Err(StoreError::Conflict(_))
     ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn webhooks_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    webhook_checks(&store).await.unwrap();
+}
+
+/// Webhooks: scoped by tenant, bounded per tenant, and their delivery counters.
+async fn webhook_checks(store: &Store) -> Result<()> {
+    let a = store.create_tenant("hooks-a").await?;
+    let b = store.create_tenant("hooks-b").await?;
+    let events = vec!["alert".to_string(), "stream".to_string()];
+    let hook = store
+        .create_webhook(&a.id, "https://example.com/in", &events, "key_a")
+        .await?;
+    assert!(hook.id.starts_with("whk_") && hook.secret.starts_with("whsec_"));
+    assert_eq!(hook.events, events);
+    assert_eq!(store.webhooks(&a.id).await?, vec![hook.clone()]);
+    assert!(store.webhooks(&b.id).await?.is_empty());
+    assert!(store.webhook(&b.id, &hook.id).await?.is_none());
+    assert!(!store.delete_webhook(&b.id, &hook.id).await?);
+
+    let outcomes = [
+        DeliveryOutcome::Attempt {
+            status: 500,
+            error: "HTTP 500".into(),
+        },
+        DeliveryOutcome::Delivered { status: 204 },
+        DeliveryOutcome::Failed {
+            status: 0,
+            error: "timed out".into(),
+        },
+        DeliveryOutcome::Dropped,
+    ];
+    for outcome in &outcomes {
+        store.record_delivery(&hook.id, outcome).await?;
+    }
+    let counts = store.webhook(&a.id, &hook.id).await?.unwrap().deliveries;
+    assert_eq!((counts.delivered, counts.failed, counts.dropped), (1, 1, 1));
+    assert_eq!(
+        (counts.last_status, counts.last_error.as_str()),
+        (0, "timed out")
+    );
+    assert!(counts.last_at > 0);
+
+    for i in 1..MAX_WEBHOOKS {
+        store
+            .create_webhook(&a.id, &format!("https://example.com/{i}"), &events, "key_a")
+            .await?;
+    }
+    assert!(matches!(
+        store
+            .create_webhook(&a.id, "https://example.com/x", &events, "key_a")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .create_webhook(&b.id, "https://example.com/b", &events, "key_b")
+        .await?;
+    assert!(store.delete_webhook(&a.id, &hook.id).await?);
+    assert!(store.webhook(&a.id, &hook.id).await?.is_none());
+    store.record_delivery(&hook.id, &outcomes[1]).await?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Example detector: where a brand's colour covers part of the frame (a shirt, a can, a banner).
-//! Settings: `colour` (hex, default `e41e2b`), `tolerance` (0..255 per channel, default 40),
-//! `min-share` (of the frame, default 0.02).
+//! Settings: `colour` (hex, default `e41e2b`), `tolerance` (0..255 per channel, default 40), `min-share`
+//! (of the frame, default 0.02), `label` (default `colour:<hex>`; `brand:acme` for brand-rules).
 use media_analyzer_sdk::{self as sdk, Bbox, Detection, Frame, PixelFormat};
 
 struct BrandColour;
@@ -13,6 +13,8 @@ impl sdk::Detect for BrandColour {
         let target = [(colour >> 16) as u8, (colour >> 8) as u8, colour as u8];
         let tol: u8 = sdk::setting(&config, "tolerance", 40)?;
         let min_share: f32 = sdk::setting(&config, "min-share", 0.02)?;
+        let label = format!("colour:{}", hex.trim_start_matches('#').to_lowercase());
+        let label: String = sdk::setting(&config, "label", label)?;
         let info = frame.info();
         let (w, h) = (info.width as usize, info.height as usize);
         let (mut count, mut x0, mut y0, mut x1, mut y1) = (0usize, w, h, 0, 0);
@@ -30,7 +32,7 @@ impl sdk::Detect for BrandColour {
         }
         let (fw, fh) = (w as f32, h as f32);
         Ok(vec![Detection {
-            label: format!("colour:{}", hex.trim_start_matches('#').to_lowercase()),
+            label,
             // How solid the patch is: the colour's share of its box.
             score: count as f32 / ((x1 - x0) * (y1 - y0)) as f32,
             box_: Bbox {
