@@ -114,6 +114,9 @@ FIXTURES = [
 LOGO_FIXTURES = ["nike", "netflix", "adidas", "apple", "mcdonalds", "starbucks", "spotify", "puma",
                  "redbull", "shell", "visa", "youtube", "cocacola", "mastercard"]
 
+# Reference marks `bench logos` adds to the test marks (it needs 100 in all).
+BENCH_LOGOS = 100
+
 PPOCR_PRE = {
     "layout": "NCHW", "colour": "BGR", "scale": "1/255", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
 }
@@ -510,21 +513,27 @@ def build(cache, clip_path=None):
 
     logos_dir = os.path.join(fixtures_dir, "logos")
     brands_json = os.path.join(logos_dir, "brands.json")
+    bench_dir = os.path.join(logos_dir, "bench")
     if not all(os.path.exists(os.path.join(logos_dir, f"{n}.svg")) for n in LOGO_FIXTURES) \
-            or not os.path.exists(brands_json):
+            or not os.path.exists(brands_json) \
+            or len([f for f in os.listdir(bench_dir) if f.endswith(".svg")] if os.path.isdir(bench_dir) else []) < BENCH_LOGOS:
         say("fixtures: extracting brand marks from simple-icons")
         icons = Archive(archive_path(cache, "simple-icons"))
         data = json.loads(icons.read("package/data/simple-icons.json"))
         by_slug = {i["slug"]: i for i in data}
         for n in LOGO_FIXTURES:
             atomic_write(os.path.join(logos_dir, f"{n}.svg"), icons.read(f"package/icons/{n}.svg"))
+        # More marks for `bench logos` (100 references): every 30th slug, the test marks left out.
+        slugs = [i["slug"] for i in data if i["slug"] not in LOGO_FIXTURES]
+        for n in slugs[::30][:BENCH_LOGOS]:
+            atomic_write(os.path.join(bench_dir, f"{n}.svg"), icons.read(f"package/icons/{n}.svg"))
         atomic_write(brands_json, (json.dumps(
             {n: {"title": by_slug[n]["title"], "hex": by_slug[n]["hex"]} for n in LOGO_FIXTURES},
             indent=2) + "\n").encode())
     logo_fixtures = {
         "path": os.path.abspath(logos_dir), "licence": "CC0 (simple-icons)",
         "source": source("simple-icons", "package/icons/*.svg"), "brands": LOGO_FIXTURES,
-        "note": "<slug>.svg: the mark in black; brands.json: each one's name and colour",
+        "note": "<slug>.svg: the mark in black; brands.json: each one's name and colour; bench/: more marks for bench logos",
     }
 
     manifest = {

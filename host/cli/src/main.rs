@@ -161,6 +161,13 @@ enum BenchCommand {
         #[arg(long)]
         components: Option<std::path::PathBuf>,
     },
+    /// The logo matcher at 720p and 1080p with 1, 10 and 100 references, natively and through
+    /// its component, beside the object detector on the same frames.
+    Logos {
+        /// Folder with the built components (default: next to this binary's target folder).
+        #[arg(long)]
+        components: Option<std::path::PathBuf>,
+    },
     /// clip-brands (tokenizer in the sandbox + one CLIP call) vs. the same work natively.
     Clip {
         #[arg(long, default_value_t = 200)]
@@ -329,6 +336,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 analysis::bench_tenants::tenants(tenants, seconds, &dir)
             })
             .await?
+        }
+        Command::Bench {
+            what: BenchCommand::Logos { components },
+        } => {
+            let dir = analysis::components_dir(components.as_deref());
+            tokio::task::spawn_blocking(move || analysis::bench_logos::logos(&dir)).await?
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },
