@@ -3,12 +3,13 @@
 //! Rust (prepare → ONNX Runtime → the same decode crate), in one run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use inference::{Catalog, ChannelOrder, Layout, Model, Resize, SessionOptions, Tensor, TensorSpec};
 use runtime::{ModelRegistry, Runtime, SandboxConfig};
+
+use crate::frame::host_frame;
 
 fn stats(samples: &mut [Duration]) -> (f64, f64, f64) {
     samples.sort();
@@ -107,15 +108,7 @@ fn paired_runs(
         Ok(())
     };
     let run_component = |f: &decode::Frame, m: &mut Measured| -> anyhow::Result<()> {
-        let frame = runtime_wit::Frame {
-            stream: "bench".into(),
-            seq: f.seq,
-            pts_ms: f.pts_ms,
-            width: f.width,
-            height: f.height,
-            rgb: Arc::clone(&f.rgb),
-        };
-        let outcome = rt.detect(detector, frame, &[])?;
+        let outcome = rt.detect(detector, host_frame("bench", f), &[])?;
         m.found += outcome.detections.len();
         m.per_frame.push(outcome.elapsed);
         m.model.push(outcome.inference);
@@ -430,15 +423,7 @@ pub fn clip(calls: usize, components: &Path) -> anyhow::Result<()> {
     let mut component = Vec::with_capacity(calls);
     let mut component_inference = Vec::with_capacity(calls);
     for _ in 0..calls {
-        let host_frame = runtime_wit::Frame {
-            stream: "bench".into(),
-            seq: frame.seq,
-            pts_ms: frame.pts_ms,
-            width: frame.width,
-            height: frame.height,
-            rgb: Arc::clone(&frame.rgb),
-        };
-        let outcome = rt.detect(&detector, host_frame, &settings)?;
+        let outcome = rt.detect(&detector, host_frame("bench", &frame), &settings)?;
         component.push(outcome.elapsed);
         component_inference.push(outcome.inference);
     }

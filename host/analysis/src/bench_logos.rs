@@ -12,6 +12,8 @@ use inference::{Catalog, Model, SessionOptions};
 use logos::{Gray, LogoIndex};
 use runtime::{ModelRegistry, Runtime, SandboxConfig};
 
+use crate::frame::host_frame;
+
 /// Frames per size.
 const FRAMES: usize = 20;
 
@@ -123,14 +125,7 @@ pub fn logos(components_dir: &Path) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for (w, h) in [(1280usize, 720usize), (1920, 1080)] {
         let f = frame(&catalog, &marks[0].1, w, h)?;
-        let host = |f: &decode::Frame| runtime_wit::Frame {
-            stream: "bench".into(),
-            seq: f.seq,
-            pts_ms: f.pts_ms,
-            width: f.width,
-            height: f.height,
-            rgb: Arc::clone(&f.rgb),
-        };
+        let host = |f: &decode::Frame| host_frame("bench", f);
         let mut models = ModelRegistry::new();
         models.insert("nanodet-coco".into(), nanodet.clone());
         let rt = Runtime::new(SandboxConfig::default(), models)?;

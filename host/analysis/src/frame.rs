@@ -40,6 +40,19 @@ pub struct ComponentCall {
     pub log: Vec<String>,
 }
 
+/// A decoded frame as the components' host resource, named for `source` (its pixels shared,
+/// not copied).
+pub(crate) fn host_frame(source: &str, frame: &decode::Frame) -> runtime_wit::Frame {
+    runtime_wit::Frame {
+        stream: source.to_string(),
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        width: frame.width,
+        height: frame.height,
+        rgb: frame.rgb.clone(),
+    }
+}
+
 /// Runs every component on one frame. A component whose call fails (a trap, its deadline, a
 /// model error) is logged and counted in `stats.component_failures`; the others' detections
 /// stand. `source` names the frame's stream (or file) for the components and the log.
@@ -52,14 +65,7 @@ pub fn analyse_frame(
 ) -> FrameAnalysis {
     stats.frames_analysed.fetch_add(1, Ordering::Relaxed);
     let wallclock = store::now_ms();
-    let host_frame = runtime_wit::Frame {
-        stream: source.to_string(),
-        seq: frame.seq,
-        pts_ms: frame.pts_ms,
-        width: frame.width,
-        height: frame.height,
-        rgb: frame.rgb.clone(),
-    };
+    let host_frame = host_frame(source, frame);
     let mut detections = Vec::new();
     let mut ran = Vec::new();
     let mut inference = Duration::ZERO;
