@@ -182,11 +182,6 @@ impl StreamPipelines {
         self.registry.defaults(World::Detector)
     }
 
-    /// The stream's pipeline now (one snapshot per frame).
-    pub fn pipeline(&self, stream: &str) -> Arc<Pipeline<runtime::DetectorComponent>> {
-        self.registry.pipeline(stream)
-    }
-
     /// The stream's detectors and triggers now (one snapshot per frame).
     pub fn for_frame(&self, stream: &str) -> StreamPipeline {
         StreamPipeline {
