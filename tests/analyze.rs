@@ -20,6 +20,7 @@ fn analyze_finds_the_cup_in_a_clip_and_writes_json_lines() {
         components: Vec::new(),
         wasm: Vec::new(),
         config: Vec::new(),
+        logos: None,
         every: 10,
         json: Some(json.clone()),
         components_dir: components_dir(Some(&components)),
@@ -105,6 +106,7 @@ fn analyze_runs_a_component_of_ones_own_after_the_upload_check() {
         components: Vec::new(),
         wasm: vec![built.join("brand_colour.wasm")],
         config: vec![("colour".into(), "1e2be4".into())],
+        logos: None,
         every: 1,
         json: None,
         components_dir: components_dir(Some(&built)),
@@ -127,4 +129,110 @@ fn analyze_runs_a_component_of_ones_own_after_the_upload_check() {
     };
     let err = format!("{:#}", analyze(&wrong_world).unwrap_err());
     assert!(err.contains("would be refused as an upload"), "{err}");
+}
+
+/// `analyze FILE --logos DIR`: the logo matcher alone looks for the folder's marks (file stem =
+/// brand) on a clip where one is on screen from 1 s to 3 s, and the summary's brand report has
+/// its screen time within 10 %; a file in the folder that is no logo is left out with a reason,
+/// and a folder without logos is a clear error.
+#[test]
+fn analyze_with_a_logo_folder_reports_each_brands_screen_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("mark.png");
+    e2e::draw_mark("cocacola", 90, [244, 0, 0], &mark);
+    let clip = dir.path().join("marked.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-loop",
+            "1",
+            "-framerate",
+            "10",
+            "-i",
+        ])
+        .arg(e2e::fixture_photo("astronaut"))
+        .arg("-i")
+        .arg(&mark)
+        .args([
+            "-filter_complex",
+            "[0]scale=640:360,setsar=1[bg];[bg][1]overlay=x=400:y=20:enable='between(t,1,2.95)'",
+            "-t",
+            "4",
+            "-r",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let logos = dir.path().join("logos");
+    std::fs::create_dir(&logos).unwrap();
+    std::fs::copy(e2e::logo_fixture("cocacola"), logos.join("Coca-Cola.svg")).unwrap();
+    std::fs::write(logos.join("broken.png"), b"not a png").unwrap();
+    std::fs::write(logos.join("notes.txt"), b"not a logo, not looked at").unwrap();
+    let built = TestServer::components_dir();
+    let options = AnalyzeOptions {
+        input: clip.to_string_lossy().into_owned(),
+        components: Vec::new(),
+        wasm: Vec::new(),
+        config: Vec::new(),
+        logos: Some(logos.clone()),
+        every: 1,
+        json: None,
+        components_dir: components_dir(Some(&built)),
+        progress: false,
+        accelerator: inference::Accelerator::Cpu,
+    };
+    let summary = analyze(&options).unwrap();
+    assert_eq!(summary.analysed_frames, 40);
+    assert_eq!(summary.failed_calls, 0);
+    let brands = &summary.brands.brands;
+    assert_eq!(brands.len(), 1, "{}", summary.table());
+    let coke = &brands[0];
+    assert_eq!(coke.brand, "cocacola");
+    assert!(
+        (1800..=2200).contains(&coke.screen_ms),
+        "on screen {} ms, truly 2000: {}",
+        coke.screen_ms,
+        summary.table()
+    );
+    assert_eq!(coke.appearances, 1, "{}", summary.table());
+    assert!(
+        summary.table().contains("screen time"),
+        "{}",
+        summary.table()
+    );
+    // Only the logo matcher ran.
+    assert!(
+        summary.labels.keys().all(|l| l.starts_with("brand:")),
+        "{}",
+        summary.table()
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("broken.png"), b"not a png").unwrap();
+    let err = format!(
+        "{:#}",
+        analyze(&AnalyzeOptions {
+            logos: Some(empty),
+            ..options.clone()
+        })
+        .unwrap_err()
+    );
+    assert!(err.contains("no usable reference logo"), "{err}");
+    let err = format!(
+        "{:#}",
+        analyze(&AnalyzeOptions {
+            logos: None,
+            components: vec!["logo-matcher".into()],
+            ..options
+        })
+        .unwrap_err()
+    );
+    assert!(err.contains("--logos"), "{err}");
 }

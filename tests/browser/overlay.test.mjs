@@ -16,16 +16,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, MA_BIN, MA_DASHBOARD, OVERALL_MS, PHOTO, launch, sleep, startServer } from './support.mjs';
+import {
+  CHROMIUM, CHROMIUM_ARGS, FRAME_NUMBER_STRIP, MA_BIN, MA_DASHBOARD, OVERALL_MS, PHOTO, STRIP_FPS, launch, readShownFrame, sleep,
+  startServer,
+} from './support.mjs';
 
-const FPS = 30;
-const BITS = 12;
-// The frame number n as blocks across the top of the picture (white: bit set).
-const FRAME_NUMBER_STRIP = [
-  'drawbox=x=0:y=0:w=640:h=24:color=black:t=fill',
-  ...Array.from({ length: BITS }, (_, k) =>
-    `drawbox=x=${k * 48 + 4}:y=4:w=40:h=16:color=white:t=fill:enable='mod(floor(n/pow(2,${k})),2)'`),
-].join(',');
+const FPS = STRIP_FPS;
 
 test('overlay boxes are drawn where the objects are, on the frame they belong to', { timeout: OVERALL_MS + 15_000 }, async (t) => {
   assert.ok(MA_BIN && existsSync(MA_BIN), `set MA_BIN to the media-analyzer binary (got ${MA_BIN})`);
@@ -98,22 +94,11 @@ test('overlay boxes are drawn where the objects are, on the frame they belong to
     // round(n × 1000 / 30) ms. Lag = shown − drawn, in frames.
     const lags = [];
     for (let i = 0; i < 40; i++) {
-      const s = await page.evaluate((bits) => {
+      const s = await page.evaluate(`(() => {
         const c = document.querySelector('canvas[data-testid="overlay"]');
-        const v = document.querySelector('video#player');
         const drawn = c.dataset.drawnPts === '' ? null : Number(c.dataset.drawnPts);
-        const probe = (window.__frameProbe ??= document.createElement('canvas'));
-        probe.width = v.videoWidth;
-        probe.height = v.videoHeight;
-        const ctx = probe.getContext('2d', { willReadFrequently: true });
-        ctx.drawImage(v, 0, 0);
-        const row = ctx.getImageData(0, 12, probe.width, 1).data;
-        let shown = 0;
-        for (let k = 0; k < bits; k++) if (row[(k * 48 + 24) * 4] > 128) shown |= 1 << k;
-        // The strip's gaps are black: a picture without the strip reads as no frame number.
-        const strip = row[2 * 4] < 64 && row[(bits * 48 + 24) * 4] < 64;
-        return { shown: strip ? shown : null, drawn };
-      }, BITS);
+        return { shown: (${readShownFrame})(), drawn };
+      })()`);
       if (s.drawn !== null && s.shown !== null) lags.push(s.shown - Math.round((s.drawn * FPS) / 1000));
       await sleep(100);
     }

@@ -155,3 +155,39 @@ export async function startServer(procs, dataDir, extra = []) {
   return { ...info, httpBase: info.http.replace(/\/+$/, ''), rtmp: new URL(info.rtmp) };
 }
 
+
+/** Frames per second of the test streams that carry their frame number. */
+export const STRIP_FPS = 30;
+const STRIP_BITS = 12;
+/**
+ * An ffmpeg filter that burns each frame's number n into the top 24 rows of a 640-wide picture:
+ * 12 blocks on a black strip, block k (at x = 48k) white when bit k of n is set. Tests read the
+ * number back from the picture the browser shows (`readShownFrame`), so they never trust the
+ * page's own idea of which frame is on screen.
+ */
+export const FRAME_NUMBER_STRIP = [
+  'drawbox=x=0:y=0:w=640:h=24:color=black:t=fill',
+  ...Array.from({ length: STRIP_BITS }, (_, k) =>
+    `drawbox=x=${k * 48 + 4}:y=4:w=40:h=16:color=white:t=fill:enable='mod(floor(n/pow(2,${k})),2)'`),
+].join(',');
+
+/**
+ * In the page: the number of the frame `video#player` shows (read from its pixels), or null when
+ * the picture has no strip. Pass to `page.evaluate(readShownFrame)`.
+ */
+export function readShownFrame() {
+  const bits = 12;
+  const v = document.querySelector('video#player');
+  if (!v || !v.videoWidth) return null;
+  const probe = (window.__frameProbe ??= document.createElement('canvas'));
+  probe.width = v.videoWidth;
+  probe.height = v.videoHeight;
+  const ctx = probe.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(v, 0, 0);
+  const row = ctx.getImageData(0, 12, probe.width, 1).data;
+  let shown = 0;
+  for (let k = 0; k < bits; k++) if (row[(k * 48 + 24) * 4] > 128) shown |= 1 << k;
+  // The strip's gaps are black: a picture without the strip reads as no frame number.
+  const strip = row[2 * 4] < 64 && row[(bits * 48 + 24) * 4] < 64;
+  return strip ? shown : null;
+}

@@ -671,6 +671,39 @@ pub fn fixture_photo(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("fixture {name} is not in the manifest"))
 }
 
+/// A brand mark of the fixtures (simple-icons' SVG, fetched by `scripts/fetch-models`).
+pub fn logo_fixture(slug: &str) -> PathBuf {
+    let path = fixture_photo("coffee")
+        .parent()
+        .expect("the fixtures folder")
+        .join(format!("logos/{slug}.svg"));
+    assert!(
+        path.exists(),
+        "{}: run scripts/fetch-models",
+        path.display()
+    );
+    path
+}
+
+/// The fixture mark `slug` drawn `height` pixels tall in `rgb`, with alpha, as a PNG at `out`
+/// (ffmpeg's librsvg decoder draws it at that size).
+pub fn draw_mark(slug: &str, height: u32, rgb: [u8; 3], out: &Path) {
+    require_tool("ffmpeg");
+    let size = height.to_string();
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-width", &size, "-height", &size, "-i"])
+        .arg(logo_fixture(slug))
+        .args([
+            "-vf",
+            &format!("lutrgb=r={}:g={}:b={}", rgb[0], rgb[1], rgb[2]),
+        ])
+        .arg(out)
+        .status()
+        .expect("ffmpeg");
+    assert!(made.success(), "drawing the {slug} mark");
+}
+
 /// Publishes `photo` as a 640×360 30 fps H.264 stream for `seconds` (real time), with ffmpeg.
 pub fn publish_photo(photo: &Path, url: &str, seconds: u32) -> Child {
     require_tool("ffmpeg");

@@ -24,6 +24,12 @@ export const routes: Routes = [
       import('./pages/components/components.page').then((m) => m.ComponentsPage),
   },
   {
+    path: 'brands',
+    canActivate: [authGuard],
+    title: 'Brands · media-analyzer',
+    loadComponent: () => import('./pages/brands/brands.page').then((m) => m.BrandsPage),
+  },
+  {
     path: 'sign-in',
     title: 'Sign in · media-analyzer',
     loadComponent: () => import('./pages/sign-in/sign-in.page').then((m) => m.SignInPage),

@@ -63,15 +63,16 @@ pub struct Bundle {
     pub components: Vec<ActiveDetector>,
 }
 
-/// Loads `wanted` components from `components_dir` and the models they use from the manifest.
+/// Loads `wanted` components from `components_dir` and the models they use from the manifest,
+/// beside `models` (graphs of the caller's own, such as a folder's logos).
 pub fn load_bundle(
     wanted: &[BundledComponent],
     components_dir: &Path,
     settings: ModelSettings,
+    mut models: ModelRegistry,
 ) -> anyhow::Result<Bundle> {
     let catalog = Catalog::load(&Catalog::default_path())?;
     inference::init_onnxruntime(&catalog.onnxruntime_library())?;
-    let mut models = ModelRegistry::new();
     for model in wanted.iter().flat_map(|(_, models)| models.iter()) {
         let options = SessionOptions {
             accelerator: settings.accelerator,

@@ -25,6 +25,10 @@ pub struct AnalyzeOptions {
     pub wasm: Vec<PathBuf>,
     /// Settings for the `wasm` components (`name=value`), as a pipeline's `config` gives them.
     pub config: Vec<(String, String)>,
+    /// A folder of reference logos (PNG, JPEG or SVG; the file stem is the brand's name, or a
+    /// sub-folder named after the brand holds its logos): the logo matcher looks for them (alone
+    /// when `components` names nothing).
+    pub logos: Option<PathBuf>,
     /// Analyse every Nth frame.
     pub every: u64,
     pub json: Option<PathBuf>,
@@ -52,6 +56,9 @@ pub struct Summary {
     pub media_ms: i64,
     pub wall_ms: u64,
     pub labels: BTreeMap<String, LabelSummary>,
+    /// Brands on screen, whichever component found them (see [`store::ScreenTime`]): the brand
+    /// report of the recording.
+    pub brands: store::ScreenTimeReport,
 }
 
 impl Summary {
@@ -90,6 +97,23 @@ impl Summary {
         }
         if self.labels.is_empty() {
             out.push_str("(nothing detected)\n");
+        }
+        if !self.brands.brands.is_empty() {
+            out.push_str(&format!(
+                "\n{:<20} {:>14} {:>11} {:>10} {:>10} {:>8}\n",
+                "brand", "screen time (s)", "appearances", "first (s)", "last (s)", "area %"
+            ));
+            for b in &self.brands.brands {
+                out.push_str(&format!(
+                    "{:<20} {:>14.1} {:>11} {:>10.1} {:>10.1} {:>8.2}\n",
+                    b.brand,
+                    b.screen_ms as f64 / 1000.0,
+                    b.appearances,
+                    b.first_pts_ms as f64 / 1000.0,
+                    b.last_pts_ms as f64 / 1000.0,
+                    b.share_of_area * 100.0
+                ));
+            }
         }
         out
     }
@@ -132,14 +156,118 @@ fn own_component(
     })
 }
 
+/// The reference logos in `dir`, as the graph the logo matcher runs, and the brands they are of.
+/// A file that is not a usable logo is reported on stderr and left out; a folder without any is
+/// an error.
+fn logo_folder(
+    dir: &std::path::Path,
+    accelerator: inference::Accelerator,
+) -> anyhow::Result<(runtime::ModelRegistry, Vec<String>)> {
+    const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "svg"];
+    let listing = |dir: &std::path::Path| -> anyhow::Result<Vec<PathBuf>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the logo folder {}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        paths.sort();
+        Ok(paths)
+    };
+    let is_logo = |path: &std::path::Path| {
+        path.is_file()
+            && path.extension().is_some_and(|e| {
+                EXTENSIONS
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(std::ffi::OsStr::new(x)))
+            })
+    };
+    // (brand, file): a file's stem names its brand; a sub-folder names the brand of its files.
+    let mut files = Vec::new();
+    for path in listing(dir)? {
+        if path.is_dir() {
+            let brand = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            for inner in listing(&path)? {
+                if is_logo(&inner) {
+                    files.push((brand.clone(), inner));
+                }
+            }
+        } else if is_logo(&path) {
+            let brand = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            files.push((brand, path));
+        }
+    }
+    let mut index = logos::LogoIndex::new();
+    let mut brands: Vec<String> = Vec::new();
+    for (brand, path) in files {
+        let added = std::fs::metadata(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|m| {
+                if m.len() > logos::image::MAX_LOGO_BYTES as u64 {
+                    bail!("larger than {} bytes", logos::image::MAX_LOGO_BYTES);
+                }
+                let bytes = std::fs::read(&path)?;
+                Ok(index.add_file(&brand, &bytes)?)
+            });
+        match added {
+            Ok(()) => {
+                if !brands.contains(&brand) {
+                    brands.push(brand);
+                }
+            }
+            Err(e) => eprintln!("{}: left out: {e}", path.display()),
+        }
+    }
+    if index.is_empty() {
+        bail!(
+            "{}: no usable reference logo (PNG, JPEG or SVG files named after their brand)",
+            dir.display()
+        );
+    }
+    let options = inference::SessionOptions {
+        accelerator,
+        sessions: 1,
+        ..Default::default()
+    };
+    let graph = logos::graph::logo_model(std::sync::Arc::new(index), &options)?;
+    let mut models = runtime::ModelRegistry::new();
+    models.insert(logos::graph::GRAPH.to_string(), graph);
+    Ok((models, brands))
+}
+
 pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     if options.every == 0 {
         bail!("--every must be at least 1");
     }
-    let names: Vec<&str> = if options.components.is_empty() {
+    let mut names: Vec<&str> = if options.components.is_empty() && options.logos.is_some() {
+        Vec::new()
+    } else if options.components.is_empty() {
         DEFAULT_COMPONENTS.to_vec()
     } else {
         options.components.iter().map(String::as_str).collect()
+    };
+    let models = match &options.logos {
+        Some(dir) => {
+            let (models, brands) = logo_folder(dir, options.accelerator)?;
+            if options.progress {
+                eprintln!("logos of {} brands: {}", brands.len(), brands.join(", "));
+            }
+            if !names.contains(&"logo-matcher") {
+                names.push("logo-matcher");
+            }
+            models
+        }
+        None if names.contains(&"logo-matcher") => {
+            bail!("the logo matcher needs reference logos: --logos DIR")
+        }
+        None => runtime::ModelRegistry::new(),
     };
     let wanted = bundled(&names)?;
     let Bundle {
@@ -154,6 +282,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
             sessions: 1,
             nice: 0,
         },
+        models,
     )?;
 
     if !options.wasm.is_empty() {
@@ -212,6 +341,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
     let stats = AnalysisStats::default();
     let mut summary = Summary::default();
     let mut progress = Progress::new(options.progress, expected_frames, duration_ms);
+    let mut brands = store::ScreenTime::new();
     let (mut first_pts, mut last_pts) = (None, 0i64);
     for decoded in frames_rx {
         let frame = decoded?;
@@ -238,6 +368,23 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
             entry.max_score = entry.max_score.max(d.score);
             entry.last_pts_ms = frame.pts_ms;
         }
+        let sightings: Vec<store::Sighting> = found
+            .detections
+            .iter()
+            .filter_map(|d| {
+                Some(store::Sighting {
+                    brand: d.label.strip_prefix("brand:")?,
+                    bbox: d.bbox,
+                    component: &d.component,
+                })
+            })
+            .collect();
+        let at = store::FrameAt {
+            session: 0,
+            pts_ms: frame.pts_ms,
+            wallclock: frame.pts_ms,
+        };
+        brands.frame(at, &sightings);
         if let Some(out) = json.as_mut() {
             let line = JsonFrame {
                 seq: frame.seq,
@@ -269,6 +416,7 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
         0
     };
     summary.wall_ms = started.elapsed().as_millis() as u64;
+    summary.brands = brands.finish();
     Ok(summary)
 }
 

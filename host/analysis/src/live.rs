@@ -167,7 +167,14 @@ impl LiveAnalysis {
         host: String,
     ) -> Option<Self> {
         let loaded = bundled(&PICKABLE_COMPONENTS)
-            .and_then(|wanted| load_bundle(&wanted, components_dir, models))
+            .and_then(|wanted| {
+                load_bundle(
+                    &wanted,
+                    components_dir,
+                    models,
+                    runtime::ModelRegistry::new(),
+                )
+            })
             .and_then(|bundle| {
                 let triggers = load_bundled_triggers(&bundle.runtime, components_dir)?;
                 Ok((bundle, triggers))

@@ -49,7 +49,7 @@ pub struct BrandRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BrandView {
     pub name: String,
-    /// What detections carry after `brand:`.
+    /// The label detections of it carry: `brand:<folded name>`.
     pub label: String,
     pub aliases: Vec<String>,
     pub prompts: Vec<String>,

@@ -2,6 +2,7 @@
 //! Kept as a library so end-to-end tests start the same server in-process.
 
 pub mod admin;
+pub mod bench_alerts;
 pub mod bench_fanout;
 pub mod component;
 pub mod config;

@@ -31,7 +31,8 @@ enum Command {
     Analyze {
         /// A video file, or an http(s) URL such as an HLS playlist.
         input: String,
-        /// Comma-separated components: object-detector, face-detector, brand-text, clip-brands
+        /// Comma-separated components: object-detector, face-detector, logo-matcher, brand-text,
+        /// clip-brands
         /// (default: object-detector,face-detector; clip-brands needs
         /// `scripts/fetch-models --clip PATH`).
         #[arg(long, value_delimiter = ',')]
@@ -43,6 +44,11 @@ enum Command {
         /// A setting for the --wasm components, NAME=VALUE (repeat for several).
         #[arg(long, value_name = "NAME=VALUE", value_parser = parse_setting)]
         config: Vec<(String, String)>,
+        /// Look for these brands' logos: a folder of PNG, JPEG or SVG files, each named after its
+        /// brand (`acme.svg`), or a sub-folder per brand holding its logos. Runs the logo matcher
+        /// (alone unless --components names more) and prints each brand's screen time.
+        #[arg(long, value_name = "DIR")]
+        logos: Option<std::path::PathBuf>,
         /// Analyse every Nth frame.
         #[arg(long, default_value_t = 1)]
         every: u64,
@@ -168,6 +174,16 @@ enum BenchCommand {
         #[arg(long)]
         components: Option<std::path::PathBuf>,
     },
+    /// Alert latency: a logo first on screen on a live RTMP stream → its alert received by a
+    /// webhook (p50/p99), beside the time one frame spends in analysis.
+    Alerts {
+        /// Seconds of stream to publish (the logo appears every 4 s).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Folder with the built components (default: next to this binary's target folder).
+        #[arg(long)]
+        components: Option<std::path::PathBuf>,
+    },
     /// clip-brands (tokenizer in the sandbox + one CLIP call) vs. the same work natively.
     Clip {
         #[arg(long, default_value_t = 200)]
@@ -276,6 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             components,
             wasm,
             config,
+            logos,
             every,
             json,
             components_dir,
@@ -287,6 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 components,
                 wasm,
                 config,
+                logos,
                 every,
                 json,
                 components_dir: analysis::components_dir(components_dir.as_deref()),
@@ -342,6 +360,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = analysis::components_dir(components.as_deref());
             tokio::task::spawn_blocking(move || analysis::bench_logos::logos(&dir)).await?
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Alerts {
+                    seconds,
+                    components,
+                },
+        } => {
+            let dir = analysis::components_dir(components.as_deref());
+            media_analyzer::bench_alerts::alerts(seconds, &dir).await
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },

@@ -18,6 +18,7 @@ mod components;
 mod files;
 mod keys;
 mod models;
+mod screen_time;
 mod webhooks;
 
 use std::path::Path;
@@ -44,6 +45,7 @@ pub use keys::{
     valid_key_prefix,
 };
 pub use models::{ModelQuota, ModelVersion, NewModel};
+pub use screen_time::{BrandScreenTime, FrameAt, GAP_MS, ScreenTime, ScreenTimeReport, Sighting};
 pub use webhooks::{DeliveryCounts, DeliveryOutcome, MAX_WEBHOOKS, Webhook};
 
 /// Rows of a paged listing that asked for `limit + 1` rows: at most `limit` of them, and the id
@@ -1094,6 +1096,7 @@ impl Store {
             d.id = insert_detection(
                 &mut tx,
                 &d.stream_id,
+                0,
                 d.seq,
                 d.pts_ms,
                 d.wallclock,
@@ -1150,6 +1153,7 @@ impl Store {
                 insert_detection(
                     &mut tx,
                     &frame.stream_id,
+                    frame.session,
                     frame.seq,
                     frame.pts_ms,
                     frame.wallclock,
@@ -1306,6 +1310,7 @@ fn every_from(stored: i64) -> u32 {
 async fn insert_detection(
     conn: &mut sqlx::AnyConnection,
     stream_id: &str,
+    session: i64,
     seq: i64,
     pts_ms: i64,
     wallclock: i64,
@@ -1313,11 +1318,12 @@ async fn insert_detection(
 ) -> Result<String> {
     let id = format!("det_{:013}_{}", wallclock.max(0), &new_id("x")[2..]);
     sqlx::query(
-        "INSERT INTO detections (id, stream_id, seq, pts_ms, wallclock, label, score, x, y, w, h, component) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO detections (id, stream_id, session, seq, pts_ms, wallclock, label, score, x, y, w, h, component) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&id)
     .bind(stream_id)
+    .bind(session)
     .bind(seq)
     .bind(pts_ms)
     .bind(wallclock)

@@ -285,6 +285,7 @@ async fn same_queries_work_on_postgres() {
         activity_checks(&store).await?;
         alert_checks(&store, &t.id, &s.id).await?;
         webhook_checks(&store).await?;
+        brand_report_checks(&store).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -1149,4 +1150,110 @@ async fn webhook_checks(store: &Store) -> Result<()> {
     assert!(store.webhook(&a.id, &hook.id).await?.is_none());
     store.record_delivery(&hook.id, &outcomes[1]).await?;
     Ok(())
+}
+
+#[tokio::test]
+async fn brand_screen_time_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    brand_report_checks(&store).await.unwrap();
+}
+
+/// The brand report from stored frames: one track per brand whichever component found it (also
+/// across a pipeline change and under an alias), frames without brands counted, sessions kept
+/// apart, a time range honoured, and the same totals however many frames a page reads.
+async fn brand_report_checks(store: &Store) -> Result<()> {
+    let t = store.create_tenant("brand-report").await?;
+    let (s, _) = store.create_stream(&t.id, "report").await?;
+    let (other, _) = store.create_stream(&t.id, "other").await?;
+    let frame = |stream: &str, session: i64, seq: i64, found: Vec<bus::Detection>| FrameResults {
+        stream_id: stream.to_string(),
+        session,
+        seq,
+        pts_ms: 10_000 + seq * 250,
+        wallclock: session + seq * 250,
+        components: vec!["object-detector".into()],
+        detections: found,
+    };
+    // Session 1: 20 frames, 250 ms apart. acme on frames 4..=11 (2 s): found by the logo
+    // matcher until the pipeline changes at frame 8, then by on-screen text under its alias.
+    for seq in 0..20 {
+        let mut found = vec![found("cup", "object-detector")];
+        if (4..8).contains(&seq) {
+            found.push(found_at("brand:acme", "logo-matcher", [0.0, 0.0, 0.5, 0.2]));
+        } else if (8..12).contains(&seq) {
+            found.push(found_at("brand:acmeco", "brand-text", [0.0, 0.0, 0.5, 0.2]));
+        }
+        store
+            .store_frame_results(&frame(&s.id, 1_000_000, seq, found))
+            .await?;
+    }
+    // Session 2 (the stream restarted): acme on its first 4 frames (1 s), globex on frame 2.
+    for seq in 0..8 {
+        let mut found = Vec::new();
+        if seq < 4 {
+            found.push(found_at("brand:acme", "logo-matcher", [0.5, 0.5, 0.5, 0.2]));
+        }
+        if seq == 2 {
+            found.push(found_at(
+                "brand:globex",
+                "logo-matcher",
+                [0.0, 0.0, 0.1, 0.1],
+            ));
+        }
+        store
+            .store_frame_results(&frame(&s.id, 2_000_000, seq, found))
+            .await?;
+    }
+    // Another stream's brands are not this one's.
+    store
+        .store_frame_results(&frame(
+            &other.id,
+            1_000_000,
+            0,
+            vec![found("brand:acme", "x")],
+        ))
+        .await?;
+
+    let aliases = [("acmeco".to_string(), "acme".to_string())];
+    for page in [1, 3, 4096] {
+        let report = store
+            .brand_screen_time_by_page(&s.id, 0, i64::MAX, &aliases, page)
+            .await?;
+        assert_eq!(report.frames, 28, "page {page}");
+        assert_eq!(report.analysed_ms, 20 * 250 + 8 * 250);
+        let names: Vec<&str> = report.brands.iter().map(|b| b.brand.as_str()).collect();
+        assert_eq!(names, ["acme", "globex"]);
+        let acme = &report.brands[0];
+        assert_eq!(
+            (acme.screen_ms, acme.appearances, acme.frames),
+            (3000, 2, 12)
+        );
+        assert_eq!((acme.first_seen, acme.first_pts_ms), (1_001_000, 11_000));
+        assert_eq!((acme.last_seen, acme.last_pts_ms), (2_000_750, 10_750));
+        assert!((acme.share_of_area - 0.1).abs() < 1e-6);
+        assert_eq!(
+            acme.components
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["brand-text", "logo-matcher"]
+        );
+        assert_eq!(report.brands[1].screen_ms, 250);
+    }
+    // Only the second session's frames.
+    let report = store
+        .brand_screen_time(&s.id, 2_000_000, i64::MAX, &[])
+        .await?;
+    assert_eq!((report.frames, report.brands[0].screen_ms), (8, 1000));
+    // Without the alias, the text's sightings are a brand of their own.
+    let report = store.brand_screen_time(&s.id, 0, i64::MAX, &[]).await?;
+    assert_eq!(report.brands.len(), 3);
+    Ok(())
+}
+
+fn found_at(label: &str, component: &str, bbox: [f32; 4]) -> bus::Detection {
+    bus::Detection {
+        bbox,
+        ..found(label, component)
+    }
 }

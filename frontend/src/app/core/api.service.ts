@@ -2,11 +2,17 @@ import { HttpClient, HttpContext, HttpContextToken, HttpHeaders } from '@angular
 import { Injectable, inject } from '@angular/core';
 import { Observable, map } from 'rxjs';
 import {
+  AlertPage,
   AnalysisSettings,
+  Brand,
+  BrandList,
+  BrandLogo,
+  BrandReport,
   ComponentActivity,
   ComponentInfo,
   ComponentList,
   MeResponse,
+  NewBrand,
   Pipeline,
   PipelineRequest,
   PlaybackToken,
@@ -92,6 +98,55 @@ export class ApiService {
       `${API_BASE}/components/${encodeURIComponent(name)}/activity`,
       { params: { limit } },
     );
+  }
+
+  /** `GET /api/v1/brands`: the brand catalogue. */
+  listBrands(): Observable<Brand[]> {
+    return this.http.get<BrandList>(`${API_BASE}/brands`).pipe(map((r) => r?.brands ?? []));
+  }
+
+  createBrand(brand: NewBrand): Observable<Brand> {
+    return this.http.post<Brand>(`${API_BASE}/brands`, brand);
+  }
+
+  deleteBrand(name: string): Observable<void> {
+    return this.http.delete<void>(`${API_BASE}/brands/${encodeURIComponent(name)}`);
+  }
+
+  /** `POST /api/v1/brands/{name}/logos` (multipart): a reference logo (PNG, JPEG or SVG). */
+  uploadLogo(brand: string, file: Blob, fileName = 'logo'): Observable<BrandLogo> {
+    const form = new FormData();
+    form.append('file', file, fileName);
+    return this.http.post<BrandLogo>(`${API_BASE}/brands/${encodeURIComponent(brand)}/logos`, form);
+  }
+
+  deleteLogo(brand: string, id: string): Observable<void> {
+    return this.http.delete<void>(
+      `${API_BASE}/brands/${encodeURIComponent(brand)}/logos/${encodeURIComponent(id)}`,
+    );
+  }
+
+  /** A logo's image (its `url` needs the API key, so it is fetched rather than linked). */
+  logoImage(url: string): Observable<Blob> {
+    return this.http.get(url, { responseType: 'blob' });
+  }
+
+  /** `GET /api/v1/streams/{id}/brands`: screen time per brand. */
+  brandReport(streamId: string): Observable<BrandReport> {
+    return this.http.get<BrandReport>(`${API_BASE}/streams/${encodeURIComponent(streamId)}/brands`);
+  }
+
+  /** The brand report as CSV. */
+  brandReportCsv(streamId: string): Observable<Blob> {
+    return this.http.get(`${API_BASE}/streams/${encodeURIComponent(streamId)}/brands`, {
+      params: { format: 'csv' },
+      responseType: 'blob',
+    });
+  }
+
+  /** `GET /api/v1/alerts?stream=`: the stream's alerts, oldest first (one page). */
+  streamAlerts(streamId: string, limit = 200): Observable<AlertPage> {
+    return this.http.get<AlertPage>(`${API_BASE}/alerts`, { params: { stream: streamId, limit } });
   }
 
   /** The pipeline of a stream, or (no id) the tenant's default. */

@@ -89,13 +89,91 @@ export interface LaggedEvent {
   resume_from: number | null;
 }
 
+/** A detection as an alert names it. */
+export interface AlertDetection {
+  label: string;
+  score: number;
+  box: [number, number, number, number];
+  component: string;
+}
+
+/** An alert a trigger component raised (on the WebSocket; the same fields in the alerts API). */
 export interface AlertEvent {
   type: 'alert';
+  id: string;
   stream: string;
   seq: number;
+  pts_ms: number;
+  wallclock: string;
+  component: string;
   rule: string;
   severity: string;
   message: string;
+  detections: AlertDetection[];
+}
+
+/** `GET /api/v1/alerts`. */
+export interface AlertPage {
+  alerts: Omit<AlertEvent, 'type'>[];
+  next: string | null;
+}
+
+/** A reference logo of a brand. */
+export interface BrandLogo {
+  id: string;
+  format: string;
+  size: number;
+  sha256: string;
+  /** The image as uploaded (needs the API key). */
+  url: string;
+  created_at: string;
+}
+
+/** A brand of the catalogue. */
+export interface Brand {
+  name: string;
+  /** The label detections of it carry: `brand:<folded name>`. */
+  label: string;
+  aliases: string[];
+  prompts: string[];
+  logos: BrandLogo[];
+  created_at: string;
+}
+
+export interface BrandList {
+  brands: Brand[];
+}
+
+export interface NewBrand {
+  name: string;
+  aliases: string[];
+  prompts: string[];
+}
+
+/** One brand's line of the brand report. */
+export interface BrandScreenTime {
+  brand: string;
+  name: string;
+  in_catalogue: boolean;
+  screen_time_s: number;
+  share_of_time: number;
+  appearances: number;
+  frames: number;
+  first_seen: string;
+  last_seen: string;
+  first_pts_ms: number;
+  last_pts_ms: number;
+  share_of_area: number;
+  components: string[];
+}
+
+/** `GET /api/v1/streams/{id}/brands`. */
+export interface BrandReport {
+  stream: string;
+  frames: number;
+  analysed_s: number;
+  gap_s: number;
+  brands: BrandScreenTime[];
 }
 
 /** A new pipeline runs on the stream from frame `seq` on. */

@@ -38,6 +38,30 @@ describe('FrameOverlay', () => {
     expect(o.frameAt(1167 + 200)).toBeNull(); // too old to keep showing
   });
 
+  it('tells what is on screen from the analysed frame that describes the shown one', () => {
+    const o = new FrameOverlay();
+    const told: Array<number | null> = [];
+    o.onShown = (f) => told.push(f?.seq ?? null);
+    // Analysed frames 3 a second, and a newer one far ahead (the live edge, 6 s later).
+    for (const [seq, pts] of [[30, 1000], [40, 1333], [50, 1667], [210, 7000]]) o.add(frame(seq, pts));
+    o.describeAt(null); // the picture's time is not known yet
+    o.describeAt(1200); // held from 1000 (analysed frames describe the picture until the next)
+    o.describeAt(1300);
+    o.describeAt(1700);
+    o.describeAt(2700); // the last analysed frame before it is a second old: nothing known
+    o.describeAt(7010);
+    expect(told).toEqual([null, 30, 50, null, 210]);
+    // The newest frame (the live edge) never describes an older picture.
+    expect(o.frameAt(1700, 1000)?.seq).toBe(50);
+  });
+
+  it('places the frame with a given stream PTS on the media timeline', () => {
+    const o = new FrameOverlay();
+    expect(o.mediaTimeOf(12_000)).toBeNull();
+    o.setInitPts((9000 + TS_OFFSET_MS) * 90, 90_000);
+    expect(o.mediaTimeOf(12_000)).toBeCloseTo(3);
+  });
+
   it('forgets frames a minute behind the newest', () => {
     const o = new FrameOverlay();
     o.add(frame(1, 0));

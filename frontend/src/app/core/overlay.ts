@@ -11,6 +11,11 @@ const MAX_AGE_MS = 150;
 const SLACK_MS = 17;
 /** Analysed frames kept behind the newest (the player may be this far behind live). */
 const KEEP_MS = 60_000;
+/**
+ * What is on screen is told by the newest analysed frame at or before the shown one, up to this
+ * old (the brand report's gap: an analysed frame describes the picture until the next one).
+ */
+export const DESCRIBE_MS = 1000;
 
 /** Where the picture sits inside an element that shows it with `object-fit: contain`. */
 export function contentRect(
@@ -48,6 +53,12 @@ export class FrameOverlay {
   private canvas?: HTMLCanvasElement;
   private running = false;
   private lastKey = '';
+  private described: DetectionsEvent | null | undefined = undefined;
+  /**
+   * Told the analysed frame that describes the picture on screen whenever that changes (null:
+   * none does — no analysed frame within DESCRIBE_MS before it, or its time is not known yet).
+   */
+  onShown?: (frame: DetectionsEvent | null) => void;
 
   setInitPts(initPts: number, timescale: number): void {
     this.baseMs = (initPts / timescale) * 1000 - TS_OFFSET_MS;
@@ -73,11 +84,24 @@ export class FrameOverlay {
   }
 
   /** The analysed frame to show at `pts`: the newest at or before it, if recent enough. */
-  frameAt(pts: number): DetectionsEvent | null {
+  frameAt(pts: number, maxAgeMs = MAX_AGE_MS): DetectionsEvent | null {
     const i = this.indexAfter(pts + SLACK_MS) - 1;
     if (i < 0) return null;
     const frame = this.frames[i];
-    return pts - frame.pts_ms <= MAX_AGE_MS ? frame : null;
+    return pts - frame.pts_ms <= maxAgeMs ? frame : null;
+  }
+
+  /** The media time (seconds) at which the frame with stream PTS `ptsMs` is shown, if known. */
+  mediaTimeOf(ptsMs: number): number | null {
+    return this.baseMs === null ? null : (ptsMs - this.baseMs) / 1000;
+  }
+
+  /** Tells `onShown` which analysed frame describes the picture at `pts`, when that changed. */
+  describeAt(pts: number | null): void {
+    const frame = pts === null ? null : this.frameAt(pts, DESCRIBE_MS);
+    if (frame === this.described) return;
+    this.described = frame;
+    this.onShown?.(frame);
   }
 
   /** First index whose pts is greater than `pts`. */
@@ -132,6 +156,7 @@ export class FrameOverlay {
       this.lastKey = '';
     }
     const pts = this.ptsAt(mediaTime);
+    this.describeAt(pts);
     const frame = pts === null ? null : this.frameAt(pts);
     const key = `${frame?.seq ?? -1}:${canvas.width}x${canvas.height}`;
     canvas.dataset['mediaPts'] = pts === null ? '' : pts.toFixed(0);

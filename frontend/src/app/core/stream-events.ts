@@ -87,8 +87,10 @@ export class StreamEventsClient {
       } catch {
         return;
       }
-      if (event.type === 'detections' || event.type === 'alert') {
-        if (this.lastSeq !== null && event.seq <= this.lastSeq) return; // seen before a reconnect
+      // Frames seen before a reconnect are not delivered twice. An alert shares its frame's
+      // number (it follows that frame's detections): alerts carry ids, which the page dedups.
+      if (event.type === 'detections') {
+        if (this.lastSeq !== null && event.seq <= this.lastSeq) return;
         this.lastSeq = event.seq;
       }
       this.options.onEvent(event);
@@ -114,39 +116,20 @@ export class StreamEventsClient {
   }
 }
 
-/** What the live results panel shows: frames per label and screen time per brand. */
+/** What the live results panel counts: analysed frames per label. */
 export interface Tally {
   /** Analysed frames on which each label appeared. */
   frames: Map<string, number>;
-  /** Seconds each `brand:*` label was on screen (between consecutive analysed frames). */
-  brandSeconds: Map<string, number>;
-  lastPtsMs: number | null;
-  lastLabels: Set<string>;
 }
 
 export function emptyTally(): Tally {
-  return { frames: new Map(), brandSeconds: new Map(), lastPtsMs: null, lastLabels: new Set() };
+  return { frames: new Map() };
 }
-
-/** Longest gap between analysed frames still counted as screen time (a pause is not). */
-const MAX_GAP_MS = 1000;
 
 /** Adds one analysed frame to the tally. */
 export function addFrame(tally: Tally, event: DetectionsEvent): Tally {
   const labels = new Set(event.detections.map((d) => d.label));
   for (const label of labels) tally.frames.set(label, (tally.frames.get(label) ?? 0) + 1);
-  if (tally.lastPtsMs !== null) {
-    const gap = event.pts_ms - tally.lastPtsMs;
-    if (gap > 0 && gap <= MAX_GAP_MS) {
-      for (const label of tally.lastLabels) {
-        if (label.startsWith('brand:')) {
-          tally.brandSeconds.set(label, (tally.brandSeconds.get(label) ?? 0) + gap / 1000);
-        }
-      }
-    }
-  }
-  tally.lastPtsMs = event.pts_ms;
-  tally.lastLabels = labels;
   return tally;
 }
 

@@ -9,8 +9,8 @@ import { authInterceptor } from '../../core/auth.interceptor';
 import { HlsConstructor, HlsLoader } from '../../core/hls-loader';
 import { POLL_INTERVAL_MS } from '../../core/polling';
 import { makeStream, tick } from '../../testing';
-import { PlayerPage } from './player.page';
-import { DetectionsEvent } from '../../core/models';
+import { PlayerPage, alertMarks, frameLabels } from './player.page';
+import { AlertEvent, DetectionsEvent } from '../../core/models';
 import { STREAM_EVENTS, StreamEventsOptions } from '../../core/stream-events';
 
 type Handler = (event: string, data: unknown) => void;
@@ -103,7 +103,8 @@ describe('PlayerPage', () => {
   });
 
   afterEach(() => {
-    http.match((r) => r.url.endsWith('/pipeline')); // the pipeline panel's reads
+    // The side panels' reads: the pipeline, the stream's alerts and its brand report.
+    http.match((r) => r.url.endsWith('/pipeline') || r.url.endsWith('/brands') || r.url === '/api/v1/alerts');
     http.verify();
     vi.restoreAllMocks();
   });
@@ -246,7 +247,7 @@ describe('PlayerPage analysis panel', () => {
     };
   }
 
-  it('opens the events socket and tallies labels and brand screen time', async () => {
+  it('opens the events socket and tallies labels', async () => {
     const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
     expect(opened.length).toBe(1);
@@ -263,11 +264,71 @@ describe('PlayerPage analysis panel', () => {
     const el: HTMLElement = fixture.nativeElement;
     expect(el.querySelector('[data-testid="frames-analysed"]')?.textContent?.trim()).toBe('3');
     expect(el.querySelector('[data-testid="label-counts"]')?.textContent).toContain('cup');
-    expect(el.querySelector('[data-testid="brand-time"]')?.textContent).toContain('netflix');
-    expect(el.querySelector('[data-testid="brand-time"]')?.textContent).toContain('1.0 s');
+    // The newest results are not what is on screen: the picture they describe has not been shown.
+    expect(el.querySelector('[data-testid="on-screen"]')?.textContent?.trim()).toBe('—');
     expect(el.querySelector('[data-testid="events-status"]')?.textContent?.trim()).toBe('open');
     fixture.destroy();
     expect(closed).toBe(1);
+  });
+
+  it('shows the brand report as a chart and the stream alerts, stored and live', async () => {
+    const fixture = await openPlayer();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
+    const brand = (name: string, seconds: number) => ({
+      brand: name.toLowerCase(),
+      name,
+      in_catalogue: true,
+      screen_time_s: seconds,
+      share_of_time: seconds / 60,
+      appearances: 2,
+      frames: 40,
+      first_seen: '2026-12-03T06:00:00.000Z',
+      last_seen: '2026-12-03T06:01:00.000Z',
+      first_pts_ms: 0,
+      last_pts_ms: 60_000,
+      share_of_area: 0.02,
+      components: ['logo-matcher'],
+    });
+    http.expectOne('/api/v1/streams/str_abc/brands').flush({
+      stream: 'str_abc',
+      frames: 300,
+      analysed_s: 60,
+      gap_s: 1,
+      brands: [brand('Netflix', 30), brand('Spotify', 7.5)],
+    });
+    const alert = (id: string, message: string) => ({
+      id,
+      stream: 'str_abc',
+      seq: 10,
+      pts_ms: 333,
+      wallclock: '2026-12-03T06:00:05.000Z',
+      component: 'brand-rules',
+      rule: 'on-screen',
+      severity: 'info',
+      message,
+      detections: [],
+    });
+    http
+      .expectOne((r) => r.url === '/api/v1/alerts' && r.params.get('stream') === 'str_abc')
+      .flush({ alerts: [alert('alr_1', 'netflix on screen for 3 s')], next: null });
+    await fixture.whenStable();
+    const el: HTMLElement = fixture.nativeElement;
+    const rows = [...el.querySelectorAll('[data-testid="brand-report"] .bar-row')];
+    expect(rows.map((r) => r.getAttribute('data-brand'))).toEqual(['netflix', 'spotify']);
+    expect(rows[0].textContent).toContain('30.0 s');
+    const width = (r: Element) => (r.querySelector('.bar') as HTMLElement).style.width;
+    expect(width(rows[0])).toBe('100%');
+    expect(width(rows[1])).toBe('25%');
+    expect(el.querySelector('[data-testid="report-csv"]')).not.toBeNull();
+
+    const list = () => [...el.querySelectorAll('.alert-list li')].map((li) => li.getAttribute('data-alert'));
+    expect(list()).toEqual(['alr_1']);
+    // A live alert is added (newest first); the same alert again is not.
+    opened[0].onEvent({ type: 'alert', ...alert('alr_2', 'spotify while netflix'), wallclock: '2026-12-03T06:00:09.000Z' });
+    opened[0].onEvent({ type: 'alert', ...alert('alr_1', 'netflix on screen for 3 s') });
+    await fixture.whenStable();
+    expect(list()).toEqual(['alr_2', 'alr_1']);
+    fixture.destroy();
   });
 
   it('switches the analysis mode through the API', async () => {
@@ -318,5 +379,49 @@ describe('PlayerPage analysis panel', () => {
     expect(panel()).toContain('its own');
     expect(panel()).toContain('from frame 412');
     fixture.destroy();
+  });
+});
+
+describe('alertMarks', () => {
+  const alert = (id: string, pts: number, wallclock: string): AlertEvent => ({
+      type: 'alert',
+      id,
+      stream: 's',
+      seq: 0,
+      pts_ms: pts,
+      wallclock,
+      component: 'brand-rules',
+      rule: 'on-screen',
+      severity: 'warning',
+      message: 'm',
+      detections: [],
+    });
+
+  it('places alerts of this session inside the playable range on the bar', () => {
+    const alerts = [
+      alert('old', 5000, '2026-12-03T05:00:00.000Z'), // an earlier session
+      alert('a', 15_000, '2026-12-03T06:00:15.000Z'),
+      alert('b', 40_000, '2026-12-03T06:00:40.000Z'), // past the range
+    ];
+    // Media time = (pts − 10 s) / 1000; playable 0..20 s.
+    const marks = alertMarks(alerts, 0, 20, '2026-12-03T06:00:00.000Z', (pts) => (pts - 10_000) / 1000);
+    expect(marks.map((m) => [m.id, m.left, m.time])).toEqual([['a', 25, 5]]);
+    expect(alertMarks(alerts, 0, 20, null, () => null)).toEqual([]);
+    expect(alertMarks(alerts, 5, 5, null, () => 5)).toEqual([]);
+  });
+
+  it('frameLabels names each label once, or nothing when no frame describes the picture', () => {
+    expect(frameLabels(null)).toBeNull();
+    const f: DetectionsEvent = {
+      type: 'detections',
+      stream: 's',
+      seq: 1,
+      pts_ms: 0,
+      wallclock: '',
+      width: 1,
+      height: 1,
+      detections: ['cup', 'cup', 'brand:acme'].map((label) => ({ label, score: 1, box: [0, 0, 1, 1], component: 'c' })),
+    };
+    expect(frameLabels(f)).toEqual(['cup', 'brand:acme']);
   });
 });

@@ -27,7 +27,16 @@ import {
   videoSummary,
 } from '../../core/format';
 import { HlsLoader } from '../../core/hls-loader';
-import { AnalysisMode, Pipeline, PlaybackToken, Stream, StreamEvent } from '../../core/models';
+import {
+  AlertEvent,
+  AnalysisMode,
+  BrandReport,
+  DetectionsEvent,
+  Pipeline,
+  PlaybackToken,
+  Stream,
+  StreamEvent,
+} from '../../core/models';
 import { label } from '../../core/pipeline';
 import { STREAM_EVENTS, Tally, addFrame, emptyTally, eventsUrl } from '../../core/stream-events';
 import { FrameOverlay } from '../../core/overlay';
@@ -45,6 +54,65 @@ export type PlayerState =
 
 /** Delay before the player is rebuilt after a fatal error. */
 const RESTART_DELAY_MS = 3000;
+/** The brand report is read again this often while the stream is live. */
+const REPORT_EVERY_MS = 5000;
+/** Alerts kept for the timeline and the list. */
+const MAX_ALERTS = 200;
+
+/** An alert's mark on the timeline under the player. */
+export interface AlertMark {
+  id: string;
+  /** 0..100: where on the bar (the playable range). */
+  left: number;
+  severity: string;
+  title: string;
+  /** Media time (seconds) to seek to. */
+  time: number;
+}
+
+/** The playable range and where the alerts and the playhead are in it. */
+export interface Timeline {
+  start: number;
+  end: number;
+  /** 0..100 */
+  playhead: number;
+  marks: AlertMark[];
+}
+
+/** Labels of a frame, each once, in the order found. */
+export function frameLabels(frame: DetectionsEvent | null): string[] | null {
+  return frame ? [...new Set(frame.detections.map((d) => d.label))] : null;
+}
+
+/**
+ * Where each alert sits on the bar of the playable range [start, end] (seconds of media time);
+ * `mediaTimeOf` turns an alert's PTS into media time (null while unknown). Alerts of earlier
+ * sessions (before `sessionStart`) or outside the range are left out.
+ */
+export function alertMarks(
+  alerts: readonly AlertEvent[],
+  start: number,
+  end: number,
+  sessionStart: string | null | undefined,
+  mediaTimeOf: (pts: number) => number | null,
+): AlertMark[] {
+  if (!(end > start)) return [];
+  const since = sessionStart ? Date.parse(sessionStart) : NaN;
+  const marks: AlertMark[] = [];
+  for (const a of alerts) {
+    if (!isNaN(since) && Date.parse(a.wallclock) < since) continue;
+    const time = mediaTimeOf(a.pts_ms);
+    if (time === null || time < start || time > end) continue;
+    marks.push({
+      id: a.id,
+      left: ((time - start) / (end - start)) * 100,
+      severity: a.severity,
+      title: `${a.rule}: ${a.message}`,
+      time,
+    });
+  }
+  return marks;
+}
 
 @Component({
   selector: 'app-player',
@@ -88,7 +156,21 @@ export class PlayerPage {
   protected readonly eventsStatus = signal<string>('—');
   protected readonly tally = signal<Tally>(emptyTally(), { equal: () => false });
   protected readonly analysedFrames = signal(0);
-  protected readonly lastFrameLabels = signal<string[]>([]);
+  /**
+   * The labels of the analysed frame that describes the picture being shown (not the newest
+   * result, which runs ahead of the picture by the player's latency); null while none does.
+   */
+  protected readonly onScreen = signal<string[] | null>(null);
+  /** The stream's alerts, oldest first (stored ones, then those arriving live). */
+  protected readonly alerts = signal<AlertEvent[]>([]);
+  protected readonly recentAlerts = computed(() => [...this.alerts()].reverse().slice(0, 20));
+  protected readonly timeline = signal<Timeline | null>(null);
+  /** The brand report (screen time per brand), read from the API. */
+  protected readonly report = signal<BrandReport | null>(null);
+  protected readonly reportError = signal<string | null>(null);
+  protected readonly reportMax = computed(() =>
+    Math.max(1e-9, ...(this.report()?.brands.map((b) => b.screen_time_s) ?? [0])),
+  );
   protected readonly modeError = signal<string | null>(null);
   /** What runs on the stream (refreshed when a `pipeline` event says it changed). */
   protected readonly pipeline = signal<Pipeline | null>(null);
@@ -104,9 +186,6 @@ export class PlayerPage {
   protected readonly modeBusy = signal(false);
   protected readonly labelRows = computed(() =>
     [...this.tally().frames.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])),
-  );
-  protected readonly brandRows = computed(() =>
-    [...this.tally().brandSeconds.entries()].sort((a, b) => b[1] - a[1]),
   );
   protected readonly mode = computed<AnalysisMode>(() => this.stream()?.analysis?.mode ?? 'realtime');
 
@@ -150,8 +229,10 @@ export class PlayerPage {
   /** Set when this browser can play HLS neither with hls.js nor natively. */
   private unsupported = false;
   private readonly videoListeners: Array<[string, EventListener]> = [];
+  private reportSub?: Subscription;
 
   constructor() {
+    this.boxes.onShown = (frame) => this.onScreen.set(frameLabels(frame));
     afterNextRender(() => {
       this.attachVideoListeners();
       const video = this.video;
@@ -167,6 +248,7 @@ export class PlayerPage {
       this.events?.close();
       this.boxes.detach();
       this.pollSub?.unsubscribe();
+      this.reportSub?.unsubscribe();
       clearInterval(this.statsTimer);
       this.teardown();
       this.detachVideoListeners();
@@ -189,6 +271,8 @@ export class PlayerPage {
     this.pipeline.set(null);
     this.pipelineFrom.set(null);
     this.loadPipeline(id);
+    this.loadAlerts(id);
+    this.watchReport(id);
 
     this.pollSub = timer(0, this.pollMs)
       .pipe(
@@ -485,6 +569,106 @@ export class PlayerPage {
       }
     }
     this.bufferAhead.set(ahead);
+    this.updateTimeline();
+  }
+
+  /** The alerts timeline: the playable range, the playhead, and the alerts in it. */
+  private updateTimeline(): void {
+    const video = this.video;
+    if (!video || !video.seekable.length) {
+      this.timeline.set(null);
+      return;
+    }
+    const start = video.seekable.start(0);
+    const end = video.seekable.end(video.seekable.length - 1);
+    if (!isFinite(end) || !(end > start)) {
+      this.timeline.set(null);
+      return;
+    }
+    const marks = alertMarks(this.alerts(), start, end, this.stream()?.started_at, (pts) =>
+      this.boxes.mediaTimeOf(pts),
+    );
+    const playhead = Math.min(100, Math.max(0, ((video.currentTime - start) / (end - start)) * 100));
+    this.timeline.set({ start, end, playhead, marks });
+  }
+
+  /** User action: play from just before an alert. */
+  protected seekTo(time: number): void {
+    const video = this.video;
+    if (!video) return;
+    video.currentTime = Math.max(0, time - 1);
+    this.play();
+  }
+
+  /** The media time of an alert when it is in the playable range, else null. */
+  protected alertTime(alert: AlertEvent): number | null {
+    return this.timeline()?.marks.find((m) => m.id === alert.id)?.time ?? null;
+  }
+
+  private loadAlerts(id: string): void {
+    this.alerts.set([]);
+    this.api.streamAlerts(id).subscribe({
+      next: (page) => {
+        if (id !== this.id()) return;
+        const stored: AlertEvent[] = page.alerts.map((a) => ({ type: 'alert' as const, ...a }));
+        this.addAlerts(stored);
+      },
+      error: () => undefined, // live alerts still arrive; the list shows what came
+    });
+  }
+
+  private addAlerts(incoming: AlertEvent[]): void {
+    const known = new Set(this.alerts().map((a) => a.id));
+    const merged = [...this.alerts(), ...incoming.filter((a) => !known.has(a.id))];
+    merged.sort((a, b) => a.wallclock.localeCompare(b.wallclock));
+    this.alerts.set(merged.slice(-MAX_ALERTS));
+    this.updateTimeline();
+  }
+
+  /** Reads the brand report now and, while the stream is live, every few seconds. */
+  private watchReport(id: string): void {
+    this.reportSub?.unsubscribe();
+    this.report.set(null);
+    this.reportError.set(null);
+    this.reportSub = timer(0, REPORT_EVERY_MS)
+      .pipe(
+        exhaustMap((i) =>
+          i > 0 && this.stream()?.state !== 'live'
+            ? of(null)
+            : this.api.brandReport(id).pipe(
+                catchError((err: unknown) => {
+                  this.reportError.set(errorMessage(err));
+                  return of(null);
+                }),
+              ),
+        ),
+      )
+      .subscribe((r) => {
+        if (r && id === this.id()) {
+          this.report.set(r);
+          this.reportError.set(null);
+        }
+      });
+  }
+
+  /** User action: the brand report as a CSV file. */
+  protected downloadCsv(): void {
+    const id = this.id();
+    this.api.brandReportCsv(id).subscribe({
+      next: (blob) => {
+        const url = URL.createObjectURL(blob);
+        const a = document.createElement('a');
+        a.href = url;
+        a.download = `brands-${id}.csv`;
+        a.click();
+        setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      },
+      error: (err: unknown) => this.reportError.set(errorMessage(err)),
+    });
+  }
+
+  protected percent(v: number): string {
+    return `${(v * 100).toFixed(v < 0.1 ? 1 : 0)} %`;
   }
 
   /** Connects the stream's events WebSocket (it reconnects and resumes by itself). */
@@ -492,7 +676,7 @@ export class PlayerPage {
     this.events?.close();
     this.tally.set(emptyTally());
     this.analysedFrames.set(0);
-    this.lastFrameLabels.set([]);
+    this.onScreen.set(null);
     const client = this.openEvents({
       url: eventsUrl(id),
       token: () => firstValueFrom(this.api.playbackToken(id)).then((t) => t.token),
@@ -508,13 +692,16 @@ export class PlayerPage {
       this.boxes.add(event);
       this.tally.set(addFrame(this.tally(), event));
       this.analysedFrames.update((n) => n + 1);
-      this.lastFrameLabels.set([...new Set(event.detections.map((d) => d.label))]);
+    } else if (event.type === 'alert') {
+      this.addAlerts([event]);
     } else if (event.type === 'pipeline') {
       this.pipelineFrom.set(event.seq);
       this.loadPipeline(this.id());
     } else if (event.type === 'stream') {
       const s = this.stream();
       if (s && s.state !== event.state) this.stream.set({ ...s, state: event.state });
+      // A session ended or began: the report has its final (or first) numbers.
+      this.watchReport(this.id());
     }
   }
 
