@@ -15,13 +15,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, CHROMIUM_ARGS, FRAME_NUMBER_STRIP, MA_BIN, MA_DASHBOARD, PHOTO, STRIP_FPS, launch, readShownFrame, sleep,
-  startServer,
+  CHROMIUM, CHROMIUM_ARGS, FRAME_NUMBER_STRIP, MA_BIN, MA_DASHBOARD, PHOTO, STRIP_FPS, bounded, launch, readShownFrame, sleep, startServer,
 } from './support.mjs';
 
 const OVERALL_MS = 150_000;
@@ -45,7 +44,6 @@ test('the brand catalogue, alerts and brand report on the dashboard, and On scre
   const procs = [];
   let browser = null;
   let page = null;
-  let deadline;
 
   const body = async () => {
     const { httpBase, rtmp, ...info } = await startServer(procs, dataDir);
@@ -169,21 +167,13 @@ test('the brand catalogue, alerts and brand report on the dashboard, and On scre
     t.diagnostic(`screenshot: ${screenshot}`);
   };
 
-  try {
-    await Promise.race([
-      body(),
-      new Promise((_, reject) => {
-        deadline = setTimeout(() => reject(new Error(`overall timeout of ${OVERALL_MS} ms`)), OVERALL_MS);
-      }),
-    ]);
-  } catch (err) {
-    if (page) await page.screenshot({ path: screenshot, timeout: 5000 }).catch(() => undefined);
-    for (const p of procs) console.error(`--- ${p.name} output (tail) ---\n${p.tail()}`);
-    throw err;
-  } finally {
-    clearTimeout(deadline);
-    if (browser) await Promise.race([browser.close().catch(() => undefined), sleep(5000)]);
-    for (const p of [...procs].reverse()) await p.kill();
-    await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
-  }
+  await bounded({
+    limitMs: OVERALL_MS,
+    body,
+    procs,
+    dataDir,
+    screenshot,
+    browser: () => browser,
+    page: () => page,
+  });
 });

@@ -9,11 +9,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, COMPONENTS_DIR, MA_BIN, MA_DASHBOARD, OVERALL_MS, launch, sleep, startServer } from './support.mjs';
+import {
+  CHROMIUM, CHROMIUM_ARGS, COMPONENTS_DIR, MA_BIN, MA_DASHBOARD, OVERALL_MS, bounded, launch, sleep, startServer,
+} from './support.mjs';
 
 test('a component uploaded on the dashboard runs on a live stream, and the player shows it', { timeout: OVERALL_MS + 15_000 }, async (t) => {
   assert.ok(MA_BIN && existsSync(MA_BIN), `set MA_BIN to the media-analyzer binary (got ${MA_BIN})`);
@@ -25,7 +27,6 @@ test('a component uploaded on the dashboard runs on a live stream, and the playe
   const procs = [];
   let browser = null;
   let page = null;
-  let deadline;
 
   const body = async () => {
     const { httpBase, rtmp, ...info } = await startServer(procs, dataDir);
@@ -89,21 +90,13 @@ test('a component uploaded on the dashboard runs on a live stream, and the playe
     t.diagnostic(`screenshot: ${screenshot}`);
   };
 
-  try {
-    await Promise.race([
-      body(),
-      new Promise((_, reject) => {
-        deadline = setTimeout(() => reject(new Error(`overall timeout of ${OVERALL_MS} ms`)), OVERALL_MS);
-      }),
-    ]);
-  } catch (err) {
-    if (page) await page.screenshot({ path: screenshot, timeout: 5000 }).catch(() => undefined);
-    for (const p of procs) console.error(`--- ${p.name} output (tail) ---\n${p.tail()}`);
-    throw err;
-  } finally {
-    clearTimeout(deadline);
-    if (browser) await Promise.race([browser.close().catch(() => undefined), sleep(5000)]);
-    for (const p of [...procs].reverse()) await p.kill();
-    await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
-  }
+  await bounded({
+    limitMs: OVERALL_MS,
+    body,
+    procs,
+    dataDir,
+    screenshot,
+    browser: () => browser,
+    page: () => page,
+  });
 });

@@ -12,13 +12,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  CHROMIUM, CHROMIUM_ARGS, FRAME_NUMBER_STRIP, MA_BIN, MA_DASHBOARD, OVERALL_MS, PHOTO, STRIP_FPS, launch, readShownFrame, sleep,
-  startServer,
+  CHROMIUM, CHROMIUM_ARGS, FRAME_NUMBER_STRIP, MA_BIN, MA_DASHBOARD, OVERALL_MS, PHOTO, STRIP_FPS, bounded, launch, readShownFrame, sleep, startServer,
 } from './support.mjs';
 
 const FPS = STRIP_FPS;
@@ -32,7 +31,6 @@ test('overlay boxes are drawn where the objects are, on the frame they belong to
   const procs = [];
   let browser = null;
   let page = null;
-  let deadline;
 
   const body = async () => {
     const { httpBase, rtmp, ...info } = await startServer(procs, dataDir);
@@ -113,21 +111,13 @@ test('overlay boxes are drawn where the objects are, on the frame they belong to
     t.diagnostic(`screenshot: ${screenshot}`);
   };
 
-  try {
-    await Promise.race([
-      body(),
-      new Promise((_, reject) => {
-        deadline = setTimeout(() => reject(new Error(`overall timeout of ${OVERALL_MS} ms`)), OVERALL_MS);
-      }),
-    ]);
-  } catch (err) {
-    if (page) await page.screenshot({ path: screenshot, timeout: 5000 }).catch(() => undefined);
-    for (const p of procs) console.error(`--- ${p.name} output (tail) ---\n${p.tail()}`);
-    throw err;
-  } finally {
-    clearTimeout(deadline);
-    if (browser) await Promise.race([browser.close().catch(() => undefined), sleep(5000)]);
-    for (const p of [...procs].reverse()) await p.kill();
-    await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
-  }
+  await bounded({
+    limitMs: OVERALL_MS,
+    body,
+    procs,
+    dataDir,
+    screenshot,
+    browser: () => browser,
+    page: () => page,
+  });
 });

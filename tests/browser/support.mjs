@@ -1,6 +1,7 @@
 // Shared by the browser end-to-end tests: child processes in their own groups, the server's
 // printed keys and addresses, and Chromium's flags.
 import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -190,4 +191,32 @@ export function readShownFrame() {
   // The strip's gaps are black: a picture without the strip reads as no frame number.
   const strip = row[2 * 4] < 64 && row[(bits * 48 + 24) * 4] < 64;
   return strip ? shown : null;
+}
+
+/**
+ * Runs a browser test's `body` within `limitMs`. On failure: a screenshot of `page()` (when the
+ * test opened one) at `screenshot`, and the tail of each process's output, then the error again.
+ * Always: the browser closed, the processes stopped (the last started first), `dataDir` removed.
+ */
+export async function bounded({ limitMs, body, procs, dataDir, screenshot, browser, page }) {
+  let deadline;
+  try {
+    await Promise.race([
+      body(),
+      new Promise((_, reject) => {
+        deadline = setTimeout(() => reject(new Error(`overall timeout of ${limitMs} ms`)), limitMs);
+      }),
+    ]);
+  } catch (err) {
+    const shown = page();
+    if (shown) await shown.screenshot({ path: screenshot, timeout: 5000 }).catch(() => undefined);
+    for (const p of procs) console.error(`--- ${p.name} output (tail) ---\n${p.tail()}`);
+    throw err;
+  } finally {
+    clearTimeout(deadline);
+    const opened = browser();
+    if (opened) await Promise.race([opened.close().catch(() => undefined), sleep(5000)]);
+    for (const p of [...procs].reverse()) await p.kill();
+    await rm(dataDir, { recursive: true, force: true }).catch(() => undefined);
+  }
 }

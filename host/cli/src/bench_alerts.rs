@@ -8,76 +8,18 @@
 //! stage (the matcher through its component, from `/metrics`): the floor a frame's results cannot
 //! beat.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::bench_host::ServeChild;
 use crate::component::{Push, multipart_form};
 
 /// The mark is on screen while `mod(t, PERIOD) >= PERIOD / 2`.
 const PERIOD_S: u64 = 4;
-
-struct Host {
-    process: std::process::Child,
-    http: String,
-    rtmp: String,
-    api_key: String,
-    stream_key: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-/// `serve` with live analysis in a child process on free ports, private webhooks allowed.
-fn start_host(components: &std::path::Path) -> anyhow::Result<Host> {
-    let data = tempfile::tempdir()?;
-    let mut process = Command::new(std::env::current_exe()?)
-        .args(["serve", "--allow-private-webhooks", "--components"])
-        .arg(components)
-        .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--data"])
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = process.stdout.take().context("child stdout")?;
-    let mut found: [Option<String>; 4] = Default::default();
-    let prefixes = [
-        "HTTP listening on ",
-        "RTMP listening on ",
-        "API key: ",
-        "Stream key: ",
-    ];
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        for (slot, prefix) in found.iter_mut().zip(prefixes) {
-            if let Some(value) = line.strip_prefix(prefix) {
-                *slot = Some(value.trim().to_string());
-            }
-        }
-        if found.iter().all(Option::is_some) {
-            break;
-        }
-    }
-    let [Some(http), Some(rtmp), Some(api_key), Some(stream_key)] = found else {
-        bail!("the server did not start (no banner)");
-    };
-    Ok(Host {
-        process,
-        http,
-        rtmp,
-        api_key,
-        stream_key,
-        _data: data,
-    })
-}
 
 /// A webhook receiver on 127.0.0.1: each alert's arrival time and media time (`pts_ms`).
 async fn receiver() -> anyhow::Result<(String, Arc<Mutex<Vec<(Instant, i64)>>>)> {
@@ -110,7 +52,7 @@ async fn receiver() -> anyhow::Result<(String, Arc<Mutex<Vec<(Instant, i64)>>>)>
 
 async fn call(
     client: &reqwest::Client,
-    host: &Host,
+    host: &ServeChild,
     method: reqwest::Method,
     path: &str,
     body: Option<(String, Vec<u8>)>,
@@ -183,7 +125,12 @@ pub async fn alerts(seconds: u64, components: &std::path::Path) -> anyhow::Resul
         bail!("ffmpeg could not draw {}", logo.display());
     }
 
-    let host = start_host(components)?;
+    let components = components.as_os_str();
+    let host = ServeChild::start([
+        OsStr::new("--allow-private-webhooks"),
+        OsStr::new("--components"),
+        components,
+    ])?;
     let client = reqwest::Client::new();
     let (hook, arrivals) = receiver().await?;
     call(

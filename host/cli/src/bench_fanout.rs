@@ -4,13 +4,13 @@
 //! arrival at each viewer (p50/p99) and the server's memory per viewer. (`bench bus` is
 //! `bus::bench::throughput`.)
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures::StreamExt;
+
+use crate::bench_host::ServeChild;
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -26,63 +26,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-struct Child {
-    process: std::process::Child,
-    http: String,
-    api_key: String,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-/// `serve --role api` in a child process on free ports; returns once it answers.
-fn start_api_host(bus_url: &str) -> anyhow::Result<Child> {
-    let data = tempfile::tempdir()?;
-    let mut process = Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--role",
-            "api",
-            "--analysis",
-            "off",
-            "--bus",
-            bus_url,
-        ])
-        .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--data"])
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = process.stdout.take().context("child stdout")?;
-    let (mut http, mut api_key) = (None, None);
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        if let Some(url) = line.strip_prefix("HTTP listening on ") {
-            http = Some(url.trim().to_string());
-        }
-        if let Some(key) = line.strip_prefix("API key: ") {
-            api_key = Some(key.trim().to_string());
-        }
-        if http.is_some() && api_key.is_some() {
-            break;
-        }
-    }
-    match (http, api_key) {
-        (Some(http), Some(api_key)) => Ok(Child {
-            process,
-            http,
-            api_key,
-            _data: data,
-        }),
-        _ => bail!("the API host did not start (no banner)"),
-    }
 }
 
 async fn get_json(url: &str, key: &str, method: &str) -> anyhow::Result<serde_json::Value> {
@@ -103,7 +46,7 @@ async fn get_json(url: &str, key: &str, method: &str) -> anyhow::Result<serde_js
 }
 
 pub async fn fanout(viewers: usize, seconds: u64, bus_url: &str) -> anyhow::Result<()> {
-    let host = start_api_host(bus_url)?;
+    let host = ServeChild::start(["--role", "api", "--analysis", "off", "--bus", bus_url])?;
     let streams = get_json(
         &format!("{}/api/v1/streams", host.http),
         &host.api_key,

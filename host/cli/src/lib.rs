@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bench_alerts;
 pub mod bench_fanout;
+mod bench_host;
 pub mod component;
 pub mod config;
 pub mod serve;
