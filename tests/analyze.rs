@@ -213,6 +213,24 @@ fn analyze_with_a_logo_folder_reports_each_brands_screen_time() {
         summary.table()
     );
 
+    // With a component of one's own too, both run.
+    let both = analyze(&AnalyzeOptions {
+        wasm: vec![built.join("brand_colour.wasm")],
+        config: vec![
+            ("colour".into(), "f40000".into()),
+            ("min-share".into(), "0.001".into()),
+        ],
+        every: 10,
+        ..options.clone()
+    })
+    .unwrap();
+    assert_eq!(both.brands.brands.len(), 1, "{}", both.table());
+    assert!(
+        both.labels.keys().any(|l| l.starts_with("colour:")),
+        "{}",
+        both.table()
+    );
+
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     std::fs::write(empty.join("broken.png"), b"not a png").unwrap();

@@ -125,7 +125,11 @@ async fn a_store_failing_mid_stream_loses_and_duplicates_nothing() {
                 .await
                 .unwrap()
                 .len();
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Every 150 ms: each write's retries (5 attempts over 1.5 s) meet several kills,
+                // and an attempt still has time to commit between two on a loaded 2-core machine.
+                // (Kills faster than a transaction can commit are an outage longer than the retry
+                // budget: frames are then lost by design, and counted.)
+                tokio::time::sleep(Duration::from_millis(150)).await;
             }
             killed
         }

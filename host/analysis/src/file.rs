@@ -287,7 +287,9 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
 
     if !options.wasm.is_empty() {
         if options.components.is_empty() {
-            components.clear(); // their models stay, for the components of one's own
+            // Their models stay, for the components of one's own; the logo matcher stays when
+            // a logo folder was given.
+            components.retain(|c| options.logos.is_some() && c.name == "logo-matcher");
         }
         for path in &options.wasm {
             components.push(own_component(&runtime, path, &options.config)?);
