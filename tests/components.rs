@@ -53,6 +53,18 @@ async fn post_form(
     (status, json)
 }
 
+/// A second tenant, "other", and an API key of it (for checks that one tenant never reaches
+/// another's).
+async fn other_tenant(store: &store::Store) -> (store::Tenant, String) {
+    let other = store.create_tenant("other").await.unwrap();
+    let key = store
+        .create_api_key(&other.id, "other")
+        .await
+        .unwrap()
+        .secret;
+    (other, key)
+}
+
 /// A component's activity as its tenant sees it (`key`).
 async fn activity(server: &TestServer, key: &str, name: &str) -> Value {
     let url = server.http(&format!("/api/v1/components/{name}/activity"));
@@ -271,12 +283,7 @@ async fn uploads_become_versions_and_hostile_ones_store_nothing() {
 async fn tenants_never_see_each_others_components_and_roles_are_enforced() {
     let server = TestServer::start().await;
     let store = server.store();
-    let other = store.create_tenant("other").await.unwrap();
-    let other_key = store
-        .create_api_key(&other.id, "other")
-        .await
-        .unwrap()
-        .secret;
+    let (other, other_key) = other_tenant(&store).await;
     let demo = store.tenant_by_name("demo").await.unwrap().unwrap();
     let viewer = store
         .create_api_key_with_role(&demo.id, "viewer", store::Role::Viewer)
@@ -801,12 +808,7 @@ async fn tenant_models_are_checked_and_only_their_tenants_components_load_them()
     })
     .await;
     let store = server.store();
-    let other = store.create_tenant("other").await.unwrap();
-    let other_key = store
-        .create_api_key(&other.id, "other")
-        .await
-        .unwrap()
-        .secret;
+    let (_, other_key) = other_tenant(&store).await;
     let demo = store.tenant_by_name("demo").await.unwrap().unwrap();
     let viewer = store
         .create_api_key_with_role(&demo.id, "viewer", store::Role::Viewer)
@@ -998,12 +1000,7 @@ async fn a_brand_on_screen_raises_one_alert_on_the_socket_in_the_store_and_at_th
     .await;
     let key = server.api_key.clone();
     let store = server.store();
-    let other = store.create_tenant("other").await.unwrap();
-    let other_key = store
-        .create_api_key(&other.id, "other")
-        .await
-        .unwrap()
-        .secret;
+    let (_, other_key) = other_tenant(&store).await;
 
     // Webhooks: the receiver, and one that never answers.
     let (receiver, delivered) = webhook_receiver().await;
@@ -1409,12 +1406,7 @@ async fn the_brand_report_of_a_stream_is_within_ten_percent_of_the_true_screen_t
 
     // Another tenant: 404.
     let store = server.store();
-    let other = store.create_tenant("other").await.unwrap();
-    let other_key = store
-        .create_api_key(&other.id, "other")
-        .await
-        .unwrap()
-        .secret;
+    let (_, other_key) = other_tenant(&store).await;
     assert_eq!(
         http_request("GET", &report_url, Some(&other_key)).await.0,
         404

@@ -13,6 +13,16 @@ use super::*;
 /// What a receiver got: per request, its headers and body.
 type Received = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
 
+/// A webhook's delivery counters as the store has them now.
+async fn deliveries(store: &store::Store, tenant: &str, hook: &str) -> store::DeliveryCounts {
+    store
+        .webhook(tenant, hook)
+        .await
+        .unwrap()
+        .expect("the webhook is stored")
+        .deliveries
+}
+
 /// An HTTP receiver that answers 500 to its first `fail_first` requests, then 204.
 async fn receiver(fail_first: u32) -> (String, Received) {
     let received = Received::default();
@@ -142,12 +152,7 @@ async fn deliveries_are_signed_retried_with_one_id_and_go_only_to_their_tenant()
     })
     .await;
     until("the delivery recorded", async || {
-        let counts = store
-            .webhook(&a.id, &hook.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .deliveries;
+        let counts = deliveries(&store, &a.id, &hook.id).await;
         counts.delivered == 1
     })
     .await;
@@ -170,12 +175,7 @@ async fn deliveries_are_signed_retried_with_one_id_and_go_only_to_their_tenant()
             (Some("alert"), Some("alr_1"))
         );
     }
-    let counts = store
-        .webhook(&a.id, &hook.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries;
+    let counts = deliveries(&store, &a.id, &hook.id).await;
     assert_eq!(
         (counts.delivered, counts.failed, counts.last_status),
         (1, 0, 204)
@@ -238,21 +238,11 @@ async fn a_hanging_endpoint_is_counted_and_dropped_and_never_slows_anything_else
     );
     // One in flight, two queued, five dropped; each of the three given up after 3 attempts.
     until("every event failed or dropped", async || {
-        let counts = store
-            .webhook(&a.id, &hanging.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .deliveries;
+        let counts = deliveries(&store, &a.id, &hanging.id).await;
         counts.failed + counts.dropped == 8
     })
     .await;
-    let counts = store
-        .webhook(&a.id, &hanging.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries;
+    let counts = deliveries(&store, &a.id, &hanging.id).await;
     assert_eq!((counts.failed, counts.dropped, counts.delivered), (3, 5, 0));
     assert_eq!(counts.last_status, 0);
     assert!(
@@ -277,22 +267,10 @@ async fn private_addresses_are_refused_by_default_and_deleted_webhooks_get_nothi
     let webhooks = Webhooks::start(store.clone(), quick(false)).unwrap();
     webhooks.observe(&alert(&a.id, "alr_1"));
     until("the refused delivery", async || {
-        store
-            .webhook(&a.id, &hook.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .deliveries
-            .failed
-            == 1
+        deliveries(&store, &a.id, &hook.id).await.failed == 1
     })
     .await;
-    let counts = store
-        .webhook(&a.id, &hook.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries;
+    let counts = deliveries(&store, &a.id, &hook.id).await;
     assert!(
         counts.last_error.contains("loopback"),
         "{}",
