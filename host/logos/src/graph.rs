@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use inference::{ElementType, InferenceError, Model, NativeGraph, Tensor, TensorData, TensorInfo};
 
-use crate::{Gray, LogoIndex};
+use crate::LogoIndex;
 
 /// The graph's name.
 pub const GRAPH: &str = "logos";
@@ -31,18 +31,18 @@ impl NativeGraph for LogoGraph {
         let TensorData::F32(rgb) = &frame.data else {
             return Err("'frame' must be f32".into());
         };
-        let gray = Gray {
-            width: w,
-            height: h,
-            pixels: rgb
-                .chunks_exact(3)
-                .map(|p| {
-                    let v = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
-                    v.round().clamp(0.0, 255.0) as u8
-                })
-                .collect(),
-        };
-        let found = self.0.find(&gray);
+        let rgb: Vec<u8> = rgb
+            .iter()
+            .map(|v| v.round().clamp(0.0, 255.0) as u8)
+            .collect();
+        if rgb.len() != w * h * 3 {
+            return Err(format!(
+                "'frame' holds {} values, not {}",
+                rgb.len(),
+                w * h * 3
+            ));
+        }
+        let found = self.0.find_rgb(w, h, &rgb);
         let mut brands: Vec<&str> = Vec::new();
         let mut rows = Vec::with_capacity(found.len() * 6);
         for m in &found {

@@ -3,24 +3,35 @@
 //! other colours than the reference (a black reference matches the brand-red mark, and a mark
 //! lighter than its surroundings matches too), through compression.
 //!
-//! How: local features ([`features`]: oriented FAST corners and rotated BRIEF descriptors on an
-//! image pyramid) of each reference — as given and with light and dark swapped — are matched to
-//! the frame's, and a match counts only when enough of them agree on one placement of the mark
-//! ([`matching`]: RANSAC over similarity transforms, refined to an affine one). A found logo is
-//! its brand, a box in the frame (the mark's outline carried by that transform) and a score from
-//! how many features agree.
+//! Two ways, each good where the other is weak:
 //!
-//! The frame's features are computed once and shared by every reference, so a frame costs one
-//! extraction plus a nearest-neighbour pass per reference.
+//! - local features ([`features`]: oriented FAST corners and rotated BRIEF descriptors on an
+//!   image pyramid) of each reference — as given and with light and dark swapped — matched to
+//!   the frame's, counting only when enough of them agree on one placement of the mark
+//!   ([`matching`]: RANSAC over similarity transforms, refined to an affine one). Good for marks
+//!   with inner detail, at an angle;
+//! - outline templates ([`outlines`]: the mark's edge directions at several sizes and turns,
+//!   looked for in the frame's edge directions from whichever colour channel changes most, then
+//!   checked for one colour inside and contrast outside). Good for marks that are little more
+//!   than their outline (a swoosh, a single letter, an apple) on a busy picture, and for marks
+//!   that differ from what is behind them in hue more than in brightness.
+//!
+//! A found logo is its brand, a box in the frame and a score; where two brands claim the same
+//! place, the stronger one is kept.
+//!
+//! The frame's features and edge directions are computed once and shared by every reference,
+//! so a frame costs one extraction plus a search per reference.
 
 mod features;
 pub mod graph;
 pub mod image;
 mod matching;
+mod outlines;
 
 use features::{Extraction, Features, extract};
 pub use image::{Gray, LogoImageError, decode_logo};
 use matching::{Verification, nearest, place};
+use outlines::{Outline, Rect, overlap};
 
 /// Reference logos in one index, at most.
 pub const MAX_REFERENCES: usize = 500;
@@ -64,12 +75,18 @@ pub struct LogoMatch {
     pub inliers: usize,
 }
 
-/// One reference: its brand and features, as drawn and with light and dark swapped.
+/// A placement of a reference before the brands are weighed against each other: score,
+/// reference, box in work-frame pixels, agreeing features.
+type Candidate<'a> = (f32, &'a Reference, Rect, usize);
+
+/// One reference: its brand, its features as drawn and with light and dark swapped, and its
+/// outline templates.
 struct Reference {
     brand: String,
     views: [Features; 2],
+    outline: Outline,
     /// The mark (x0, y0, x1, y1) in reference pixels.
-    mark: (f32, f32, f32, f32),
+    mark: Rect,
 }
 
 /// Reference logos to look for.
@@ -133,6 +150,7 @@ impl LogoIndex {
         self.references.push(Reference {
             brand: brand.to_string(),
             views,
+            outline: Outline::new(reference, image::REFERENCE_MARGIN),
             mark: (
                 m,
                 m,
@@ -143,26 +161,57 @@ impl LogoIndex {
         Ok(())
     }
 
-    /// The logos in a frame (RGB24), strongest first.
+    /// The logos in a frame (RGB24), strongest first. Outlines are taken from whichever colour
+    /// channel changes most, so a mark that differs from its surroundings in hue more than in
+    /// brightness is found too.
     pub fn find_rgb(&self, width: usize, height: usize, rgb: &[u8]) -> Vec<LogoMatch> {
-        self.find(&Gray::from_rgb(width, height, rgb))
+        let gray = Gray::from_rgb(width, height, rgb);
+        let planes: Vec<Gray> = (0..3)
+            .map(|c| {
+                let mut pixels: Vec<u8> = rgb
+                    .chunks_exact(3)
+                    .take(width * height)
+                    .map(|p| p[c])
+                    .collect();
+                pixels.resize(width * height, 0);
+                Gray {
+                    width,
+                    height,
+                    pixels,
+                }
+            })
+            .collect();
+        self.find_in(&gray, &planes)
     }
 
     /// The logos in a greyscale frame, strongest first.
     pub fn find(&self, frame: &Gray) -> Vec<LogoMatch> {
+        self.find_in(frame, std::slice::from_ref(frame))
+    }
+
+    /// `frame` in grey for corner features, and as `planes` (grey or colour) for outlines.
+    fn find_in(&self, frame: &Gray, planes: &[Gray]) -> Vec<LogoMatch> {
         if self.references.is_empty() || frame.width == 0 || frame.height == 0 {
             return Vec::new();
         }
-        let work = if frame.height > WORK_HEIGHT {
+        let (work, planes): (Gray, Vec<Gray>) = if frame.height > WORK_HEIGHT {
             let width = (frame.width * WORK_HEIGHT).div_ceil(frame.height);
-            frame.resized(width, WORK_HEIGHT)
+            (
+                frame.resized(width, WORK_HEIGHT),
+                planes
+                    .iter()
+                    .map(|p| p.resized(width, WORK_HEIGHT))
+                    .collect(),
+            )
         } else {
-            frame.clone()
+            (frame.clone(), planes.to_vec())
         };
         let features = extract(&work, &FRAME_EXTRACTION);
+        let levels = outlines::levels(&planes);
         let (fw, fh) = (work.width as f32, work.height as f32);
         let mut found = Vec::new();
         for reference in &self.references {
+            let mut boxes: Vec<(Rect, usize)> = Vec::new();
             let check = Verification {
                 min_inliers: MIN_INLIERS,
                 mark: reference.mark,
@@ -190,19 +239,54 @@ impl LogoIndex {
                 for (x, y) in corners {
                     (bx0, by0, bx1, by1) = (bx0.min(x), by0.min(y), bx1.max(x), by1.max(y));
                 }
-                let (bx0, by0) = (bx0.clamp(0.0, fw), by0.clamp(0.0, fh));
-                let (bx1, by1) = (bx1.clamp(0.0, fw), by1.clamp(0.0, fh));
                 let inliers = placement.inliers.len();
-                found.push(LogoMatch {
-                    brand: reference.brand.clone(),
-                    score: 0.5 + 0.5 * ((inliers - MIN_INLIERS) as f32 / 24.0).min(1.0),
-                    bbox: [bx0 / fw, by0 / fh, (bx1 - bx0) / fw, (by1 - by0) / fh],
-                    inliers,
-                });
+                let score = 0.5 + 0.5 * ((inliers - MIN_INLIERS) as f32 / 24.0).min(1.0);
+                boxes.push(((bx0, by0, bx1, by1), inliers));
+                found.push((score, reference, (bx0, by0, bx1, by1), inliers));
+            }
+            // Outlines where the corner features found nothing.
+            for f in reference.outline.find(&levels, MAX_PER_REFERENCE) {
+                if boxes.len() >= MAX_PER_REFERENCE {
+                    break;
+                }
+                if boxes.iter().all(|(b, _)| overlap(*b, f.bbox) < 0.33) {
+                    boxes.push((f.bbox, f.agreeing));
+                    found.push((outline_score(f.score), reference, f.bbox, f.agreeing));
+                }
             }
         }
-        found.sort_by_key(|m| std::cmp::Reverse(m.inliers));
+        // Where two brands claim the same place, the stronger one.
+        found.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut kept: Vec<Candidate> = Vec::new();
+        for f in found {
+            if kept
+                .iter()
+                .all(|k| std::ptr::eq(k.1, f.1) || overlap(k.2, f.2) < 0.5)
+            {
+                kept.push(f);
+            }
+        }
+        let mut found: Vec<LogoMatch> = kept
+            .into_iter()
+            .map(|(score, reference, (x0, y0, x1, y1), inliers)| {
+                let (x0, y0) = (x0.clamp(0.0, fw), y0.clamp(0.0, fh));
+                let (x1, y1) = (x1.clamp(0.0, fw), y1.clamp(0.0, fh));
+                LogoMatch {
+                    brand: reference.brand.clone(),
+                    score,
+                    bbox: [x0 / fw, y0 / fh, (x1 - x0) / fw, (y1 - y0) / fh],
+                    inliers,
+                }
+            })
+            .collect();
         found.truncate(MAX_FOUND);
         found
     }
+}
+
+/// An outline's agreeing share (from [`outlines`]' refined threshold to all of it) as a score
+/// from 0.5 to 1.
+fn outline_score(share: f32) -> f32 {
+    let floor = outlines::MIN_REFINED;
+    0.5 + 0.5 * ((share - floor) / (1.0 - floor)).clamp(0.0, 1.0)
 }

@@ -5,15 +5,18 @@
 //!
 //! `MEDIA_ANALYZER_LOGO_REPORT=1` prints every case.
 //!
-//! Where it stands (measured 2026-12-03): recall 28/70 = 0.40, other brands reported in 1 of 70
-//! frames, nothing on photos without marks. The thresholds below hold that level; the product's
-//! target is a recall of 0.8. Marks without inner detail (a swoosh, a single letter) on busy
-//! photos are what it misses: their features are mostly the edge between mark and background, and
-//! the background differs from the reference's plain ground.
+//! Where it stands (measured 2026-12-03, corner features and outline templates together):
+//! recall 48/70 = 0.69 (0.40 with corner features alone), another brand reported in 1 of 70
+//! frames, nothing on the photos without marks; about 245 ms per 1280×720 frame for the 14
+//! references. The thresholds below hold that level; the product's target is a recall of 0.8.
+//! What it still misses: marks whose shorter side is under 20 pixels at 720 rows (the 5 % cases
+//! of wide marks: a swoosh, a wordmark — smaller outline templates of them matched any curve in
+//! the photos) and marks seen at a strong angle (the far side 75 % as tall) when they have
+//! little inner detail.
 
 use std::path::PathBuf;
 
-use logos::{Gray, LogoIndex, LogoMatch};
+use logos::{LogoIndex, LogoMatch};
 
 fn fixtures() -> PathBuf {
     let cache = std::env::var_os("MEDIA_ANALYZER_CACHE")
@@ -183,14 +186,22 @@ fn paste(frame: &mut image::RgbImage, mark: &image::RgbaImage, p: Placement) -> 
     ]
 }
 
-/// Through JPEG at quality 70, as greyscale.
-fn compressed(frame: &image::RgbImage) -> Gray {
+/// Through JPEG at quality 70.
+fn compressed(frame: &image::RgbImage) -> image::RgbImage {
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 70)
         .encode_image(frame)
         .unwrap();
-    let back = image::load_from_memory(&jpeg).unwrap().to_rgb8();
-    Gray::from_rgb(back.width() as usize, back.height() as usize, back.as_raw())
+    image::load_from_memory(&jpeg).unwrap().to_rgb8()
+}
+
+/// The logos in an RGB frame, as a host hands a frame to the matcher.
+fn find(index: &LogoIndex, frame: &image::RgbImage) -> Vec<LogoMatch> {
+    index.find_rgb(
+        frame.width() as usize,
+        frame.height() as usize,
+        frame.as_raw(),
+    )
 }
 
 fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
@@ -199,6 +210,35 @@ fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let h = (ay1.min(by1) - a[1].max(b[1])).max(0.0);
     let inter = w * h;
     inter / (a[2] * a[3] + b[2] * b[3] - inter)
+}
+
+/// With the report on: `frame` with the boxes of `seen` drawn in white, saved to the temporary
+/// folder as `logos-<name>.png` for a look.
+fn outlined(frame: &image::RgbImage, seen: &[LogoMatch], name: &str) {
+    let mut out = frame.clone();
+    let (w, h) = (out.width() as f32, out.height() as f32);
+    for m in seen {
+        let [x, y, bw, bh] = m.bbox;
+        let (x0, y0) = ((x * w) as u32, (y * h) as u32);
+        let (x1, y1) = (((x + bw) * w) as u32, ((y + bh) * h) as u32);
+        for px in x0..x1.min(out.width()) {
+            for py in [y0, y1.min(out.height() - 1)] {
+                out.put_pixel(px, py, image::Rgb([255, 255, 255]));
+            }
+        }
+        for py in y0..y1.min(out.height()) {
+            for px in [x0, x1.min(out.width() - 1)] {
+                out.put_pixel(px, py, image::Rgb([255, 255, 255]));
+            }
+        }
+    }
+    let path = std::env::temp_dir().join(format!("logos-{name}.png"));
+    out.save(&path).unwrap();
+    eprintln!(
+        "{}: {:?}",
+        path.display(),
+        seen.iter().map(|m| &m.brand).collect::<Vec<_>>()
+    );
 }
 
 fn report() -> bool {
@@ -258,13 +298,17 @@ fn brand_marks_on_photos_are_found_at_five_percent_of_the_height_and_up() {
     let index = index();
     let brands = brands();
     let (mut cases, mut found, mut wrong) = (0usize, 0usize, 0usize);
+    let mut times = Vec::new();
     let mut missed = Vec::new();
     for (b, (slug, name, colour)) in brands.iter().enumerate() {
         for (p, placement) in PLACEMENTS.iter().enumerate() {
             let mut frame = photo(PHOTOS[(b + p) % PHOTOS.len()], 1280, 720);
             let mark = draw(slug, *colour, (placement.height * 720.0).round() as u32);
             let truth = paste(&mut frame, &mark, *placement);
-            let seen: Vec<LogoMatch> = index.find(&compressed(&frame));
+            let frame = compressed(&frame);
+            let started = std::time::Instant::now();
+            let seen: Vec<LogoMatch> = find(&index, &frame);
+            times.push(started.elapsed());
             cases += 1;
             let hit = seen
                 .iter()
@@ -292,10 +336,17 @@ fn brand_marks_on_photos_are_found_at_five_percent_of_the_height_and_up() {
         }
     }
     let recall = found as f32 / cases as f32;
+    times.sort();
+    eprintln!(
+        "{} references, 1280×720: {:.0} ms per frame (median of {})",
+        index.len(),
+        times[times.len() / 2].as_secs_f64() * 1e3,
+        times.len()
+    );
     eprintln!(
         "logo recall {found}/{cases} = {recall:.2}; other brands reported: {wrong} in {cases} frames; missed: {missed:?}"
     );
-    assert!(recall >= 0.35, "recall {recall:.2}; missed {missed:?}");
+    assert!(recall >= 0.6, "recall {recall:.2}; missed {missed:?}");
     assert!(
         wrong as f32 / cases as f32 <= 0.05,
         "{wrong} false positives in {cases} frames"
@@ -310,7 +361,10 @@ fn photos_without_marks_report_nothing() {
     for name in PHOTOS {
         for (w, h) in [(1280, 720), (640, 360)] {
             let frame = photo(name, w, h);
-            let seen = index.find(&compressed(&frame));
+            let seen = find(&index, &compressed(&frame));
+            if report() {
+                outlined(&frame, &seen, &format!("{name}-{w}x{h}"));
+            }
             reported.extend(seen.into_iter().map(|m| format!("{name} {w}x{h}: {m:?}")));
         }
     }
