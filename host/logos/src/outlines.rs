@@ -13,11 +13,19 @@
 //! How a frame is searched: its orientations are spread over [`SPREAD`]² pixels (an outline
 //! point anywhere in that block counts), turned into one response map per orientation (how well
 //! each pixel's orientations agree with it), and laid out so that a template's score at every
-//! position is a sum of contiguous byte rows. Templates are sized for marks 32–64 pixels long;
-//! bigger marks are found on the frame halved, quartered and so on. A position scoring at least
-//! [`MIN_SCORE`] is refined to the pixel and then checked: its outline must still agree there
-//! ([`MIN_REFINED`]), and where the reference's mark is plain the frame must be plain too
-//! ([`MAX_CLUTTER`]), which tells a mark from texture that happens to have edges everywhere.
+//! position is a sum of contiguous byte rows. Templates are sized for marks 32–64 pixels long
+//! (long, thin marks: from [`MIN_SHORT_SIDE`] on their shorter side); bigger marks are found on
+//! the frame halved, quartered and so on. A position scoring at least [`MIN_SCORE`] is refined to
+//! the pixel and then checked:
+//!
+//! - its outline must still agree there ([`MIN_REFINED`]; [`MIN_REFINED_SLIVER`] for long, thin
+//!   marks, whose outline is two near-parallel curves that much else has);
+//! - the frame must be one colour where the reference is one shade ([`MIN_SAME_COLOUR`]), and
+//!   differ from that colour just outside the outline ([`MIN_STANDING_OUT`]);
+//! - where the reference's mark is plain the frame must be plain too ([`MAX_CLUTTER`]).
+//!
+//! The checks tell a mark from texture that happens to have edges everywhere (fur, wood grain)
+//! and from shapes that share part of its outline (a helmet's ring, a cat's eye).
 
 use crate::image::Gray;
 
@@ -38,7 +46,7 @@ const SIDES: [f32; 4] = [32.0, 38.1, 45.3, 53.8];
 const PLAIN_CLEARANCE: usize = 3;
 /// A template with fewer plain points cannot be told from texture.
 const MIN_PLAIN: usize = 8;
-/// Inside points are this far into the mark from its outline (pixels).
+/// Inside and outside points are this far from the outline (pixels).
 const INSIDE: f32 = 2.0;
 /// A template with fewer inside points cannot be checked for colour.
 const MIN_INSIDE: usize = 12;
@@ -61,8 +69,14 @@ const AGREEMENT: [u8; BINS / 2 + 1] = [4, 3, 1, 0, 0];
 const MIN_SCORE: f32 = 0.78;
 /// After refinement to the pixel (orientations within one pixel), this share must remain.
 pub(crate) const MIN_REFINED: f32 = 0.85;
+/// The same for marks at least [`SLIVER`] times as long as they are wide.
+const MIN_REFINED_SLIVER: f32 = 0.94;
+const SLIVER: f32 = 2.2;
 /// At most this share of the plain points may lie on an edge in the frame.
 const MAX_CLUTTER: f32 = 0.25;
+/// Candidates refined and checked per template, at most (the best-scoring first): texture can
+/// put thousands of positions over the first threshold.
+const TRIED_PER_TEMPLATE: usize = 24;
 /// Candidates kept per template.
 const PER_TEMPLATE: usize = 4;
 
@@ -265,6 +279,8 @@ pub(crate) struct Template {
     outside: Vec<(u16, u16)>,
     /// The mark's axis-aligned box (x0, y0, x1, y1) relative to the template's corner.
     mark: Rect,
+    /// The share of the outline that must agree after refinement.
+    min_share: f32,
 }
 
 /// A reference's templates.
@@ -295,12 +311,18 @@ impl Outline {
         }
         let ground = reference.pixels[0];
         let mut templates = Vec::new();
-        for side in SIDES {
+        // A sliver of a mark (a swoosh, a wordmark) drawn with its shorter side under
+        // MIN_SHORT_SIDE is any short curve: such marks get larger templates (still one octave).
+        let floor = (MIN_SHORT_SIDE * mw.max(mh) / (mw.min(mh) * SIDES[0])).max(1.0);
+        // A long, thin mark's outline is mostly two near-parallel curves, which much else has:
+        // it must agree more closely.
+        let min_share = if mw.max(mh) >= SLIVER * mw.min(mh) {
+            MIN_REFINED_SLIVER
+        } else {
+            MIN_REFINED
+        };
+        for side in SIDES.map(|s| s * floor) {
             let scale = side / mw.max(mh);
-            if scale * mw.min(mh) < MIN_SHORT_SIDE {
-                // A sliver of a mark (a swoosh, a wordmark) this small is any short curve.
-                continue;
-            }
             let (sw, sh) = (
                 ((reference.width as f32 * scale).round() as usize).max(1),
                 ((reference.height as f32 * scale).round() as usize).max(1),
@@ -317,7 +339,8 @@ impl Outline {
                     (margin as f32 + mw) * scale,
                     (margin as f32 + mh) * scale,
                 );
-                if let Some(t) = template(&scaled, ground, mark, turn) {
+                if let Some(mut t) = template(&scaled, ground, mark, turn) {
+                    t.min_share = min_share;
                     templates.push(t);
                 }
             }
@@ -465,6 +488,7 @@ fn template(scaled: &Gray, ground: u8, mark: Rect, turn: f32) -> Option<Template
         plain,
         inside,
         outside,
+        min_share: MIN_REFINED,
         mark: bbox,
     })
 }
@@ -549,7 +573,7 @@ fn search(template: &Template, level: &Level) -> Vec<Found> {
         .collect();
     hits.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
     let mut found = Vec::new();
-    for (_, k) in hits {
+    for (_, k) in hits.into_iter().take(TRIED_PER_TEMPLATE) {
         if found.len() >= PER_TEMPLATE {
             break;
         }
@@ -584,7 +608,7 @@ fn refine(template: &Template, level: &Level, x: usize, y: usize) -> Option<Foun
     }
     let (score, agreeing, ox, oy) = best;
     let share = score as f32 / (4 * template.points.len()) as f32;
-    if share < MIN_REFINED {
+    if share < template.min_share {
         return None;
     }
     if template.plain.len() >= MIN_PLAIN {
@@ -637,16 +661,22 @@ fn one_colour_per_shade(template: &Template, level: &Level, ox: usize, oy: usize
 
 /// The colour of the mark's largest shade on screen, when the frame at the template's inside
 /// points is one colour where the reference is one shade (for most of them).
-fn mark_colour(template: &Template, level: &Level, ox: usize, oy: usize) -> Option<Vec<u8>> {
+fn mark_colour(template: &Template, level: &Level, ox: usize, oy: usize) -> Option<[u8; 3]> {
     let w = level.orientations.width;
-    let colour = |x: u16, y: u16| -> Vec<u8> {
+    // Grey frames have one plane: the other two stay 0.
+    let colour = |x: u16, y: u16| -> [u8; 3] {
         let i = (oy + y as usize) * w + ox + x as usize;
-        level.smoothed.iter().map(|p| p.pixels[i]).collect()
+        let mut c = [0u8; 3];
+        for (v, p) in c.iter_mut().zip(&level.smoothed) {
+            *v = p.pixels[i];
+        }
+        c
     };
     let (mut same, mut total) = (0usize, 0usize);
-    let mut largest: (usize, Vec<u8>) = (0, Vec::new());
+    let mut largest: (usize, [u8; 3]) = (0, [0; 3]);
+    let mut channel = Vec::with_capacity(template.inside.len());
     for shade in 0..4u8 {
-        let colours: Vec<Vec<u8>> = template
+        let colours: Vec<[u8; 3]> = template
             .inside
             .iter()
             .filter(|p| p.2 == shade)
@@ -655,15 +685,15 @@ fn mark_colour(template: &Template, level: &Level, ox: usize, oy: usize) -> Opti
         if colours.is_empty() {
             continue;
         }
-        let median: Vec<u8> = (0..level.smoothed.len())
-            .map(|c| {
-                let mut v: Vec<u8> = colours.iter().map(|k| k[c]).collect();
-                v.sort_unstable();
-                v[v.len() / 2]
-            })
-            .collect();
+        let mut median = [0u8; 3];
+        for (c, m) in median.iter_mut().enumerate() {
+            channel.clear();
+            channel.extend(colours.iter().map(|k| k[c]));
+            channel.sort_unstable();
+            *m = channel[channel.len() / 2];
+        }
         if colours.len() > largest.0 {
-            largest = (colours.len(), median.clone());
+            largest = (colours.len(), median);
         }
         total += colours.len();
         same += colours

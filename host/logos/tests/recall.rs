@@ -6,13 +6,13 @@
 //! `MEDIA_ANALYZER_LOGO_REPORT=1` prints every case.
 //!
 //! Where it stands (measured 2026-12-03, corner features and outline templates together):
-//! recall 48/70 = 0.69 (0.40 with corner features alone), another brand reported in 1 of 70
-//! frames, nothing on the photos without marks; about 245 ms per 1280×720 frame for the 14
+//! recall 51/70 = 0.73 (0.40 with corner features alone), another brand reported in 1 of 70
+//! frames, nothing on the photos without marks; about 300 ms per 1280×720 frame for the 14
 //! references. The thresholds below hold that level; the product's target is a recall of 0.8.
-//! What it still misses: marks whose shorter side is under 20 pixels at 720 rows (the 5 % cases
-//! of wide marks: a swoosh, a wordmark — smaller outline templates of them matched any curve in
-//! the photos) and marks seen at a strong angle (the far side 75 % as tall) when they have
-//! little inner detail.
+//! What it still misses: long, thin marks (a swoosh, a wordmark) at 5 % of the height, whose
+//! smallest outline templates would match any curve in the photos; marks seen at a strong angle
+//! (the far side 75 % as tall) when they have little inner detail; and a black mark half over a
+//! black jumper.
 
 use std::path::PathBuf;
 
@@ -317,6 +317,9 @@ fn brand_marks_on_photos_are_found_at_five_percent_of_the_height_and_up() {
             wrong += seen.iter().filter(|m| &m.brand != name).count();
             if !hit {
                 missed.push(format!("{slug} {placement:?}"));
+                if report() {
+                    outlined(&frame, &seen, &format!("missed-{slug}-{p}"));
+                }
             }
             if report() {
                 eprintln!(
@@ -346,7 +349,7 @@ fn brand_marks_on_photos_are_found_at_five_percent_of_the_height_and_up() {
     eprintln!(
         "logo recall {found}/{cases} = {recall:.2}; other brands reported: {wrong} in {cases} frames; missed: {missed:?}"
     );
-    assert!(recall >= 0.6, "recall {recall:.2}; missed {missed:?}");
+    assert!(recall >= 0.65, "recall {recall:.2}; missed {missed:?}");
     assert!(
         wrong as f32 / cases as f32 <= 0.05,
         "{wrong} false positives in {cases} frames"
