@@ -57,6 +57,8 @@ const FRAME_EXTRACTION: Extraction = Extraction {
     pad: false,
 };
 
+/// Threads a frame's references are searched on, at most.
+const SEARCH_THREADS: usize = 4;
 /// Features that must agree on a placement.
 const MIN_INLIERS: usize = 5;
 /// Placements of one reference per frame, at most.
@@ -209,52 +211,33 @@ impl LogoIndex {
         let features = extract(&work, &FRAME_EXTRACTION);
         let levels = outlines::levels(&planes);
         let (fw, fh) = (work.width as f32, work.height as f32);
-        let mut found = Vec::new();
-        for reference in &self.references {
-            let mut boxes: Vec<(Rect, usize)> = Vec::new();
-            let check = Verification {
-                min_inliers: MIN_INLIERS,
-                mark: reference.mark,
-                frame: (fw, fh),
-                scale_factor: FRAME_EXTRACTION.scale_factor,
-            };
-            let mut taken = vec![false; features.keypoints.len()];
-            for _ in 0..MAX_PER_REFERENCE {
-                // Both views at once: a mark is either darker or lighter than its surroundings.
-                let matches = [&reference.views[0], &reference.views[1]]
-                    .iter()
-                    .map(|view| nearest(view, &features, &taken))
-                    .max_by_key(Vec::len)
-                    .unwrap_or_default();
-                let Some(placement) = place(&matches, &check) else {
-                    break;
-                };
-                for &i in &placement.inliers {
-                    taken[i] = true;
-                }
-                let (x0, y0, x1, y1) = reference.mark;
-                let corners = [(x0, y0), (x1, y0), (x0, y1), (x1, y1)]
-                    .map(|(x, y)| placement.transform.apply(x, y));
-                let (mut bx0, mut by0, mut bx1, mut by1) = (fw, fh, 0f32, 0f32);
-                for (x, y) in corners {
-                    (bx0, by0, bx1, by1) = (bx0.min(x), by0.min(y), bx1.max(x), by1.max(y));
-                }
-                let inliers = placement.inliers.len();
-                let score = 0.5 + 0.5 * ((inliers - MIN_INLIERS) as f32 / 24.0).min(1.0);
-                boxes.push(((bx0, by0, bx1, by1), inliers));
-                found.push((score, reference, (bx0, by0, bx1, by1), inliers));
-            }
-            // Outlines where the corner features found nothing.
-            for f in reference.outline.find(&levels, MAX_PER_REFERENCE) {
-                if boxes.len() >= MAX_PER_REFERENCE {
-                    break;
-                }
-                if boxes.iter().all(|(b, _)| overlap(*b, f.bbox) < 0.33) {
-                    boxes.push((f.bbox, f.agreeing));
-                    found.push((outline_score(f.score), reference, f.bbox, f.agreeing));
-                }
-            }
-        }
+        // References are searched on up to SEARCH_THREADS threads: the frame's features and
+        // levels are shared, read only.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(SEARCH_THREADS)
+            .min(self.references.len().div_ceil(4))
+            .max(1);
+        let chunk = self.references.len().div_ceil(threads);
+        let mut found: Vec<Candidate> = std::thread::scope(|scope| {
+            let searches: Vec<_> = self
+                .references
+                .chunks(chunk)
+                .map(|references| {
+                    let (features, levels) = (&features, &levels);
+                    scope.spawn(move || {
+                        references
+                            .iter()
+                            .flat_map(|r| search_reference(r, features, levels, (fw, fh)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            searches
+                .into_iter()
+                .flat_map(|s| s.join().unwrap_or_default())
+                .collect()
+        });
         // Where two brands claim the same place, the stronger one.
         found.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut kept: Vec<Candidate> = Vec::new();
@@ -282,6 +265,61 @@ impl LogoIndex {
         found.truncate(MAX_FOUND);
         found
     }
+}
+
+/// One reference's placements in a frame: corner features first, then outlines where those
+/// found nothing.
+fn search_reference<'a>(
+    reference: &'a Reference,
+    features: &Features,
+    levels: &[outlines::Level],
+    (fw, fh): (f32, f32),
+) -> Vec<Candidate<'a>> {
+    let mut found = Vec::new();
+    let mut boxes: Vec<(Rect, usize)> = Vec::new();
+    let check = Verification {
+        min_inliers: MIN_INLIERS,
+        mark: reference.mark,
+        frame: (fw, fh),
+        scale_factor: FRAME_EXTRACTION.scale_factor,
+    };
+    let mut taken = vec![false; features.keypoints.len()];
+    for _ in 0..MAX_PER_REFERENCE {
+        // Both views at once: a mark is either darker or lighter than its surroundings.
+        let matches = [&reference.views[0], &reference.views[1]]
+            .iter()
+            .map(|view| nearest(view, features, &taken))
+            .max_by_key(Vec::len)
+            .unwrap_or_default();
+        let Some(placement) = place(&matches, &check) else {
+            break;
+        };
+        for &i in &placement.inliers {
+            taken[i] = true;
+        }
+        let (x0, y0, x1, y1) = reference.mark;
+        let corners =
+            [(x0, y0), (x1, y0), (x0, y1), (x1, y1)].map(|(x, y)| placement.transform.apply(x, y));
+        let (mut bx0, mut by0, mut bx1, mut by1) = (fw, fh, 0f32, 0f32);
+        for (x, y) in corners {
+            (bx0, by0, bx1, by1) = (bx0.min(x), by0.min(y), bx1.max(x), by1.max(y));
+        }
+        let inliers = placement.inliers.len();
+        let score = 0.5 + 0.5 * ((inliers - MIN_INLIERS) as f32 / 24.0).min(1.0);
+        boxes.push(((bx0, by0, bx1, by1), inliers));
+        found.push((score, reference, (bx0, by0, bx1, by1), inliers));
+    }
+    // Outlines where the corner features found nothing.
+    for f in reference.outline.find(levels, MAX_PER_REFERENCE) {
+        if boxes.len() >= MAX_PER_REFERENCE {
+            break;
+        }
+        if boxes.iter().all(|(b, _)| overlap(*b, f.bbox) < 0.33) {
+            boxes.push((f.bbox, f.agreeing));
+            found.push((outline_score(f.score), reference, f.bbox, f.agreeing));
+        }
+    }
+    found
 }
 
 /// An outline's agreeing share (from [`outlines`]' refined threshold to all of it) as a score
