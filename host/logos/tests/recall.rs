@@ -7,8 +7,8 @@
 //!
 //! Where it stands (measured 2026-12-03, corner features and outline templates together):
 //! recall 51/70 = 0.73 (0.40 with corner features alone), another brand reported in 1 of 70
-//! frames, nothing on the photos without marks; about 300 ms per 1280×720 frame for the 14
-//! references. The thresholds below hold that level; the product's target is a recall of 0.8.
+//! frames, nothing on the photos without marks; about 260 ms per 1280×720 frame for the 14
+//! references on 2 cores. The thresholds below hold that level; the product's target is a recall of 0.8.
 //! What it still misses: long, thin marks (a swoosh, a wordmark) at 5 % of the height, whose
 //! smallest outline templates would match any curve in the photos; marks seen at a strong angle
 //! (the far side 75 % as tall) when they have little inner detail; and a black mark half over a
