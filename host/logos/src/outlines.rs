@@ -42,9 +42,9 @@ const MAX_PLAIN: usize = 48;
 /// The marks' longer sides in the templates (pixels): one octave in four steps; each frame
 /// level covers the next octave.
 const SIDES: [f32; 4] = [32.0, 38.1, 45.3, 53.8];
-/// Plain points are at least this wide a block's half from an outline pixel.
+/// Plain points have no outline pixel in the block this wide around them.
 const PLAIN_CLEARANCE: usize = 3;
-/// A template with fewer plain points cannot be told from texture.
+/// The plain check needs this many plain points (thin marks have fewer, and skip it).
 const MIN_PLAIN: usize = 8;
 /// Inside and outside points are this far from the outline (pixels).
 const INSIDE: f32 = 2.0;
@@ -57,7 +57,8 @@ const MIN_SAME_COLOUR: f32 = 0.7;
 const MIN_STANDING_OUT: f32 = 0.8;
 /// Two colours are the same when no channel differs by more than this.
 const SAME_COLOUR: u8 = 40;
-/// A template's mark is at least this tall and wide (pixels).
+/// A template's mark is at least this tall and wide (pixels): long, thin marks get larger
+/// templates.
 const MIN_SHORT_SIDE: f32 = 20.0;
 /// Turns tried each way (radians): 30°.
 const MAX_TURN: f32 = std::f32::consts::FRAC_PI_6;
@@ -71,6 +72,7 @@ const MIN_SCORE: f32 = 0.78;
 pub(crate) const MIN_REFINED: f32 = 0.85;
 /// The same for marks at least [`SLIVER`] times as long as they are wide.
 const MIN_REFINED_SLIVER: f32 = 0.94;
+/// A mark this many times as long as it is wide is long and thin.
 const SLIVER: f32 = 2.2;
 /// At most this share of the plain points may lie on an edge in the frame.
 const MAX_CLUTTER: f32 = 0.25;
