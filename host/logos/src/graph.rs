@@ -35,11 +35,11 @@ impl NativeGraph for LogoGraph {
             .iter()
             .map(|v| v.round().clamp(0.0, 255.0) as u8)
             .collect();
-        if rgb.len() != w * h * 3 {
+        let expected = w.checked_mul(h).and_then(|n| n.checked_mul(3));
+        if expected != Some(rgb.len()) {
             return Err(format!(
-                "'frame' holds {} values, not {}",
-                rgb.len(),
-                w * h * 3
+                "'frame' holds {} values, not {h} × {w} × 3",
+                rgb.len()
             ));
         }
         let found = self.0.find_rgb(w, h, &rgb);
