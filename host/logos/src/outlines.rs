@@ -67,7 +67,7 @@ const EDGE: i32 = 24 * 24;
 /// How well two orientations agree, by their distance in bins.
 const AGREEMENT: [u8; BINS / 2 + 1] = [4, 3, 1, 0, 0];
 /// A position is a candidate at this share of the template's best score.
-const MIN_SCORE: f32 = 0.78;
+const MIN_SCORE: f32 = 0.74;
 /// After refinement to the pixel (orientations within one pixel), this share must remain.
 pub(crate) const MIN_REFINED: f32 = 0.85;
 /// The same for marks at least [`SLIVER`] times as long as they are wide.
