@@ -431,12 +431,7 @@ fn template(scaled: &Gray, ground: u8, mark: Rect, turn: f32) -> Option<Template
         return None;
     }
     // Plain: inside the mark (dark) with no edge within 2 pixels.
-    let near_edge = Orientations {
-        width: tw,
-        height: th,
-        bits: orientations.bits.clone(),
-    }
-    .spread(PLAIN_CLEARANCE, true);
+    let near_edge = orientations.spread(PLAIN_CLEARANCE, true);
     let plain: Vec<usize> = (0..tw * th)
         .filter(|&i| near_edge[i] == 0 && canvas.pixels[i] < ground.saturating_sub(64))
         .collect();
