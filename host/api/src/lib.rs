@@ -236,7 +236,41 @@ pub fn router(state: AppState) -> Router {
     ))
     .layer(DefaultBodyLimit::max(body_limit))
     .with_state(state)
-    .layer(tower_http::trace::TraceLayer::new_for_http())
+    .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// The span of one HTTP request: its method and path (not the query, which may hold a playback
+/// token) and, when the caller sent one, its trace id (`trace`: Cloud Logging's
+/// `logging.googleapis.com/trace` with `--log-format gcp`).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        trace = tracing::field::Empty,
+    );
+    if let Some(trace) = trace_id(request.headers()) {
+        span.record("trace", trace);
+    }
+    span
+}
+
+/// The trace id of a request: `X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1` (Google's load
+/// balancers add it) or W3C `traceparent: 00-TRACE_ID-SPAN_ID-01`; 32 hex digits, or nothing.
+pub fn trace_id(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let hex32 = |id: &str| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let cloud = headers
+        .get("x-cloud-trace-context")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('/').next())
+        .filter(|id| hex32(id));
+    cloud.or_else(|| {
+        headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split('-').nth(1))
+            .filter(|id| hex32(id))
+    })
 }
 
 /// The body limit of an upload whose largest file is `max_file` (`None`: this host takes none):

@@ -1697,3 +1697,38 @@ async fn brands_and_their_logos_are_checked_kept_and_kept_apart() {
     );
     assert!(f.store.brands(&t.id).await.unwrap().is_empty());
 }
+
+#[test]
+fn a_requests_trace_id_comes_from_googles_or_the_w3c_header_and_is_checked() {
+    let headers = |pairs: &[(&'static str, &str)]| {
+        let mut h = axum::http::HeaderMap::new();
+        for (name, value) in pairs {
+            h.insert(*name, value.parse().unwrap());
+        }
+        h
+    };
+    let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let cloud = format!("{id}/1;o=1");
+    let w3c = format!("00-{id}-00f067aa0ba902b7-01");
+    assert_eq!(
+        crate::trace_id(&headers(&[("x-cloud-trace-context", &cloud)])),
+        Some(id)
+    );
+    assert_eq!(
+        crate::trace_id(&headers(&[("traceparent", &w3c)])),
+        Some(id)
+    );
+    for bad in [
+        "",
+        "short/1",
+        "4bf92f3577b34da6a3ce929d0e0e473z/1",
+        "../../x",
+    ] {
+        assert_eq!(
+            crate::trace_id(&headers(&[("x-cloud-trace-context", bad)])),
+            None,
+            "{bad}"
+        );
+    }
+    assert_eq!(crate::trace_id(&headers(&[])), None);
+}
