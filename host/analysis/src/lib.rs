@@ -30,15 +30,20 @@ pub mod frame;
 pub mod live;
 mod output;
 pub mod pipelines;
+pub mod segment_store;
 pub mod stats;
 pub mod tenant_models;
 
 pub use activity::ComponentActivity;
-pub use batch::{BATCH_ATTEMPTS, BATCH_LEASE, BATCH_QUEUE_LIMIT, BatchWake, queue_for_batch};
+pub use batch::{
+    BATCH_ATTEMPTS, BATCH_LEASE, BATCH_QUEUE_LIMIT, BatchWake, SharedQueue, push_unpushed_jobs,
+    queue_for_batch, sample_queue_depth,
+};
 pub use bundle::{Bundle, ModelSettings, components_dir, default_components_dir, load_bundle};
 pub use frame::{ComponentCall, FrameAnalysis, analyse_frame};
 pub use live::{LiveAnalysis, StreamModes};
 pub use pipelines::{PipelineError, StreamPipelines};
+pub use segment_store::{SegmentFile, SegmentStore};
 pub use stats::{AnalysisStats, Stage};
 pub use tenant_models::TenantModels;
 

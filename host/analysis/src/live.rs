@@ -120,6 +120,8 @@ pub struct LiveAnalysis {
     modes: StreamModes,
     /// Wakes the batch worker when a segment is queued.
     batch_wake: BatchWake,
+    /// The engine's work queue, when the bus has one: batch jobs come from it.
+    jobs: Option<crate::SharedQueue>,
 }
 
 impl LiveAnalysis {
@@ -142,6 +144,11 @@ impl LiveAnalysis {
     /// What the components did on this host's streams (to be stored by [`ComponentActivity::run`]).
     pub fn activity(&self) -> Arc<ComponentActivity> {
         self.activity.clone()
+    }
+
+    /// Takes batch jobs from the work queue engine instead of claiming them from the store.
+    pub fn take_jobs_from(&mut self, jobs: crate::SharedQueue) {
+        self.jobs = Some(jobs);
     }
 
     /// What wakes the batch worker ([`crate::queue_for_batch`] takes it).
@@ -225,6 +232,7 @@ impl LiveAnalysis {
                     host,
                     modes: StreamModes::default(),
                     batch_wake: BatchWake::default(),
+                    jobs: None,
                 })
             }
             Err(e) => {
@@ -252,10 +260,11 @@ impl LiveAnalysis {
                     shutdown.clone(),
                     self.publisher.clone(),
                 );
-                let (host, wake, activity) = (
+                let (host, wake, activity, jobs) = (
                     self.host.clone(),
                     self.batch_wake.clone(),
                     self.activity.clone(),
+                    self.jobs.clone(),
                 );
                 move || {
                     inference::set_thread_nice(ANALYSIS_NICE);
@@ -270,6 +279,7 @@ impl LiveAnalysis {
                         publisher: &publisher,
                         wake: &wake,
                         host: &host,
+                        jobs: jobs.as_ref(),
                     };
                     queue.run(&stop)
                 }

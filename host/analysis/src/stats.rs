@@ -46,11 +46,35 @@ pub struct AnalysisStats {
     /// Batch jobs finished, and failed (e.g. the segment was removed before its turn).
     pub batch_done: AtomicU64,
     pub batch_failed: AtomicU64,
+    /// Batch jobs queued in the store that could not be pushed to the work queue engine (pushed
+    /// again when an ingest host starts).
+    pub batch_unpushed: AtomicU64,
+    /// The work queue engine's depth, as last sampled ([`crate::sample_queue_depth`]).
+    pub queue: QueueGauges,
     /// Panics caught in analysers and the batch worker (the frame or the attempt was lost; the
     /// thread went on).
     pub panics: AtomicU64,
     /// Where a live frame's time goes, stage by stage (see [`Stage`]).
     pub stages: [Histogram; Stage::ALL.len()],
+}
+
+/// The work queue engine's depth for `/metrics`: set by the sampler, shown once it has a sample.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    pub sampled: std::sync::atomic::AtomicBool,
+    pub waiting: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub oldest_age_ms: AtomicU64,
+}
+
+impl QueueGauges {
+    pub fn set(&self, depth: &bus::QueueDepth) {
+        self.waiting.store(depth.waiting, Ordering::Relaxed);
+        self.in_flight.store(depth.in_flight, Ordering::Relaxed);
+        self.oldest_age_ms
+            .store(depth.oldest_age.as_millis() as u64, Ordering::Relaxed);
+        self.sampled.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The stages of a live frame, from its video reaching the host to its results being handed to
@@ -239,6 +263,11 @@ impl Collector for AnalysisMetrics {
                 c(&s.batch_failed),
             ),
             (
+                "batch_segments_unpushed",
+                "batch jobs that could not be pushed to the work queue engine (pushed again when an ingest host starts)",
+                c(&s.batch_unpushed),
+            ),
+            (
                 "panics",
                 "panics caught in analysers and the batch worker",
                 c(&s.panics),
@@ -261,6 +290,33 @@ impl Collector for AnalysisMetrics {
             None,
             depth.metric_type(),
         )?)?;
+        if s.queue.sampled.load(Ordering::Relaxed) {
+            for (name, help, value) in [
+                (
+                    "media_analyzer_batch_queue_waiting",
+                    "jobs in the work queue engine not yet delivered to a worker",
+                    c(&s.queue.waiting) as f64,
+                ),
+                (
+                    "media_analyzer_batch_queue_in_flight",
+                    "jobs delivered to a worker and not yet acknowledged",
+                    c(&s.queue.in_flight) as f64,
+                ),
+                (
+                    "media_analyzer_batch_queue_oldest_age_seconds",
+                    "age of the oldest job in the work queue engine",
+                    c(&s.queue.oldest_age_ms) as f64 / 1000.0,
+                ),
+            ] {
+                let gauge = ConstGauge::new(value);
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
+        }
         let mut stages = encoder.encode_descriptor(
             "media_analyzer_analysis_stage_seconds",
             "time live frames spend in each stage, from the video reaching the host to the results going to the bus",

@@ -17,6 +17,7 @@ pub mod bench;
 mod message;
 mod pubsub;
 mod redis_bus;
+pub mod segments;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,7 @@ pub use message::{
     Alert, Control, Detection, Envelope, Event, FrameDetections, FrameTiming, PipelineApplied,
     StreamChange, VERSION, rfc3339_ms,
 };
+pub use segments::{ClaimedJob, QueueDepth, SegmentJob, SegmentQueue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -38,6 +38,7 @@ macro_rules! configure {
         }
     }};
 }
+pub(crate) use configure;
 
 #[derive(Clone)]
 pub(crate) struct PubSubBus {
@@ -210,7 +211,7 @@ async fn receive(
     }
 }
 
-fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
+pub(crate) fn already_exists(e: &google_cloud_pubsub::Error) -> bool {
     e.http_status_code() == Some(409)
         || e.status()
             .is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::AlreadyExists)

@@ -393,3 +393,196 @@ fn event_times_have_a_fixed_width_so_text_order_is_time_order() {
         assert!(rfc3339_ms(pair[0]) < rfc3339_ms(pair[1]), "{pair:?}");
     }
 }
+
+// ---- the batch work queue ----
+
+fn job(stream: &str, segment: i64) -> SegmentJob {
+    SegmentJob::new(stream, segment, 1_700_000_000_000 + segment)
+}
+
+/// A worker's claims: what it got, in order.
+async fn take(queue: &SegmentQueue, within: Duration) -> Option<ClaimedJob> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(claimed) = queue.next(Duration::from_millis(500)).await.unwrap() {
+            return Some(claimed);
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn redis_work_queue_delivers_each_job_to_one_worker_and_a_dead_workers_job_to_another() {
+    let redis = RedisServer::start(None);
+    let config: BusConfig = redis.url().parse().unwrap();
+    let lease = Duration::from_millis(800);
+    let ingest = SegmentQueue::connect(&config, "ingest", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let a = SegmentQueue::connect(&config, "worker-a", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = SegmentQueue::connect(&config, "worker-b", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ingest.engine_name(), "redis");
+    assert!(
+        a.next(Duration::from_millis(50)).await.unwrap().is_none(),
+        "nothing queued"
+    );
+
+    for segment in 0..3 {
+        ingest.push(&job("str_a", segment)).await.unwrap();
+    }
+    let depth = ingest.depth().await.unwrap().unwrap();
+    assert_eq!((depth.waiting, depth.in_flight), (3, 0));
+    assert!(depth.oldest_age < Duration::from_secs(60), "{depth:?}");
+
+    // Two workers take different jobs, oldest first.
+    let first = take(&a, Duration::from_secs(5)).await.unwrap();
+    let second = take(&b, Duration::from_secs(5)).await.unwrap();
+    assert_eq!((first.job.segment, second.job.segment), (0, 1));
+    let depth = ingest.depth().await.unwrap().unwrap();
+    assert_eq!((depth.waiting, depth.in_flight), (1, 2));
+
+    // A finishes its job: gone from the queue for good.
+    a.done(first).await.unwrap();
+    // B "dies" holding segment 1. Its job outlives the lease and A takes it over: before the
+    // last new job, as the oldest.
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let taken_over = take(&a, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(taken_over.job, job("str_a", 1));
+    assert!(
+        !b.renew(&second).await.unwrap(),
+        "B's claim is no longer its own"
+    );
+    assert!(a.renew(&taken_over).await.unwrap(), "A's is");
+    // Renewing keeps it: after another lease nobody takes it from A.
+    tokio::time::sleep(lease / 2).await;
+    assert!(a.renew(&taken_over).await.unwrap());
+    tokio::time::sleep(lease / 2 + Duration::from_millis(100)).await;
+    let last = take(&b, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(last.job.segment, 2, "the renewed job stays A's");
+    a.done(taken_over).await.unwrap();
+    b.done(last).await.unwrap();
+    let depth = ingest.depth().await.unwrap().unwrap();
+    assert_eq!((depth.waiting, depth.in_flight), (0, 0));
+    assert_eq!(depth.oldest_age, Duration::ZERO);
+    assert!(
+        take(&a, Duration::from_millis(600)).await.is_none(),
+        "each job once"
+    );
+
+    // Something that is not a job is dropped, and the next job still comes.
+    let mut c = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: String = redis::AsyncCommands::xadd(
+        &mut c,
+        segments::REDIS_JOBS_KEY,
+        "*",
+        &[("job", "{\"v\":1,\"stream\":\"../../etc\"")],
+    )
+    .await
+    .unwrap();
+    ingest.push(&job("str_b", 9)).await.unwrap();
+    let next = take(&a, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(next.job, job("str_b", 9));
+    a.done(next).await.unwrap();
+    let len: u64 = redis::AsyncCommands::xlen(&mut c, segments::REDIS_JOBS_KEY)
+        .await
+        .unwrap();
+    assert_eq!(len, 0, "acknowledged and malformed entries are deleted");
+}
+
+#[tokio::test]
+async fn redis_work_queue_survives_a_redis_restart_and_keeps_jobs_pushed_before_any_worker() {
+    let redis = RedisServer::start(None);
+    let config: BusConfig = redis.url().parse().unwrap();
+    let lease = Duration::from_secs(30);
+    let ingest = SegmentQueue::connect(&config, "ingest", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    ingest.push(&job("str_a", 0)).await.unwrap();
+    // The first worker connects after the job was pushed.
+    let worker = SegmentQueue::connect(&config, "worker", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = take(&worker, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(claimed.job.segment, 0);
+    worker.done(claimed).await.unwrap();
+
+    // Redis restarts empty (no persistence here): the group is made again and work goes on.
+    let port = redis.kill();
+    let redis = RedisServer::start(Some(port));
+    let mut failed = 0;
+    let claimed = loop {
+        let _ = ingest.push(&job("str_a", 1)).await.map_err(|_| failed += 1);
+        match worker.next(Duration::from_millis(300)).await {
+            Ok(Some(claimed)) => break claimed,
+            Ok(None) | Err(_) => {
+                assert!(failed < 50, "no job after Redis came back");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(claimed.job.stream, "str_a");
+    worker.done(claimed).await.unwrap();
+    drop(redis);
+}
+
+#[tokio::test]
+async fn pubsub_work_queue_delivers_jobs_and_redelivers_one_handed_back() {
+    let (_emulator, host) = start_emulator();
+    let config = BusConfig::PubSub {
+        project: "test-project".into(),
+        prefix: unique("ma-jobs-"),
+        emulator: Some(host),
+    };
+    let lease = Duration::from_secs(30);
+    let ingest = SegmentQueue::connect(&config, "ingest", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let worker = SegmentQueue::connect(&config, "worker", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(worker.engine_name(), "pubsub");
+    assert_eq!(
+        worker.depth().await.unwrap(),
+        None,
+        "Cloud Monitoring's to tell"
+    );
+    for segment in 0..2 {
+        ingest.push(&job("str_p", segment)).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let first = take(&worker, Duration::from_secs(20)).await.unwrap();
+    seen.push(first.job.segment);
+    // Handed back (a shutdown): delivered again.
+    let handed_back = first.job.clone();
+    worker.again(first).await.unwrap();
+    let mut again = false;
+    while seen.len() < 3 {
+        let claimed = take(&worker, Duration::from_secs(20)).await.expect("a job");
+        again |= claimed.job == handed_back;
+        seen.push(claimed.job.segment);
+        worker.done(claimed).await.unwrap();
+    }
+    assert!(again, "the job handed back came again: {seen:?}");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, vec![0, 1]);
+    assert!(
+        take(&worker, Duration::from_secs(2)).await.is_none(),
+        "acknowledged jobs stay gone"
+    );
+}

@@ -16,6 +16,8 @@ pub struct Bookkeeping {
     /// Where store retries are counted, and batch queueing.
     pub stats: Arc<analysis::AnalysisStats>,
     pub batch_wake: analysis::BatchWake,
+    /// The work queue engine batch jobs are pushed to, when the bus has one.
+    pub jobs: Option<analysis::SharedQueue>,
     /// Streams going live and offline are announced here.
     pub publisher: bus::Publisher,
 }
@@ -131,6 +133,7 @@ impl Bookkeeping {
                         store,
                         &self.stats,
                         &self.batch_wake,
+                        self.jobs.as_ref(),
                         stream,
                         segment.seq as i64,
                     )
@@ -186,6 +189,7 @@ mod tests {
             store: store.clone(),
             stats: stats.clone(),
             batch_wake: wake.clone(),
+            jobs: None,
             publisher: bus.publisher(16),
         };
 

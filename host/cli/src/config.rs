@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub inference_sessions: Option<usize>,
     pub bus: Option<String>,
     pub role: Option<Role>,
+    pub segments: Option<String>,
     /// Stored detections older than this many days are deleted (default 30).
     pub detections_retain_days: Option<f64>,
     /// Playback tokens (HLS and event sockets) are valid this many seconds (default 600).
@@ -80,6 +81,8 @@ pub enum LogFormat {
     #[default]
     Human,
     Json,
+    /// Cloud Logging's fields (`severity`, `message`, `logging.googleapis.com/trace`, …).
+    Gcp,
 }
 
 /// The command-line and environment overrides of `serve`.
@@ -130,10 +133,25 @@ pub struct ServeArgs {
     #[arg(long, env = "MEDIA_ANALYZER_BUS", value_name = "URL")]
     pub bus: Option<String>,
     /// What this host does: all (default); ingest (RTMP, HLS packaging, analysis; publishes to
-    /// the bus); api (HTTP API, HLS delivery, WebSocket viewers fed by the bus). Hosts of
-    /// different roles meet only through the bus and the store.
-    #[arg(long, env = "MEDIA_ANALYZER_ROLE", value_name = "all|ingest|api")]
+    /// the bus); api (HTTP API, HLS delivery, WebSocket viewers fed by the bus); analyze (batch
+    /// analysis only: takes jobs from the work queue of a Redis or Pub/Sub bus). Hosts of
+    /// different roles meet only through the bus, the store and the segment store.
+    #[arg(
+        long,
+        env = "MEDIA_ANALYZER_ROLE",
+        value_name = "all|ingest|api|analyze"
+    )]
     pub role: Option<Role>,
+    /// Where batch workers read segments: hls (default: the HLS folder, on this host or a shared
+    /// volume), gs://BUCKET[/PREFIX] (Cloud Storage; STORAGE_EMULATOR_HOST selects an emulator)
+    /// or file:///DIR. Used with a Redis or Pub/Sub bus, whose workers may run on other hosts.
+    #[arg(long, env = "MEDIA_ANALYZER_SEGMENTS", value_name = "URL")]
+    pub segments: Option<String>,
+    /// This host's name among the hosts sharing a store and bus (batch leases, work queue
+    /// consumer): 1–64 of A–Z a–z 0–9 . _ -, e.g. the pod's name. Default: a random id kept in
+    /// DATA/host-id.
+    #[arg(long, env = "MEDIA_ANALYZER_HOST_ID", value_name = "NAME")]
+    pub host_id: Option<String>,
     /// Let webhooks reach this host and private networks (loopback, 10/8, 172.16/12,
     /// 192.168/16, fc00::/7): for a receiver on the same machine or network. Off by default:
     /// tenants' webhooks reach public addresses only.
@@ -148,15 +166,22 @@ pub enum Role {
     All,
     Ingest,
     Api,
+    Analyze,
 }
 
 impl Role {
+    /// Accepts RTMP and packages HLS.
     pub fn ingests(self) -> bool {
-        self != Role::Api
+        matches!(self, Role::All | Role::Ingest)
     }
 
     pub fn serves_api(self) -> bool {
-        self != Role::Ingest
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// Loads the components and models, and runs a batch worker.
+    pub fn analyses(self) -> bool {
+        self != Role::Api
     }
 }
 
@@ -186,6 +211,12 @@ pub struct Config {
     pub inference_sessions: usize,
     pub bus: bus::BusConfig,
     pub role: Role,
+    /// Where batch workers read segments ([`analysis::SegmentStore::open`]'s URL).
+    pub segments: Option<String>,
+    /// A Cloud Storage emulator for `segments` (`STORAGE_EMULATOR_HOST`).
+    pub storage_emulator: Option<String>,
+    /// This host's name (`--host-id`); `None`: the one kept in the data folder.
+    pub host_id: Option<String>,
     /// Stored detections are kept this long.
     pub detections_retention: Duration,
     /// How long a playback token is valid.
@@ -374,6 +405,27 @@ impl Config {
                 .parse()
                 .context("--bus")?,
             role: args.role.or(file.role).unwrap_or_default(),
+            segments: args.segments.clone().or(file.segments),
+            storage_emulator: std::env::var("STORAGE_EMULATOR_HOST")
+                .ok()
+                .filter(|h| !h.is_empty()),
+            host_id: args
+                .host_id
+                .clone()
+                .map(|id| {
+                    let ok = (1..=64).contains(&id.len())
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                    match ok {
+                        true => Ok(id),
+                        false => Err(anyhow::anyhow!(
+                            "--host-id '{}': 1 to 64 of A-Z a-z 0-9 . _ -",
+                            id.escape_debug()
+                        )),
+                    }
+                })
+                .transpose()?,
             detections_retention: Duration::from_secs_f64(retain_days * 86_400.0),
             playback_token_ttl,
             webhook_policy: webhooks::AddressPolicy {
@@ -454,6 +506,26 @@ mod tests {
             c.http_limits.header_read_timeout,
             Duration::from_millis(2500)
         );
+    }
+
+    #[test]
+    fn a_host_id_names_this_host_among_others_and_is_checked() {
+        let args = |id: &str| ServeArgs {
+            host_id: Some(id.to_string()),
+            role: Some(Role::Analyze),
+            segments: Some("gs://bucket/batch".into()),
+            ..ServeArgs::default()
+        };
+        let c = Config::load(&args("analyze-7f9c-0"), None).unwrap();
+        assert_eq!(c.host_id.as_deref(), Some("analyze-7f9c-0"));
+        assert_eq!(c.role, Role::Analyze);
+        assert_eq!(c.segments.as_deref(), Some("gs://bucket/batch"));
+        for bad in ["", "a/b", "x y", &"h".repeat(65)] {
+            let err = format!("{:#}", Config::load(&args(bad), None).unwrap_err());
+            assert!(err.contains("--host-id"), "{err}");
+        }
+        assert!(!Role::Analyze.ingests() && !Role::Analyze.serves_api());
+        assert!(Role::Analyze.analyses() && Role::Ingest.analyses() && !Role::Api.analyses());
     }
 
     #[test]

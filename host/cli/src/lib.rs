@@ -7,6 +7,7 @@ pub mod bench_fanout;
 mod bench_host;
 pub mod component;
 pub mod config;
+pub mod gcp_log;
 pub mod serve;
 mod services;
 

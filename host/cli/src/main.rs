@@ -242,6 +242,10 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Gcp => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(media_analyzer::gcp_log::GcpFormat::from_env())
+            .init(),
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::services::{Services, until_closed, until_stopped};
 
 /// Credentials created on the very first start (tenant `demo`); printed once.
@@ -51,7 +51,7 @@ impl Running {
     pub fn rtmp_url(&self, app: &str) -> String {
         match self.rtmp_addr {
             Some(addr) => format!("rtmp://{}/{app}", display_addr(addr)),
-            None => format!("(no RTMP on this host: role api)/{app}"),
+            None => format!("(no RTMP on this host: its role does not ingest)/{app}"),
         }
     }
 
@@ -92,7 +92,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let store = Store::open(&config.store)
         .await
         .with_context(|| format!("opening store {}", config.store))?;
-    let stale = store.reset_live_streams(store::now_ms()).await?;
+    // Only a host that ingests can have left streams live; an API or analysis host starting
+    // must not end the streams that ingest hosts are serving.
+    let stale = match config.role.ingests() {
+        true => store.reset_live_streams(store::now_ms()).await?,
+        false => 0,
+    };
     if stale > 0 {
         info!(
             streams = stale,
@@ -103,7 +108,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // This host's id, kept in its data directory: batch jobs it claims are leased to it, and the
     // jobs it was running when it stopped without finishing them (a crash) are its to run again
     // at once rather than after their leases run out.
-    let host = host_id(&config.data)?;
+    let host = match &config.host_id {
+        Some(id) => id.clone(),
+        None => host_id(&config.data)?,
+    };
     match store.release_batch_leases(&host).await {
         Ok(0) => {}
         Ok(n) => info!(
@@ -142,6 +150,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let bus = bus::Bus::connect(&config.bus)
         .await
         .context("connecting the event bus (--bus)")?;
+    let shared = shared_queue(&config, &host).await?;
     let viewers = api::events::Viewers::default();
     // Alerts and stream changes go to the tenants' webhooks from the host that produced them.
     let webhooks = webhooks::Webhooks::start(
@@ -191,7 +200,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     // Models and components load before the first publisher can be accepted, so no stream
     // starts unanalysed.
-    let analysis = if config.analysis && config.role.ingests() {
+    let mut analysis = if config.analysis && config.role.analyses() {
         let (dir, store, stats) = (
             config.components.clone(),
             store.clone(),
@@ -228,6 +237,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    if config.role == Role::Analyze && analysis.is_none() {
+        anyhow::bail!(
+            "--role analyze runs batch analysis, but analysis is off here (see the warning above; --analysis on, and the components and models installed by scripts/setup)"
+        );
+    }
+    if let (Some(analysis), Some(shared)) = (analysis.as_mut(), &shared) {
+        analysis.take_jobs_from(shared.clone());
+    }
     let batch_wake = analysis
         .as_ref()
         .map(|a| a.batch_wake())
@@ -336,11 +353,32 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         );
     }
     // Ends when the packager has sent its last event (the hub's and the packager's channels close).
+    if let Some(shared) = shared.as_ref().filter(|_| config.role.ingests()) {
+        // Jobs queued in the store that never reached the engine (it was down, or a host
+        // stopped in between).
+        let (store, stats, shared) = (store.clone(), analysis_stats.clone(), shared.clone());
+        tokio::spawn(async move {
+            let pushed = analysis::push_unpushed_jobs(&store, &stats, &shared).await;
+            if pushed > 0 {
+                info!(
+                    jobs = pushed,
+                    "batch jobs queued earlier were pushed to the work queue"
+                );
+            }
+        });
+    }
+    if let Some(shared) = shared.as_ref().filter(|_| config.role.analyses()) {
+        let stop = CancellationToken::new();
+        let sampler =
+            analysis::sample_queue_depth(shared.jobs.clone(), analysis_stats.clone(), stop.clone());
+        services.spawn("work queue depth", stop, until_stopped(sampler));
+    }
     let books = catalog::Bookkeeping {
         host: host.clone(),
         store: store.clone(),
         stats: analysis_stats.clone(),
         batch_wake,
+        jobs: shared.clone(),
         publisher,
     }
     .run(hub.events(), hls_events_rx);
@@ -402,6 +440,42 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         task,
     })
+}
+
+/// The work queue shared with other hosts, on a Redis or Pub/Sub bus (`None` on the in-process
+/// bus: this host runs its own jobs). `--role analyze` needs one.
+async fn shared_queue(
+    config: &Config,
+    host: &str,
+) -> anyhow::Result<Option<analysis::SharedQueue>> {
+    let segments = analysis::SegmentStore::open(
+        config.segments.as_deref(),
+        config.storage_emulator.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let jobs = bus::SegmentQueue::connect(&config.bus, host, analysis::BATCH_LEASE)
+        .await
+        .context("connecting the batch work queue (--bus)")?;
+    let Some(jobs) = jobs else {
+        if config.role == Role::Analyze {
+            anyhow::bail!(
+                "--role analyze takes batch jobs from a work queue: run it with --bus redis://HOST:PORT or --bus pubsub://PROJECT, as the ingest hosts"
+            );
+        }
+        if config.segments.is_some() {
+            warn!(
+                "--segments is used only with a Redis or Pub/Sub bus (this host runs its own batch jobs)"
+            );
+        }
+        return Ok(None);
+    };
+    info!(engine = jobs.engine_name(), segments = %segments.url(), "batch work queue connected");
+    Ok(Some(analysis::SharedQueue {
+        jobs,
+        segments,
+        hls_root: config.hls.root.clone(),
+        scratch: config.data.join("scratch"),
+    }))
 }
 
 async fn ensure_demo_tenant(store: &Store) -> anyhow::Result<Option<FirstStart>> {

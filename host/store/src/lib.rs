@@ -310,6 +310,16 @@ pub struct StoredFrame {
     pub already_stored: u64,
 }
 
+/// A batch job from a row of (stream_id, segment_seq, every, queued_at).
+fn batch_job_from(row: &AnyRow) -> Result<BatchJob> {
+    Ok(BatchJob {
+        stream_id: row.try_get(0)?,
+        segment_seq: row.try_get(1)?,
+        every: every_from(row.try_get(2)?),
+        queued_at: row.try_get(3)?,
+    })
+}
+
 /// Batch queue counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchQueueDepth {
@@ -850,20 +860,110 @@ impl Store {
         else {
             return Ok(None);
         };
-        let job = BatchJob {
-            stream_id: row.try_get(0)?,
-            segment_seq: row.try_get(1)?,
-            every: every_from(row.try_get(2)?),
-            queued_at: row.try_get(3)?,
+        let job = batch_job_from(&row)?;
+        let start = self
+            .start_or_give_up(&job, row.try_get(4)?, max_attempts, at)
+            .await?;
+        Ok(Some((job, start)))
+    }
+
+    /// Counts one more attempt at the queued job `segment_seq` of `stream_id`, delivered by a work
+    /// queue engine, and returns it: `Run` with the attempt, `GaveUp` (marked failed now) after
+    /// `max_attempts` starts without an outcome, or `NotQueued` when it is done, failed or gone
+    /// (a job delivered again after it was finished).
+    pub async fn start_queued_batch_job(
+        &self,
+        stream_id: &str,
+        segment_seq: i64,
+        max_attempts: i64,
+        at: i64,
+    ) -> Result<(Option<BatchJob>, JobStart)> {
+        let Some(row) = sqlx::query(
+            "UPDATE analysis_jobs SET attempts = attempts + 1 \
+             WHERE stream_id = $1 AND segment_seq = $2 AND state = 'queued' \
+             RETURNING stream_id, segment_seq, every, queued_at, attempts",
+        )
+        .bind(stream_id)
+        .bind(segment_seq)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok((None, JobStart::NotQueued));
         };
-        let attempt: i64 = row.try_get(4)?;
+        let job = batch_job_from(&row)?;
+        let start = self
+            .start_or_give_up(&job, row.try_get(4)?, max_attempts, at)
+            .await?;
+        Ok((Some(job), start))
+    }
+
+    /// A job's `attempt`th start: run it, or mark it failed after `max_attempts` starts that
+    /// each stopped the worker.
+    async fn start_or_give_up(
+        &self,
+        job: &BatchJob,
+        attempt: i64,
+        max_attempts: i64,
+        at: i64,
+    ) -> Result<JobStart> {
         if attempt > max_attempts {
             let reason =
                 format!("given up after {max_attempts} attempts that each stopped the worker");
-            self.finish_batch_job(&job, Err(reason), at).await?;
-            return Ok(Some((job, JobStart::GaveUp)));
+            self.finish_batch_job(job, Err(reason), at).await?;
+            return Ok(JobStart::GaveUp);
         }
-        Ok(Some((job, JobStart::Run { attempt })))
+        Ok(JobStart::Run { attempt })
+    }
+
+    /// Takes back the attempt counted for a queued job that was stopped by a shutdown, not by
+    /// the job itself.
+    pub async fn refund_batch_attempt(&self, job: &BatchJob) -> Result<()> {
+        sqlx::query(
+            "UPDATE analysis_jobs SET attempts = attempts - 1 \
+             WHERE stream_id = $1 AND segment_seq = $2 AND state = 'queued' AND attempts > 0",
+        )
+        .bind(&job.stream_id)
+        .bind(job.segment_seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that a queued job reached the work queue engine.
+    pub async fn mark_batch_job_pushed(&self, job: &BatchJob, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE analysis_jobs SET pushed_at = $1 WHERE stream_id = $2 AND segment_seq = $3",
+        )
+        .bind(at)
+        .bind(&job.stream_id)
+        .bind(job.segment_seq)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets that queued jobs reached the work queue engine (it was found empty: made anew, or
+    /// it lost its data), so they are pushed again; how many.
+    pub async fn forget_pushed_batch_jobs(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE analysis_jobs SET pushed_at = NULL WHERE state = 'queued' AND pushed_at IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Queued jobs that never reached the work queue engine, oldest first.
+    pub async fn unpushed_batch_jobs(&self, limit: i64) -> Result<Vec<BatchJob>> {
+        let rows = sqlx::query(
+            "SELECT stream_id, segment_seq, every, queued_at FROM analysis_jobs \
+             WHERE state = 'queued' AND pushed_at IS NULL \
+             ORDER BY queued_at, stream_id, segment_seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(batch_job_from).collect()
     }
 
     /// Extends `host`'s lease on a job it runs to `until`; `false` when the lease is no longer
@@ -931,16 +1031,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BatchJob {
-                    stream_id: r.try_get(0)?,
-                    segment_seq: r.try_get(1)?,
-                    every: every_from(r.try_get(2)?),
-                    queued_at: r.try_get(3)?,
-                })
-            })
-            .collect()
+        rows.iter().map(batch_job_from).collect()
     }
 
     /// Counts one more attempt at a queued job before the worker runs it. A job started
@@ -952,32 +1043,10 @@ impl Store {
         max_attempts: i64,
         at: i64,
     ) -> Result<JobStart> {
-        let started = sqlx::query(
-            "UPDATE analysis_jobs SET attempts = attempts + 1 \
-             WHERE stream_id = $1 AND segment_seq = $2 AND state = 'queued'",
-        )
-        .bind(&job.stream_id)
-        .bind(job.segment_seq)
-        .execute(&self.pool)
-        .await?;
-        if started.rows_affected() == 0 {
-            return Ok(JobStart::NotQueued);
-        }
-        let attempt: i64 = sqlx::query(
-            "SELECT attempts FROM analysis_jobs WHERE stream_id = $1 AND segment_seq = $2",
-        )
-        .bind(&job.stream_id)
-        .bind(job.segment_seq)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get(0)?;
-        if attempt > max_attempts {
-            let reason =
-                format!("given up after {max_attempts} attempts that each stopped the worker");
-            self.finish_batch_job(job, Err(reason), at).await?;
-            return Ok(JobStart::GaveUp);
-        }
-        Ok(JobStart::Run { attempt })
+        let (_, start) = self
+            .start_queued_batch_job(&job.stream_id, job.segment_seq, max_attempts, at)
+            .await?;
+        Ok(start)
     }
 
     /// Records a job's outcome: the frames analysed, or why it failed.

@@ -1,0 +1,426 @@
+//! Batch work on a queue engine, across hosts: an ingest host queues the closed segments of a
+//! batch-mode stream on Redis Streams and copies them to Cloud Storage (the storage emulator),
+//! `--role analyze` hosts take the jobs and read the segments from there, and an API host serves
+//! the results — four processes' worth of roles meeting only through Redis, PostgreSQL and the
+//! storage emulator. A worker killed with SIGKILL mid-job has its job delivered to another worker,
+//! which analyses it once more without storing any result twice.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::*;
+use media_analyzer::config::Role;
+use store::{AnalysisMode, AnalysisSettings, Store};
+
+/// Names the child worker process's settings (see [`child_worker`]).
+const CHILD: &str = "E2E_WORK_QUEUE_CHILD";
+
+/// The Cloud Storage emulator (PyPI `gcp-storage-emulator`, in the venv `scripts/setup` makes),
+/// in memory, on a free port, with one bucket.
+struct StorageEmulator {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    url: String,
+}
+
+impl Drop for StorageEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StorageEmulator {
+    fn start(bucket: &str) -> Self {
+        let binary = std::env::var("MEDIA_ANALYZER_STORAGE_EMULATOR").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.cache/media-analyzer/venv/bin/gcp-storage-emulator")
+        });
+        let port = free_port();
+        let child = Command::new(&binary)
+            .args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--default-bucket", bucket, "--in-memory", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the storage emulator at {binary} is required (scripts/setup installs it): {e}"
+                )
+            });
+        let emulator = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the storage emulator did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        emulator
+    }
+
+    /// The names of the objects in `bucket`.
+    async fn objects(&self, bucket: &str) -> Vec<String> {
+        let (status, body) = http_get(&format!("{}/storage/v1/b/{bucket}/o", self.url), None).await;
+        assert_eq!(status, 200, "{body}");
+        let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+        listing["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A counter or gauge from a server's `/metrics` (`media_analyzer_analysis_{name}`).
+async fn counter(server: &TestServer, name: &str) -> u64 {
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200, "{metrics}");
+    metric(&metrics, &format!("media_analyzer_analysis_{name}"))
+}
+
+async fn set_batch(store: &Store, stream: &str, every: u32) {
+    let tenant = store.stream_tenant(stream).await.unwrap().unwrap();
+    let settings = AnalysisSettings {
+        mode: AnalysisMode::Batch,
+        every,
+    };
+    assert!(
+        store
+            .set_analysis(&tenant, stream, settings)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Where the hosts of one test meet.
+#[derive(Clone)]
+struct Shared {
+    store: String,
+    bus: String,
+    segments: String,
+    storage_emulator: Option<String>,
+}
+
+impl Shared {
+    fn apply(&self, c: &mut media_analyzer::Config, role: Role) {
+        c.role = role;
+        c.store = self.store.clone();
+        c.bus = self.bus.parse().unwrap();
+        c.segments = Some(self.segments.clone());
+        c.storage_emulator = self.storage_emulator.clone();
+        if role == Role::Analyze {
+            c.analysis = true;
+            c.components = TestServer::components_dir();
+        }
+    }
+}
+
+/// Publishes `seconds` of a photo to the ingest host and waits for the stream's last segment.
+async fn publish_and_close(ingest: &TestServer, seconds: u32) -> i64 {
+    let photo = fixture_photo("coffee");
+    let publisher = publish_photo(&photo, &ingest.rtmp_url(&ingest.stream_key), seconds);
+    let (ok, stderr) = finish(publisher, Duration::from_secs(u64::from(seconds) + 30)).await;
+    assert!(ok, "{stderr}");
+    ingest
+        .wait_for_playlist(Duration::from_secs(10), |p| p.contains("#EXT-X-ENDLIST"))
+        .await;
+    let segments = segment_files(&ingest.hls_dir(&ingest.stream_id)).len() as i64;
+    assert!(segments >= 2, "{segments} segments");
+    segments
+}
+
+/// Waits until every job of the store is done or failed; fails on a failed one.
+async fn all_jobs_done(store: &Store, jobs: i64, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let depth = store.batch_queue_depth(None).await.unwrap();
+        if depth.done + depth.failed >= jobs {
+            assert_eq!(depth.failed, 0, "{depth:?}");
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "batch analysis did not finish {jobs} jobs in {within:?}: {depth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Detections stored more than once, and the frames with results, from the database itself.
+async fn stored(url: &str, stream: &str) -> (i64, i64) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let duplicates: i64 = sqlx::Row::get(
+        &sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT session, seq, component, label, x, y, w, h FROM detections \
+             WHERE stream_id = $1 GROUP BY session, seq, component, label, x, y, w, h HAVING COUNT(*) > 1) d",
+        )
+        .bind(stream)
+        .fetch_one(&pool)
+        .await
+        .unwrap(),
+        0,
+    );
+    let frames: i64 = sqlx::Row::get(
+        &sqlx::query(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT session, seq FROM frame_results WHERE stream_id = $1) f",
+        )
+        .bind(stream)
+        .fetch_one(&pool)
+        .await
+        .unwrap(),
+        0,
+    );
+    pool.close().await;
+    (duplicates, frames)
+}
+
+/// Attempts per segment, and whether the job is still queued, from the store's job records.
+async fn attempts(url: &str, stream: &str) -> Vec<(i64, i64, bool)> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT segment_seq, attempts, CASE WHEN state = 'queued' THEN 1 ELSE 0 END \
+         FROM analysis_jobs WHERE stream_id = $1 ORDER BY segment_seq",
+    )
+    .bind(stream)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| {
+            let queued: i32 = sqlx::Row::get(r, 2);
+            (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1), queued == 1)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_analysis_and_api_hosts_share_batch_work_through_redis_and_cloud_storage() {
+    let redis = RedisServer::start(None);
+    let (store_url, db, admin) = postgres_test_database("ma_e2e_queue").await;
+    let bucket = "ma-segments";
+    let gcs = StorageEmulator::start(bucket);
+    let shared = Shared {
+        store: store_url.clone(),
+        bus: redis.url(),
+        segments: format!("gs://{bucket}/segments"),
+        storage_emulator: Some(gcs.url.clone()),
+    };
+    // The ingest host does not analyse: every frame analysed is the worker's.
+    let ingest = TestServer::start_with(|c| {
+        shared.apply(c, Role::Ingest);
+        c.analysis = false;
+    })
+    .await;
+    let store = ingest.store();
+    set_batch(&store, &ingest.stream_id, 15).await;
+    let worker = TestServer::start_with(|c| shared.apply(c, Role::Analyze)).await;
+    assert!(
+        worker.running.as_ref().unwrap().rtmp_addr.is_none(),
+        "an analysis host takes no RTMP"
+    );
+    let (status, body) = worker.get("/api/v1/streams").await;
+    assert_eq!(status, 404, "and serves no API: {body}");
+    let api = TestServer::start_with(|c| shared.apply(c, Role::Api)).await;
+
+    let segments = publish_and_close(&ingest, 6).await;
+    all_jobs_done(&store, segments, Duration::from_secs(120)).await;
+    assert_eq!(
+        counter(&worker, "batch_segments_done_total").await,
+        segments as u64
+    );
+    assert!(
+        segment_files(&worker.hls_dir(&ingest.stream_id)).is_empty(),
+        "the worker read the segments from Cloud Storage, not from a disk of its own"
+    );
+    assert_eq!(counter(&ingest, "frames_analysed_total").await, 0);
+    let analysed = counter(&worker, "frames_analysed_total").await;
+    assert!(analysed >= segments as u64, "{analysed} frames");
+    let (duplicates, frames) = stored(&store_url, &ingest.stream_id).await;
+    assert_eq!((duplicates, frames as u64), (0, analysed));
+    assert_eq!(counter(&ingest, "batch_segments_unpushed_total").await, 0);
+    // Each segment's shared copy is deleted once its job is done.
+    let started = Instant::now();
+    while !gcs.objects(bucket).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "left in the bucket: {:?}",
+            gcs.objects(bucket).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The worker exports the queue's depth (sampled every 5 s) for autoscaling.
+    let started = Instant::now();
+    loop {
+        let (_, metrics) = worker.get("/metrics").await;
+        if metrics.contains("media_analyzer_batch_queue_waiting 0")
+            && metrics.contains("media_analyzer_batch_queue_in_flight 0")
+        {
+            assert!(
+                metrics.contains("media_analyzer_batch_queue_oldest_age_seconds 0"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no queue depth in {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The API host serves what the worker found.
+    let (status, body) = http_get(
+        &api.http(&format!(
+            "/api/v1/streams/{}/detections?limit=1000",
+            ingest.stream_id
+        )),
+        Some(&ingest.api_key),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"cup\""), "{body}");
+
+    api.stop().await;
+    worker.stop().await;
+    ingest.stop().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+/// Not a test by itself: the worker process that [`a_worker_killed_mid_job`] starts (this test
+/// binary again, running only this function) and kills with SIGKILL. It serves `--role analyze`
+/// until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by a_worker_killed_mid_job_…"]
+async fn child_worker() {
+    let Ok(settings) = std::env::var(CHILD) else {
+        return;
+    };
+    let settings: serde_json::Value = serde_json::from_str(&settings).unwrap();
+    let setting = |name: &str| settings[name].as_str().unwrap().to_string();
+    let shared = Shared {
+        store: setting("store"),
+        bus: setting("bus"),
+        segments: setting("segments"),
+        storage_emulator: None,
+    };
+    let worker = TestServer::start_with(|c| shared.apply(c, Role::Analyze)).await;
+    println!("worker {}", worker.http(""));
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
+/// A worker process killed with SIGKILL while it analyses a segment: its job stays claimed by
+/// it on Redis until the claim runs out (30 s), then another worker takes it over and analyses
+/// it again. Every job ends done; the killed one took two attempts, the others one; every
+/// analysed frame's results are stored once, also those the killed worker stored before it died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_has_its_job_redelivered_and_analysed_once() {
+    let redis = RedisServer::start(None);
+    let (store_url, db, admin) = postgres_test_database("ma_e2e_kill9").await;
+    let folder = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        store: store_url.clone(),
+        bus: redis.url(),
+        segments: format!("file://{}", folder.path().display()),
+        storage_emulator: None,
+    };
+    let ingest = TestServer::start_with(|c| {
+        shared.apply(c, Role::Ingest);
+        c.analysis = false;
+    })
+    .await;
+    let store = ingest.store();
+    // Every frame: a segment takes the worker seconds, so it is killed in the middle of one.
+    set_batch(&store, &ingest.stream_id, 1).await;
+    let segments = publish_and_close(&ingest, 6).await;
+
+    let settings = serde_json::json!({
+        "store": store_url,
+        "bus": redis.url(),
+        "segments": shared.segments,
+    })
+    .to_string();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_worker", "--ignored", "--nocapture"])
+        .env(CHILD, settings)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Mid-job: a segment has started and some of its frames are stored.
+    let started = Instant::now();
+    let killed_segment = loop {
+        let running = attempts(&store_url, &ingest.stream_id)
+            .await
+            .into_iter()
+            .find(|(_, n, queued)| *n > 0 && *queued);
+        let (_, frames) = stored(&store_url, &ingest.stream_id).await;
+        if let (Some((segment, _, _)), true) = (running, frames >= 5) {
+            break segment;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the child worker did not start a job"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (_, frames_at_kill) = stored(&store_url, &ingest.stream_id).await;
+
+    let worker = TestServer::start_with(|c| shared.apply(c, Role::Analyze)).await;
+    all_jobs_done(&store, segments, Duration::from_secs(180)).await;
+    let per_segment = attempts(&store_url, &ingest.stream_id).await;
+    for (segment, n, _) in &per_segment {
+        let expected = if *segment == killed_segment { 2 } else { 1 };
+        assert_eq!(*n, expected, "segment {segment}: {per_segment:?}");
+    }
+    let (duplicates, frames) = stored(&store_url, &ingest.stream_id).await;
+    assert_eq!(duplicates, 0, "no detection stored twice");
+    assert!(
+        frames > frames_at_kill,
+        "{frames} frames after, {frames_at_kill} at the kill"
+    );
+    // What the second worker analysed: the frames the killed one had not finished, and the
+    // ones it had (stored once: their results were there already).
+    let analysed = counter(&worker, "frames_analysed_total").await as i64;
+    assert!(analysed <= frames, "{analysed} analysed, {frames} stored");
+    assert!(
+        std::fs::read_dir(folder.path().join(&ingest.stream_id))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "shared segment copies are deleted once their jobs are done"
+    );
+
+    worker.stop().await;
+    ingest.stop().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
