@@ -5,25 +5,17 @@
 use std::time::{Duration, Instant};
 
 use e2e::*;
-use store::{AnalysisMode, AnalysisSettings, Store};
-
-/// A counter from a server's `/metrics` (`media_analyzer_analysis_{name}`).
-async fn counter(server: &TestServer, name: &str) -> u64 {
-    let (status, metrics) = server.get("/metrics").await;
-    assert_eq!(status, 200, "{metrics}");
-    metric(&metrics, &format!("media_analyzer_analysis_{name}"))
-}
 
 /// Waits until the server's analysed-frame count has stopped moving (the last frames are out).
 async fn settled_frames(server: &TestServer) -> u64 {
     let mut last = (
-        counter(server, "frames_analysed_total").await,
+        analysis_metric(server, "frames_analysed_total").await,
         Instant::now(),
     );
     let started = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = counter(server, "frames_analysed_total").await;
+        let now = analysis_metric(server, "frames_analysed_total").await;
         if now != last.0 {
             last = (now, Instant::now());
         } else if last.1.elapsed() >= Duration::from_secs(3) {
@@ -69,21 +61,6 @@ async fn stored_seqs(url: &str, stream: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
-async fn set_batch(store: &Store, stream: &str, every: u32) {
-    let tenant = store.stream_tenant(stream).await.unwrap().unwrap();
-    let settings = AnalysisSettings {
-        mode: AnalysisMode::Batch,
-        every,
-    };
-    assert!(
-        store
-            .set_analysis(&tenant, stream, settings)
-            .await
-            .unwrap()
-            .is_some()
-    );
-}
-
 fn analysing(c: &mut media_analyzer::Config) {
     c.analysis = true;
     c.components = TestServer::components_dir();
@@ -103,7 +80,7 @@ async fn a_store_failing_mid_stream_loses_and_duplicates_nothing() {
     .await;
     let publisher = publish_photo(&photo, &server.rtmp_url(&server.stream_key), 8);
     let started = Instant::now();
-    while counter(&server, "frames_stored_total").await == 0 {
+    while analysis_metric(&server, "frames_stored_total").await == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no frame stored"
@@ -145,9 +122,9 @@ async fn a_store_failing_mid_stream_loses_and_duplicates_nothing() {
         .await
         .unwrap();
     let (retries, lost, stored_counted) = (
-        counter(&server, "store_retries_total").await,
-        counter(&server, "frames_lost_total").await,
-        counter(&server, "frames_stored_total").await,
+        analysis_metric(&server, "store_retries_total").await,
+        analysis_metric(&server, "frames_lost_total").await,
+        analysis_metric(&server, "frames_stored_total").await,
     );
     eprintln!(
         "killed {killed} connections; {analysed} frames analysed, {stored} stored, {retries} writes retried"
@@ -161,10 +138,7 @@ async fn a_store_failing_mid_stream_loses_and_duplicates_nothing() {
     assert_eq!(stored_counted, analysed);
     assert_eq!(duplicate_detections(&url, &server.stream_id).await, 0);
     server.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_test_database(&admin, &db).await;
 }
 
 /// A batch worker killed mid-job leaves what a killed worker leaves: the job leased to its host
@@ -238,7 +212,7 @@ async fn a_batch_worker_killed_mid_job_reruns_it_once_without_duplicates() {
     }
     let analysed = settled_frames(&second).await;
     let stored = second.store().stored_frames(&stream).await.unwrap();
-    assert_eq!(counter(&second, "frames_lost_total").await, 0);
+    assert_eq!(analysis_metric(&second, "frames_lost_total").await, 0);
     assert_eq!(
         stored as u64,
         analysed,
@@ -325,8 +299,14 @@ async fn two_ingest_hosts_on_one_database_share_the_queue_without_overlap() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let (fa, fb) = (settled_frames(&a).await, settled_frames(&b).await);
-    assert_eq!(counter(&a, "batch_segments_done_total").await, sa as u64);
-    assert_eq!(counter(&b, "batch_segments_done_total").await, sb as u64);
+    assert_eq!(
+        analysis_metric(&a, "batch_segments_done_total").await,
+        sa as u64
+    );
+    assert_eq!(
+        analysis_metric(&b, "batch_segments_done_total").await,
+        sb as u64
+    );
     let stored = store.stored_frames(&a.stream_id).await.unwrap()
         + store.stored_frames(&second.id).await.unwrap();
     assert_eq!(
@@ -334,14 +314,11 @@ async fn two_ingest_hosts_on_one_database_share_the_queue_without_overlap() {
         fa + fb,
         "stored results = frames analysed on both hosts"
     );
-    assert_eq!(counter(&a, "frames_lost_total").await, 0);
-    assert_eq!(counter(&b, "frames_lost_total").await, 0);
+    assert_eq!(analysis_metric(&a, "frames_lost_total").await, 0);
+    assert_eq!(analysis_metric(&b, "frames_lost_total").await, 0);
     assert_eq!(duplicate_detections(&url, &a.stream_id).await, 0);
     assert_eq!(duplicate_detections(&url, &second.id).await, 0);
     a.stop().await;
     b.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_test_database(&admin, &db).await;
 }

@@ -262,10 +262,7 @@ async fn ingest_and_api_hosts_meet_through_redis_and_postgres() {
 
     api.stop().await;
     ingest.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_test_database(&admin, &db).await;
 }
 
 /// Redis dies mid-stream and comes back: analysis goes on, nothing stored is lost, and a viewer

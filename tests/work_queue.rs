@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use e2e::*;
 use media_analyzer::config::Role;
-use store::{AnalysisMode, AnalysisSettings, Store};
+use store::Store;
 
 /// Names the child worker process's settings (see [`child_worker`]).
 const CHILD: &str = "E2E_WORK_QUEUE_CHILD";
@@ -86,28 +86,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A counter or gauge from a server's `/metrics` (`media_analyzer_analysis_{name}`).
-async fn counter(server: &TestServer, name: &str) -> u64 {
-    let (status, metrics) = server.get("/metrics").await;
-    assert_eq!(status, 200, "{metrics}");
-    metric(&metrics, &format!("media_analyzer_analysis_{name}"))
-}
-
-async fn set_batch(store: &Store, stream: &str, every: u32) {
-    let tenant = store.stream_tenant(stream).await.unwrap().unwrap();
-    let settings = AnalysisSettings {
-        mode: AnalysisMode::Batch,
-        every,
-    };
-    assert!(
-        store
-            .set_analysis(&tenant, stream, settings)
-            .await
-            .unwrap()
-            .is_some()
-    );
 }
 
 /// Where the hosts of one test meet.
@@ -246,19 +224,22 @@ async fn ingest_analysis_and_api_hosts_share_batch_work_through_redis_and_cloud_
     let segments = publish_and_close(&ingest, 6).await;
     all_jobs_done(&store, segments, Duration::from_secs(120)).await;
     assert_eq!(
-        counter(&worker, "batch_segments_done_total").await,
+        analysis_metric(&worker, "batch_segments_done_total").await,
         segments as u64
     );
     assert!(
         segment_files(&worker.hls_dir(&ingest.stream_id)).is_empty(),
         "the worker read the segments from Cloud Storage, not from a disk of its own"
     );
-    assert_eq!(counter(&ingest, "frames_analysed_total").await, 0);
-    let analysed = counter(&worker, "frames_analysed_total").await;
+    assert_eq!(analysis_metric(&ingest, "frames_analysed_total").await, 0);
+    let analysed = analysis_metric(&worker, "frames_analysed_total").await;
     assert!(analysed >= segments as u64, "{analysed} frames");
     let (duplicates, frames) = stored(&store_url, &ingest.stream_id).await;
     assert_eq!((duplicates, frames as u64), (0, analysed));
-    assert_eq!(counter(&ingest, "batch_segments_unpushed_total").await, 0);
+    assert_eq!(
+        analysis_metric(&ingest, "batch_segments_unpushed_total").await,
+        0
+    );
     // Each segment's shared copy is deleted once its job is done.
     let started = Instant::now();
     while !gcs.objects(bucket).await.is_empty() {
@@ -303,10 +284,7 @@ async fn ingest_analysis_and_api_hosts_share_batch_work_through_redis_and_cloud_
     api.stop().await;
     worker.stop().await;
     ingest.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_test_database(&admin, &db).await;
 }
 
 /// Not a test by itself: the worker process that [`a_worker_killed_mid_job`] starts (this test
@@ -407,7 +385,7 @@ async fn a_worker_killed_mid_job_has_its_job_redelivered_and_analysed_once() {
     );
     // What the second worker analysed: the frames the killed one had not finished, and the
     // ones it had (stored once: their results were there already).
-    let analysed = counter(&worker, "frames_analysed_total").await as i64;
+    let analysed = analysis_metric(&worker, "frames_analysed_total").await as i64;
     assert!(analysed <= frames, "{analysed} analysed, {frames} stored");
     assert!(
         std::fs::read_dir(folder.path().join(&ingest.stream_id))
@@ -419,8 +397,5 @@ async fn a_worker_killed_mid_job_has_its_job_redelivered_and_analysed_once() {
 
     worker.stop().await;
     ingest.stop().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_test_database(&admin, &db).await;
 }

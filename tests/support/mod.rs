@@ -815,6 +815,37 @@ impl TestServer {
     }
 }
 
+/// Drops a database [`postgres_test_database`] made.
+pub async fn drop_test_database(admin: &sqlx::AnyPool, db: &str) {
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(admin)
+        .await
+        .unwrap();
+}
+
+/// A counter or gauge from a server's `/metrics` (`media_analyzer_analysis_{name}`).
+pub async fn analysis_metric(server: &TestServer, name: &str) -> u64 {
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200, "{metrics}");
+    metric(&metrics, &format!("media_analyzer_analysis_{name}"))
+}
+
+/// Puts a stream in batch mode, analysing every `every`th frame.
+pub async fn set_batch(store: &store::Store, stream: &str, every: u32) {
+    let tenant = store.stream_tenant(stream).await.unwrap().unwrap();
+    let settings = store::AnalysisSettings {
+        mode: store::AnalysisMode::Batch,
+        every,
+    };
+    assert!(
+        store
+            .set_analysis(&tenant, stream, settings)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// A throwaway database on the test PostgreSQL (127.0.0.1:5432, or
 /// `MEDIA_ANALYZER_TEST_POSTGRES`): its URL, its name, and an admin pool to drop it with
 /// `DROP DATABASE … WITH (FORCE)`.

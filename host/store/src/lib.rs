@@ -955,15 +955,7 @@ impl Store {
 
     /// Queued jobs that never reached the work queue engine, oldest first.
     pub async fn unpushed_batch_jobs(&self, limit: i64) -> Result<Vec<BatchJob>> {
-        let rows = sqlx::query(
-            "SELECT stream_id, segment_seq, every, queued_at FROM analysis_jobs \
-             WHERE state = 'queued' AND pushed_at IS NULL \
-             ORDER BY queued_at, stream_id, segment_seq LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(batch_job_from).collect()
+        self.queued_jobs(limit, true).await
     }
 
     /// Extends `host`'s lease on a job it runs to `until`; `false` when the lease is no longer
@@ -1024,11 +1016,18 @@ impl Store {
 
     /// The oldest queued jobs, across streams.
     pub async fn queued_batch_jobs(&self, limit: i64) -> Result<Vec<BatchJob>> {
+        self.queued_jobs(limit, false).await
+    }
+
+    /// The oldest queued jobs (`unpushed`: only those not yet pushed to a work queue engine).
+    async fn queued_jobs(&self, limit: i64, unpushed: bool) -> Result<Vec<BatchJob>> {
         let rows = sqlx::query(
             "SELECT stream_id, segment_seq, every, queued_at FROM analysis_jobs \
-             WHERE state = 'queued' ORDER BY queued_at, stream_id, segment_seq LIMIT $1",
+             WHERE state = 'queued' AND ($2 = 0 OR pushed_at IS NULL) \
+             ORDER BY queued_at, stream_id, segment_seq LIMIT $1",
         )
         .bind(limit)
+        .bind(unpushed as i64)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(batch_job_from).collect()
