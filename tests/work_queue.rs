@@ -311,6 +311,222 @@ async fn child_worker() {
     }
 }
 
+/// Starts [`child_worker`] in a process of its own on `shared`; returns it and its HTTP base URL
+/// once it serves.
+fn spawn_child_worker(shared: &Shared) -> (Child, String) {
+    use std::io::BufRead;
+    let settings = serde_json::json!({
+        "store": shared.store,
+        "bus": shared.bus,
+        "segments": shared.segments,
+    })
+    .to_string();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_worker", "--ignored", "--nocapture"])
+        .env(CHILD, settings)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    // Reads the child's stdout to its end, so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("worker ") {
+                let _ = sender.send(url.to_string());
+            }
+        }
+    });
+    let url = receiver
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the child worker serves within 60 s");
+    (child, url)
+}
+
+/// The resident memory of process `pid` now, in bytes (Linux `/proc`).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+/// Frames in the stream's HLS segments on the ingest host's disk (every segment, not only the
+/// live playlist's window), counted by ffprobe.
+async fn frames_in_segments(ingest: &TestServer) -> i64 {
+    let dir = ingest.hls_dir(&ingest.stream_id);
+    let mut total = 0;
+    for name in segment_files(&dir) {
+        let out = tokio::process::Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(dir.join(&name))
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // MPEG-TS lists the stream under its program too: the same count twice.
+        total += text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(',')
+            .parse::<i64>()
+            .unwrap_or_else(|_| panic!("ffprobe counted no frames in {name}: {text:?}"));
+    }
+    total
+}
+
+/// Overload: a batch-mode stream published as fast as the socket takes it (no `-re`), every frame to
+/// be analysed, queues work many times faster than one worker process analyses it. The queue
+/// holds the backlog, not the hosts: the worker's memory stays flat while dozens of jobs wait,
+/// every job ends done after one attempt, and every frame of every segment has its results
+/// stored exactly once when the backlog has drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_over_ten_times_the_workers_pace_is_kept_and_drains() {
+    let redis = RedisServer::start(None);
+    let (store_url, db, admin) = postgres_test_database("ma_e2e_overload").await;
+    let folder = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        store: store_url.clone(),
+        bus: redis.url(),
+        segments: format!("file://{}", folder.path().display()),
+        storage_emulator: None,
+    };
+    let ingest = TestServer::start_with(|c| {
+        shared.apply(c, Role::Ingest);
+        c.analysis = false;
+        c.hls.target_duration = Duration::from_secs(1);
+    })
+    .await;
+    let store = ingest.store();
+    set_batch(&store, &ingest.stream_id, 1).await;
+    let (mut child, worker_url) = spawn_child_worker(&shared);
+    let worker_pid = child.id();
+    let idle_rss = resident_bytes(worker_pid);
+
+    // 12 s of video, encoded first, then published as fast as the socket takes it.
+    let clip = folder.path().join("clip.flv");
+    let encoded = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-loop",
+            "1",
+            "-i",
+        ])
+        .arg(fixture_photo("coffee"))
+        .args([
+            "-t",
+            "12",
+            "-vf",
+            "scale=640:360,format=yuv420p",
+            "-r",
+            "30",
+        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg");
+    assert!(encoded.success());
+    let publishing = Instant::now();
+    let publisher = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(&clip)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(ingest.rtmp_url(&ingest.stream_key))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("ffmpeg");
+    assert!(publisher.success());
+    let published_in = publishing.elapsed();
+    ingest
+        .wait_for_playlist(Duration::from_secs(10), |p| p.contains("#EXT-X-ENDLIST"))
+        .await;
+    let segments = segment_files(&ingest.hls_dir(&ingest.stream_id)).len() as i64;
+    let waiting_at_end = store.batch_queue_depth(None).await.unwrap();
+
+    // While it drains: the worker's memory, sampled.
+    let mut peak_rss = idle_rss;
+    let started = Instant::now();
+    let mut first_done_rss = None;
+    loop {
+        let depth = store.batch_queue_depth(None).await.unwrap();
+        peak_rss = peak_rss.max(resident_bytes(worker_pid));
+        if depth.done >= 1 && first_done_rss.is_none() {
+            first_done_rss = Some(resident_bytes(worker_pid));
+        }
+        if depth.done + depth.failed >= segments {
+            assert_eq!(depth.failed, 0, "{depth:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the backlog did not drain in 240 s: {depth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained_in = started.elapsed() + published_in;
+    let frames = frames_in_segments(&ingest).await;
+    // The pace of each side, from the same run: frames queued per second of publishing, frames
+    // analysed per second of the worker's time.
+    let analysed = http_get(&format!("{worker_url}/metrics"), None).await.1;
+    let analysed = metric(&analysed, "media_analyzer_analysis_frames_analysed_total") as i64;
+    let queued_per_s = frames as f64 / published_in.as_secs_f64();
+    let analysed_per_s = analysed as f64 / drained_in.as_secs_f64();
+    let overload = queued_per_s / analysed_per_s;
+    println!(
+        "{segments} segments, {frames} frames queued in {published_in:?} ({queued_per_s:.0}/s); \
+         analysed in {drained_in:?} ({analysed_per_s:.1}/s): {overload:.1}× the worker's pace; \
+         worker memory idle {} MiB, after its first job {} MiB, peak {} MiB",
+        idle_rss >> 20,
+        first_done_rss.unwrap_or_default() >> 20,
+        peak_rss >> 20
+    );
+    assert!(
+        overload >= 10.0,
+        "the input came only {overload:.1}× too fast"
+    );
+    assert!(
+        waiting_at_end.queued >= segments / 2,
+        "the backlog was in the queue when publishing ended: {waiting_at_end:?} of {segments}"
+    );
+    // Bounded: the worker holds one job at a time, whatever waits behind it.
+    let settled = first_done_rss.expect("a first job was seen done");
+    assert!(
+        peak_rss <= settled + (128 << 20),
+        "the worker's memory grew with the backlog: {} MiB after its first job, peak {} MiB",
+        settled >> 20,
+        peak_rss >> 20
+    );
+    // Nothing lost, nothing twice.
+    let per_segment = attempts(&store_url, &ingest.stream_id).await;
+    assert_eq!(per_segment.len() as i64, segments);
+    assert!(
+        per_segment.iter().all(|(_, n, queued)| *n == 1 && !queued),
+        "{per_segment:?}"
+    );
+    let (duplicates, stored_frames) = stored(&store_url, &ingest.stream_id).await;
+    assert_eq!(duplicates, 0);
+    assert_eq!(stored_frames, frames, "every frame of every segment, once");
+    assert_eq!(analysed, frames);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ingest.stop().await;
+    drop_test_database(&admin, &db).await;
+}
+
 /// A worker process killed with SIGKILL while it analyses a segment: its job stays claimed by
 /// it on Redis until the claim runs out (30 s), then another worker takes it over and analyses
 /// it again. Every job ends done; the killed one took two attempts, the others one; every
@@ -336,19 +552,7 @@ async fn a_worker_killed_mid_job_has_its_job_redelivered_and_analysed_once() {
     set_batch(&store, &ingest.stream_id, 1).await;
     let segments = publish_and_close(&ingest, 6).await;
 
-    let settings = serde_json::json!({
-        "store": store_url,
-        "bus": redis.url(),
-        "segments": shared.segments,
-    })
-    .to_string();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_worker", "--ignored", "--nocapture"])
-        .env(CHILD, settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, _) = spawn_child_worker(&shared);
     // Mid-job: a segment has started and some of its frames are stored.
     let started = Instant::now();
     let killed_segment = loop {

@@ -8,6 +8,7 @@ mod bench_host;
 pub mod component;
 pub mod config;
 pub mod gcp_log;
+pub mod health;
 pub mod serve;
 mod services;
 

@@ -77,6 +77,25 @@ enum Command {
         #[command(subcommand)]
         command: ComponentCommand,
     },
+    /// Ask a running server whether it is ready (`/readyz`): exit 0 when it is, 1 with the reason
+    /// when not. The container image's health check.
+    Health {
+        /// The server's HTTP address, as given to `serve --http` (a wildcard address is asked on
+        /// loopback).
+        #[arg(
+            long,
+            env = "MEDIA_ANALYZER_HTTP",
+            default_value = "127.0.0.1:8080",
+            value_name = "ADDR"
+        )]
+        http: std::net::SocketAddr,
+        /// The path to ask.
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+        /// Give up after this many seconds (connecting, and again reading).
+        #[arg(long, default_value_t = 3.0)]
+        timeout_seconds: f64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +283,23 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Health {
+            http,
+            path,
+            timeout_seconds,
+        } => {
+            let timeout = std::time::Duration::try_from_secs_f64(timeout_seconds)
+                .ok()
+                .filter(|t| !t.is_zero() && t.as_secs() <= 60)
+                .ok_or_else(|| anyhow::anyhow!("--timeout-seconds must be in (0, 60]"))?;
+            let addr = media_analyzer::health::local_address(http).to_string();
+            tokio::task::spawn_blocking(move || {
+                media_analyzer::health::check(&addr, &path, timeout)
+            })
+            .await??;
+            println!("ready");
+            Ok(())
+        }
         Command::Serve(args) => {
             let config = Config::load(&args, cli.log_format)?;
             init_logging(config.log_format);

@@ -844,8 +844,8 @@ impl Store {
             Backend::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE analysis_jobs SET lease_owner = $1, leased_until = $2, attempts = attempts + 1 \
-             WHERE (stream_id, segment_seq) IN (SELECT stream_id, segment_seq FROM analysis_jobs \
+            "UPDATE analysis_jobs SET lease_owner = $1, leased_until = $2, attempts = attempts + 1, \
+             started_at = $3 WHERE (stream_id, segment_seq) IN (SELECT stream_id, segment_seq FROM analysis_jobs \
              WHERE state = 'queued' AND (host IS NULL OR host = $1) \
              AND (leased_until IS NULL OR leased_until <= $3) \
              ORDER BY queued_at, stream_id, segment_seq LIMIT 1{lock}) \
@@ -879,12 +879,13 @@ impl Store {
         at: i64,
     ) -> Result<(Option<BatchJob>, JobStart)> {
         let Some(row) = sqlx::query(
-            "UPDATE analysis_jobs SET attempts = attempts + 1 \
+            "UPDATE analysis_jobs SET attempts = attempts + 1, started_at = $3 \
              WHERE stream_id = $1 AND segment_seq = $2 AND state = 'queued' \
              RETURNING stream_id, segment_seq, every, queued_at, attempts",
         )
         .bind(stream_id)
         .bind(segment_seq)
+        .bind(at)
         .fetch_optional(&self.pool)
         .await?
         else {

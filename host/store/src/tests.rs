@@ -410,6 +410,16 @@ async fn batch_queue_checks(store: &Store) -> Result<()> {
         JobStart::Run { attempt: 1 },
         "the interrupted attempt was taken back"
     );
+    let started: Option<i64> = sqlx::Row::try_get(
+        &sqlx::query(
+            "SELECT started_at FROM analysis_jobs WHERE stream_id = $1 AND segment_seq = 2",
+        )
+        .bind(&s.id)
+        .fetch_one(&store.pool)
+        .await?,
+        0,
+    )?;
+    assert_eq!(started, Some(52), "the latest attempt's start is recorded");
     store
         .finish_batch_job(job.as_ref().unwrap(), Ok(3), 53)
         .await?;
