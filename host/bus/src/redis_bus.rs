@@ -1,5 +1,6 @@
 //! Redis: `PUBLISH` on `ma:events:{tenant}:{stream}` for live fan-out (subscribers use the pattern
-//! `ma:events:*`), and `XADD ma:replay:{tenant}:{stream} MAXLEN ~ N` for replay, in one pipeline.
+//! `ma:events:*`), and `XADD ma:replay:{tenant}:{stream} MAXLEN ~ N` for replay, in one pipeline;
+//! detections also on `ma:detections:{tenant}`, the channel a Spin Redis trigger subscribes to.
 //! The publishing connection is a `ConnectionManager` (reconnects by itself with backoff); the
 //! subscribing connection is re-established by our own loop, which then reports a resubscription.
 
@@ -13,10 +14,13 @@ use redis::streams::{StreamMaxlen, StreamRangeReply};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::{BusError, BusStats, Delivery, Envelope, Result, deliver, reconnect_delay};
+use crate::{BusError, BusStats, Delivery, Envelope, Event, Result, deliver, reconnect_delay};
 
 const CHANNEL_PREFIX: &str = "ma:events:";
 const REPLAY_PREFIX: &str = "ma:replay:";
+/// Every detections event of a tenant, on one channel: what a Spin Redis trigger (which subscribes
+/// to one named channel, not a pattern) listens to.
+const TENANT_DETECTIONS_PREFIX: &str = "ma:detections:";
 /// Replay reads at most this many entries.
 const REPLAY_MAX: usize = 10_000;
 
@@ -62,6 +66,13 @@ impl RedisBus {
             &payload,
         )
         .ignore();
+        if matches!(envelope.event, Event::Detections(_)) {
+            pipe.publish(
+                format!("{TENANT_DETECTIONS_PREFIX}{}", envelope.tenant),
+                &payload,
+            )
+            .ignore();
+        }
         if !envelope.event.for_viewers() {
             // A signal between hosts: nothing to replay to a viewer later.
             return pipe.exec_async(&mut connection).await.map_err(redis_error);

@@ -161,6 +161,46 @@ async fn redis_round_trip_and_replay() {
     );
 }
 
+/// Detections also go to the tenant's own channel `ma:detections:{tenant}` (what a Spin Redis
+/// trigger subscribes to: one named channel); other events and other tenants' detections do not.
+#[tokio::test]
+async fn redis_detections_reach_the_tenant_channel_and_nothing_else_does() {
+    use futures::StreamExt;
+    let url = redis_url();
+    let bus = Bus::connect(&url.parse().unwrap()).await.unwrap();
+    let (tenant, other) = (unique("ten_"), unique("ten_"));
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub
+        .subscribe(format!("ma:detections:{tenant}"))
+        .await
+        .unwrap();
+    let offline = Envelope::new(
+        &tenant,
+        Event::Stream(crate::StreamChange {
+            stream: "str_s".into(),
+            state: "offline".into(),
+            at: "2026-12-04T00:00:00Z".into(),
+        }),
+    );
+    bus.publish(&offline).await.unwrap();
+    bus.publish(&detections(&other, "str_s", 1)).await.unwrap();
+    bus.publish(&detections(&tenant, "str_s", 7)).await.unwrap();
+    let mut messages = pubsub.on_message();
+    let first = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .expect("a message within 5 s")
+        .unwrap();
+    let envelope = Envelope::from_json(first.get_payload_bytes()).unwrap();
+    assert_eq!(envelope, detections(&tenant, "str_s", 7));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), messages.next())
+            .await
+            .is_err(),
+        "nothing else on the channel"
+    );
+}
+
 /// A control signal (tenant-wide, no stream) reaches subscribers as it was sent.
 async fn control_round_trip(bus: &Bus, tenant: &str) {
     let mut rx = bus.subscribe().await.unwrap();

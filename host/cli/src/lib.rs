@@ -11,6 +11,7 @@ pub mod gcp_log;
 pub mod health;
 pub mod serve;
 mod services;
+pub mod spin;
 
 pub use config::{Config, LogFormat, ServeArgs};
 pub use serve::{FirstStart, Running, start};

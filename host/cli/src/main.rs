@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: ComponentCommand,
     },
+    /// Run a Spin application's Redis-triggered components (spin.toml) on this host's sandbox.
+    Spin {
+        #[command(subcommand)]
+        command: SpinCommand,
+    },
     /// Ask a running server whether it is ready (`/readyz`): exit 0 when it is, 1 with the reason
     /// when not. The container image's health check.
     Health {
@@ -126,6 +131,24 @@ enum ComponentCommand {
         tenant: Option<String>,
         #[command(flatten)]
         args: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpinCommand {
+    /// Subscribe each `[[trigger.redis]]` to its channel and call its component per message, as
+    /// `spin up` does (manifest version 2, Redis triggers, spin-sdk 5.x components).
+    Up {
+        /// The application manifest.
+        #[arg(long = "from", short = 'f', default_value = "spin.toml")]
+        manifest: std::path::PathBuf,
+        /// An application variable, NAME=VALUE (repeat for several); also SPIN_VARIABLE_NAME.
+        #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = parse_setting)]
+        variables: Vec<(String, String)>,
+        /// A folder of built components: a component's `source` is taken from it by file name
+        /// when it is there (default: the build's components folder).
+        #[arg(long, env = "MEDIA_ANALYZER_COMPONENTS", value_name = "DIR")]
+        components: Option<std::path::PathBuf>,
     },
 }
 
@@ -283,6 +306,22 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Spin {
+            command:
+                SpinCommand::Up {
+                    manifest,
+                    variables,
+                    components,
+                },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            media_analyzer::spin::up(media_analyzer::spin::SpinUp {
+                manifest,
+                variables,
+                components: Some(analysis::components_dir(components.as_deref())),
+            })
+            .await
+        }
         Command::Health {
             http,
             path,

@@ -70,6 +70,8 @@ pub struct CallState {
     pub(crate) config: SandboxConfig,
     /// A trigger call's state (its tenant's and component's); `None` for detectors.
     pub(crate) rule_state: Option<Arc<crate::trigger::RuleState>>,
+    /// A Spin component's variables and allowed Redis addresses; `None` for our own worlds.
+    pub(crate) spin: Option<crate::spin::SpinScope>,
 }
 
 impl CallState {
@@ -102,6 +104,7 @@ impl CallState {
             deadline: Instant::now() + config.deadline,
             config: config.clone(),
             rule_state: None,
+            spin: None,
         }
     }
 

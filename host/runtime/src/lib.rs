@@ -16,6 +16,8 @@ pub mod engine;
 pub mod host;
 mod poll;
 pub mod registry;
+pub mod spin;
+pub mod spin_app;
 pub mod trigger;
 pub mod upload;
 
@@ -96,6 +98,8 @@ pub enum CallError {
     HostPanic(String),
     #[error("could not start the component: {0}")]
     Instantiate(String),
+    #[error("the input is {bytes} bytes, more than the limit of {limit}")]
+    InputTooLarge { bytes: usize, limit: usize },
 }
 
 /// A compiled detector, ready to instantiate.
