@@ -242,10 +242,9 @@ fn logo_folder(
     Ok((models, brands))
 }
 
-pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
-    if options.every == 0 {
-        bail!("--every must be at least 1");
-    }
+/// The runtime and components `options` ask for: bundled ones by name (the defaults when none),
+/// the logo matcher with `logos`, and components of one's own.
+pub(crate) fn bundle_for(options: &AnalyzeOptions) -> anyhow::Result<Bundle> {
     let mut names: Vec<&str> = if options.components.is_empty() && options.logos.is_some() {
         Vec::new()
     } else if options.components.is_empty() {
@@ -295,6 +294,21 @@ pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
             components.push(own_component(&runtime, path, &options.config)?);
         }
     }
+
+    Ok(Bundle {
+        runtime,
+        components,
+    })
+}
+
+pub fn analyze(options: &AnalyzeOptions) -> anyhow::Result<Summary> {
+    if options.every == 0 {
+        bail!("--every must be at least 1");
+    }
+    let Bundle {
+        runtime,
+        components,
+    } = bundle_for(options)?;
 
     // Decoding runs on its own thread, a few frames ahead of analysis, so the two overlap.
     let (frames_tx, frames_rx) =

@@ -33,6 +33,7 @@ pub mod pipelines;
 pub mod segment_store;
 pub mod stats;
 pub mod tenant_models;
+pub mod vision;
 
 pub use activity::ComponentActivity;
 pub use batch::{

@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: ComponentCommand,
     },
+    /// Compare our components with a cloud service on the same frames.
+    Compare {
+        #[command(subcommand)]
+        with: CompareCommand,
+    },
     /// Run a Spin application's Redis-triggered components (spin.toml) on this host's sandbox.
     Spin {
         #[command(subcommand)]
@@ -131,6 +136,49 @@ enum ComponentCommand {
         tenant: Option<String>,
         #[command(flatten)]
         args: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CompareCommand {
+    /// Google Cloud Vision (OBJECT_LOCALIZATION, LOGO_DETECTION) on frames sampled from FILE, beside
+    /// our components on the same frames: agreement per label and brand, time and cost per 1,000
+    /// frames. Needs Google credentials (Application Default Credentials) and the Vision API
+    /// enabled; says what is missing otherwise.
+    Vision {
+        /// A video file, or an http(s) URL such as an HLS playlist.
+        input: String,
+        /// One frame every this many seconds.
+        #[arg(long, default_value_t = 2.0)]
+        every_seconds: f64,
+        /// At most this many frames (each is one unit of each Vision feature).
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+        /// Our components (default: object-detector,brand-text; with --logos the logo matcher too).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "object-detector,brand-text"
+        )]
+        components: Vec<String>,
+        /// Reference logos for the logo matcher (as `analyze --logos`).
+        #[arg(long, value_name = "DIR")]
+        logos: Option<std::path::PathBuf>,
+        /// Folder with the built components.
+        #[arg(long, value_name = "DIR")]
+        components_dir: Option<std::path::PathBuf>,
+        /// An API-compatible server instead of https://vision.googleapis.com (no credentials).
+        #[arg(long, env = "MEDIA_ANALYZER_VISION_ENDPOINT", value_name = "URL")]
+        vision_endpoint: Option<String>,
+        /// Vision's list price per 1,000 units (USD): OBJECT_LOCALIZATION,LOGO_DETECTION.
+        #[arg(long, value_delimiter = ',', default_value = "2.25,1.50")]
+        vision_prices: Vec<f64>,
+        /// What a vCPU-hour costs where our analysis runs (USD; default: an e2-standard vCPU).
+        #[arg(long, default_value_t = 0.0335)]
+        cpu_hour_price: f64,
+        /// Also write the comparison as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -306,6 +354,58 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Compare {
+            with:
+                CompareCommand::Vision {
+                    input,
+                    every_seconds,
+                    frames,
+                    components,
+                    logos,
+                    components_dir,
+                    vision_endpoint,
+                    vision_prices,
+                    cpu_hour_price,
+                    json,
+                },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let [objects, logos_price] = vision_prices[..] else {
+                anyhow::bail!(
+                    "--vision-prices takes two prices: OBJECT_LOCALIZATION,LOGO_DETECTION"
+                );
+            };
+            let mut components = components;
+            if logos.is_some() && !components.iter().any(|c| c == "logo-matcher") {
+                components.push("logo-matcher".into());
+            }
+            let options = analysis::vision::CompareOptions {
+                analyze: analysis::file::AnalyzeOptions {
+                    input,
+                    components,
+                    wasm: Vec::new(),
+                    config: Vec::new(),
+                    logos,
+                    every: 1,
+                    json: None,
+                    components_dir: analysis::components_dir(components_dir.as_deref()),
+                    accelerator: inference::Accelerator::Auto,
+                    progress: false,
+                },
+                every_seconds,
+                max_frames: frames,
+                endpoint: vision_endpoint,
+                vision_prices: (objects, logos_price),
+                cpu_hour_price,
+            };
+            let comparison = analysis::vision::compare(options).await?;
+            println!("{}", comparison.table());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&comparison)?)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            }
+            Ok(())
+        }
         Command::Spin {
             command:
                 SpinCommand::Up {
