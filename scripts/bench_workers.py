@@ -126,14 +126,17 @@ class Deployment:
                                 "ORDER BY segment_seq")
         return [r.split("|") for r in rows.splitlines() if r]
 
-    def wait_done(self, name, segments_at_least, limit=900):
-        """The stream's jobs once its playlist has ended and none is still queued."""
-        playlist = os.path.join(self.work, "ingest", "hls", self.streams[name][1], "index.m3u8")
+    def wait_done(self, name, limit=900):
+        """The stream's jobs, once its playlist has ended and every segment on disk has a job
+        that is no longer queued."""
+        folder = os.path.join(self.work, "ingest", "hls", self.streams[name][1])
+        playlist = os.path.join(folder, "index.m3u8")
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             ended = os.path.exists(playlist) and "#EXT-X-ENDLIST" in open(playlist).read()
+            segments = len([f for f in os.listdir(folder) if f.endswith(".ts")]) if ended else -1
             jobs = self.jobs(name)
-            if ended and len(jobs) >= segments_at_least and all(j[4] != "queued" for j in jobs):
+            if ended and len(jobs) >= segments and all(j[4] != "queued" for j in jobs):
                 return jobs
             time.sleep(0.25)
         raise SystemExit(f"the workers did not finish within {limit} s")
@@ -151,12 +154,6 @@ class Deployment:
         psql(PG_ADMIN, f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
 
 
-def segments_in(clip, seconds_per_segment=2.0):
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", clip],
-                         capture_output=True, text=True, check=True).stdout
-    return int(float(out) / seconds_per_segment)
-
-
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -168,11 +165,11 @@ def run(binary, burst_clip, live_clip, workers, every):
         try:
             cpu0, t0 = cpu_seconds(d.worker_pids), time.monotonic()
             d.publish(burst_clip, "burst")
-            burst = d.wait_done("burst", segments_in(burst_clip) - 1)
+            burst = d.wait_done("burst")
             cpu = cpu_seconds(d.worker_pids) - cpu0
             wall = time.monotonic() - t0
             d.publish(live_clip, "live")
-            live = d.wait_done("live", segments_in(live_clip) - 1)
+            live = d.wait_done("live")
         finally:
             d.close()
     done = [j for j in burst if j[4] == "done"]
@@ -196,7 +193,7 @@ def run(binary, burst_clip, live_clip, workers, every):
 def make_clip(source, path, seconds):
     if os.path.exists(path):
         return path
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-loop", "1", "-i", source,
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "30", "-i", source,
                     "-vf", "scale=1280:720,format=yuv420p,noise=alls=6:allf=t", "-r", "30", "-t", str(seconds),
                     "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-f", "flv", path + ".tmp"], check=True)
     os.rename(path + ".tmp", path)
@@ -217,7 +214,7 @@ def main():
     photo = os.path.join(args.cache, "..", "fixtures", "coffee.png")
     burst = make_clip(photo, os.path.join(args.cache, f"workers-720p30-{args.seconds}s.flv"), args.seconds)
     live = make_clip(photo, os.path.join(args.cache, "workers-720p30-20s.flv"), 20)
-    print(f"\nBatch workers on Redis Streams: 720p30 H.264, every {args.every}th frame analysed, 2 s segments, "
+    print(f"\nBatch workers on Redis Streams: 720p30 H.264, 1 frame in {args.every} analysed, 2 s segments, "
           f"{args.seconds} s burst + 20 s live-paced, {os.cpu_count()} cores\n")
     print("| workers | segments/s | analysed frames/s | vs. 1 worker | worker CPU (cores) | burst span (s) | "
           "queue wait p50 / p99 (s) | queued → stored p50 / p99 (s) | one segment (s) | retried |")

@@ -412,7 +412,7 @@ async fn a_backlog_over_ten_times_the_workers_pace_is_kept_and_drains() {
     let worker_pid = child.id();
     let idle_rss = resident_bytes(worker_pid);
 
-    // 12 s of video, encoded first, then published as fast as the socket takes it.
+    // 10 s of video, encoded first, then published as fast as the socket takes it.
     let clip = folder.path().join("clip.flv");
     let encoded = Command::new("ffmpeg")
         .args([
@@ -422,12 +422,14 @@ async fn a_backlog_over_ten_times_the_workers_pace_is_kept_and_drains() {
             "-nostdin",
             "-loop",
             "1",
+            "-framerate",
+            "30",
             "-i",
         ])
         .arg(fixture_photo("coffee"))
         .args([
             "-t",
-            "12",
+            "10",
             "-vf",
             "scale=640:360,format=yuv420p",
             "-r",
