@@ -53,15 +53,6 @@ async fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A port on 127.0.0.1 that nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Follows the container's log (stdout and stderr) until the `API key:` and `Stream key:` lines.
 async fn first_start_keys(name: &str, within: Duration) -> (String, String) {
     let mut logs = Command::new("docker")

@@ -15,79 +15,6 @@ use store::Store;
 /// Names the child worker process's settings (see [`child_worker`]).
 const CHILD: &str = "E2E_WORK_QUEUE_CHILD";
 
-/// The Cloud Storage emulator (PyPI `gcp-storage-emulator`, in the venv `scripts/setup` makes),
-/// in memory, on a free port, with one bucket.
-struct StorageEmulator {
-    child: Child,
-    /// `http://127.0.0.1:PORT`
-    url: String,
-}
-
-impl Drop for StorageEmulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl StorageEmulator {
-    fn start(bucket: &str) -> Self {
-        let binary = std::env::var("MEDIA_ANALYZER_STORAGE_EMULATOR").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_default();
-            format!("{home}/.cache/media-analyzer/venv/bin/gcp-storage-emulator")
-        });
-        let port = free_port();
-        let child = Command::new(&binary)
-            .args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--default-bucket", bucket, "--in-memory", "--quiet"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "the storage emulator at {binary} is required (scripts/setup installs it): {e}"
-                )
-            });
-        let emulator = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the storage emulator did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        emulator
-    }
-
-    /// The names of the objects in `bucket`.
-    async fn objects(&self, bucket: &str) -> Vec<String> {
-        let (status, body) = http_get(&format!("{}/storage/v1/b/{bucket}/o", self.url), None).await;
-        assert_eq!(status, 200, "{body}");
-        let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
-        listing["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i["name"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Where the hosts of one test meet.
 #[derive(Clone)]
 struct Shared {
@@ -287,6 +214,53 @@ async fn ingest_analysis_and_api_hosts_share_batch_work_through_redis_and_cloud_
     drop_test_database(&admin, &db).await;
 }
 
+/// What the overload and the kill tests start from: Redis, a PostgreSQL database, a shared folder
+/// for segments, and an ingest host that does not analyse, its stream in batch mode on every
+/// frame (`tweak` adjusts the ingest host's config further).
+struct FolderFleet {
+    _redis: RedisServer,
+    store_url: String,
+    db: String,
+    admin: sqlx::AnyPool,
+    folder: tempfile::TempDir,
+    shared: Shared,
+    ingest: TestServer,
+    store: Store,
+}
+
+async fn folder_fleet(
+    db_prefix: &str,
+    tweak: impl FnOnce(&mut media_analyzer::Config),
+) -> FolderFleet {
+    let redis = RedisServer::start(None);
+    let (store_url, db, admin) = postgres_test_database(db_prefix).await;
+    let folder = tempfile::tempdir().unwrap();
+    let shared = Shared {
+        store: store_url.clone(),
+        bus: redis.url(),
+        segments: format!("file://{}", folder.path().display()),
+        storage_emulator: None,
+    };
+    let ingest = TestServer::start_with(|c| {
+        shared.apply(c, Role::Ingest);
+        c.analysis = false;
+        tweak(c);
+    })
+    .await;
+    let store = ingest.store();
+    set_batch(&store, &ingest.stream_id, 1).await;
+    FolderFleet {
+        _redis: redis,
+        store_url,
+        db,
+        admin,
+        folder,
+        shared,
+        ingest,
+        store,
+    }
+}
+
 /// Not a test by itself: the worker process that [`a_worker_killed_mid_job`] starts (this test
 /// binary again, running only this function) and kills with SIGKILL. It serves `--role analyze`
 /// until it is killed.
@@ -391,23 +365,19 @@ async fn frames_in_segments(ingest: &TestServer) -> i64 {
 /// stored exactly once when the backlog has drained.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_over_ten_times_the_workers_pace_is_kept_and_drains() {
-    let redis = RedisServer::start(None);
-    let (store_url, db, admin) = postgres_test_database("ma_e2e_overload").await;
-    let folder = tempfile::tempdir().unwrap();
-    let shared = Shared {
-        store: store_url.clone(),
-        bus: redis.url(),
-        segments: format!("file://{}", folder.path().display()),
-        storage_emulator: None,
-    };
-    let ingest = TestServer::start_with(|c| {
-        shared.apply(c, Role::Ingest);
-        c.analysis = false;
-        c.hls.target_duration = Duration::from_secs(1);
+    let FolderFleet {
+        _redis,
+        store_url,
+        db,
+        admin,
+        folder,
+        shared,
+        ingest,
+        store,
+    } = folder_fleet("ma_e2e_overload", |c| {
+        c.hls.target_duration = Duration::from_secs(1)
     })
     .await;
-    let store = ingest.store();
-    set_batch(&store, &ingest.stream_id, 1).await;
     let (mut child, worker_url) = spawn_child_worker(&shared);
     let worker_pid = child.id();
     let idle_rss = resident_bytes(worker_pid);
@@ -535,23 +505,17 @@ async fn a_backlog_over_ten_times_the_workers_pace_is_kept_and_drains() {
 /// analysed frame's results are stored once, also those the killed worker stored before it died.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_has_its_job_redelivered_and_analysed_once() {
-    let redis = RedisServer::start(None);
-    let (store_url, db, admin) = postgres_test_database("ma_e2e_kill9").await;
-    let folder = tempfile::tempdir().unwrap();
-    let shared = Shared {
-        store: store_url.clone(),
-        bus: redis.url(),
-        segments: format!("file://{}", folder.path().display()),
-        storage_emulator: None,
-    };
-    let ingest = TestServer::start_with(|c| {
-        shared.apply(c, Role::Ingest);
-        c.analysis = false;
-    })
-    .await;
-    let store = ingest.store();
     // Every frame: a segment takes the worker seconds, so it is killed in the middle of one.
-    set_batch(&store, &ingest.stream_id, 1).await;
+    let FolderFleet {
+        _redis,
+        store_url,
+        db,
+        admin,
+        folder,
+        shared,
+        ingest,
+        store,
+    } = folder_fleet("ma_e2e_kill9", |_| {}).await;
     let segments = publish_and_close(&ingest, 6).await;
 
     let (mut child, _) = spawn_child_worker(&shared);

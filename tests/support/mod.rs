@@ -873,6 +873,96 @@ pub async fn postgres_test_database(prefix: &str) -> (String, String, sqlx::AnyP
     (format!("{base}/{db}"), db, admin)
 }
 
+/// The Cloud Storage emulator (PyPI `gcp-storage-emulator`, in the venv `scripts/setup` makes),
+/// in memory, on a free port, with one bucket.
+pub struct StorageEmulator {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Drop for StorageEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StorageEmulator {
+    pub fn start(bucket: &str) -> Self {
+        Self::start_on(bucket, free_port())
+    }
+
+    /// On `port` (an archive's tests start it where a server already sends).
+    pub fn start_on(bucket: &str, port: u16) -> Self {
+        let binary = std::env::var("MEDIA_ANALYZER_STORAGE_EMULATOR").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.cache/media-analyzer/venv/bin/gcp-storage-emulator")
+        });
+        let child = std::process::Command::new(&binary)
+            .args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--default-bucket", bucket, "--in-memory", "--quiet"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the storage emulator at {binary} is required (scripts/setup installs it): {e}"
+                )
+            });
+        let emulator = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the storage emulator did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        emulator
+    }
+
+    /// An object's bytes.
+    pub async fn object(&self, bucket: &str, name: &str) -> Vec<u8> {
+        let url = format!(
+            "{}/storage/v1/b/{bucket}/o/{}?alt=media",
+            self.url,
+            name.replace('/', "%2F")
+        );
+        let answer = reqwest::get(&url).await.unwrap();
+        assert_eq!(answer.status(), 200, "{url}");
+        answer.bytes().await.unwrap().to_vec()
+    }
+
+    /// The names of the objects in `bucket`.
+    pub async fn objects(&self, bucket: &str) -> Vec<String> {
+        let (status, body) = http_get(&format!("{}/storage/v1/b/{bucket}/o", self.url), None).await;
+        assert_eq!(status, 200, "{body}");
+        let listing: serde_json::Value = serde_json::from_str(&body).unwrap();
+        listing["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

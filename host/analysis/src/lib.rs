@@ -44,7 +44,7 @@ pub use bundle::{Bundle, ModelSettings, components_dir, default_components_dir, 
 pub use frame::{ComponentCall, FrameAnalysis, analyse_frame};
 pub use live::{LiveAnalysis, StreamModes};
 pub use pipelines::{PipelineError, StreamPipelines};
-pub use segment_store::{SegmentFile, SegmentStore};
+pub use segment_store::{CloudStorage, MAX_SEGMENT_BYTES, SegmentFile, SegmentStore};
 pub use stats::{AnalysisStats, Stage};
 pub use tenant_models::TenantModels;
 

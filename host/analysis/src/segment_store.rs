@@ -6,7 +6,7 @@
 //!   its ingest host and read back by whichever worker takes its job, then deleted once the job's
 //!   outcome is stored. Credentials: Application Default Credentials (Google's `google-cloud-auth`);
 //!   `STORAGE_EMULATOR_HOST=http://HOST:PORT` selects an emulator (no credentials). The requests are
-//!   the JSON API's media upload, `alt=media` download and delete — three calls, made here with the
+//!   the JSON API's multipart upload, `alt=media` download and delete — three calls, made here with the
 //!   HTTP client the webhooks use: `object_store` needs `ETag` headers on the XML API that the
 //!   emulator installable here does not send, and Google's storage crate deletes over gRPC, which it
 //!   does not speak.
@@ -87,40 +87,7 @@ impl SegmentStore {
             return Ok(Self::Local);
         };
         if let Some(rest) = url.strip_prefix("gs://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let prefix = prefix.trim_matches('/');
-            if bucket.is_empty() || !plain(bucket) || !plain(prefix) || prefix.contains("..") {
-                return Err(format!(
-                    "--segments {url}: expected gs://BUCKET[/PREFIX] (letters, digits, . _ - /)"
-                ));
-            }
-            let (base, credentials) = match emulator.filter(|h| !h.is_empty()) {
-                Some(host) if host.starts_with("http") => (host.to_string(), None),
-                Some(host) => (format!("http://{host}"), None),
-                None => {
-                    let credentials = google_cloud_auth::credentials::Builder::default()
-                        .build()
-                        .map_err(|e| {
-                            format!("--segments {url}: Google credentials (Application Default Credentials): {e}")
-                        })?;
-                    (
-                        "https://storage.googleapis.com".to_string(),
-                        Some(credentials),
-                    )
-                }
-            };
-            let http = reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(120))
-                .build()
-                .map_err(|e| format!("--segments {url}: {e}"))?;
-            return Ok(Self::Cloud(CloudStorage {
-                http,
-                base: base.trim_end_matches('/').to_string(),
-                bucket: bucket.to_string(),
-                prefix: prefix.to_string(),
-                credentials,
-            }));
+            return CloudStorage::open("--segments", rest, emulator).map(Self::Cloud);
         }
         if let Some(dir) = url.strip_prefix("file://") {
             std::fs::create_dir_all(dir).map_err(|e| format!("--segments {url}: {e}"))?;
@@ -135,8 +102,7 @@ impl SegmentStore {
         match self {
             Self::Local => "hls".into(),
             Self::Folder(dir) => format!("file://{}", dir.display()),
-            Self::Cloud(c) if c.prefix.is_empty() => format!("gs://{}", c.bucket),
-            Self::Cloud(c) => format!("gs://{}/{}", c.bucket, c.prefix),
+            Self::Cloud(cloud) => cloud.url(),
         }
     }
 
@@ -164,7 +130,9 @@ impl SegmentStore {
                 let data = tokio::fs::read(&file)
                     .await
                     .map_err(|e| format!("reading {}: {e}", file.display()))?;
-                cloud.upload(&cloud.object(stream, seq), data).await
+                cloud
+                    .upload(&cloud.object(stream, seq), "video/mp2t", data)
+                    .await
             }
         }
     }
@@ -221,6 +189,75 @@ fn segment_file(seq: i64) -> String {
 }
 
 impl CloudStorage {
+    /// The bucket and prefix of `gs://{rest}` (`BUCKET[/PREFIX]`), reached with Application
+    /// Default Credentials, or without credentials at `emulator` (`http://HOST:PORT` or
+    /// `HOST:PORT`, from `STORAGE_EMULATOR_HOST`). `flag`: the option named in errors.
+    pub fn open(flag: &str, rest: &str, emulator: Option<&str>) -> Result<Self, String> {
+        let url = format!("gs://{rest}");
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        if bucket.is_empty() || !plain(bucket) || !plain(prefix) || prefix.contains("..") {
+            return Err(format!(
+                "{flag} {url}: expected gs://BUCKET[/PREFIX] (letters, digits, . _ - /)"
+            ));
+        }
+        let (base, credentials) = match emulator.filter(|h| !h.is_empty()) {
+            Some(host) if host.starts_with("http") => (host.to_string(), None),
+            Some(host) => (format!("http://{host}"), None),
+            None => {
+                let credentials = google_cloud_auth::credentials::Builder::default()
+                    .build()
+                    .map_err(|e| {
+                        format!(
+                            "{flag} {url}: Google credentials (Application Default Credentials): {e}"
+                        )
+                    })?;
+                (
+                    "https://storage.googleapis.com".to_string(),
+                    Some(credentials),
+                )
+            }
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("{flag} {url}: {e}"))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            credentials,
+        })
+    }
+
+    /// `gs://BUCKET[/PREFIX]`.
+    pub fn url(&self) -> String {
+        match self.prefix.is_empty() {
+            true => format!("gs://{}", self.bucket),
+            false => format!("gs://{}/{}", self.bucket, self.prefix),
+        }
+    }
+
+    /// Stores `data` as the object `path` under the prefix (replacing one of that name).
+    /// `path`: plain names (letters, digits, `. _ - /`), no `..`.
+    pub async fn put_object(
+        &self,
+        path: &str,
+        content_type: &str,
+        data: Vec<u8>,
+    ) -> Result<(), String> {
+        if !plain(path) || path.split('/').any(|part| part.is_empty() || part == "..") {
+            return Err(format!("{path:?} is not a plain object name"));
+        }
+        let name = match self.prefix.is_empty() {
+            true => path.to_string(),
+            false => format!("{}/{path}", self.prefix),
+        };
+        self.upload(&name, content_type, data).await
+    }
+
     /// The object name of a stream's segment.
     fn object(&self, stream: &str, seq: i64) -> String {
         match self.prefix.is_empty() {
@@ -253,18 +290,38 @@ impl CloudStorage {
         Ok(request)
     }
 
-    async fn upload(&self, name: &str, data: Vec<u8>) -> Result<(), String> {
+    /// A multipart upload (the object's metadata, then its bytes): the object gets its content
+    /// type from the metadata, whatever the bytes are (the emulator reads a plain media upload
+    /// of `application/json` as metadata and fails).
+    async fn upload(&self, name: &str, content_type: &str, data: Vec<u8>) -> Result<(), String> {
+        use std::hash::BuildHasher;
         let url = format!(
-            "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
-            self.base,
-            self.bucket,
-            Self::escaped(name)
+            "{}/upload/storage/v1/b/{}/o?uploadType=multipart",
+            self.base, self.bucket
         );
+        // 128 random bits: a boundary that no object's bytes hold.
+        let random = || std::hash::RandomState::new().hash_one(std::time::SystemTime::now());
+        let boundary = format!("media-analyzer-{:016x}{:016x}", random(), random());
+        let metadata = serde_json::json!({ "name": name, "contentType": content_type });
+        let mut body = Vec::with_capacity(data.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n\
+                 --{boundary}\r\ncontent-type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&data);
+        drop(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let answer = self
             .request(reqwest::Method::POST, url)
             .await?
-            .header("content-type", "video/mp2t")
-            .body(data)
+            .header(
+                "content-type",
+                format!("multipart/related; boundary={boundary}"),
+            )
+            .body(body)
             .send()
             .await
             .map_err(|e| format!("uploading {name} to gs://{}: {e}", self.bucket))?;

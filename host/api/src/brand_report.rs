@@ -7,13 +7,12 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::auth::Caller;
 use crate::detections::page_bounds;
 use crate::error::{ApiPath, ApiQuery, ErrorBody};
-use crate::streams::rfc3339_ms;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -32,50 +31,7 @@ pub struct BrandReportQuery {
     pub format: Option<String>,
 }
 
-/// One brand's line in the report.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BrandScreenTimeView {
-    /// The brand as detections name it (`brand:<brand>`): lower case, letters and digits.
-    pub brand: String,
-    /// Its name in the brand catalogue; the folded name when it is not in the catalogue (a
-    /// brand found as on-screen text, say).
-    pub name: String,
-    /// Whether the brand is in the tenant's catalogue.
-    pub in_catalogue: bool,
-    /// Seconds on screen: from each sighting until the next analysed frame; sightings at most
-    /// `gap_s` apart are one appearance and the time between counts, longer gaps do not.
-    pub screen_time_s: f64,
-    /// Screen time over the analysed time (0..1).
-    pub share_of_time: f64,
-    /// Times it came on screen.
-    pub appearances: u64,
-    /// Analysed frames it was seen on.
-    pub frames: u64,
-    /// When it was first and last seen (RFC 3339, when the frame was analysed).
-    pub first_seen: String,
-    pub last_seen: String,
-    /// The same frames' presentation times on the stream's media clock (matches HLS), ms.
-    pub first_pts_ms: i64,
-    pub last_pts_ms: i64,
-    /// The part of the picture it covered while on screen: the mean over the frames it was seen
-    /// on of the area of the union of its boxes (0..1).
-    pub share_of_area: f64,
-    /// The components that found it.
-    pub components: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BrandReport {
-    pub stream: String,
-    /// Analysed frames in the range.
-    pub frames: u64,
-    /// Media time the analysed frames cover, seconds (gaps in analysis over `gap_s` left out).
-    pub analysed_s: f64,
-    /// The longest gap between sightings that still counts as on screen, seconds.
-    pub gap_s: f64,
-    /// Most screen time first.
-    pub brands: Vec<BrandScreenTimeView>,
-}
+pub use store::{BrandReport, BrandScreenTimeView};
 
 /// The brand report of one stream.
 #[utoipa::path(get, path = "/api/v1/streams/{id}/brands", tag = "analysis",
@@ -103,52 +59,7 @@ pub async fn stream_brands(
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
     let (from, to, _) = page_bounds(&query.from, &query.to, &None, None)?;
-    let catalogue = state.store.brands(&tenant.id).await?;
-    let aliases: Vec<(String, String)> = catalogue
-        .iter()
-        .flat_map(|b| {
-            b.aliases
-                .iter()
-                .map(|a| (store::fold_brand(a), b.folded.clone()))
-        })
-        .collect();
-    let found = if to > from {
-        state
-            .store
-            .brand_screen_time(&id, from, to, &aliases)
-            .await?
-    } else {
-        store::ScreenTimeReport::default()
-    };
-    let analysed = found.analysed_ms.max(1) as f64;
-    let report = BrandReport {
-        stream: id,
-        frames: found.frames,
-        analysed_s: found.analysed_ms as f64 / 1000.0,
-        gap_s: store::GAP_MS as f64 / 1000.0,
-        brands: found
-            .brands
-            .into_iter()
-            .map(|b| {
-                let listed = catalogue.iter().find(|c| c.folded == b.brand);
-                BrandScreenTimeView {
-                    name: listed.map_or_else(|| b.brand.clone(), |c| c.name.clone()),
-                    in_catalogue: listed.is_some(),
-                    screen_time_s: b.screen_ms as f64 / 1000.0,
-                    share_of_time: b.screen_ms as f64 / analysed,
-                    appearances: b.appearances,
-                    frames: b.frames,
-                    first_seen: rfc3339_ms(b.first_seen),
-                    last_seen: rfc3339_ms(b.last_seen),
-                    first_pts_ms: b.first_pts_ms,
-                    last_pts_ms: b.last_pts_ms,
-                    share_of_area: b.share_of_area,
-                    components: b.components.into_iter().collect(),
-                    brand: b.brand,
-                }
-            })
-            .collect(),
-    };
+    let report = state.store.brand_report(&tenant.id, &id, from, to).await?;
     if csv {
         let disposition = format!("attachment; filename=\"brands-{}.csv\"", report.stream);
         Ok((

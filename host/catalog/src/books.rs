@@ -20,6 +20,8 @@ pub struct Bookkeeping {
     pub jobs: Option<analysis::SharedQueue>,
     /// Streams going live and offline are announced here.
     pub publisher: bus::Publisher,
+    /// Recorded segments and ended streams are queued here for the archive, when there is one.
+    pub archive: Option<crate::Archive>,
 }
 
 impl Bookkeeping {
@@ -76,9 +78,25 @@ impl Bookkeeping {
                     .set_stream_codecs(stream, video.as_ref(), audio.as_ref())
                     .await
             }
-            HubEvent::Ended { stream, stats, .. } => {
+            HubEvent::Ended {
+                stream,
+                owner,
+                stats,
+            } => {
                 info!(%stream, video = stats.video_packets, audio = stats.audio_packets, bytes = stats.bytes, dropped = stats.dropped, "stream ended");
-                store.mark_stream_offline(stream, store::now_ms()).await
+                let ended = store::now_ms();
+                if let Some(archive) = self.archive.as_ref().filter(|a| a.policy().reports) {
+                    // The run's start, before the row is marked offline.
+                    match store.stream_by_id(stream).await {
+                        Ok(Some(row)) => {
+                            let went_live = row.started_at.unwrap_or(ended);
+                            archive.stream_ended(stream, owner, went_live, ended).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(%stream, "its brand report is not archived: {e}"),
+                    }
+                }
+                store.mark_stream_offline(stream, ended).await
             }
         };
         if let Err(e) = result {
@@ -128,6 +146,9 @@ impl Bookkeeping {
                     .run(|| store.add_segment(stream, &record), on_retry)
                     .await;
                 if added.is_ok() {
+                    if let Some(archive) = &self.archive {
+                        archive.segment_closed(stream, segment.seq as i64).await;
+                    }
                     analysis::queue_for_batch(
                         &self.host,
                         store,
@@ -191,6 +212,7 @@ mod tests {
             batch_wake: wake.clone(),
             jobs: None,
             publisher: bus.publisher(16),
+            archive: None,
         };
 
         let (hub_tx, hub_rx) = broadcast::channel(16);

@@ -25,6 +25,10 @@ pub struct FileConfig {
     pub bus: Option<String>,
     pub role: Option<Role>,
     pub segments: Option<String>,
+    /// Where closed segments and brand reports are archived (see `--archive`).
+    pub archive: Option<String>,
+    /// What is archived: `segments`, `reports` or both (default both).
+    pub archive_policy: Option<String>,
     /// Stored detections older than this many days are deleted (default 30).
     pub detections_retain_days: Option<f64>,
     /// Playback tokens (HLS and event sockets) are valid this many seconds (default 600).
@@ -147,6 +151,22 @@ pub struct ServeArgs {
     /// or file:///DIR. Used with a Redis or Pub/Sub bus, whose workers may run on other hosts.
     #[arg(long, env = "MEDIA_ANALYZER_SEGMENTS", value_name = "URL")]
     pub segments: Option<String>,
+    /// Archive closed segments, and each stream run's playlist and brand report, named
+    /// TENANT/STREAM/seg-N.ts, TENANT/STREAM/run-WENT_LIVE.m3u8 and
+    /// TENANT/STREAM/brand-report-WENT_LIVE.json, to
+    /// gs://BUCKET[/PREFIX] (Cloud Storage; STORAGE_EMULATOR_HOST selects an emulator) or
+    /// file:///DIR. Queued in the store and held against HLS retention until stored, so an
+    /// archive outage or a restart loses nothing. Off by default; ingest hosts only.
+    #[arg(long, env = "MEDIA_ANALYZER_ARCHIVE", value_name = "URL")]
+    pub archive: Option<String>,
+    /// What --archive keeps: segments (with the runs' playlists), reports, or segments,reports
+    /// (the default).
+    #[arg(
+        long,
+        env = "MEDIA_ANALYZER_ARCHIVE_POLICY",
+        value_name = "segments,reports"
+    )]
+    pub archive_policy: Option<String>,
     /// This host's name among the hosts sharing a store and bus (batch leases, work queue
     /// consumer): 1–64 of A–Z a–z 0–9 . _ -, e.g. the pod's name. Default: a random id kept in
     /// DATA/host-id.
@@ -213,8 +233,12 @@ pub struct Config {
     pub role: Role,
     /// Where batch workers read segments ([`analysis::SegmentStore::open`]'s URL).
     pub segments: Option<String>,
-    /// A Cloud Storage emulator for `segments` (`STORAGE_EMULATOR_HOST`).
+    /// A Cloud Storage emulator for `segments` and `archive` (`STORAGE_EMULATOR_HOST`).
     pub storage_emulator: Option<String>,
+    /// Where segments and brand reports are archived ([`catalog::ArchiveTarget::open`]'s URL),
+    /// and what is.
+    pub archive: Option<String>,
+    pub archive_policy: catalog::ArchivePolicy,
     /// This host's name (`--host-id`); `None`: the one kept in the data folder.
     pub host_id: Option<String>,
     /// Stored detections are kept this long.
@@ -406,6 +430,18 @@ impl Config {
                 .context("--bus")?,
             role: args.role.or(file.role).unwrap_or_default(),
             segments: args.segments.clone().or(file.segments),
+            archive: args
+                .archive
+                .clone()
+                .or(file.archive)
+                .filter(|a| !a.is_empty()),
+            archive_policy: match args.archive_policy.clone().or(file.archive_policy) {
+                Some(text) => text
+                    .parse()
+                    .map_err(anyhow::Error::msg)
+                    .context("--archive-policy")?,
+                None => catalog::ArchivePolicy::default(),
+            },
             storage_emulator: std::env::var("STORAGE_EMULATOR_HOST")
                 .ok()
                 .filter(|h| !h.is_empty()),

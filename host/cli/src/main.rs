@@ -274,6 +274,19 @@ enum BenchCommand {
         #[arg(long)]
         components: Option<std::path::PathBuf>,
     },
+    /// Segments through the archive (queued, held, uploaded, recorded) vs. the same bytes put
+    /// straight to the target and copied on the local disk.
+    Archive {
+        /// gs://BUCKET[/PREFIX] (with STORAGE_EMULATOR_HOST for an emulator) or file:///DIR;
+        /// default: a folder in the temporary directory.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long, default_value_t = 300)]
+        segments: usize,
+        /// Bytes per segment: 2 s of 1080p30 at 6 Mbit/s by default.
+        #[arg(long, default_value_t = 1_500_000)]
+        segment_bytes: usize,
+    },
     /// clip-brands (tokenizer in the sandbox + one CLIP call) vs. the same work natively.
     Clip {
         #[arg(long, default_value_t = 200)]
@@ -549,6 +562,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = analysis::components_dir(components.as_deref());
             media_analyzer::bench_alerts::alerts(seconds, &dir).await
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Archive {
+                    target,
+                    segments,
+                    segment_bytes,
+                },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            catalog::bench::archive(target.as_deref(), segments, segment_bytes, 2.0).await
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },

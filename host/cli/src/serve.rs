@@ -120,6 +120,34 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
         Err(e) => warn!("cannot free this host's batch leases: {e}"),
     }
+    // The archive, on ingest hosts: what an earlier run queued and did not store yet is held
+    // against retention before the sweep below.
+    let archive = match (&config.archive, config.role.ingests()) {
+        (Some(url), true) => {
+            let target = catalog::ArchiveTarget::open(url, config.storage_emulator.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let archive = catalog::Archive::new(
+                host.clone(),
+                store.clone(),
+                config.archive_policy,
+                config.hls.holds.clone(),
+            );
+            match archive.hold_queued().await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    segments = n,
+                    "segments queued for the archive by an earlier run are kept until stored"
+                ),
+                Err(e) => warn!("cannot read the archive queue: {e}"),
+            }
+            Some((archive, target))
+        }
+        (Some(_), false) => {
+            info!("--archive is used by ingest hosts (they hold the segments), not by this one");
+            None
+        }
+        (None, _) => None,
+    };
     // Segments and leftovers of earlier runs: retention also covers them, before anything is
     // written (every `.tmp` file now is a leftover).
     if config.role.ingests() {
@@ -187,6 +215,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             &bus,
             &viewers,
             &webhooks,
+            archive.as_ref().map(|(archive, _)| archive),
         ),
         viewers: viewers.clone(),
         signals: api::Signals::over(bus.publisher(64)),
@@ -380,6 +409,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         batch_wake,
         jobs: shared.clone(),
         publisher,
+        archive: archive.as_ref().map(|(archive, _)| archive.clone()),
     }
     .run(hub.events(), hls_events_rx);
     services.spawn(
@@ -411,6 +441,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop.clone(),
     );
     services.spawn("HLS retention", stop, until_stopped(sweep));
+    if let Some((archive, target)) = archive {
+        let stop = CancellationToken::new();
+        let uploads = archive.run(target, config.hls.root.clone(), stop.clone());
+        services.spawn("archive", stop, until_stopped(uploads));
+    }
     let stop = CancellationToken::new();
     let http_limits = config.http_limits.clone();
     let http_stop = stop.clone().cancelled_owned();
@@ -520,6 +555,7 @@ fn metrics_registry(
     bus: &bus::Bus,
     viewers: &api::events::Viewers,
     webhooks: &webhooks::Webhooks,
+    archive: Option<&catalog::Archive>,
 ) -> api::Metrics {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(stats.collector());
@@ -528,6 +564,9 @@ fn metrics_registry(
     registry.register_collector(bus.collector());
     registry.register_collector(viewers.collector());
     registry.register_collector(webhooks.collector());
+    if let Some(archive) = archive {
+        registry.register_collector(archive.collector());
+    }
     Arc::new(registry)
 }
 

@@ -41,6 +41,52 @@ pub struct HlsConfig {
     pub retain_age: Duration,
     /// Packets queued between the hub and a stream's packager.
     pub queue: usize,
+    /// Segments retention leaves on disk for now, whatever their age (the archive has not
+    /// copied them yet); shared with whoever places the holds.
+    pub holds: Holds,
+}
+
+/// Segments that retention must not delete yet, per stream. Retention passes over a held
+/// segment; the next sweep after its hold is released deletes it if it is past retention.
+#[derive(Debug, Clone, Default)]
+pub struct Holds(Arc<Mutex<HashMap<String, HashSet<u64>>>>);
+
+impl Holds {
+    fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<u64>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn hold(&self, stream: &str, seq: u64) {
+        self.streams()
+            .entry(stream.to_string())
+            .or_default()
+            .insert(seq);
+    }
+
+    pub fn release(&self, stream: &str, seq: u64) {
+        let mut streams = self.streams();
+        if let Some(held) = streams.get_mut(stream) {
+            held.remove(&seq);
+            if held.is_empty() {
+                streams.remove(stream);
+            }
+        }
+    }
+
+    pub fn is_held(&self, stream: &str, seq: u64) -> bool {
+        self.streams()
+            .get(stream)
+            .is_some_and(|held| held.contains(&seq))
+    }
+
+    /// Segments held, all streams together.
+    pub fn len(&self) -> usize {
+        self.streams().values().map(HashSet::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Default for HlsConfig {
@@ -52,6 +98,7 @@ impl Default for HlsConfig {
             retain_segments: 1800,
             retain_age: Duration::from_secs(24 * 3600),
             queue: 2048,
+            holds: Holds::default(),
         }
     }
 }
@@ -284,7 +331,9 @@ impl Packager {
                         .front()
                         .is_some_and(|s| s.program_date_time_ms < oldest_allowed))
             {
-                if let Some(old) = state.retained.pop_front() {
+                if let Some(old) = state.retained.pop_front()
+                    && !self.config.holds.is_held(stream, old.seq)
+                {
                     expired.push(old.seq);
                 }
             }
@@ -485,6 +534,33 @@ mod tests {
             retain_age: Duration::from_secs(3600),
             ..HlsConfig::default()
         }
+    }
+
+    /// The packager's own retention passes over held segments: they stay on disk and are not
+    /// reported removed.
+    #[tokio::test]
+    async fn retention_leaves_held_segments_on_disk() {
+        let config = config();
+        config.holds.hold("s", 0);
+        config.holds.hold("s", 2);
+        let (events, dir) = package(10, config).await;
+        let removed: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                HlsEvent::SegmentsRemoved { seqs, .. } => Some(seqs.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(!removed.is_empty(), "retention ran");
+        assert!(
+            !removed.contains(&0) && !removed.contains(&2),
+            "{removed:?}"
+        );
+        for seq in [0, 2] {
+            assert!(dir.path().join("s").join(segment_file_name(seq)).exists());
+        }
+        assert!(!dir.path().join("s").join(segment_file_name(1)).exists());
     }
 
     #[tokio::test]

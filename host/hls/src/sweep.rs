@@ -15,7 +15,7 @@ pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Applies retention to every stream folder under `root`: per stream the newest
 /// `retain_segments` segments stay and those older than `retain_age` go (never the newest
-/// `window` of a `live` stream: its playlist lists them); `.tmp` files go when stale ([`STALE_TMP`]), or all
+/// `window` of a `live` stream: its playlist lists them), nor a segment held by `config.holds`; `.tmp` files go when stale ([`STALE_TMP`]), or all
 /// of them at start-up (`starting`). A stream that is not live and has no segment left loses
 /// its playlist too. Returns the deleted segments per stream.
 pub fn sweep(
@@ -70,7 +70,9 @@ pub fn sweep(
             if i < keep_always {
                 continue;
             }
-            if i >= keep_at_most || *seg_age > config.retain_age {
+            if (i >= keep_at_most || *seg_age > config.retain_age)
+                && !config.holds.is_held(&stream, *seq)
+            {
                 match std::fs::remove_file(dir.path().join(segment_file_name(*seq))) {
                     Ok(()) => gone.push(*seq),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(*seq),
@@ -178,5 +180,34 @@ mod tests {
         );
         assert!(!offline.join("seg-6.ts.tmp").exists());
         assert_eq!(segments(&offline), vec![2, 3, 4, 5]);
+    }
+
+    /// A held segment (the archive has not copied it yet) outlives retention, by count and by
+    /// age, and goes at the first sweep after its hold is released.
+    #[test]
+    fn a_held_segment_stays_until_released() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let config = HlsConfig {
+            root: root.clone(),
+            window: 3,
+            retain_segments: 2,
+            retain_age: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let dir = stream_dir(&root, "str_a", 0..5, Duration::from_secs(7200));
+        config.holds.hold("str_a", 1);
+        config.holds.hold("str_other", 0);
+
+        let removed = sweep(&root, &config, &HashSet::new(), false);
+        assert_eq!(removed, vec![("str_a".to_string(), vec![0, 2, 3, 4])]);
+        assert_eq!(segments(&dir), vec![1]);
+        assert!(dir.join("index.m3u8").exists(), "a segment is still there");
+
+        config.holds.release("str_a", 1);
+        assert_eq!(config.holds.len(), 1);
+        let removed = sweep(&root, &config, &HashSet::new(), false);
+        assert_eq!(removed, vec![("str_a".to_string(), vec![1])]);
+        assert!(segments(&dir).is_empty());
     }
 }

@@ -220,6 +220,28 @@ impl CallState {
     }
 }
 
+impl CallState {
+    /// A command on a list that answers a count (DEL, SADD, SREM), after `key` when it has one:
+    /// an empty list is 0 without a round trip (Redis refuses it).
+    fn count_command(
+        &mut self,
+        this: &Resource<RedisConnection>,
+        name: &str,
+        key: Option<String>,
+        items: Vec<String>,
+    ) -> wasmtime::Result<Result<u32, redis::Error>> {
+        if items.is_empty() {
+            return Ok(Ok(0));
+        }
+        let mut command = ::redis::cmd(name);
+        if let Some(key) = key {
+            command.arg(key);
+        }
+        command.arg(items);
+        self.redis_command(this, &command)
+    }
+}
+
 impl redis_types::Host for CallState {}
 
 impl redis::Host for CallState {}
@@ -309,12 +331,7 @@ impl redis::HostConnection for CallState {
         this: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<u32, redis::Error>> {
-        if keys.is_empty() {
-            return Ok(Ok(0));
-        }
-        let mut command = ::redis::cmd("DEL");
-        command.arg(keys);
-        self.redis_command(&this, &command)
+        self.count_command(&this, "DEL", None, keys)
     }
 
     fn sadd(
@@ -323,12 +340,7 @@ impl redis::HostConnection for CallState {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, redis::Error>> {
-        if values.is_empty() {
-            return Ok(Ok(0));
-        }
-        let mut command = ::redis::cmd("SADD");
-        command.arg(key).arg(values);
-        self.redis_command(&this, &command)
+        self.count_command(&this, "SADD", Some(key), values)
     }
 
     fn smembers(
@@ -359,12 +371,7 @@ impl redis::HostConnection for CallState {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, redis::Error>> {
-        if values.is_empty() {
-            return Ok(Ok(0));
-        }
-        let mut command = ::redis::cmd("SREM");
-        command.arg(key).arg(values);
-        self.redis_command(&this, &command)
+        self.count_command(&this, "SREM", Some(key), values)
     }
 
     fn execute(

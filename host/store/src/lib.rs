@@ -13,6 +13,8 @@
 
 mod activity;
 mod alerts;
+mod archive;
+mod brand_report;
 mod brands;
 mod components;
 mod files;
@@ -32,6 +34,8 @@ use thiserror::Error;
 
 pub use activity::{ActivityDelta, COMPONENT_LOG_LINES, ComponentLogLine, ComponentStats, LogLine};
 pub use alerts::{AlertPage, AlertRecord, FrameAlerts, NewAlert};
+pub use archive::{ARCHIVE_BATCH, ArchiveItem, ArchiveKind, MAX_RUN_SEGMENTS};
+pub use brand_report::{BrandReport, BrandScreenTimeView};
 pub use brands::{
     Brand, BrandLogo, MAX_BRANDS, MAX_LOGOS, MAX_LOGOS_PER_BRAND, NewLogo, fold_brand,
 };
@@ -1140,17 +1144,7 @@ impl Store {
         .bind(stream_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SegmentRecord {
-                    seq: r.try_get(0)?,
-                    duration_ms: r.try_get(1)?,
-                    program_date_time: r.try_get(2)?,
-                    bytes: r.try_get(3)?,
-                    discontinuity: r.try_get::<i64, _>(4)? != 0,
-                })
-            })
-            .collect()
+        rows.iter().map(segment_record).collect()
     }
 
     // ---- detections ----
@@ -1423,6 +1417,17 @@ fn detection_from_row(r: &AnyRow) -> Result<DetectionRecord> {
             bbox: [real(7)?, real(8)?, real(9)?, real(10)?],
             component: r.try_get(11)?,
         },
+    })
+}
+
+/// A row of `seq, duration_ms, program_date_time, bytes, discontinuity` from `segments`.
+pub(crate) fn segment_record(r: &AnyRow) -> Result<SegmentRecord> {
+    Ok(SegmentRecord {
+        seq: r.try_get(0)?,
+        duration_ms: r.try_get(1)?,
+        program_date_time: r.try_get(2)?,
+        bytes: r.try_get(3)?,
+        discontinuity: r.try_get::<i64, _>(4)? != 0,
     })
 }
 

@@ -286,6 +286,7 @@ async fn same_queries_work_on_postgres() {
         alert_checks(&store, &t.id, &s.id).await?;
         webhook_checks(&store).await?;
         brand_report_checks(&store).await?;
+        archive_queue_checks(&store).await?;
         store.close().await;
         Ok::<_, StoreError>(())
     }
@@ -1194,6 +1195,89 @@ async fn webhook_checks(store: &Store) -> Result<()> {
     assert!(store.delete_webhook(&a.id, &hook.id).await?);
     assert!(store.webhook(&a.id, &hook.id).await?.is_none());
     store.record_delivery(&hook.id, &outcomes[1]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn archive_queue_on_sqlite() {
+    let (store, _dir) = sqlite().await;
+    archive_queue_checks(&store).await.unwrap();
+}
+
+/// The archive's queue on any backend: per host, queued once, least-failed first, failures
+/// counted with their error, the run's segments (also those retention removed) listed for its
+/// playlist.
+async fn archive_queue_checks(store: &Store) -> Result<()> {
+    let t = store.create_tenant("archive").await?;
+    let (s, _) = store.create_stream(&t.id, "archived").await?;
+    let item = |kind, seq, queued_at| ArchiveItem {
+        tenant_id: t.id.clone(),
+        stream_id: s.id.clone(),
+        kind,
+        seq,
+        until_ms: if kind == ArchiveKind::Segment {
+            0
+        } else {
+            9_000
+        },
+        queued_at,
+        attempts: 0,
+        last_error: String::new(),
+    };
+    let first = item(ArchiveKind::Segment, 0, 100);
+    store.queue_archive("host_a", &first).await?;
+    store.queue_archive("host_a", &first).await?; // twice: one row
+    store
+        .queue_archive("host_a", &item(ArchiveKind::Segment, 1, 200))
+        .await?;
+    store
+        .queue_archive("host_a", &item(ArchiveKind::Report, 1_000, 300))
+        .await?;
+    store
+        .queue_archive("host_b", &item(ArchiveKind::Segment, 2, 50))
+        .await?;
+    assert_eq!(store.archive_backlog("host_a").await?, (3, Some(100)));
+    assert_eq!(store.archive_backlog("host_c").await?, (0, None));
+    let mut held = store.archive_queued_segments("host_a").await?;
+    held.sort();
+    assert_eq!(held, vec![(s.id.clone(), 0), (s.id.clone(), 1)]);
+
+    store.archive_failed(&first, &"x".repeat(5000)).await?;
+    let queued = store.archive_queue("host_a").await?;
+    let order: Vec<(ArchiveKind, i64)> = queued.iter().map(|i| (i.kind, i.seq)).collect();
+    assert_eq!(
+        order,
+        vec![
+            (ArchiveKind::Segment, 1),
+            (ArchiveKind::Report, 1_000),
+            (ArchiveKind::Segment, 0)
+        ],
+        "the one that failed goes last"
+    );
+    assert_eq!(queued[2].attempts, 1);
+    assert_eq!(queued[2].last_error.len(), 1000, "errors are bounded");
+    assert_eq!(queued[1].until_ms, 9_000);
+
+    store.archive_done(&first).await?;
+    store.archive_done(&first).await?; // twice is fine
+    assert_eq!(store.archive_backlog("host_a").await?.0, 2);
+
+    // A run's segments by date-time, removed ones too.
+    for seq in 0..4 {
+        let record = SegmentRecord {
+            seq,
+            duration_ms: 2000,
+            program_date_time: 10_000 + seq * 2000,
+            bytes: 100,
+            discontinuity: seq == 0,
+        };
+        store.add_segment(&s.id, &record).await?;
+    }
+    store.mark_segments_removed(&s.id, &[0, 1], 20_000).await?;
+    let run = store.run_segments(&s.id, 12_000, 16_001).await?;
+    let seqs: Vec<i64> = run.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert!(!run[0].discontinuity);
     Ok(())
 }
 
