@@ -237,7 +237,7 @@ impl Archive {
     pub async fn hold_queued(&self) -> store::Result<usize> {
         let queued = self.store.archive_queued_segments(&self.host).await?;
         for (stream, seq) in &queued {
-            self.holds.hold(stream, (*seq).max(0) as u64);
+            self.holds.hold(stream, held_seq(*seq));
         }
         Ok(queued.len())
     }
@@ -248,16 +248,15 @@ impl Archive {
             return;
         }
         // Held first: retention never sees it unqueued and unheld.
-        self.holds.hold(stream, seq.max(0) as u64);
+        self.holds.hold(stream, held_seq(seq));
         let tenant = match self.store.stream_tenant(stream).await {
             Ok(Some(tenant)) => tenant,
-            Ok(None) => {
-                self.holds.release(stream, seq.max(0) as u64);
+            found => {
+                self.holds.release(stream, held_seq(seq));
+                if let Err(e) = found {
+                    warn!(%stream, segment = seq, "not archived: the store cannot say whose stream it is: {e}");
+                }
                 return;
-            }
-            Err(e) => {
-                self.holds.release(stream, seq.max(0) as u64);
-                return warn!(%stream, segment = seq, "not archived: the store cannot say whose stream it is: {e}");
             }
         };
         self.queue(ArchiveItem {
@@ -312,7 +311,7 @@ impl Archive {
             Ok(()) => self.wake.notify_one(),
             Err(e) => {
                 if item.kind == ArchiveKind::Segment {
-                    self.holds.release(&item.stream_id, item.seq.max(0) as u64);
+                    self.holds.release(&item.stream_id, held_seq(item.seq));
                 }
                 warn!(stream = %item.stream_id, kind = item.kind.as_str(), seq = item.seq, "not archived: the archive queue cannot be written: {e}");
             }
@@ -398,7 +397,7 @@ impl Archive {
             return warn!(stream = %item.stream_id, seq = item.seq, "cannot record an archived object: {e}");
         }
         if item.kind == ArchiveKind::Segment {
-            self.holds.release(&item.stream_id, item.seq.max(0) as u64);
+            self.holds.release(&item.stream_id, held_seq(item.seq));
         }
     }
 
@@ -420,7 +419,7 @@ impl Archive {
         let folder = format!("{}/{}", item.tenant_id, item.stream_id);
         let (path, content_type, data) = match item.kind {
             ArchiveKind::Segment => {
-                let name = hls::segment_file_name(item.seq.max(0) as u64);
+                let name = hls::segment_file_name(held_seq(item.seq));
                 let file = hls_root.join(&item.stream_id).join(&name);
                 let data = read_segment(&file).await?;
                 (format!("{folder}/{name}"), "video/mp2t", data)
@@ -497,6 +496,11 @@ impl Archive {
     pub fn collector(&self) -> Box<dyn Collector> {
         Box::new(ArchiveMetrics(self.stats.clone()))
     }
+}
+
+/// A segment's number as the packager and the holds count it (the store keeps it as i64).
+fn held_seq(seq: i64) -> u64 {
+    seq.max(0) as u64
 }
 
 /// How long before a run went live its first segment may have begun.

@@ -536,6 +536,18 @@ mod tests {
         }
     }
 
+    /// Every segment the packager reported removed, in order.
+    fn removed_seqs(events: &[HlsEvent]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                HlsEvent::SegmentsRemoved { seqs, .. } => Some(seqs.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// The packager's own retention passes over held segments: they stay on disk and are not
     /// reported removed.
     #[tokio::test]
@@ -544,14 +556,7 @@ mod tests {
         config.holds.hold("s", 0);
         config.holds.hold("s", 2);
         let (events, dir) = package(10, config).await;
-        let removed: Vec<u64> = events
-            .iter()
-            .filter_map(|e| match e {
-                HlsEvent::SegmentsRemoved { seqs, .. } => Some(seqs.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let removed = removed_seqs(&events);
         assert!(!removed.is_empty(), "retention ran");
         assert!(
             !removed.contains(&0) && !removed.contains(&2),
@@ -571,14 +576,7 @@ mod tests {
             .filter(|e| matches!(e, HlsEvent::SegmentClosed { .. }))
             .count();
         assert_eq!(closed, 10);
-        let removed: Vec<u64> = events
-            .iter()
-            .filter_map(|e| match e {
-                HlsEvent::SegmentsRemoved { seqs, .. } => Some(seqs.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let removed = removed_seqs(&events);
         assert_eq!(removed, vec![0, 1, 2, 3, 4, 5]);
         assert_eq!(
             events.last(),
