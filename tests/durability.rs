@@ -61,6 +61,45 @@ async fn stored_seqs(url: &str, stream: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// Terminates the database's connections (but the caller's) that match `also` (an SQL condition
+/// on pg_stat_activity, or "" for all); returns how many.
+async fn terminate(admin: &sqlx::AnyPool, db: &str, also: &str) -> usize {
+    let sql = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid() {also}"
+    );
+    sqlx::query(&sql)
+        .bind(db)
+        .fetch_all(admin)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Holds a lock (on a connection of its own to the test database at `url`) that blocks inserts
+/// into frame_results until a writer waits on it (up to 2 s), terminates the waiting writers, and
+/// lets go: a kill in the middle of a frame's transaction.
+async fn kill_a_waiting_writer(admin: &sqlx::AnyPool, db: &str, url: &str) -> usize {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut lock = conn.begin().await.unwrap();
+    sqlx::query("LOCK TABLE frame_results IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut killed = 0;
+    for _ in 0..100 {
+        killed = terminate(admin, db, "AND wait_event_type = 'Lock'").await;
+        if killed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lock.rollback().await.unwrap();
+    conn.close().await.unwrap();
+    killed
+}
+
 fn analysing(c: &mut media_analyzer::Config) {
     c.analysis = true;
     c.components = TestServer::components_dir();
@@ -89,24 +128,25 @@ async fn a_store_failing_mid_stream_loses_and_duplicates_nothing() {
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let killer = tokio::spawn({
-        let (admin, db, stop) = (admin.clone(), db.clone(), stop.clone());
+        let (admin, db, url, stop) = (admin.clone(), db.clone(), url.clone(), stop.clone());
         async move {
             let mut killed = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                killed += sqlx::query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = $1 AND pid <> pg_backend_pid()",
-                )
-                .bind(&db)
-                .fetch_all(&admin)
-                .await
-                .unwrap()
-                .len();
-                // Every 150 ms: each write's retries (5 attempts over 1.5 s) meet several kills,
-                // and an attempt still has time to commit between two on a loaded 2-core machine.
-                // (Kills faster than a transaction can commit are an outage longer than the retry
-                // budget: frames are then lost by design, and counted.)
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                // One kill that surely lands inside a write: hold a lock that blocks inserts into
+                // frame_results until a frame's write waits on it, then terminate that writer.
+                killed += kill_a_waiting_writer(&admin, &db, &url).await;
+                // Then 2 s of kills every 150 ms, idle connections and writes alike: each write's
+                // retries (5 attempts over 1.5 s) meet several, and an attempt still has time to
+                // commit between two on a loaded 2-core machine. (Kills faster than a transaction
+                // can commit are an outage longer than the retry budget: frames are then lost by
+                // design, and counted.)
+                for _ in 0..13 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    killed += terminate(&admin, &db, "").await;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
             }
             killed
         }
