@@ -1,0 +1,459 @@
+//! The shaders on a wgpu device: a hardware GPU, or Mesa's lavapipe (a software Vulkan device).
+//! Per frame size, three textures (ping-pong plus the picture before a blur), one read-back
+//! buffer and nine bind groups are made once; per frame only the pixels and the uniforms move.
+
+use std::collections::HashMap;
+
+use crate::{Error, MAX_PASSES, Params, Plan, RgbaFrame, Shader};
+
+const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+/// Longest a frame may take on the device before it counts as failed.
+const DEVICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Which kind of adapter [`Gpu::open`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuKind {
+    /// A discrete, integrated or virtual GPU.
+    Hardware,
+    /// A CPU-backed device (Mesa lavapipe, SwiftShader).
+    Software,
+}
+
+struct FrameResources {
+    width: u32,
+    height: u32,
+    textures: [wgpu::Texture; 3],
+    views: [wgpu::TextureView; 3],
+    /// `[source][original]`.
+    bind_groups: Vec<wgpu::BindGroup>,
+    readback: wgpu::Buffer,
+    padded_row: u32,
+}
+
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    layout: wgpu::BindGroupLayout,
+    pipelines: HashMap<Shader, wgpu::RenderPipeline>,
+    uniforms: wgpu::Buffer,
+    uniform_slot: u64,
+    uniform_bytes: Vec<u8>,
+    frame: Option<FrameResources>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .finish()
+    }
+}
+
+fn is_software(t: wgpu::DeviceType) -> bool {
+    t == wgpu::DeviceType::Cpu
+}
+
+impl Gpu {
+    /// Opens the first adapter of that kind (Vulkan preferred over GL).
+    pub fn open(kind: GpuKind) -> Result<Gpu, Error> {
+        // Vulkan first; GL (EGL) only where Vulkan has no such adapter (probing GL is slower and
+        // noisy on headless machines).
+        let wanted = |a: &wgpu::Adapter| {
+            let t = a.get_info().device_type;
+            match kind {
+                GpuKind::Hardware => !is_software(t) && t != wgpu::DeviceType::Other,
+                GpuKind::Software => is_software(t),
+            }
+        };
+        let mut seen = Vec::new();
+        let mut candidates = Vec::new();
+        for backends in [wgpu::Backends::VULKAN, wgpu::Backends::GL] {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = backends;
+            let instance = wgpu::Instance::new(desc);
+            for a in pollster::block_on(instance.enumerate_adapters(backends)) {
+                let i = a.get_info();
+                seen.push(format!("{} ({:?}, {:?})", i.name, i.device_type, i.backend));
+                if wanted(&a) {
+                    candidates.push(a);
+                }
+            }
+            if !candidates.is_empty() {
+                break;
+            }
+        }
+        let Some(adapter) = candidates.first() else {
+            return Err(Error::NoDevice(format!(
+                "no {} adapter among [{}]{}",
+                match kind {
+                    GpuKind::Hardware => "hardware",
+                    GpuKind::Software => "software",
+                },
+                seen.join(", "),
+                match kind {
+                    GpuKind::Software => " (Debian: apt-get install mesa-vulkan-drivers)",
+                    GpuKind::Hardware => "",
+                }
+            )));
+        };
+        let info = adapter.get_info();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("effects"),
+            required_limits:
+                wgpu::Limits::downlevel_webgl2_defaults().using_resolution(adapter.limits()),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::NoDevice(format!("{}: {e}", info.name)))?;
+        // Errors come back through error scopes (render); never a panic on the device thread.
+        device.on_uncaptured_error(std::sync::Arc::new(|e| {
+            tracing::error!("effects device error: {e}");
+        }));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("effects"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(Params::BYTES as u64),
+                    },
+                    count: None,
+                },
+                texture_entry(1),
+                texture_entry(2),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("effects"),
+            bind_group_layouts: &[Some(&layout)],
+            ..Default::default()
+        });
+        let mut modules = HashMap::new();
+        for (file, _) in crate::shaders::FILES {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(file),
+                source: wgpu::ShaderSource::Wgsl(crate::shaders::module_source(file).into()),
+            });
+            modules.insert(file, module);
+        }
+        let mut pipelines = HashMap::new();
+        for shader in Shader::ALL {
+            let (file, entry) = shader.source();
+            let module = &modules[file];
+            let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pipeline_layout),
+                vertex: wgpu::VertexState {
+                    module,
+                    entry_point: Some("vs_main"),
+                    compilation_options: Default::default(),
+                    buffers: &[],
+                },
+                fragment: Some(wgpu::FragmentState {
+                    module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    targets: &[Some(wgpu::ColorTargetState {
+                        format: FORMAT,
+                        blend: None,
+                        write_mask: wgpu::ColorWrites::ALL,
+                    })],
+                }),
+                primitive: wgpu::PrimitiveState::default(),
+                depth_stencil: None,
+                multisample: wgpu::MultisampleState::default(),
+                multiview_mask: None,
+                cache: None,
+            });
+            pipelines.insert(shader, pipeline);
+        }
+        let align = device.limits().min_uniform_buffer_offset_alignment as u64;
+        let uniform_slot = (Params::BYTES as u64).div_ceil(align) * align;
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("effects params"),
+            size: uniform_slot * MAX_PASSES as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        tracing::info!(adapter = %info.name, backend = ?info.backend, kind = ?info.device_type, "effects device");
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            layout,
+            pipelines,
+            uniforms,
+            uniform_slot,
+            uniform_bytes: vec![0; (uniform_slot * MAX_PASSES as u64) as usize],
+            frame: None,
+        })
+    }
+
+    /// The adapter, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, software)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {})",
+            self.info.name,
+            self.info.backend,
+            if is_software(self.info.device_type) {
+                "software"
+            } else {
+                "hardware"
+            }
+        )
+    }
+
+    pub fn is_software(&self) -> bool {
+        is_software(self.info.device_type)
+    }
+
+    /// Makes the textures, bind groups and read-back buffer for this frame size, unless made.
+    fn prepare(&mut self, width: u32, height: u32) {
+        if self
+            .frame
+            .as_ref()
+            .is_some_and(|f| f.width == width && f.height == height)
+        {
+            return;
+        }
+        let device = &self.device;
+        let texture = |i: usize| {
+            device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(["effects a", "effects b", "effects c"][i]),
+                size: wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: FORMAT,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING
+                    | wgpu::TextureUsages::RENDER_ATTACHMENT
+                    | wgpu::TextureUsages::COPY_DST
+                    | wgpu::TextureUsages::COPY_SRC,
+                view_formats: &[],
+            })
+        };
+        let textures = [texture(0), texture(1), texture(2)];
+        let views = [0, 1, 2].map(|i| textures[i].create_view(&Default::default()));
+        let mut bind_groups = Vec::with_capacity(9);
+        for source in 0..3 {
+            for original in 0..3 {
+                bind_groups.push(device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &self.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: &self.uniforms,
+                                offset: 0,
+                                size: wgpu::BufferSize::new(Params::BYTES as u64),
+                            }),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: wgpu::BindingResource::TextureView(&views[source]),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: wgpu::BindingResource::TextureView(&views[original]),
+                        },
+                    ],
+                }));
+            }
+        }
+        let padded_row = (width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("effects read-back"),
+            size: padded_row as u64 * height as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.frame = Some(FrameResources {
+            width,
+            height,
+            textures,
+            views,
+            bind_groups,
+            readback,
+            padded_row,
+        });
+    }
+
+    /// Uploads the frame, runs the plan's passes, reads the result back into the frame.
+    pub fn render(&mut self, frame: &mut RgbaFrame, plan: &Plan) -> Result<(), Error> {
+        let max = self.device.limits().max_texture_dimension_2d;
+        if frame.width > max || frame.height > max {
+            return Err(Error::Frame(format!(
+                "{}×{} is larger than this device's {max}×{max} textures",
+                frame.width, frame.height
+            )));
+        }
+        let passes = &plan.passes[..plan.passes.len().min(MAX_PASSES)];
+        for (i, pass) in passes.iter().enumerate() {
+            let o = i * self.uniform_slot as usize;
+            self.uniform_bytes[o..o + Params::BYTES].copy_from_slice(&pass.params.bytes());
+        }
+        let used = passes.len() * self.uniform_slot as usize;
+        self.queue
+            .write_buffer(&self.uniforms, 0, &self.uniform_bytes[..used]);
+        let slot = self.uniform_slot;
+        let (width, height) = (frame.width, frame.height);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        self.prepare(width, height);
+        let Some(res) = self.frame.as_ref() else {
+            return Err(Error::Device("no frame resources".into()));
+        };
+        let extent = wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        };
+        self.queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &res.textures[0],
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            &frame.pixels,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(width * 4),
+                rows_per_image: Some(height),
+            },
+            extent,
+        );
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut current = 0usize;
+        let mut before_blur = 0usize;
+        for (i, pass) in passes.iter().enumerate() {
+            let (source, original) = match pass.shader {
+                Shader::BlurColumns => (current, before_blur),
+                Shader::BlurRows => {
+                    before_blur = current;
+                    (current, current)
+                }
+                _ => (current, current),
+            };
+            let target = (0..3)
+                .find(|t| *t != source && *t != original)
+                .expect("three textures, two in use");
+            // A pass that changes only part of the frame starts from what it leaves as it is
+            // and draws inside that part only.
+            let touched = pass.touched(width, height);
+            let load = match touched {
+                Some(_) => {
+                    let keep = if pass.shader == Shader::BlurColumns {
+                        original
+                    } else {
+                        source
+                    };
+                    encoder.copy_texture_to_texture(
+                        res.textures[keep].as_image_copy(),
+                        res.textures[target].as_image_copy(),
+                        extent,
+                    );
+                    wgpu::LoadOp::Load
+                }
+                None => wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+            };
+            let mut rp = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: None,
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &res.views[target],
+                    depth_slice: None,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load,
+                        store: wgpu::StoreOp::Store,
+                    },
+                })],
+                ..Default::default()
+            });
+            if let Some((x0, y0, x1, y1)) = touched {
+                rp.set_scissor_rect(x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32);
+            }
+            rp.set_pipeline(&self.pipelines[&pass.shader]);
+            rp.set_bind_group(
+                0,
+                &res.bind_groups[source * 3 + original],
+                &[(i as u64 * slot) as u32],
+            );
+            rp.draw(0..3, 0..1);
+            drop(rp);
+            current = target;
+        }
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo {
+                texture: &res.textures[current],
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &res.readback,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(res.padded_row),
+                    rows_per_image: Some(height),
+                },
+            },
+            extent,
+        );
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        res.readback
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(DEVICE_TIMEOUT),
+            })
+            .map_err(|e| Error::Device(e.to_string()))?;
+        let mapped = rx
+            .recv()
+            .map_err(|_| Error::Device("the read-back was dropped".into()))?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            if mapped.is_ok() {
+                res.readback.unmap();
+            }
+            return Err(Error::Device(e.to_string()));
+        }
+        mapped.map_err(|e| Error::Device(format!("read-back: {e}")))?;
+        let copied = res.readback.slice(..).get_mapped_range().map(|data| {
+            let row = width as usize * 4;
+            for (y, out) in frame.pixels.chunks_exact_mut(row).enumerate() {
+                let o = y * res.padded_row as usize;
+                out.copy_from_slice(&data[o..o + row]);
+            }
+        });
+        res.readback.unmap();
+        copied.map_err(|e| Error::Device(format!("read-back: {e}")))
+    }
+}
+
+fn texture_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::FRAGMENT,
+        ty: wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        count: None,
+    }
+}

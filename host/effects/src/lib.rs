@@ -1,0 +1,337 @@
+//! Shader effects on video frames: face blur (Gaussian or pixelate), highlight (dim outside,
+//! outline inside) and colour grade, written once as WGSL fragment shaders in `shaders/`.
+//!
+//! Three ways to render the same passes:
+//! - [`Gpu`]: wgpu on a hardware GPU, or on a software Vulkan device (Mesa lavapipe) where there
+//!   is none. Textures, the uniform ring and the read-back buffer are made once per frame size and
+//!   reused for every frame.
+//! - [`Cpu`]: plain Rust doing the shaders' arithmetic, for machines with neither; checked equal to
+//!   the shader output within a PSNR bound.
+//! - the browser: [`webgl2`] turns the same WGSL into GLSL ES 3.00 for the dashboard's preview.
+//!
+//! An effect list becomes a [`Plan`] of passes (at most [`MAX_REGIONS`] regions per pass; colour
+//! grade first, then highlights, blurs last so that nothing drawn later can uncover a face).
+
+pub mod bench;
+mod cpu;
+mod gpu;
+mod plan;
+mod shaders;
+
+pub use cpu::Cpu;
+pub use gpu::{Gpu, GpuKind};
+pub use plan::{MAX_PASSES, MAX_REGIONS, Params, Pass, Plan, Shader};
+pub use shaders::{WebglShader, webgl2, webgl2_module};
+
+/// A region of the frame in pixels (top-left origin).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Region {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl Region {
+    /// From a box relative to the frame (0..1 each), as detections carry them.
+    pub fn from_relative(b: [f32; 4], width: u32, height: u32) -> Self {
+        let (fw, fh) = (width as f32, height as f32);
+        Region {
+            x: b[0] * fw,
+            y: b[1] * fh,
+            w: b[2] * fw,
+            h: b[3] * fh,
+        }
+    }
+
+    /// Grown by `by` times its size on every side (0.1: 10 % wider and taller on each side).
+    pub fn grown(self, by: f32) -> Self {
+        let (dx, dy) = (self.w * by, self.h * by);
+        Region {
+            x: self.x - dx,
+            y: self.y - dy,
+            w: self.w + 2.0 * dx,
+            h: self.h + 2.0 * dy,
+        }
+    }
+
+    fn is_finite(&self) -> bool {
+        [self.x, self.y, self.w, self.h]
+            .iter()
+            .all(|v| v.is_finite())
+    }
+}
+
+/// How a region is blurred.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlurStyle {
+    /// Separable Gaussian of this radius in pixels (1..=64).
+    Gaussian { radius: f32 },
+    /// Blocks of this size in pixels (1..=32), each its mean colour.
+    Pixelate { block: f32 },
+}
+
+/// White balance, contrast, brightness and saturation for the whole frame.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Grade {
+    /// -1 (cool) ..= 1 (warm).
+    pub temperature: f32,
+    /// -1 (magenta) ..= 1 (green).
+    pub tint: f32,
+    /// 1 = unchanged.
+    pub contrast: f32,
+    /// 1 = unchanged, 0 = grey.
+    pub saturation: f32,
+    /// Added to every channel (-1 ..= 1).
+    pub brightness: f32,
+}
+
+impl Grade {
+    pub const NEUTRAL: Grade = Grade {
+        temperature: 0.0,
+        tint: 0.0,
+        contrast: 1.0,
+        saturation: 1.0,
+        brightness: 0.0,
+    };
+
+    /// A named look: `warm`, `cool`, `punchy` (more contrast and colour), `muted`, `mono`.
+    pub fn look(name: &str) -> Option<Grade> {
+        let n = Grade::NEUTRAL;
+        Some(match name {
+            "neutral" => n,
+            "warm" => Grade {
+                temperature: 0.6,
+                saturation: 1.1,
+                ..n
+            },
+            "cool" => Grade {
+                temperature: -0.6,
+                ..n
+            },
+            "punchy" => Grade {
+                contrast: 1.25,
+                saturation: 1.3,
+                ..n
+            },
+            "muted" => Grade {
+                contrast: 0.9,
+                saturation: 0.6,
+                ..n
+            },
+            "mono" => Grade {
+                saturation: 0.0,
+                contrast: 1.1,
+                ..n
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// One effect on a frame.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Effect {
+    /// Blur every region; `feather` pixels of soft edge outside each (a region itself is always
+    /// fully covered).
+    Blur {
+        regions: Vec<Region>,
+        style: BlurStyle,
+        feather: f32,
+    },
+    /// Dim the frame outside the regions by `dim` (0..=1) and outline each region with `colour`
+    /// (RGBA 0..=1, alpha = opacity), `outline` pixels wide inside its edge.
+    Highlight {
+        regions: Vec<Region>,
+        dim: f32,
+        outline: f32,
+        colour: [f32; 4],
+        feather: f32,
+    },
+    /// Grade the whole frame.
+    ColourGrade(Grade),
+}
+
+/// An 8-bit RGBA picture, rows top to bottom, no padding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RgbaFrame {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+impl RgbaFrame {
+    pub fn new(width: u32, height: u32, pixels: Vec<u8>) -> Result<Self, Error> {
+        if width == 0 || height == 0 || pixels.len() != width as usize * height as usize * 4 {
+            return Err(Error::Frame(format!(
+                "{width}×{height} RGBA needs {} bytes, got {}",
+                width as usize * height as usize * 4,
+                pixels.len()
+            )));
+        }
+        Ok(RgbaFrame {
+            width,
+            height,
+            pixels,
+        })
+    }
+
+    /// From packed RGB24 (as the decoder gives frames), alpha opaque.
+    pub fn from_rgb(width: u32, height: u32, rgb: &[u8]) -> Result<Self, Error> {
+        let mut f = RgbaFrame {
+            width,
+            height,
+            pixels: Vec::new(),
+        };
+        f.set_rgb(width, height, rgb)?;
+        Ok(f)
+    }
+
+    /// Replaces the picture with packed RGB24, reusing the allocation.
+    pub fn set_rgb(&mut self, width: u32, height: u32, rgb: &[u8]) -> Result<(), Error> {
+        let n = width as usize * height as usize;
+        if width == 0 || height == 0 || rgb.len() != n * 3 {
+            return Err(Error::Frame(format!(
+                "{width}×{height} RGB needs {} bytes, got {}",
+                n * 3,
+                rgb.len()
+            )));
+        }
+        self.width = width;
+        self.height = height;
+        self.pixels.resize(n * 4, 255);
+        for (out, px) in self.pixels.chunks_exact_mut(4).zip(rgb.chunks_exact(3)) {
+            out[..3].copy_from_slice(px);
+            out[3] = 255;
+        }
+        Ok(())
+    }
+
+    /// Writes the picture as packed RGB24 into `rgb` (resized as needed).
+    pub fn to_rgb(&self, rgb: &mut Vec<u8>) {
+        rgb.resize(self.pixels.len() / 4 * 3, 0);
+        for (out, px) in rgb.chunks_exact_mut(3).zip(self.pixels.chunks_exact(4)) {
+            out.copy_from_slice(&px[..3]);
+        }
+    }
+}
+
+/// Peak signal-to-noise ratio in dB over the RGB channels of two same-sized frames (infinite
+/// when equal).
+pub fn psnr(a: &RgbaFrame, b: &RgbaFrame) -> f64 {
+    assert_eq!(
+        (a.width, a.height),
+        (b.width, b.height),
+        "frame sizes differ"
+    );
+    let (mut sum, mut n) = (0u64, 0u64);
+    for (x, y) in a.pixels.chunks_exact(4).zip(b.pixels.chunks_exact(4)) {
+        for c in 0..3 {
+            let d = x[c] as i64 - y[c] as i64;
+            sum += (d * d) as u64;
+            n += 1;
+        }
+    }
+    if sum == 0 {
+        return f64::INFINITY;
+    }
+    let mse = sum as f64 / n as f64;
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad frame: {0}")]
+    Frame(String),
+    #[error("no GPU or software Vulkan/GL device: {0}")]
+    NoDevice(String),
+    #[error("the GPU device failed: {0}")]
+    Device(String),
+    #[error("shader {name}: {message}")]
+    Shader { name: &'static str, message: String },
+}
+
+/// Where effects are rendered.
+pub enum Renderer {
+    Gpu(Box<Gpu>),
+    Cpu(Cpu),
+}
+
+/// Which renderer to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevicePreference {
+    /// A hardware GPU if there is one, else the CPU implementation (which beats a software
+    /// Vulkan device on few cores: see docs/benchmarks.md).
+    Auto,
+    /// A hardware GPU, or an error.
+    Gpu,
+    /// A software Vulkan device (lavapipe), or an error.
+    Software,
+    /// The CPU implementation.
+    Cpu,
+}
+
+impl std::str::FromStr for DevicePreference {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "auto" => DevicePreference::Auto,
+            "gpu" => DevicePreference::Gpu,
+            "software" => DevicePreference::Software,
+            "cpu" => DevicePreference::Cpu,
+            other => {
+                return Err(format!(
+                    "unknown effects device '{other}' (auto, gpu, software or cpu)"
+                ));
+            }
+        })
+    }
+}
+
+impl Renderer {
+    pub fn open(preference: DevicePreference) -> Result<Renderer, Error> {
+        match preference {
+            DevicePreference::Cpu => Ok(Renderer::Cpu(Cpu::default())),
+            DevicePreference::Gpu => Ok(Renderer::Gpu(Box::new(Gpu::open(GpuKind::Hardware)?))),
+            DevicePreference::Software => {
+                Ok(Renderer::Gpu(Box::new(Gpu::open(GpuKind::Software)?)))
+            }
+            DevicePreference::Auto => match Gpu::open(GpuKind::Hardware) {
+                Ok(gpu) => Ok(Renderer::Gpu(Box::new(gpu))),
+                Err(e) => {
+                    tracing::info!("effects on the CPU: {e}");
+                    Ok(Renderer::Cpu(Cpu::default()))
+                }
+            },
+        }
+    }
+
+    /// What renders: the adapter's name, or "cpu".
+    pub fn describe(&self) -> String {
+        match self {
+            Renderer::Gpu(g) => g.describe(),
+            Renderer::Cpu(_) => "cpu".into(),
+        }
+    }
+
+    /// Renders `effects` onto `frame` in place.
+    pub fn render(&mut self, frame: &mut RgbaFrame, effects: &[Effect]) -> Result<(), Error> {
+        let plan = Plan::new(effects, frame.width, frame.height);
+        self.render_plan(frame, &plan)
+    }
+
+    pub fn render_plan(&mut self, frame: &mut RgbaFrame, plan: &Plan) -> Result<(), Error> {
+        if plan.passes.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Renderer::Gpu(g) => g.render(frame, plan),
+            Renderer::Cpu(c) => {
+                c.render(frame, plan);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Golden images per shader, on real photos (the scikit-image fixtures that scripts/fetch-models
+//! verifies by sha256): the software wgpu device (Mesa lavapipe) and the CPU implementation each
+//! within a PSNR bound of the other and of a committed reference PNG, and pixels away from the
+//! regions untouched.
+//!
+//! `MEDIA_ANALYZER_UPDATE_GOLDEN=1 cargo test -p effects --test golden` rewrites the references
+//! from the software device's output.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use effects::{BlurStyle, Effect, Gpu, GpuKind, Grade, Region, Renderer, RgbaFrame, psnr};
+
+/// Two renderers of the same arithmetic, rounding apart: 1 level everywhere would be 48 dB.
+const SAME_DB: f64 = 42.0;
+
+fn fixture(name: &str) -> RgbaFrame {
+    let cache = std::env::var_os("MEDIA_ANALYZER_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/media-analyzer")
+        });
+    let path = cache.join("fixtures").join(format!("{name}.png"));
+    let img = image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-models)", path.display()))
+        .to_rgba8();
+    // Half size: small references, same content.
+    let img = image::imageops::resize(
+        &img,
+        img.width() / 2,
+        img.height() / 2,
+        image::imageops::FilterType::Triangle,
+    );
+    RgbaFrame::new(img.width(), img.height(), img.into_raw()).unwrap()
+}
+
+fn software() -> &'static Mutex<Gpu> {
+    static GPU: OnceLock<Mutex<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Mutex::new(Gpu::open(GpuKind::Software).unwrap_or_else(|e| {
+            panic!(
+                "{e}: the golden tests need the software Vulkan device (scripts/setup installs it)"
+            )
+        }))
+    })
+}
+
+/// Renders on both, compares both with each other and with the reference; returns the output.
+fn golden(name: &str, input: &RgbaFrame, effects: &[Effect]) -> RgbaFrame {
+    let mut on_cpu = input.clone();
+    Renderer::open(effects::DevicePreference::Cpu)
+        .unwrap()
+        .render(&mut on_cpu, effects)
+        .unwrap();
+    let mut on_gpu = input.clone();
+    let plan = effects::Plan::new(effects, input.width, input.height);
+    software()
+        .lock()
+        .unwrap()
+        .render(&mut on_gpu, &plan)
+        .unwrap();
+    let between = psnr(&on_cpu, &on_gpu);
+    eprintln!("{name}: cpu vs software device {between:.1} dB");
+    assert!(
+        between >= SAME_DB,
+        "{name}: cpu vs software device {between:.1} dB"
+    );
+
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.png"));
+    if std::env::var_os("MEDIA_ANALYZER_UPDATE_GOLDEN").is_some() {
+        image::RgbaImage::from_raw(on_gpu.width, on_gpu.height, on_gpu.pixels.clone())
+            .unwrap()
+            .save(&path)
+            .unwrap();
+    }
+    let reference = image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgba8();
+    let reference =
+        RgbaFrame::new(reference.width(), reference.height(), reference.into_raw()).unwrap();
+    for (who, out) in [("cpu", &on_cpu), ("software device", &on_gpu)] {
+        let db = psnr(out, &reference);
+        assert!(
+            db >= SAME_DB,
+            "{name}: {who} vs {} {db:.1} dB",
+            path.display()
+        );
+    }
+    assert!(
+        psnr(input, &on_cpu) < 40.0,
+        "{name}: the effect changed nothing visible"
+    );
+    on_cpu
+}
+
+/// Whether every pixel farther than `margin` from all regions is unchanged.
+fn untouched_outside(
+    input: &RgbaFrame,
+    output: &RgbaFrame,
+    regions: &[Region],
+    margin: f32,
+) -> bool {
+    let w = input.width as usize;
+    input
+        .pixels
+        .chunks_exact(4)
+        .zip(output.pixels.chunks_exact(4))
+        .enumerate()
+        .all(|(i, (a, b))| {
+            let (x, y) = ((i % w) as f32 + 0.5, (i / w) as f32 + 0.5);
+            let near = regions.iter().any(|r| {
+                x > r.x - margin
+                    && x < r.x + r.w + margin
+                    && y > r.y - margin
+                    && y < r.y + r.h + margin
+            });
+            near || a == b
+        })
+}
+
+/// The astronaut's face in the half-size photo (256×256).
+const FACE: Region = Region {
+    x: 88.0,
+    y: 28.0,
+    w: 60.0,
+    h: 72.0,
+};
+
+#[test]
+fn gaussian_face_blur() {
+    let input = fixture("astronaut");
+    let effects = [Effect::Blur {
+        regions: vec![FACE],
+        style: BlurStyle::Gaussian { radius: 12.0 },
+        feather: 6.0,
+    }];
+    let out = golden("face_blur_gaussian", &input, &effects);
+    assert!(untouched_outside(&input, &out, &[FACE], 7.0));
+}
+
+#[test]
+fn pixelated_face() {
+    let input = fixture("astronaut");
+    let effects = [Effect::Blur {
+        regions: vec![FACE],
+        style: BlurStyle::Pixelate { block: 10.0 },
+        feather: 0.0,
+    }];
+    let out = golden("face_blur_pixelate", &input, &effects);
+    assert!(untouched_outside(&input, &out, &[FACE], 1.0));
+}
+
+#[test]
+fn highlighted_cup() {
+    let input = fixture("coffee");
+    let cup = Region {
+        x: 60.0,
+        y: 10.0,
+        w: 170.0,
+        h: 140.0,
+    };
+    let effects = [Effect::Highlight {
+        regions: vec![cup],
+        dim: 0.6,
+        outline: 3.0,
+        colour: [1.0, 0.8, 0.0, 1.0],
+        feather: 10.0,
+    }];
+    golden("highlight", &input, &effects);
+}
+
+#[test]
+fn warm_grade() {
+    let input = fixture("chelsea");
+    golden(
+        "colour_grade_warm",
+        &input,
+        &[Effect::ColourGrade(Grade::look("warm").unwrap())],
+    );
+}
+
+#[test]
+fn grade_highlight_and_blur_in_one_frame() {
+    let input = fixture("astronaut");
+    let effects = [
+        Effect::Blur {
+            regions: vec![FACE],
+            style: BlurStyle::Gaussian { radius: 20.0 },
+            feather: 4.0,
+        },
+        Effect::Highlight {
+            regions: vec![Region {
+                x: 20.0,
+                y: 120.0,
+                w: 100.0,
+                h: 100.0,
+            }],
+            dim: 0.4,
+            outline: 2.0,
+            colour: [0.0, 0.9, 1.0, 0.8],
+            feather: 0.0,
+        },
+        Effect::ColourGrade(Grade::look("punchy").unwrap()),
+    ];
+    golden("combined", &input, &effects);
+}
+
+/// A frame size change between frames (textures and buffers are made again) and odd sizes
+/// (rows not a multiple of 256 bytes) come out right.
+#[test]
+fn frame_sizes_change_between_frames() {
+    let input = fixture("coffee");
+    let effects = [Effect::ColourGrade(Grade::look("cool").unwrap())];
+    let mut gpu = software().lock().unwrap();
+    for (w, h) in [
+        (input.width, input.height),
+        (97, 61),
+        (input.width, input.height),
+    ] {
+        let img =
+            image::RgbaImage::from_raw(input.width, input.height, input.pixels.clone()).unwrap();
+        let img = image::imageops::crop_imm(&img, 0, 0, w, h).to_image();
+        let frame = RgbaFrame::new(w, h, img.into_raw()).unwrap();
+        let (mut a, mut b) = (frame.clone(), frame.clone());
+        gpu.render(&mut a, &effects::Plan::new(&effects, w, h))
+            .unwrap();
+        effects::Cpu::default().render(&mut b, &effects::Plan::new(&effects, w, h));
+        assert!(psnr(&a, &b) >= SAME_DB, "{w}×{h}: {:.1} dB", psnr(&a, &b));
+    }
+}
