@@ -163,6 +163,7 @@ async fn the_spin_component_raises_the_same_alerts_as_the_in_host_trigger() {
     let frames = frames();
     for (seq, (pts, found)) in frames.iter().enumerate() {
         let event = Event::Detections(FrameDetections {
+            effects: Vec::new(),
             stream: STREAM.into(),
             seq: seq as u64,
             pts_ms: *pts,
@@ -293,6 +294,7 @@ min_score = ""
     .unwrap();
     for seq in 0..2 {
         let event = Event::Detections(FrameDetections {
+            effects: Vec::new(),
             stream: "s".into(),
             seq,
             pts_ms: 0,

@@ -43,12 +43,29 @@ pub mod trigger {
     pub use exports::media_analyzer::pipeline::rules::Guest as Rules;
     pub use media_analyzer::pipeline::state;
 }
+pub mod effects {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "media-analyzer:pipeline/effect-selector",
+        pub_export_macro: true,
+        export_macro_name: "export_effect_selector",
+        default_bindings_module: "media_analyzer_sdk::effects",
+        with: {
+            "media-analyzer:pipeline/types@0.1.0": crate::media_analyzer::pipeline::types,
+            "media-analyzer:pipeline/log@0.1.0": crate::media_analyzer::pipeline::log,
+        },
+    });
+
+    pub use exports::media_analyzer::pipeline::effects::Guest as Selector;
+}
 pub use media_analyzer::pipeline::frames::{
     ChannelOrder, Frame, Layout, PixelFormat, Placement, Resize, TensorSpec,
 };
 pub use media_analyzer::pipeline::log::{Level, log};
 pub use media_analyzer::pipeline::tensors::RowMax;
-pub use media_analyzer::pipeline::types::{Alert, Bbox, Detection, FrameInfo, Severity};
+pub use media_analyzer::pipeline::types::{
+    Alert, Bbox, Detection, Effect, EffectKind, FrameInfo, Severity,
+};
 use wasi::nn::{graph, tensor};
 
 /// A host model, loaded by name, and the outputs of one run by output name.

@@ -467,7 +467,8 @@ impl BatchQueue<'_> {
                     self.stats,
                 );
                 let triggers = pipeline.triggers.stage(World::Trigger);
-                if !out.send(&job.stream_id, &frame, &found, triggers) {
+                let selectors = pipeline.selectors.stage(World::Effects);
+                if !out.send(&job.stream_id, &frame, &found, triggers, selectors) {
                     lost += 1;
                 }
                 analysed += 1;

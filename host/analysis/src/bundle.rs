@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use inference::{Catalog, Model, SessionOptions};
-use runtime::{Active, ActiveDetector, ModelRegistry, Runtime, SandboxConfig, TriggerComponent};
+use runtime::{
+    Active, ActiveDetector, ModelRegistry, Runtime, SandboxConfig, SelectorComponent,
+    TriggerComponent,
+};
 
 /// A bundled detector component and the models it loads by name.
 pub type BundledComponent = (&'static str, &'static [&'static str]);
@@ -22,6 +25,10 @@ pub const BUNDLED: [BundledComponent; 5] = [
 
 /// Every bundled trigger: none runs unless a tenant's pipeline names it.
 pub const BUNDLED_TRIGGERS: [&str; 1] = ["brand-rules"];
+
+/// Every bundled effect selector: none runs unless a tenant's pipeline names it (or the
+/// stream's effects are forced on).
+pub const BUNDLED_SELECTORS: [&str; 3] = ["privacy-blur", "brand-spotlight", "scene-grade"];
 
 /// What runs when nothing is chosen: brand-text (OCR, ~0.3 s a frame on a CPU) is opt-in.
 pub const DEFAULT_COMPONENTS: [&str; 2] = ["object-detector", "face-detector"];
@@ -113,6 +120,24 @@ pub fn load_bundled_triggers(
                 version: 0,
                 config: Vec::new(),
                 component: runtime.load_trigger(&component_file(components_dir, name)?)?,
+            })
+        })
+        .collect()
+}
+
+/// The bundled effect selectors ([`BUNDLED_SELECTORS`]), compiled in `runtime`.
+pub fn load_bundled_selectors(
+    runtime: &Runtime,
+    components_dir: &Path,
+) -> anyhow::Result<Vec<Active<SelectorComponent>>> {
+    BUNDLED_SELECTORS
+        .iter()
+        .map(|name| {
+            Ok(Active {
+                name: name.to_string(),
+                version: 0,
+                config: Vec::new(),
+                component: runtime.load_selector(&component_file(components_dir, name)?)?,
             })
         })
         .collect()

@@ -121,6 +121,7 @@ impl FrameAnalysis {
     /// The `detections` event of the analysed frame, as viewers receive it.
     pub fn event(&self, stream: &str, frame: &decode::Frame) -> bus::Event {
         bus::Event::Detections(bus::FrameDetections {
+            effects: Vec::new(),
             stream: stream.to_string(),
             seq: frame.seq,
             pts_ms: frame.pts_ms,

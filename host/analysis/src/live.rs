@@ -22,7 +22,7 @@ use crate::activity::ComponentActivity;
 use crate::batch::{BatchQueue, BatchWake};
 use crate::bundle::{
     Bundle, DEFAULT_COMPONENTS, ModelSettings, PICKABLE_COMPONENTS, bundled, load_bundle,
-    load_bundled_triggers,
+    load_bundled_selectors, load_bundled_triggers,
 };
 use crate::output::Output;
 use crate::pipelines::StreamPipelines;
@@ -184,7 +184,8 @@ impl LiveAnalysis {
             })
             .and_then(|bundle| {
                 let triggers = load_bundled_triggers(&bundle.runtime, components_dir)?;
-                Ok((bundle, triggers))
+                let selectors = load_bundled_selectors(&bundle.runtime, components_dir)?;
+                Ok((bundle, (triggers, selectors)))
             });
         match loaded {
             Ok((
@@ -192,7 +193,7 @@ impl LiveAnalysis {
                     runtime,
                     components,
                 },
-                triggers,
+                (triggers, selectors),
             )) => {
                 info!(
                     components = components.len(),
@@ -205,7 +206,10 @@ impl LiveAnalysis {
                         runtime.clone(),
                         components,
                         &DEFAULT_COMPONENTS,
-                        triggers,
+                        crate::pipelines::BundledStages {
+                            triggers,
+                            selectors,
+                        },
                         store.clone(),
                         files,
                         crate::TenantModels::new(
@@ -594,9 +598,9 @@ struct Turn<'a> {
     number: u64,
 }
 
-/// The stored changes a frame's pipeline comes from, per world (detector, trigger); `None`: that
-/// world runs what is bundled.
-type Changes = [Option<String>; 2];
+/// The stored changes a frame's pipeline comes from, per world (detector, trigger, effects);
+/// `None`: that world runs what is bundled.
+type Changes = [Option<String>; 3];
 
 /// A frame taken for analysis: its turn, the pipeline it runs to the end, and, when that
 /// pipeline differs from the previous frame's, the change to report (the detectors' where they
@@ -689,7 +693,11 @@ fn analyse_stream(
             applied,
         }) = order.try_take(slot, || {
             let p = pipelines.for_frame(stream);
-            let changes = [p.detectors.change.clone(), p.triggers.change.clone()];
+            let changes = [
+                p.detectors.change.clone(),
+                p.triggers.change.clone(),
+                p.selectors.change.clone(),
+            ];
             (Arc::new(p), changes)
         })
         else {
@@ -721,7 +729,8 @@ fn analyse_stream(
                 out.pipeline_applied(stream, &frame, change, &pipeline.detectors);
             }
             let triggers = pipeline.triggers.stage(World::Trigger);
-            out.send(stream, &frame, &analysed, triggers);
+            let selectors = pipeline.selectors.stage(World::Effects);
+            out.send(stream, &frame, &analysed, triggers, selectors);
             done
         });
         drop(turn);
@@ -749,7 +758,7 @@ mod tests {
     ) -> Option<(decode::Frame, Turn<'a>, bool)> {
         let change = change.map(str::to_string);
         order
-            .try_take(slot, || (Arc::new(()), [change, None]))
+            .try_take(slot, || (Arc::new(()), [change, None, None]))
             .map(|t| (t.frame, t.turn, t.applied.is_some()))
     }
 

@@ -1,5 +1,6 @@
-//! Where a frame's results go: the store, then the bus; then through the stream's triggers,
-//! whose alerts go the same way.
+//! Where a frame's results go: through the stream's effect selectors (their effects travel on
+//! the frame's event), the store, then the bus; then through the stream's triggers, whose alerts
+//! go the same way.
 
 use std::sync::atomic::Ordering;
 
@@ -40,6 +41,7 @@ impl Output<'_> {
         frame: &decode::Frame,
         analysed: &FrameAnalysis,
         triggers: &[runtime::ActiveTrigger],
+        selectors: &[runtime::ActiveSelector],
     ) -> bool {
         self.activity
             .record(self.tenant, stream, frame.seq, &analysed.calls);
@@ -74,14 +76,62 @@ impl Output<'_> {
                 return false;
             }
         }
-        self.publisher.send(bus::Envelope::new(
-            self.tenant,
-            analysed.event(stream, frame),
-        ));
+        let mut event = analysed.event(stream, frame);
+        if !selectors.is_empty()
+            && let bus::Event::Detections(d) = &mut event
+        {
+            d.effects = self.select_effects(stream, frame, analysed, selectors);
+        }
+        self.publisher.send(bus::Envelope::new(self.tenant, event));
         if !triggers.is_empty() {
             self.raise_alerts(stream, frame, analysed, triggers);
         }
         true
+    }
+
+    /// Runs each effect selector's `select` on the frame's detections and returns what they
+    /// chose. A selector whose call fails chooses nothing and is counted, like a trigger.
+    fn select_effects(
+        &self,
+        stream: &str,
+        frame: &decode::Frame,
+        analysed: &FrameAnalysis,
+        selectors: &[runtime::ActiveSelector],
+    ) -> Vec<bus::Effect> {
+        let info = frame_info(stream, frame);
+        let detections: Vec<runtime_wit::Detection> =
+            analysed.detections.iter().map(to_wit).collect();
+        let mut chosen = Vec::new();
+        let mut calls = Vec::with_capacity(selectors.len());
+        for selector in selectors {
+            let label = selector.label();
+            let call = self.runtime.run_selector(
+                &selector.component,
+                &info,
+                &detections,
+                &selector.config,
+            );
+            calls.push(ComponentCall {
+                component: label.clone(),
+                elapsed: call.elapsed,
+                error: call.result.as_ref().err().map(ToString::to_string),
+                deadline: matches!(call.result, Err(runtime::CallError::Deadline(_))),
+                log: call.log,
+            });
+            match call.result {
+                Ok(effects) => {
+                    chosen.extend(effects.into_iter().map(|e| effect_from_wit(e, &label)))
+                }
+                Err(e) => {
+                    self.stats
+                        .component_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(%stream, component = %label, frame = frame.seq, "effect selector call failed: {e}");
+                }
+            }
+        }
+        self.activity.record(self.tenant, stream, frame.seq, &calls);
+        chosen
     }
 
     /// Runs each trigger's `on-detections` on the frame's detections; the alerts they raise are
@@ -95,13 +145,7 @@ impl Output<'_> {
         analysed: &FrameAnalysis,
         triggers: &[runtime::ActiveTrigger],
     ) {
-        let info = runtime_wit::FrameInfo {
-            stream: stream.to_string(),
-            seq: frame.seq,
-            pts_ms: frame.pts_ms,
-            width: frame.width,
-            height: frame.height,
-        };
+        let info = frame_info(stream, frame);
         let detections: Vec<runtime_wit::Detection> =
             analysed.detections.iter().map(to_wit).collect();
         let mut raised = Vec::new();
@@ -190,6 +234,38 @@ impl Output<'_> {
                 }),
             ));
         }
+    }
+}
+
+fn frame_info(stream: &str, frame: &decode::Frame) -> runtime_wit::FrameInfo {
+    runtime_wit::FrameInfo {
+        stream: stream.to_string(),
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        width: frame.width,
+        height: frame.height,
+    }
+}
+
+/// An effect as events carry it (non-finite numbers dropped: JSON has none).
+fn effect_from_wit(e: runtime_wit::Effect, component: &str) -> bus::Effect {
+    bus::Effect {
+        kind: match e.kind {
+            runtime_wit::EffectKind::Blur => "blur",
+            runtime_wit::EffectKind::Highlight => "highlight",
+            runtime_wit::EffectKind::ColourGrade => "colour-grade",
+        }
+        .to_string(),
+        bbox: e
+            .region
+            .map(|b| [b.x, b.y, b.w, b.h])
+            .filter(|b| b.iter().all(|v| v.is_finite())),
+        params: e
+            .params
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .collect(),
+        component: component.to_string(),
     }
 }
 

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use runtime::{
-    Active, ActiveDetector, ActiveTrigger, DetectorRegistry, Pipeline, RuleState, Runtime,
-    TenantTrigger, TriggerComponent, TriggerRegistry, World,
+    Active, ActiveDetector, ActiveSelector, ActiveTrigger, DetectorRegistry, Pipeline, RuleState,
+    Runtime, SelectorComponent, SelectorRegistry, TenantTrigger, TriggerComponent, TriggerRegistry,
+    World,
 };
 use store::{ComponentFiles, StageComponent, Store};
 use tokio::runtime::Handle;
@@ -39,6 +40,10 @@ pub struct StreamPipelines {
     bundled_detectors: Vec<ActiveDetector>,
     /// The bundled triggers a pipeline may name (version 0).
     bundled_triggers: Vec<Active<TriggerComponent>>,
+    /// Per live stream, its effect selectors (none until its pipeline is loaded).
+    selectors: SelectorRegistry,
+    /// The bundled effect selectors a pipeline may name (version 0).
+    bundled_selectors: Vec<ActiveSelector>,
     /// Per tenant and trigger name, what its calls keep.
     rule_states: Mutex<HashMap<(String, String), Arc<RuleState>>>,
     store: Store,
@@ -80,6 +85,7 @@ impl Drop for PipelineSession {
             live.remove(&self.stream);
             self.pipelines.registry.remove(&self.stream);
             self.pipelines.triggers.remove(&self.stream);
+            self.pipelines.selectors.remove(&self.stream);
         }
     }
 }
@@ -91,12 +97,21 @@ pub struct Resolved {
     pub detector_change: Option<String>,
     pub triggers: Vec<ActiveTrigger>,
     pub trigger_change: Option<String>,
+    pub selectors: Vec<ActiveSelector>,
+    pub selector_change: Option<String>,
 }
 
 /// What a frame or a batch segment runs: a snapshot of each registry.
 pub struct StreamPipeline {
     pub detectors: Arc<Pipeline<runtime::DetectorComponent>>,
     pub triggers: Arc<Pipeline<TenantTrigger>>,
+    pub selectors: Arc<Pipeline<SelectorComponent>>,
+}
+
+/// The bundled triggers and effect selectors a pipeline may name (none runs unless named).
+pub struct BundledStages {
+    pub triggers: Vec<Active<TriggerComponent>>,
+    pub selectors: Vec<ActiveSelector>,
 }
 
 /// A stage component's settings, as the component reads them.
@@ -137,13 +152,13 @@ pub enum PipelineError {
 
 impl StreamPipelines {
     /// `bundled`: the detectors a tenant may name without uploading, of which `defaults` (by
-    /// name) run when it chose none; `bundled_triggers`: likewise the triggers (none runs unless
-    /// chosen).
+    /// name) run when it chose none; `stages`: the bundled triggers and effect selectors (none
+    /// runs unless chosen).
     pub fn new(
         runtime: Arc<Runtime>,
         bundled: Vec<ActiveDetector>,
         defaults: &[&str],
-        bundled_triggers: Vec<Active<TriggerComponent>>,
+        stages: BundledStages,
         store: Store,
         files: ComponentFiles,
         models: TenantModels,
@@ -160,7 +175,9 @@ impl StreamPipelines {
             )])),
             bundled_detectors: bundled,
             triggers: TriggerRegistry::new(Pipeline::new([])),
-            bundled_triggers,
+            bundled_triggers: stages.triggers,
+            selectors: SelectorRegistry::new(Pipeline::new([])),
+            bundled_selectors: stages.selectors,
             rule_states: Mutex::default(),
             store,
             files,
@@ -187,6 +204,7 @@ impl StreamPipelines {
         StreamPipeline {
             detectors: self.registry.pipeline(stream),
             triggers: self.triggers.pipeline(stream),
+            selectors: self.selectors.pipeline(stream),
         }
     }
 
@@ -241,6 +259,8 @@ impl StreamPipelines {
             detector_change,
             triggers,
             trigger_change,
+            selectors,
+            selector_change,
         } = resolved;
         if self.registry.pipeline(stream).change != detector_change {
             let labels: Vec<String> = detectors.iter().map(ActiveDetector::label).collect();
@@ -254,6 +274,12 @@ impl StreamPipelines {
             .swap(stream, World::Detector, detectors, detector_change);
         self.triggers
             .swap(stream, World::Trigger, triggers, trigger_change);
+        if self.selectors.pipeline(stream).change != selector_change {
+            let labels: Vec<String> = selectors.iter().map(ActiveSelector::label).collect();
+            info!(%stream, change = ?selector_change, effects = ?labels, "effect selectors loaded");
+        }
+        self.selectors
+            .swap(stream, World::Effects, selectors, selector_change);
     }
 
     /// What is stored for the tenant's stream, per world (its own stage, else the tenant's
@@ -303,11 +329,24 @@ impl StreamPipelines {
                 Some(stage.change.clone()),
             ),
         };
+        let (selectors, selector_change) = match stage(World::Effects) {
+            None => (Vec::new(), None),
+            Some(stage) => (
+                stage
+                    .components
+                    .iter()
+                    .map(|c| self.load_selector(handle, tenant, c))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(stage.change.clone()),
+            ),
+        };
         Ok(Resolved {
             detectors,
             detector_change,
             triggers,
             trigger_change,
+            selectors,
+            selector_change,
         })
     }
 
@@ -346,6 +385,33 @@ impl StreamPipelines {
                 component,
                 state: self.rule_state(tenant, &wanted.name),
             },
+        })
+    }
+
+    fn load_selector(
+        &self,
+        handle: &Handle,
+        tenant: &str,
+        wanted: &StageComponent,
+    ) -> Result<ActiveSelector, PipelineError> {
+        let component = if wanted.version == 0 {
+            self.bundled_selectors
+                .iter()
+                .find(|b| b.name == wanted.name)
+                .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?
+                .component
+                .clone()
+        } else {
+            let bytes = self.uploaded_file(handle, tenant, wanted, World::Effects)?;
+            self.runtime
+                .load_selector(&bytes)
+                .map_err(|e| load_failed(wanted, e.to_string()))?
+        };
+        Ok(Active {
+            name: wanted.name.clone(),
+            version: wanted.version,
+            config: settings(wanted),
+            component,
         })
     }
 
@@ -424,9 +490,12 @@ impl StreamPipelines {
         detectors.change = resolved.detector_change;
         let mut triggers = Pipeline::new([(World::Trigger, resolved.triggers)]);
         triggers.change = resolved.trigger_change;
+        let mut selectors = Pipeline::new([(World::Effects, resolved.selectors)]);
+        selectors.change = resolved.selector_change;
         Ok(StreamPipeline {
             detectors: Arc::new(detectors),
             triggers: Arc::new(triggers),
+            selectors: Arc::new(selectors),
         })
     }
 

@@ -256,6 +256,7 @@ pub fn detections_event(
     rows: &[store::DetectionRecord],
 ) -> bus::Event {
     bus::Event::Detections(bus::FrameDetections {
+        effects: Vec::new(),
         stream: stream.to_string(),
         seq: frame.seq,
         pts_ms: frame.pts_ms,

@@ -40,7 +40,9 @@ pub struct PipelineRequest {
     /// `brand-rules`); none runs unless chosen.
     #[schema(max_items = 8)]
     pub trigger: Option<Vec<StageRequest>>,
-    /// Only `[]` for now: this host does not run effects components yet.
+    /// Effect selectors that choose, per analysed frame, the effects rendered on the stream
+    /// (e.g. the bundled `privacy-blur`, `brand-spotlight`, `scene-grade`); none runs unless
+    /// chosen.
     #[schema(max_items = 8)]
     pub effects: Option<Vec<StageRequest>>,
 }
@@ -121,7 +123,7 @@ impl From<&store::StageComponent> for StageComponentView {
         (status = 401, body = ErrorBody), (status = 403, description = "a viewer key", body = ErrorBody),
         (status = 404, description = "no such stream, or no such component (version) of this tenant", body = ErrorBody),
         (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
-        (status = 422, description = "a component of another world, or an effects stage this host does not run yet", body = ErrorBody),
+        (status = 422, description = "a component of another world", body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_stream_pipeline(
@@ -176,7 +178,7 @@ pub async fn get_stream_pipeline(
         (status = 401, body = ErrorBody), (status = 403, description = "a viewer key", body = ErrorBody),
         (status = 404, description = "no such component (version) of this tenant", body = ErrorBody),
         (status = 413, description = "body over the limit (1 MiB by default)", body = ErrorBody),
-        (status = 422, description = "a component of another world, or an effects stage this host does not run yet", body = ErrorBody),
+        (status = 422, description = "a component of another world", body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_tenant_pipeline(
@@ -275,11 +277,6 @@ async fn resolve_stage(
             version,
             config: c.config,
         });
-    }
-    if world == "effects" && !resolved.is_empty() {
-        return Err(ApiError::Unprocessable(format!(
-            "this host does not run {world} components yet: only [] is taken for the {world} stage"
-        )));
     }
     Ok(resolved)
 }

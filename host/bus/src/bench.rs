@@ -12,6 +12,7 @@ pub fn sample_detections(tenant: &str, stream: &str, seq: u64) -> crate::Envelop
     crate::Envelope::new(
         tenant,
         crate::Event::Detections(crate::FrameDetections {
+            effects: Vec::new(),
             stream: stream.into(),
             seq,
             pts_ms: seq as i64 * 33,

@@ -31,8 +31,8 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
 pub use message::{
-    Alert, Control, Detection, Envelope, Event, FrameDetections, FrameTiming, PipelineApplied,
-    StreamChange, VERSION, rfc3339_ms,
+    Alert, Control, Detection, Effect, Envelope, Event, FrameDetections, FrameTiming,
+    PipelineApplied, StreamChange, VERSION, rfc3339_ms,
 };
 pub use segments::{ClaimedJob, QueueDepth, SegmentJob, SegmentQueue};
 

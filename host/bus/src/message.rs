@@ -78,6 +78,9 @@ pub struct FrameDetections {
     pub width: u32,
     pub height: u32,
     pub detections: Vec<Detection>,
+    /// The effects the stream's effect selectors chose for this frame (none when it has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<Effect>,
 }
 
 /// Where a live frame's time went on the host, milliseconds. `arrival − ingested − inference_ms`
@@ -107,6 +110,22 @@ pub struct Detection {
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
     /// The component that found it.
+    pub component: String,
+}
+
+/// An effect chosen for a frame by an effect-selector component (rendered by the host in the
+/// effects rendition, and by the dashboard's preview).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Effect {
+    /// `blur`, `highlight` or `colour-grade`.
+    pub kind: String,
+    /// `[x, y, w, h]` relative to the frame; none for the whole frame.
+    #[serde(rename = "box", default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f32; 4]>,
+    /// Parameters by name (see `effect` in wit/pipeline.wit).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub params: std::collections::BTreeMap<String, f32>,
+    /// The selector that chose it.
     pub component: String,
 }
 

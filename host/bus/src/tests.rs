@@ -11,6 +11,7 @@ fn detections(tenant: &str, stream: &str, seq: u64) -> Envelope {
     Envelope::new(
         tenant,
         Event::Detections(FrameDetections {
+            effects: Vec::new(),
             stream: stream.into(),
             seq,
             pts_ms: seq as i64 * 33,

@@ -287,6 +287,13 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1_500_000)]
         segment_bytes: usize,
     },
+    /// Shader effects (face blur, highlight, colour grade, all three) at 720p and 1080p on each
+    /// renderer here: a hardware GPU, the software Vulkan device, the CPU implementation.
+    Effects {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// clip-brands (tokenizer in the sandbox + one CLIP call) vs. the same work natively.
     Clip {
         #[arg(long, default_value_t = 200)]
@@ -573,6 +580,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             init_logging(cli.log_format.unwrap_or_default());
             catalog::bench::archive(target.as_deref(), segments, segment_bytes, 2.0).await
+        }
+        Command::Bench {
+            what: BenchCommand::Effects { seconds },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            tokio::task::spawn_blocking(move || {
+                effects::bench::effects(&[(1280, 720), (1920, 1080)], seconds);
+            })
+            .await?;
+            Ok(())
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },

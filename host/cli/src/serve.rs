@@ -577,7 +577,8 @@ pub fn component_files(data: &Path) -> store::ComponentFiles {
 
 /// Uploads are checked in the sandbox (`runtime::Runtime::check_upload`) and kept in
 /// [`component_files`]. The bundled components listed are those live analysis loads: the
-/// detectors it runs when a tenant chose nothing, and the triggers a pipeline may name.
+/// detectors it runs when a tenant chose nothing, and the triggers and effect selectors a
+/// pipeline may name.
 pub fn component_uploads(
     sandbox: Arc<runtime::Runtime>,
     data: &Path,
@@ -596,6 +597,11 @@ pub fn component_uploads(
                 analysis::bundle::BUNDLED_TRIGGERS
                     .iter()
                     .map(|name| (name, "trigger", false)),
+            )
+            .chain(
+                analysis::bundle::BUNDLED_SELECTORS
+                    .iter()
+                    .map(|name| (name, "effects", false)),
             )
             .map(
                 |(name, world, by_default)| api::components::BundledComponent {

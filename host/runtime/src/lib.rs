@@ -16,6 +16,7 @@ pub mod engine;
 pub mod host;
 mod poll;
 pub mod registry;
+pub mod selector;
 pub mod spin;
 pub mod spin_app;
 pub mod trigger;
@@ -29,8 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runtime_wit::detector::{Detector, DetectorPre};
+use runtime_wit::effect_selector::{EffectSelector, EffectSelectorPre};
 use runtime_wit::trigger::{Trigger, TriggerPre};
-use runtime_wit::{Alert, Detection, Frame, FrameInfo};
+use runtime_wit::{Alert, Detection, Effect, Frame, FrameInfo};
 use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
@@ -49,6 +51,10 @@ pub type ActiveDetector = Active<DetectorComponent>;
 pub type TriggerRegistry = Registry<TenantTrigger>;
 /// One trigger component version in a pipeline.
 pub type ActiveTrigger = Active<TenantTrigger>;
+/// The effect-selector components active per stream.
+pub type SelectorRegistry = Registry<SelectorComponent>;
+/// One effect-selector component version in a pipeline.
+pub type ActiveSelector = Active<SelectorComponent>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -171,6 +177,30 @@ pub struct RulesCall {
     pub elapsed: Duration,
 }
 
+/// A compiled effect selector, ready to instantiate.
+#[derive(Clone)]
+pub struct SelectorComponent {
+    /// SHA-256 of the component bytes (the compile cache key).
+    pub hash: String,
+    pre: EffectSelectorPre<CallState>,
+}
+
+impl std::fmt::Debug for SelectorComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelectorComponent")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `select` call: the effects it chose, what it logged, and its time.
+#[derive(Debug)]
+pub struct SelectCall {
+    pub result: Result<Vec<Effect>, CallError>,
+    pub log: Vec<String>,
+    pub elapsed: Duration,
+}
+
 /// What one `detect` call produced.
 #[derive(Debug)]
 pub struct DetectOutcome {
@@ -206,6 +236,7 @@ pub struct CacheStats {
 pub struct Runtime {
     detector_linker: Linker<CallState>,
     trigger_linker: Linker<CallState>,
+    selector_linker: Linker<CallState>,
     models: Arc<ModelRegistry>,
     config: SandboxConfig,
     compiled: Mutex<CompileCache>,
@@ -227,10 +258,18 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut trigger_linker)?;
         poll::add_to_linker(&mut trigger_linker)?;
         Trigger::add_to_linker::<CallState, HasSelf<CallState>>(&mut trigger_linker, |s| s)?;
+        let mut selector_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut selector_linker)?;
+        poll::add_to_linker(&mut selector_linker)?;
+        EffectSelector::add_to_linker::<CallState, HasSelf<CallState>>(
+            &mut selector_linker,
+            |s| s,
+        )?;
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             detector_linker,
             trigger_linker,
+            selector_linker,
             models: Arc::new(models),
             compiled: Mutex::new(CompileCache::new(config.compile_cache_bytes)),
             compiler: Compiler::start(&engine, config.compile_queue)?,
@@ -366,6 +405,64 @@ impl Runtime {
             Err(CallError::HostPanic(message))
         });
         RulesCall {
+            result,
+            log: store.data_mut().take_log(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Validates, compiles and links an effect-selector component.
+    pub fn load_selector(&self, bytes: &[u8]) -> Result<SelectorComponent, LoadError> {
+        let (hash, component) = self.compile(bytes)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            world: "effect-selector",
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = self
+            .selector_linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = EffectSelectorPre::new(instance_pre).map_err(wrong_world)?;
+        Ok(SelectorComponent { hash, pre })
+    }
+
+    /// Runs an effect selector's `select` for one analysed frame in a fresh instance, under the
+    /// sandbox limits; its effects are held to [`selector::check_effects`]. Blocking. What it
+    /// logged comes back whether it succeeded or not.
+    pub fn run_selector(
+        &self,
+        selector: &SelectorComponent,
+        frame: &FrameInfo,
+        detections: &[Detection],
+        config: &[(String, String)],
+    ) -> SelectCall {
+        let started = Instant::now();
+        let mut store = self.new_store(ModelScope::default());
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let instance = selector
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| self.classify(e))?;
+            let effects = instance
+                .media_analyzer_pipeline_effects()
+                .call_select(&mut store, frame, detections, config)
+                .map_err(|e| self.classify(e))?
+                .map_err(|message| {
+                    CallError::Component(
+                        args::cut_on_char_boundary(&message, self.config.log_line_bytes)
+                            .to_string(),
+                    )
+                })?;
+            selector::check_effects(&effects).map_err(CallError::OutputLimit)?;
+            Ok(effects)
+        }))
+        .unwrap_or_else(|panic| {
+            self.host_panics.fetch_add(1, Ordering::Relaxed);
+            let message = panic_message(&*panic);
+            tracing::error!(component = %selector.hash, "a host call panicked: {message}");
+            Err(CallError::HostPanic(message))
+        });
+        SelectCall {
             result,
             log: store.data_mut().take_log(),
             elapsed: started.elapsed(),

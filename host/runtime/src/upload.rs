@@ -118,9 +118,11 @@ impl Runtime {
             World::Effects => EffectSelectorPre::new(pre).map(drop),
         }
         .map_err(wrong_world)?;
-        if world == World::Detector {
-            // The detector host exists: link it for real, as activation will.
-            self.load_detector(bytes)?;
+        // Link it for real, as activation will (the trigger host adds its state import).
+        match world {
+            World::Detector => drop(self.load_detector(bytes)?),
+            World::Effects => drop(self.load_selector(bytes)?),
+            World::Trigger => {}
         }
         Ok(Checked {
             sha256,

@@ -12,8 +12,12 @@ use media_analyzer::pipeline::types::{Detection, Effect, FrameInfo};
 struct Selector;
 
 impl Guest for Selector {
-    fn select(_frame: FrameInfo, _detections: Vec<Detection>) -> Vec<Effect> {
-        Vec::new()
+    fn select(
+        _frame: FrameInfo,
+        _detections: Vec<Detection>,
+        _config: Vec<(String, String)>,
+    ) -> Result<Vec<Effect>, String> {
+        Ok(Vec::new())
     }
 }
 
