@@ -1,7 +1,7 @@
 //! Effect selectors on a live stream: the stream's pipeline names the bundled `privacy-blur`,
 //! and every analysed frame's event carries a blur over each face the face detector found (the
 //! box grown, never smaller than the face), tagged with the selector; a stream without an effects
-//! stage carries none.
+//! stage carries none. Every live frame's event carries its scene metrics.
 
 use std::time::Duration;
 
@@ -52,6 +52,15 @@ async fn privacy_blur_covers_every_face_on_the_frames_events() {
         seen.iter().all(|e| e.get("effects").is_none()),
         "effects without an effects stage"
     );
+    // Scene metrics on every live frame: a still photo has colours, a middling brightness and,
+    // after the first analysed frame, next to no motion.
+    let frames: Vec<&Value> = seen.iter().filter(|e| e["type"] == "detections").collect();
+    for e in &frames {
+        let scene = &e["scene"];
+        let brightness = scene["brightness"].as_f64().unwrap();
+        assert!((0.1..0.9).contains(&brightness), "{e}");
+        assert!(!scene["colours"].as_array().unwrap().is_empty(), "{e}");
+    }
 
     let (status, text) = http_send(
         "PUT",
@@ -67,6 +76,8 @@ async fn privacy_blur_covers_every_face_on_the_frames_events() {
         })
         .await;
     let event = seen.last().unwrap();
+    let motion = event["scene"]["motion"].as_f64().unwrap();
+    assert!(motion < 0.05, "a still photo moves by {motion}");
     let faces: Vec<&Value> = event["detections"]
         .as_array()
         .unwrap()

@@ -112,6 +112,20 @@ test('the brand catalogue, alerts and brand report on the dashboard, and On scre
       { timeout: 45_000, polling: 100 },
     );
 
+    // Scene metrics: the panel shows the frame's brightness and colours, and charts the recent
+    // frames' brightness.
+    await page.waitForFunction(
+      () => {
+        const s = document.querySelector('[data-testid=scene]');
+        const line = s?.querySelector('polyline.brightness')?.getAttribute('points') ?? '';
+        return !!s && s.textContent.includes('light') && s.querySelectorAll('.swatch').length > 0 &&
+          line.split(' ').length >= 2;
+      },
+      null,
+      { timeout: 20_000, polling: 200 },
+    );
+    t.diagnostic(`scene panel: ${(await page.locator('[data-testid=scene]').textContent()).trim()}`);
+
     // In sync: sample the frame on screen (from its pixels) and the panel together, away from the
     // mark's changes (an analysed frame describes the picture until the next one, up to 1 s).
     const samples = [];

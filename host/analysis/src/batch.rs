@@ -395,6 +395,7 @@ impl BatchQueue<'_> {
             activity: self.activity,
             tenant: &stream.tenant_id,
             session,
+            scene: None,
         };
         // One pipeline for the whole segment: the stream's own or its tenant's.
         let pipeline =

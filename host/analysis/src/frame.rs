@@ -122,6 +122,7 @@ impl FrameAnalysis {
     pub fn event(&self, stream: &str, frame: &decode::Frame) -> bus::Event {
         bus::Event::Detections(bus::FrameDetections {
             effects: Vec::new(),
+            scene: None,
             stream: stream.to_string(),
             seq: frame.seq,
             pts_ms: frame.pts_ms,

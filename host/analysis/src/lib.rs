@@ -30,6 +30,7 @@ pub mod frame;
 pub mod live;
 mod output;
 pub mod pipelines;
+pub mod scene;
 pub mod segment_store;
 pub mod stats;
 pub mod tenant_models;

@@ -328,6 +328,7 @@ impl LiveAnalysis {
     ) -> Vec<JoinHandle<()>> {
         let slot = Arc::new(LatestFrame::new());
         let order = Arc::new(FrameOrder::default());
+        let scene = Arc::new(crate::scene::SceneTracker::default());
         let handle = Handle::current();
         // Frame numbers start again in each publish session: its start tells the sessions apart
         // in the store.
@@ -380,7 +381,7 @@ impl LiveAnalysis {
                             handle.clone(),
                             self.fair.clone(),
                         );
-                        let activity = self.activity.clone();
+                        let (activity, scene) = (self.activity.clone(), scene.clone());
                         move || {
                             inference::set_thread_nice(ANALYSIS_NICE);
                             let out = Output {
@@ -392,6 +393,7 @@ impl LiveAnalysis {
                                 activity: &activity,
                                 tenant: &tenant,
                                 session,
+                                scene: Some(&scene),
                             };
                             analyse_stream(
                                 &stream, &slot, &order, &fair, &runtime, &pipelines, &out,

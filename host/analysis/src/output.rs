@@ -26,6 +26,8 @@ pub(crate) struct Output<'a> {
     /// When the frames' publish session began (Unix ms): with the frame number, it names a
     /// frame in the store.
     pub session: i64,
+    /// The stream's scene metrics (live analysis: frames come in order).
+    pub scene: Option<&'a crate::scene::SceneTracker>,
 }
 
 impl Output<'_> {
@@ -77,10 +79,13 @@ impl Output<'_> {
             }
         }
         let mut event = analysed.event(stream, frame);
-        if !selectors.is_empty()
-            && let bus::Event::Detections(d) = &mut event
-        {
-            d.effects = self.select_effects(stream, frame, analysed, selectors);
+        if let bus::Event::Detections(d) = &mut event {
+            if let Some(scene) = self.scene {
+                d.scene = scene.measure(frame.pts_ms, frame.width, frame.height, &frame.rgb);
+            }
+            if !selectors.is_empty() {
+                d.effects = self.select_effects(stream, frame, analysed, selectors);
+            }
         }
         self.publisher.send(bus::Envelope::new(self.tenant, event));
         if !triggers.is_empty() {

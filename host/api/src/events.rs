@@ -257,6 +257,7 @@ pub fn detections_event(
 ) -> bus::Event {
     bus::Event::Detections(bus::FrameDetections {
         effects: Vec::new(),
+        scene: None,
         stream: stream.to_string(),
         seq: frame.seq,
         pts_ms: frame.pts_ms,

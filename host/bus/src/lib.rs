@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 pub use message::{
     Alert, Control, Detection, Effect, Envelope, Event, FrameDetections, FrameTiming,
-    PipelineApplied, StreamChange, VERSION, rfc3339_ms,
+    PipelineApplied, Scene, SceneColour, StreamChange, VERSION, rfc3339_ms,
 };
 pub use segments::{ClaimedJob, QueueDepth, SegmentJob, SegmentQueue};
 

@@ -78,6 +78,9 @@ pub struct FrameDetections {
     pub width: u32,
     pub height: u32,
     pub detections: Vec<Detection>,
+    /// Brightness, dominant colours and motion of the frame (live analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene: Option<Scene>,
     /// The effects the stream's effect selectors chose for this frame (none when it has none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effects: Vec<Effect>,
@@ -111,6 +114,27 @@ pub struct Detection {
     pub bbox: [f32; 4],
     /// The component that found it.
     pub component: String,
+}
+
+/// Scene metrics of an analysed frame, from a 64 × 36 grid of samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scene {
+    /// Mean Rec. 709 luma, 0 (black) ..= 1 (white).
+    pub brightness: f32,
+    /// Mean change of luma since the stream's previous analysed frame, 0 (still) ..= 1; none on
+    /// the first analysed frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion: Option<f32>,
+    /// The most common colours, largest first (at most 3).
+    pub colours: Vec<SceneColour>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SceneColour {
+    /// `#rrggbb`: the mean colour of the samples in its bin.
+    pub hex: String,
+    /// Share of the frame, 0..=1.
+    pub share: f32,
 }
 
 /// An effect chosen for a frame by an effect-selector component (rendered by the host in the

@@ -12,6 +12,7 @@ fn detections(tenant: &str, stream: &str, seq: u64) -> Envelope {
         tenant,
         Event::Detections(FrameDetections {
             effects: Vec::new(),
+            scene: None,
             stream: stream.into(),
             seq,
             pts_ms: seq as i64 * 33,

@@ -65,6 +65,25 @@ export interface DetectionsEvent {
   width: number;
   height: number;
   detections: EventDetection[];
+  /** Live frames: brightness, motion and dominant colours. */
+  scene?: SceneMetrics;
+  /** What the stream's effect selectors chose for the frame (only with an effects stage). */
+  effects?: FrameEffect[];
+}
+
+export interface SceneMetrics {
+  /** Mean luma, 0..1. */
+  brightness: number;
+  /** Mean change of luma since the previous analysed frame, 0..1 (absent on the first). */
+  motion?: number;
+  colours: { hex: string; share: number }[];
+}
+
+export interface FrameEffect {
+  kind: 'blur' | 'highlight' | 'colour-grade';
+  box?: [number, number, number, number];
+  params?: Record<string, number>;
+  component: string;
 }
 
 export interface FrameTiming {

@@ -1,3 +1,4 @@
+import { ScenePoint, addScene, sparkline } from '../../core/scene';
 import {
   ChangeDetectionStrategy,
   Component,
@@ -36,6 +37,7 @@ import {
   PlaybackToken,
   Stream,
   StreamEvent,
+  SceneMetrics,
 } from '../../core/models';
 import { label } from '../../core/pipeline';
 import { STREAM_EVENTS, Tally, addFrame, emptyTally, eventsUrl } from '../../core/stream-events';
@@ -58,6 +60,8 @@ const RESTART_DELAY_MS = 3000;
 const REPORT_EVERY_MS = 5000;
 /** Alerts kept for the timeline and the list. */
 const MAX_ALERTS = 200;
+/** The scene chart's size in SVG units; motion (a few percent) is drawn 10× taller. */
+const SCENE_CHART = { width: 240, height: 48, motionScale: 10 };
 
 /** An alert's mark on the timeline under the player. */
 export interface AlertMark {
@@ -156,6 +160,17 @@ export class PlayerPage {
   protected readonly eventsStatus = signal<string>('—');
   protected readonly tally = signal<Tally>(emptyTally(), { equal: () => false });
   protected readonly analysedFrames = signal(0);
+  /** Scene metrics of the recent analysed frames, for the chart. */
+  protected readonly sceneHistory = signal<ScenePoint[]>([]);
+  /** The newest analysed frame's scene (colours, brightness, motion). */
+  protected readonly scene = signal<SceneMetrics | null>(null);
+  protected readonly brightnessLine = computed(() =>
+    sparkline(this.sceneHistory().map((p) => p.brightness), SCENE_CHART.width, SCENE_CHART.height),
+  );
+  protected readonly motionLine = computed(() =>
+    sparkline(this.sceneHistory().map((p) => p.motion), SCENE_CHART.width, SCENE_CHART.height, SCENE_CHART.motionScale),
+  );
+  protected readonly sceneChart = SCENE_CHART;
   /**
    * The labels of the analysed frame that describes the picture being shown (not the newest
    * result, which runs ahead of the picture by the player's latency); null while none does.
@@ -676,6 +691,8 @@ export class PlayerPage {
     this.events?.close();
     this.tally.set(emptyTally());
     this.analysedFrames.set(0);
+    this.sceneHistory.set([]);
+    this.scene.set(null);
     this.onScreen.set(null);
     const client = this.openEvents({
       url: eventsUrl(id),
@@ -692,6 +709,10 @@ export class PlayerPage {
       this.boxes.add(event);
       this.tally.set(addFrame(this.tally(), event));
       this.analysedFrames.update((n) => n + 1);
+      if (event.scene) {
+        this.scene.set(event.scene);
+        this.sceneHistory.set(addScene(this.sceneHistory(), event));
+      }
     } else if (event.type === 'alert') {
       this.addAlerts([event]);
     } else if (event.type === 'pipeline') {
