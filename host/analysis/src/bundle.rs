@@ -112,17 +112,12 @@ pub fn load_bundled_triggers(
     runtime: &Runtime,
     components_dir: &Path,
 ) -> anyhow::Result<Vec<Active<TriggerComponent>>> {
-    BUNDLED_TRIGGERS
-        .iter()
-        .map(|name| {
-            Ok(Active {
-                name: name.to_string(),
-                version: 0,
-                config: Vec::new(),
-                component: runtime.load_trigger(&component_file(components_dir, name)?)?,
-            })
-        })
-        .collect()
+    load_bundled(
+        &BUNDLED_TRIGGERS,
+        runtime,
+        components_dir,
+        Runtime::load_trigger,
+    )
 }
 
 /// The bundled effect selectors ([`BUNDLED_SELECTORS`]), compiled in `runtime`.
@@ -130,14 +125,29 @@ pub fn load_bundled_selectors(
     runtime: &Runtime,
     components_dir: &Path,
 ) -> anyhow::Result<Vec<Active<SelectorComponent>>> {
-    BUNDLED_SELECTORS
+    load_bundled(
+        &BUNDLED_SELECTORS,
+        runtime,
+        components_dir,
+        Runtime::load_selector,
+    )
+}
+
+/// The bundled components `names` (version 0), each compiled by `load`.
+fn load_bundled<C>(
+    names: &[&str],
+    runtime: &Runtime,
+    components_dir: &Path,
+    load: impl Fn(&Runtime, &[u8]) -> Result<C, runtime::LoadError>,
+) -> anyhow::Result<Vec<Active<C>>> {
+    names
         .iter()
         .map(|name| {
             Ok(Active {
                 name: name.to_string(),
                 version: 0,
                 config: Vec::new(),
-                component: runtime.load_selector(&component_file(components_dir, name)?)?,
+                component: load(runtime, &component_file(components_dir, name)?)?,
             })
         })
         .collect()

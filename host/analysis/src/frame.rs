@@ -40,6 +40,24 @@ pub struct ComponentCall {
     pub log: Vec<String>,
 }
 
+impl ComponentCall {
+    /// A call of `component` that took `elapsed`, ended with `result` and logged `log`.
+    pub fn new<T>(
+        component: String,
+        elapsed: Duration,
+        result: &Result<T, runtime::CallError>,
+        log: Vec<String>,
+    ) -> Self {
+        ComponentCall {
+            component,
+            elapsed,
+            error: result.as_ref().err().map(ToString::to_string),
+            deadline: matches!(result, Err(runtime::CallError::Deadline(_))),
+            log,
+        }
+    }
+}
+
 /// A decoded frame as the components' host resource, named for `source` (its pixels shared,
 /// not copied).
 pub(crate) fn host_frame(source: &str, frame: &decode::Frame) -> runtime_wit::Frame {
@@ -80,13 +98,7 @@ pub fn analyse_frame(
             }
             Err(e) => (Err(e), call.failed_log),
         };
-        calls.push(ComponentCall {
-            component: name.clone(),
-            elapsed: call.elapsed,
-            error: result.as_ref().err().map(ToString::to_string),
-            deadline: matches!(result, Err(runtime::CallError::Deadline(_))),
-            log,
-        });
+        calls.push(ComponentCall::new(name.clone(), call.elapsed, &result, log));
         match result {
             Ok(outcome) => {
                 inference += outcome.inference;

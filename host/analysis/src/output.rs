@@ -78,18 +78,29 @@ impl Output<'_> {
                 return false;
             }
         }
+        // The frame as the selectors and triggers see it, made once for both.
+        let seen = (!selectors.is_empty() || !triggers.is_empty()).then(|| SeenFrame {
+            info: runtime_wit::FrameInfo {
+                stream: stream.to_string(),
+                seq: frame.seq,
+                pts_ms: frame.pts_ms,
+                width: frame.width,
+                height: frame.height,
+            },
+            detections: analysed.detections.iter().map(to_wit).collect(),
+        });
         let mut event = analysed.event(stream, frame);
         if let bus::Event::Detections(d) = &mut event {
             if let Some(scene) = self.scene {
                 d.scene = scene.measure(frame.pts_ms, frame.width, frame.height, &frame.rgb);
             }
-            if !selectors.is_empty() {
-                d.effects = self.select_effects(stream, frame, analysed, selectors);
+            if let Some(seen) = seen.as_ref().filter(|_| !selectors.is_empty()) {
+                d.effects = self.select_effects(stream, seen, selectors);
             }
         }
         self.publisher.send(bus::Envelope::new(self.tenant, event));
-        if !triggers.is_empty() {
-            self.raise_alerts(stream, frame, analysed, triggers);
+        if let Some(seen) = seen.as_ref().filter(|_| !triggers.is_empty()) {
+            self.raise_alerts(stream, frame, analysed, seen, triggers);
         }
         true
     }
@@ -99,30 +110,25 @@ impl Output<'_> {
     fn select_effects(
         &self,
         stream: &str,
-        frame: &decode::Frame,
-        analysed: &FrameAnalysis,
+        seen: &SeenFrame,
         selectors: &[runtime::ActiveSelector],
     ) -> Vec<bus::Effect> {
-        let info = frame_info(stream, frame);
-        let detections: Vec<runtime_wit::Detection> =
-            analysed.detections.iter().map(to_wit).collect();
         let mut chosen = Vec::new();
         let mut calls = Vec::with_capacity(selectors.len());
         for selector in selectors {
             let label = selector.label();
             let call = self.runtime.run_selector(
                 &selector.component,
-                &info,
-                &detections,
+                &seen.info,
+                &seen.detections,
                 &selector.config,
             );
-            calls.push(ComponentCall {
-                component: label.clone(),
-                elapsed: call.elapsed,
-                error: call.result.as_ref().err().map(ToString::to_string),
-                deadline: matches!(call.result, Err(runtime::CallError::Deadline(_))),
-                log: call.log,
-            });
+            calls.push(ComponentCall::new(
+                label.clone(),
+                call.elapsed,
+                &call.result,
+                call.log,
+            ));
             match call.result {
                 Ok(effects) => {
                     chosen.extend(effects.into_iter().map(|e| effect_from_wit(e, &label)))
@@ -131,11 +137,12 @@ impl Output<'_> {
                     self.stats
                         .component_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    warn!(%stream, component = %label, frame = frame.seq, "effect selector call failed: {e}");
+                    warn!(%stream, component = %label, frame = seen.info.seq, "effect selector call failed: {e}");
                 }
             }
         }
-        self.activity.record(self.tenant, stream, frame.seq, &calls);
+        self.activity
+            .record(self.tenant, stream, seen.info.seq, &calls);
         chosen
     }
 
@@ -148,11 +155,9 @@ impl Output<'_> {
         stream: &str,
         frame: &decode::Frame,
         analysed: &FrameAnalysis,
+        seen: &SeenFrame,
         triggers: &[runtime::ActiveTrigger],
     ) {
-        let info = frame_info(stream, frame);
-        let detections: Vec<runtime_wit::Detection> =
-            analysed.detections.iter().map(to_wit).collect();
         let mut raised = Vec::new();
         let mut calls = Vec::with_capacity(triggers.len());
         for trigger in triggers {
@@ -160,17 +165,16 @@ impl Output<'_> {
             let call = self.runtime.run_rules(
                 &trigger.component.component,
                 &trigger.component.state,
-                &info,
-                &detections,
+                &seen.info,
+                &seen.detections,
                 &trigger.config,
             );
-            calls.push(ComponentCall {
-                component: label.clone(),
-                elapsed: call.elapsed,
-                error: call.result.as_ref().err().map(ToString::to_string),
-                deadline: matches!(call.result, Err(runtime::CallError::Deadline(_))),
-                log: call.log,
-            });
+            calls.push(ComponentCall::new(
+                label.clone(),
+                call.elapsed,
+                &call.result,
+                call.log,
+            ));
             match call.result {
                 Ok(alerts) if !alerts.is_empty() => {
                     let alerts = alerts
@@ -242,14 +246,10 @@ impl Output<'_> {
     }
 }
 
-fn frame_info(stream: &str, frame: &decode::Frame) -> runtime_wit::FrameInfo {
-    runtime_wit::FrameInfo {
-        stream: stream.to_string(),
-        seq: frame.seq,
-        pts_ms: frame.pts_ms,
-        width: frame.width,
-        height: frame.height,
-    }
+/// An analysed frame as the components' interface carries it.
+struct SeenFrame {
+    info: runtime_wit::FrameInfo,
+    detections: Vec<runtime_wit::Detection>,
 }
 
 /// An effect as events carry it (non-finite numbers dropped: JSON has none).

@@ -358,25 +358,43 @@ impl StreamPipelines {
             .clone()
     }
 
+    /// The component `wanted` names: a bundled one (version 0) from `bundled`, else the
+    /// tenant's upload of `world`, compiled by `load`.
+    fn component<C: Clone>(
+        &self,
+        handle: &Handle,
+        tenant: &str,
+        wanted: &StageComponent,
+        world: World,
+        bundled: &[Active<C>],
+        load: impl FnOnce(&Runtime, &[u8]) -> Result<C, runtime::LoadError>,
+    ) -> Result<C, PipelineError> {
+        if wanted.version == 0 {
+            return Ok(bundled
+                .iter()
+                .find(|b| b.name == wanted.name)
+                .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?
+                .component
+                .clone());
+        }
+        let bytes = self.uploaded_file(handle, tenant, wanted, world)?;
+        load(&self.runtime, &bytes).map_err(|e| load_failed(wanted, e.to_string()))
+    }
+
     fn load_trigger(
         &self,
         handle: &Handle,
         tenant: &str,
         wanted: &StageComponent,
     ) -> Result<ActiveTrigger, PipelineError> {
-        let component = if wanted.version == 0 {
-            self.bundled_triggers
-                .iter()
-                .find(|b| b.name == wanted.name)
-                .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?
-                .component
-                .clone()
-        } else {
-            let bytes = self.uploaded_file(handle, tenant, wanted, World::Trigger)?;
-            self.runtime
-                .load_trigger(&bytes)
-                .map_err(|e| load_failed(wanted, e.to_string()))?
-        };
+        let component = self.component(
+            handle,
+            tenant,
+            wanted,
+            World::Trigger,
+            &self.bundled_triggers,
+            Runtime::load_trigger,
+        )?;
         Ok(Active {
             name: wanted.name.clone(),
             version: wanted.version,
@@ -394,19 +412,14 @@ impl StreamPipelines {
         tenant: &str,
         wanted: &StageComponent,
     ) -> Result<ActiveSelector, PipelineError> {
-        let component = if wanted.version == 0 {
-            self.bundled_selectors
-                .iter()
-                .find(|b| b.name == wanted.name)
-                .ok_or_else(|| PipelineError::NotBundled(wanted.name.clone()))?
-                .component
-                .clone()
-        } else {
-            let bytes = self.uploaded_file(handle, tenant, wanted, World::Effects)?;
-            self.runtime
-                .load_selector(&bytes)
-                .map_err(|e| load_failed(wanted, e.to_string()))?
-        };
+        let component = self.component(
+            handle,
+            tenant,
+            wanted,
+            World::Effects,
+            &self.bundled_selectors,
+            Runtime::load_selector,
+        )?;
         Ok(Active {
             name: wanted.name.clone(),
             version: wanted.version,

@@ -19,6 +19,20 @@ struct Picture<'a> {
 }
 
 impl Picture<'_> {
+    /// The weighted sum of the `weights.len()` pixels centred on (x, y) along `step` (a
+    /// Gaussian's row or column).
+    fn weighted_line(&self, x: i32, y: i32, step: (i32, i32), weights: &[f32]) -> Rgb {
+        let radius = (weights.len() / 2) as i32;
+        let mut sum = [0.0f32; 3];
+        for (i, wt) in (-radius..=radius).zip(weights) {
+            let c = self.load(x + i * step.0, y + i * step.1);
+            for k in 0..3 {
+                sum[k] += c[k] * wt;
+            }
+        }
+        sum
+    }
+
     fn load(&self, x: i32, y: i32) -> Rgb {
         let x = x.clamp(0, self.w - 1) as usize;
         let y = y.clamp(0, self.h - 1) as usize;
@@ -227,13 +241,7 @@ fn blur_rows(src: &[u8], dst: &mut [u8], w: i32, h: i32, p: &Params) {
             if !regions.inside_any([x as f32 + 0.5, y as f32 + 0.5], grow) {
                 continue;
             }
-            let mut sum = [0.0f32; 3];
-            for (i, wt) in (-radius..=radius).zip(&weights) {
-                let c = pic.load(x + i, y);
-                for k in 0..3 {
-                    sum[k] += c[k] * wt;
-                }
-            }
+            let sum = pic.weighted_line(x, y, (1, 0), &weights);
             store(row, x as usize * 4, sum.map(|v| v / total));
         }
     });
@@ -258,13 +266,7 @@ fn blur_columns(rows: &[u8], frame: &mut [u8], w: i32, h: i32, p: &Params) {
             }
             let o = x as usize * 4;
             let before: Rgb = [0, 1, 2].map(|k| row[o + k] as f32 / 255.0);
-            let mut sum = [0.0f32; 3];
-            for (i, wt) in (-radius..=radius).zip(&weights) {
-                let c = pic.load(x, y + i);
-                for k in 0..3 {
-                    sum[k] += c[k] * wt;
-                }
-            }
+            let sum = pic.weighted_line(x, y, (0, 1), &weights);
             store(row, o, mix(before, sum.map(|v| v / total), m));
         }
     });

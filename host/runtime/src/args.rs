@@ -324,7 +324,8 @@ impl OutputBudget {
     }
 }
 
-fn at_most(limit: &'static str, got: usize, max: usize) -> Result<(), OutputLimit> {
+/// `got` within `max`, or the limit named `limit` that it passes.
+pub fn at_most(limit: &'static str, got: usize, max: usize) -> Result<(), OutputLimit> {
     if got > max {
         Err(OutputLimit { limit, got, max })
     } else {

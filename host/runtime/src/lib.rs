@@ -33,7 +33,7 @@ use runtime_wit::detector::{Detector, DetectorPre};
 use runtime_wit::effect_selector::{EffectSelector, EffectSelectorPre};
 use runtime_wit::trigger::{Trigger, TriggerPre};
 use runtime_wit::{Alert, Detection, Effect, Frame, FrameInfo};
-use wasmtime::component::{Component, HasSelf, Linker, Resource};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
 use wasmtime::{Engine, Store, Trap};
 
 pub use args::{ArgError, HostLimit, OutputLimit};
@@ -331,18 +331,27 @@ impl Runtime {
         Ok((hash, component))
     }
 
+    /// Compiles `bytes` and links it with `linker` as a component of `world`, through its
+    /// bindings' `InstancePre`.
+    fn link<P>(
+        &self,
+        bytes: &[u8],
+        linker: &Linker<CallState>,
+        world: &'static str,
+        pre: impl FnOnce(InstancePre<CallState>) -> wasmtime::Result<P>,
+    ) -> Result<(String, P), LoadError> {
+        let (hash, component) = self.compile(bytes)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            world,
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+        Ok((hash, pre(instance_pre).map_err(wrong_world)?))
+    }
+
     /// Validates, compiles and links a detector component.
     pub fn load_detector(&self, bytes: &[u8]) -> Result<DetectorComponent, LoadError> {
-        let (hash, component) = self.compile(bytes)?;
-        let wrong_world = |reason: String| LoadError::WrongWorld {
-            world: "detector",
-            reason,
-        };
-        let instance_pre = self
-            .detector_linker
-            .instantiate_pre(&component)
-            .map_err(|e| wrong_world(format!("{e:#}")))?;
-        let pre = DetectorPre::new(instance_pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+        let (hash, pre) = self.link(bytes, &self.detector_linker, "detector", DetectorPre::new)?;
         Ok(DetectorComponent {
             hash,
             pre,
@@ -352,16 +361,7 @@ impl Runtime {
 
     /// Validates, compiles and links a trigger component.
     pub fn load_trigger(&self, bytes: &[u8]) -> Result<TriggerComponent, LoadError> {
-        let (hash, component) = self.compile(bytes)?;
-        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-            world: "trigger",
-            reason: format!("{e:#}"),
-        };
-        let instance_pre = self
-            .trigger_linker
-            .instantiate_pre(&component)
-            .map_err(wrong_world)?;
-        let pre = TriggerPre::new(instance_pre).map_err(wrong_world)?;
+        let (hash, pre) = self.link(bytes, &self.trigger_linker, "trigger", TriggerPre::new)?;
         Ok(TriggerComponent { hash, pre })
     }
 
@@ -379,7 +379,7 @@ impl Runtime {
         let started = Instant::now();
         let mut store = self.new_store(ModelScope::default());
         store.data_mut().rule_state = Some(state.clone());
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let result = self.guarded(&trigger.hash, || {
             let rules = trigger
                 .pre
                 .instantiate(&mut store)
@@ -388,21 +388,10 @@ impl Runtime {
                 .media_analyzer_pipeline_rules()
                 .call_on_detections(&mut store, frame, detections, config)
                 .map_err(|e| self.classify(e))?
-                .map_err(|message| {
-                    CallError::Component(
-                        args::cut_on_char_boundary(&message, self.config.log_line_bytes)
-                            .to_string(),
-                    )
-                })?;
+                .map_err(|message| self.component_error(&message))?;
             let mut budget = args::OutputBudget::new(&self.config);
             trigger::check_alerts(&alerts, &mut budget).map_err(CallError::OutputLimit)?;
             Ok(alerts)
-        }))
-        .unwrap_or_else(|panic| {
-            self.host_panics.fetch_add(1, Ordering::Relaxed);
-            let message = panic_message(&*panic);
-            tracing::error!(component = %trigger.hash, "a host call panicked: {message}");
-            Err(CallError::HostPanic(message))
         });
         RulesCall {
             result,
@@ -413,16 +402,12 @@ impl Runtime {
 
     /// Validates, compiles and links an effect-selector component.
     pub fn load_selector(&self, bytes: &[u8]) -> Result<SelectorComponent, LoadError> {
-        let (hash, component) = self.compile(bytes)?;
-        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
-            world: "effect-selector",
-            reason: format!("{e:#}"),
-        };
-        let instance_pre = self
-            .selector_linker
-            .instantiate_pre(&component)
-            .map_err(wrong_world)?;
-        let pre = EffectSelectorPre::new(instance_pre).map_err(wrong_world)?;
+        let (hash, pre) = self.link(
+            bytes,
+            &self.selector_linker,
+            "effect-selector",
+            EffectSelectorPre::new,
+        )?;
         Ok(SelectorComponent { hash, pre })
     }
 
@@ -438,7 +423,7 @@ impl Runtime {
     ) -> SelectCall {
         let started = Instant::now();
         let mut store = self.new_store(ModelScope::default());
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let result = self.guarded(&selector.hash, || {
             let instance = selector
                 .pre
                 .instantiate(&mut store)
@@ -447,20 +432,9 @@ impl Runtime {
                 .media_analyzer_pipeline_effects()
                 .call_select(&mut store, frame, detections, config)
                 .map_err(|e| self.classify(e))?
-                .map_err(|message| {
-                    CallError::Component(
-                        args::cut_on_char_boundary(&message, self.config.log_line_bytes)
-                            .to_string(),
-                    )
-                })?;
+                .map_err(|message| self.component_error(&message))?;
             selector::check_effects(&effects).map_err(CallError::OutputLimit)?;
             Ok(effects)
-        }))
-        .unwrap_or_else(|panic| {
-            self.host_panics.fetch_add(1, Ordering::Relaxed);
-            let message = panic_message(&*panic);
-            tracing::error!(component = %selector.hash, "a host call panicked: {message}");
-            Err(CallError::HostPanic(message))
         });
         SelectCall {
             result,
@@ -492,14 +466,8 @@ impl Runtime {
     ) -> LoggedCall {
         let started = Instant::now();
         let mut store = self.new_store(component.models());
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let result = self.guarded(&component.hash, || {
             self.call_detect(&mut store, component, frame, config)
-        }))
-        .unwrap_or_else(|panic| {
-            self.host_panics.fetch_add(1, Ordering::Relaxed);
-            let message = panic_message(&*panic);
-            tracing::error!(component = %component.hash, "a host call panicked: {message}");
-            Err(CallError::HostPanic(message))
         });
         let log = store.data_mut().take_log();
         let inference = store.data().inference;
@@ -557,10 +525,30 @@ impl Runtime {
                     Err(l) => Err(CallError::OutputLimit(l)),
                 }
             }
-            Err(message) => Err(CallError::Component(
-                args::cut_on_char_boundary(&message, self.config.log_line_bytes).to_string(),
-            )),
+            Err(message) => Err(self.component_error(&message)),
         }
+    }
+
+    /// Runs one call, catching a panic in a host call: counted, logged with the component's
+    /// hash, and returned as [`CallError::HostPanic`], so the runtime goes on.
+    fn guarded<T>(
+        &self,
+        hash: &str,
+        call: impl FnOnce() -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        catch_unwind(AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+            self.host_panics.fetch_add(1, Ordering::Relaxed);
+            let message = panic_message(&*panic);
+            tracing::error!(component = %hash, "a host call panicked: {message}");
+            Err(CallError::HostPanic(message))
+        })
+    }
+
+    /// The error a component returned, cut to a log line.
+    fn component_error(&self, message: &str) -> CallError {
+        CallError::Component(
+            args::cut_on_char_boundary(message, self.config.log_line_bytes).to_string(),
+        )
     }
 
     /// A fresh store for one call, under the sandbox limits: memory, deadline (a trap when passed,

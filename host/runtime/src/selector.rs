@@ -4,7 +4,7 @@
 
 use runtime_wit::Effect;
 
-use crate::args::OutputLimit;
+use crate::args::{OutputLimit, at_most};
 
 /// Effects one call may return (each is one region; the renderer merges blurs beyond its passes,
 /// so this bounds the host's work, not privacy).
@@ -16,13 +16,6 @@ pub const MAX_PARAM_NAME_BYTES: usize = 32;
 
 /// Holds a call's effects to the limits: their number, and each one's parameters.
 pub fn check_effects(effects: &[Effect]) -> Result<(), OutputLimit> {
-    let at_most = |limit: &'static str, got: usize, max: usize| {
-        if got > max {
-            Err(OutputLimit { limit, got, max })
-        } else {
-            Ok(())
-        }
-    };
     at_most("max_effects", effects.len(), MAX_EFFECTS)?;
     for e in effects {
         at_most("max_effect_params", e.params.len(), MAX_EFFECT_PARAMS)?;

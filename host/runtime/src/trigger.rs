@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use runtime_wit::trigger::media_analyzer::pipeline::state;
 use runtime_wit::{Alert, Detection};
 
-use crate::args::{ArgError, HostLimit, OutputBudget, OutputLimit};
+use crate::args::{ArgError, HostLimit, OutputBudget, OutputLimit, at_most};
 use crate::host::CallState;
 
 /// A state key, at most (bytes).
@@ -101,13 +101,6 @@ impl state::Host for CallState {
 /// Holds a call's alerts to the limits: their number, each rule name and message, and their
 /// detections (together, as one call's detections are).
 pub fn check_alerts(alerts: &[Alert], budget: &mut OutputBudget) -> Result<(), OutputLimit> {
-    let at_most = |limit: &'static str, got: usize, max: usize| {
-        if got > max {
-            Err(OutputLimit { limit, got, max })
-        } else {
-            Ok(())
-        }
-    };
     at_most("max_alerts", alerts.len(), MAX_ALERTS)?;
     for alert in alerts {
         at_most("max_rule_bytes", alert.rule.len(), MAX_RULE_BYTES)?;
