@@ -99,3 +99,197 @@ async fn privacy_blur_covers_every_face_on_the_frames_events() {
     publisher.kill().await.ok();
     server.stop().await;
 }
+
+/// Face boxes the bundled face detector finds in a video file (every 5th frame), per frame.
+fn faces_in(file: &std::path::Path) -> Vec<Vec<[f64; 4]>> {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("faces.jsonl");
+    let options = analysis::file::AnalyzeOptions {
+        input: file.to_string_lossy().into_owned(),
+        components: vec!["face-detector".into()],
+        wasm: Vec::new(),
+        config: Vec::new(),
+        logos: None,
+        every: 5,
+        json: Some(json.clone()),
+        components_dir: analysis::components_dir(Some(&TestServer::components_dir())),
+        progress: false,
+        accelerator: inference::Accelerator::Cpu,
+    };
+    analysis::file::analyze(&options).unwrap();
+    std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let frame: Value = serde_json::from_str(l).unwrap();
+            frame["detections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["label"] == "face")
+                .map(|d| {
+                    let b = d["box"].as_array().unwrap();
+                    [0, 1, 2, 3].map(|i| b[i].as_f64().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Intersection over union of two `[x, y, w, h]` boxes.
+fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
+    let w = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
+    let h = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
+    let inter = w.max(0.0) * h.max(0.0);
+    inter / (a[2] * a[3] + b[2] * b[3] - inter).max(1e-9)
+}
+
+/// The media playlist's segments: (file, EXTINF line, program date-time line).
+fn listed(playlist: &str) -> Vec<(String, String, String)> {
+    let lines: Vec<&str> = playlist.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("seg-") && i >= 2 && !lines[i - 2].starts_with("#EXT-X-GAP") {
+            let pdt = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| l.starts_with("#EXT-X-PROGRAM-DATE-TIME"))
+                .unwrap();
+            out.push((line.to_string(), lines[i - 1].to_string(), pdt.to_string()));
+        }
+    }
+    out
+}
+
+/// The first video frame's presentation time in a TS file.
+async fn first_pts(file: &std::path::Path) -> String {
+    let probed = ffprobe(file.to_str().unwrap(), "packet=pts_time", Some("v:0")).await;
+    probed["packets"][0]["pts_time"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The privacy promise end to end: a live stream of a face with `privacy-blur` in its pipeline
+/// gets an effects rendition whose segments are the original's (numbers, durations, program
+/// date-times, first timestamps) and in whose decoded frames the face detector finds no face
+/// where the original, decoded the same way, still has one. A master playlist offers both, and the
+/// rendition is served like the original.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    let key = server.api_key.clone();
+    let (status, text) = http_send(
+        "PUT",
+        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
+        Some(&key),
+        r#"{"effects":[{"name":"privacy-blur"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let mut publisher = publish_photo(
+        &fixture_photo("astronaut"),
+        &server.rtmp_url(&server.stream_key),
+        40,
+    );
+    let dir = server.hls_dir(&server.stream_id);
+    let effects = dir.join("effects");
+    let started = std::time::Instant::now();
+    // Every segment the original listed while we wait (its window slides on meanwhile).
+    let mut original = Vec::new();
+    let segments = loop {
+        for segment in std::fs::read_to_string(dir.join("index.m3u8"))
+            .map(|p| listed(&p))
+            .unwrap_or_default()
+        {
+            if !original.contains(&segment) {
+                original.push(segment);
+            }
+        }
+        let made = std::fs::read_to_string(effects.join("index.m3u8"))
+            .map(|p| listed(&p))
+            .unwrap_or_default();
+        if made.len() >= 3 {
+            break made;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the effects rendition listed {} segments",
+            made.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for segment in &segments {
+        assert!(
+            original.contains(segment),
+            "{segment:?} is not the original's: {original:?}"
+        );
+        let (file, _, _) = segment;
+        assert_eq!(
+            first_pts(&effects.join(file)).await,
+            first_pts(&dir.join(file)).await,
+            "{file} starts at another time"
+        );
+    }
+    let master = std::fs::read_to_string(dir.join("master.m3u8")).unwrap();
+    assert!(
+        master.contains("\nindex.m3u8\n") && master.contains("\neffects/index.m3u8\n"),
+        "{master}"
+    );
+
+    // The faces: found in the original, and nowhere near them in the rendition.
+    for (file, _, _) in &segments[1..] {
+        // MA_KEEP_SEGMENTS=DIR keeps both renditions' segments for a look at a failure.
+        if let Some(keep) = std::env::var_os("MA_KEEP_SEGMENTS") {
+            let keep = std::path::PathBuf::from(keep);
+            std::fs::create_dir_all(&keep).unwrap();
+            std::fs::copy(dir.join(file), keep.join(format!("original-{file}"))).unwrap();
+            std::fs::copy(effects.join(file), keep.join(format!("effects-{file}"))).unwrap();
+        }
+        // analyze blocks on its models: off the test's async workers.
+        let (original, rendition) = (dir.join(file), effects.join(file));
+        let (theirs, ours) =
+            tokio::task::spawn_blocking(move || (faces_in(&original), faces_in(&rendition)))
+                .await
+                .unwrap();
+        let with_face = theirs.iter().filter(|f| !f.is_empty()).count();
+        assert!(
+            with_face * 10 >= theirs.len() * 8,
+            "{file}: the original shows a face in only {with_face} of {} frames",
+            theirs.len()
+        );
+        let known: Vec<[f64; 4]> = theirs.iter().flatten().copied().collect();
+        for (i, frame) in ours.iter().enumerate() {
+            for face in frame {
+                assert!(
+                    known.iter().all(|k| iou(*k, *face) < 0.1),
+                    "{file}, analysed frame {i}: a face at {face:?} in the effects rendition"
+                );
+            }
+        }
+    }
+
+    // Served like the original, with the stream's playback token.
+    let token = server.playback_token().await;
+    let (status, body) = http_get(
+        &server.http(&format!(
+            "/hls/{}/effects/index.m3u8?token={token}",
+            server.stream_id
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("seg-") && body.contains("?token="), "{body}");
+    let metrics = server.get("/metrics").await.1;
+    assert!(
+        metrics.contains("media_analyzer_effects_rendition_lag_seconds{stream="),
+        "no lag metric"
+    );
+    publisher.kill().await.ok();
+    server.stop().await;
+}

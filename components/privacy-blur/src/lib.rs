@@ -1,8 +1,8 @@
 //! Privacy blur (bundled effect selector): every detection labelled `face` (or any label in
-//! `labels`, comma-separated) is blurred, over a box grown by `grow` (default 0.2 of its size on
+//! `labels`, comma-separated) is blurred, over a box grown by `grow` (default 0.35 of its size on
 //! each side: face detectors box the features tightly, hair and ears stay outside), and at any
 //! score above `min-score` (default 0.3: a blurred non-face costs little, an unblurred face is
-//! the failure). `style`: `gaussian` (default; radius a third of the box's smaller side, at least
+//! the failure). `style`: `gaussian` (default; radius half the box's smaller side, at least
 //! 8 px) or `pixelate` (blocks of a sixth of it, at least 6 px).
 
 use media_analyzer_sdk::effects::Selector;
@@ -18,7 +18,7 @@ impl Selector for PrivacyBlur {
     ) -> Result<Vec<Effect>, String> {
         let labels: String = setting(&config, "labels", "face".to_string())?;
         let labels: Vec<&str> = labels.split(',').map(str::trim).collect();
-        let grow: f32 = setting(&config, "grow", 0.2f32)?;
+        let grow: f32 = setting(&config, "grow", 0.35f32)?;
         let min_score: f32 = setting(&config, "min-score", 0.3f32)?;
         let style: String = setting(&config, "style", "gaussian".to_string())?;
         if !(0.0..=1.0).contains(&grow) {
@@ -45,7 +45,7 @@ impl Selector for PrivacyBlur {
                 let params = if pixelate {
                     vec![("pixelate".to_string(), (side / 6.0).max(6.0))]
                 } else {
-                    let radius = (side / 3.0).max(8.0);
+                    let radius = (side / 2.0).max(8.0);
                     vec![
                         ("radius".to_string(), radius),
                         ("feather".to_string(), radius / 2.0),

@@ -396,6 +396,7 @@ impl BatchQueue<'_> {
             tenant: &stream.tenant_id,
             session,
             scene: None,
+            rendition: None,
         };
         // One pipeline for the whole segment: the stream's own or its tenant's.
         let pipeline =

@@ -122,6 +122,8 @@ pub struct LiveAnalysis {
     batch_wake: BatchWake,
     /// The engine's work queue, when the bus has one: batch jobs come from it.
     jobs: Option<crate::SharedQueue>,
+    /// Where the analysed frames' effects go to be rendered (the effects rendition), if on.
+    renditions: Option<rendition::Renditions>,
 }
 
 impl LiveAnalysis {
@@ -149,6 +151,12 @@ impl LiveAnalysis {
     /// Takes batch jobs from the work queue engine instead of claiming them from the store.
     pub fn take_jobs_from(&mut self, jobs: crate::SharedQueue) {
         self.jobs = Some(jobs);
+    }
+
+    /// Hands each analysed frame's effects to `renditions`: a stream whose pipeline has an
+    /// effects stage gets an effects rendition.
+    pub fn render_effects(&mut self, renditions: rendition::Renditions) {
+        self.renditions = Some(renditions);
     }
 
     /// What wakes the batch worker ([`crate::queue_for_batch`] takes it).
@@ -237,6 +245,7 @@ impl LiveAnalysis {
                     modes: StreamModes::default(),
                     batch_wake: BatchWake::default(),
                     jobs: None,
+                    renditions: None,
                 })
             }
             Err(e) => {
@@ -329,6 +338,11 @@ impl LiveAnalysis {
         let slot = Arc::new(LatestFrame::new());
         let order = Arc::new(FrameOrder::default());
         let scene = Arc::new(crate::scene::SceneTracker::default());
+        // Shared by the stream's analysers (they hand frames over in frame order).
+        let rendition = self
+            .renditions
+            .as_ref()
+            .map(|r| Arc::new(Mutex::new(r.stream(&stream))));
         let handle = Handle::current();
         // Frame numbers start again in each publish session: its start tells the sessions apart
         // in the store.
@@ -381,7 +395,8 @@ impl LiveAnalysis {
                             handle.clone(),
                             self.fair.clone(),
                         );
-                        let (activity, scene) = (self.activity.clone(), scene.clone());
+                        let (activity, scene, rendition) =
+                            (self.activity.clone(), scene.clone(), rendition.clone());
                         move || {
                             inference::set_thread_nice(ANALYSIS_NICE);
                             let out = Output {
@@ -394,6 +409,7 @@ impl LiveAnalysis {
                                 tenant: &tenant,
                                 session,
                                 scene: Some(&scene),
+                                rendition: rendition.as_deref(),
                             };
                             analyse_stream(
                                 &stream, &slot, &order, &fair, &runtime, &pipelines, &out,

@@ -28,6 +28,8 @@ pub(crate) struct Output<'a> {
     pub session: i64,
     /// The stream's scene metrics (live analysis: frames come in order).
     pub scene: Option<&'a crate::scene::SceneTracker>,
+    /// Where the frames' effects are rendered (live analysis with the effects rendition on).
+    pub rendition: Option<&'a std::sync::Mutex<rendition::StreamEffects>>,
 }
 
 impl Output<'_> {
@@ -96,6 +98,15 @@ impl Output<'_> {
             }
             if let Some(seen) = seen.as_ref().filter(|_| !selectors.is_empty()) {
                 d.effects = self.select_effects(stream, seen, selectors);
+            }
+            if let Some(rendition) = self.rendition {
+                crate::lock(rendition).frame(
+                    !selectors.is_empty(),
+                    frame.pts_ms,
+                    frame.width,
+                    frame.height,
+                    &d.effects,
+                );
             }
         }
         self.publisher.send(bus::Envelope::new(self.tenant, event));

@@ -26,12 +26,17 @@ pub struct TokenQuery {
 
 enum HlsFile {
     Playlist,
+    /// The master playlist offering the original and its renditions (stream folder only).
+    Master,
     Segment,
 }
 
 fn classify(name: &str) -> Option<HlsFile> {
     if name == "index.m3u8" {
         return Some(HlsFile::Playlist);
+    }
+    if name == ::hls::rendition::MASTER_PLAYLIST {
+        return Some(HlsFile::Master);
     }
     let seq = name.strip_prefix("seg-")?.strip_suffix(".ts")?;
     (!seq.is_empty() && seq.len() <= 20 && seq.bytes().all(|b| b.is_ascii_digit()))
@@ -85,26 +90,65 @@ pub(crate) async fn authorize(
     }
 }
 
+/// `/hls/{stream}/{file}`: the original rendition's playlist and segments, and the master
+/// playlist.
 pub async fn serve_file(
     State(state): State<AppState>,
     ApiPath((stream, file)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<TokenQuery>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
-    if !valid_stream_id(&stream) {
+    serve(state, &stream, None, &file, query, parts).await
+}
+
+/// `/hls/{stream}/{rendition}/{file}`: a rendition's playlist and segments (`effects`).
+pub async fn serve_rendition_file(
+    State(state): State<AppState>,
+    ApiPath((stream, rendition, file)): ApiPath<(String, String, String)>,
+    ApiQuery(query): ApiQuery<TokenQuery>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let rendition = ::hls::rendition::RENDITIONS
+        .into_iter()
+        .find(|r| *r == rendition)
+        .ok_or(ApiError::NotFound("rendition"))?;
+    serve(state, &stream, Some(rendition), &file, query, parts).await
+}
+
+async fn serve(
+    state: AppState,
+    stream: &str,
+    rendition: Option<&'static str>,
+    file: &str,
+    query: TokenQuery,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    if !valid_stream_id(stream) {
         return Err(ApiError::NotFound("stream"));
     }
-    let kind = classify(&file).ok_or(ApiError::NotFound("file"))?;
-    authorize(&state, &parts, &stream, query.token.as_deref()).await?;
-    let path = ::hls::stream_dir(&state.hls_root, &stream).join(&file);
+    let kind = classify(file)
+        .filter(|k| !(matches!(k, HlsFile::Master) && rendition.is_some()))
+        .ok_or(ApiError::NotFound("file"))?;
+    authorize(&state, &parts, stream, query.token.as_deref()).await?;
+    let mut path = ::hls::stream_dir(&state.hls_root, stream);
+    if let Some(rendition) = rendition {
+        path.push(rendition);
+    }
+    path.push(file);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(match kind {
-                HlsFile::Playlist => {
+            return Err(match (kind, rendition) {
+                (HlsFile::Playlist, None) => {
                     ApiError::NotFound("playlist (the stream has not published yet)")
                 }
-                HlsFile::Segment => ApiError::NotFound("segment"),
+                (HlsFile::Playlist, Some(_)) => ApiError::NotFound(
+                    "playlist (no effects rendition: the stream's pipeline has no effects stage, or it has not reached its next segment yet)",
+                ),
+                (HlsFile::Master, _) => {
+                    ApiError::NotFound("master playlist (the stream has no effects rendition)")
+                }
+                (HlsFile::Segment, _) => ApiError::NotFound("segment"),
             });
         }
         Err(e) => {
@@ -117,7 +161,7 @@ pub async fn serve_file(
     let internal =
         |e: std::io::Error| ApiError::Internal(format!("reading {}: {e}", path.display()));
     let mut response = match kind {
-        HlsFile::Playlist => {
+        HlsFile::Playlist | HlsFile::Master => {
             let mut data = Vec::new();
             file.take(MAX_PLAYLIST_BYTES + 1)
                 .read_to_end(&mut data)
@@ -206,7 +250,9 @@ mod tests {
     fn only_playlist_and_segment_names_are_served() {
         assert!(classify("index.m3u8").is_some());
         assert!(classify("seg-12.ts").is_some());
+        assert!(matches!(classify("master.m3u8"), Some(HlsFile::Master)));
         for bad in [
+            "master.m3u8.tmp",
             "../x",
             "seg-.ts",
             "seg-1.ts.tmp",

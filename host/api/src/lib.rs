@@ -225,6 +225,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api", get(api_not_found))
         .route("/api/{*rest}", get(api_not_found))
         .route("/hls/{stream}/{file}", get(hls::serve_file))
+        .route(
+            "/hls/{stream}/{rendition}/{file}",
+            get(hls::serve_rendition_file),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

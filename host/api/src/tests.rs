@@ -916,6 +916,122 @@ async fn failed_authentications_are_rate_limited_per_address() {
 }
 
 #[tokio::test]
+async fn the_effects_rendition_and_master_playlist_are_served_with_the_token() {
+    let f = fixture().await;
+    let (t, key) = tenant_with_key(&f.store, "a").await;
+    let (s, _) = f.store.create_stream(&t.id, "main").await.unwrap();
+    let (other_tenant, other_key) = tenant_with_key(&f.store, "b").await;
+    let _ = other_tenant;
+    let dir = f.hls_root.join(&s.id);
+    std::fs::create_dir_all(dir.join("effects")).unwrap();
+    let base = format!("/hls/{}", s.id);
+    // Before the rendition exists: a clear 404.
+    let (status, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}/master.m3u8"),
+        Some(&key.secret),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("no effects rendition"));
+    std::fs::write(
+        dir.join("master.m3u8"),
+        "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nindex.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1\neffects/index.m3u8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("effects").join("index.m3u8"),
+        "#EXTM3U\n#EXTINF:2.000,\nseg-3.ts\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("effects").join("seg-3.ts"), [0x47u8; 376]).unwrap();
+
+    let (status, body, _) = call(
+        &f.app,
+        "POST",
+        &format!("/api/v1/streams/{}/playback-token", s.id),
+        Some(&key.secret),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = json(&body)["token"].as_str().unwrap().to_string();
+    let (status, body, headers) = call(
+        &f.app,
+        "GET",
+        &format!("{base}/master.m3u8?token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/vnd.apple.mpegurl");
+    let master = String::from_utf8(body).unwrap();
+    assert!(
+        master.contains(&format!("\neffects/index.m3u8?token={token}\n")),
+        "{master}"
+    );
+    let (status, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}/effects/index.m3u8?token={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let playlist = String::from_utf8(body).unwrap();
+    let segment = playlist
+        .lines()
+        .find(|l| l.starts_with("seg-3.ts?token="))
+        .expect("token on segments");
+    let (status, body, headers) =
+        call(&f.app, "GET", &format!("{base}/effects/{segment}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "video/mp2t");
+    assert_eq!(body.len(), 376);
+    // Bearer keys work too; another tenant's key does not; no token at all is refused.
+    let (status, _, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}/effects/seg-3.ts"),
+        Some(&key.secret),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}/effects/seg-3.ts"),
+        Some(&other_key.secret),
+    )
+    .await;
+    assert!(
+        status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND,
+        "{status}"
+    );
+    let (status, _, _) = call(&f.app, "GET", &format!("{base}/effects/index.m3u8"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Only known renditions, only playlist and segment names, no master inside a rendition.
+    for bad in [
+        "other/index.m3u8",
+        "effects/master.m3u8",
+        "effects/seg-3.ts.tmp",
+        "..%2Fx/index.m3u8",
+    ] {
+        let (status, _, _) = call(&f.app, "GET", &format!("{base}/{bad}"), Some(&key.secret)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
+    }
+    let (status, body, _) = call(
+        &f.app,
+        "GET",
+        &format!("{base}/effects/seg-9.ts"),
+        Some(&key.secret),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&body).contains("segment"));
+}
+
+#[tokio::test]
 async fn hls_segments_stream_from_disk() {
     let f = fixture().await;
     let (t, key) = tenant_with_key(&f.store, "a").await;

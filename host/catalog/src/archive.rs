@@ -486,6 +486,7 @@ impl Archive {
                 bytes: s.bytes.max(0) as u64,
                 // A run starts after a discontinuity by definition; within it, a reconnect.
                 discontinuity: s.discontinuity,
+                gap: false,
             });
         }
         playlist.end();

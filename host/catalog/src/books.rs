@@ -230,6 +230,7 @@ mod tests {
             program_date_time_ms: 1_700_000_000_000,
             bytes: 1234,
             discontinuity: false,
+            gap: false,
         };
         hls_tx
             .send(hls::HlsEvent::SegmentClosed {

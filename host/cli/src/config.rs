@@ -22,6 +22,12 @@ pub struct FileConfig {
     pub components: Option<PathBuf>,
     pub accelerator: Option<inference::Accelerator>,
     pub inference_sessions: Option<usize>,
+    /// The effects rendition of streams with an effects stage (default on).
+    pub effects_rendition: Option<Switch>,
+    /// Where effects are rendered: auto, gpu, software or cpu.
+    pub effects_device: Option<String>,
+    /// The effects rendition's H.264 encoder: auto, x264 or nvenc.
+    pub effects_encoder: Option<String>,
     pub bus: Option<String>,
     pub role: Option<Role>,
     pub segments: Option<String>,
@@ -132,6 +138,25 @@ pub struct ServeArgs {
     /// (default: one per CPU core, at most 4). Each session holds its own copy of the weights.
     #[arg(long, env = "MEDIA_ANALYZER_INFERENCE_SESSIONS", value_name = "N")]
     pub inference_sessions: Option<usize>,
+    /// The effects rendition (`/hls/{id}/effects/index.m3u8`) of every stream whose pipeline has
+    /// an effects stage: on (default) or off.
+    #[arg(long, env = "MEDIA_ANALYZER_EFFECTS_RENDITION", value_name = "on|off")]
+    pub effects_rendition: Option<Switch>,
+    /// Where the effects rendition renders: auto (a hardware GPU, else the CPU), gpu, software
+    /// (Mesa's lavapipe) or cpu.
+    #[arg(
+        long,
+        env = "MEDIA_ANALYZER_EFFECTS_DEVICE",
+        value_name = "auto|gpu|software|cpu"
+    )]
+    pub effects_device: Option<String>,
+    /// The effects rendition's encoder: auto (NVENC when it opens, else libx264), x264 or nvenc.
+    #[arg(
+        long,
+        env = "MEDIA_ANALYZER_EFFECTS_ENCODER",
+        value_name = "auto|x264|nvenc"
+    )]
+    pub effects_encoder: Option<String>,
     /// Event bus: memory (default, in-process), redis://HOST:PORT, or pubsub://PROJECT[/PREFIX]
     /// (Google Cloud Pub/Sub; the emulator when PUBSUB_EMULATOR_HOST is set).
     #[arg(long, env = "MEDIA_ANALYZER_BUS", value_name = "URL")]
@@ -229,6 +254,8 @@ pub struct Config {
     pub accelerator: inference::Accelerator,
     /// Sessions per model, and analysers per live stream.
     pub inference_sessions: usize,
+    /// The effects rendition, when on.
+    pub effects_rendition: Option<rendition::RenditionConfig>,
     pub bus: bus::BusConfig,
     pub role: Role,
     /// Where batch workers read segments ([`analysis::SegmentStore::open`]'s URL).
@@ -420,6 +447,38 @@ impl Config {
                     .map(|n| n.get())
                     .unwrap_or(1)
                     .min(4),
+            },
+            effects_rendition: match args
+                .effects_rendition
+                .or(file.effects_rendition)
+                .unwrap_or(Switch::On)
+            {
+                Switch::Off => None,
+                Switch::On => Some(rendition::RenditionConfig {
+                    root: data.join("hls"),
+                    window,
+                    target_duration_ms: (segment_seconds * 1000.0) as u64,
+                    retain_segments: file.hls.retain_segments.unwrap_or(1800).max(window),
+                    device: args
+                        .effects_device
+                        .clone()
+                        .or(file.effects_device)
+                        .as_deref()
+                        .unwrap_or("auto")
+                        .parse()
+                        .map_err(anyhow::Error::msg)
+                        .context("--effects-device")?,
+                    encoder: args
+                        .effects_encoder
+                        .clone()
+                        .or(file.effects_encoder)
+                        .as_deref()
+                        .unwrap_or("auto")
+                        .parse()
+                        .map_err(anyhow::Error::msg)
+                        .context("--effects-encoder")?,
+                    ..rendition::RenditionConfig::default()
+                }),
             },
             bus: args
                 .bus

@@ -197,6 +197,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let (hls_events_tx, hls_events_rx) = mpsc::channel(1024);
     let packager = hls::Packager::new(config.hls.clone(), hls_events_tx);
+    // The effects rendition reads the packager's taps; live analysis hands it the effects.
+    let renditions = config
+        .effects_rendition
+        .clone()
+        .map(|c| rendition::Renditions::new(c, config.hls.taps.clone()));
 
     let mut state = api::AppState {
         store: store.clone(),
@@ -215,7 +220,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             &bus,
             &viewers,
             &webhooks,
-            archive.as_ref().map(|(archive, _)| archive),
+            // The services that run only when configured.
+            archive
+                .as_ref()
+                .map(|(archive, _)| archive.collector())
+                .into_iter()
+                .chain(renditions.as_ref().map(|r| r.stats().collector()))
+                .collect(),
         ),
         viewers: viewers.clone(),
         signals: api::Signals::over(bus.publisher(64)),
@@ -273,6 +284,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     if let (Some(analysis), Some(shared)) = (analysis.as_mut(), &shared) {
         analysis.take_jobs_from(shared.clone());
+    }
+    if let (Some(analysis), Some(renditions)) = (analysis.as_mut(), &renditions) {
+        analysis.render_effects(renditions.clone());
     }
     let batch_wake = analysis
         .as_ref()
@@ -555,7 +569,7 @@ fn metrics_registry(
     bus: &bus::Bus,
     viewers: &api::events::Viewers,
     webhooks: &webhooks::Webhooks,
-    archive: Option<&catalog::Archive>,
+    optional: Vec<Box<dyn prometheus_client::collector::Collector>>,
 ) -> api::Metrics {
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(stats.collector());
@@ -564,8 +578,8 @@ fn metrics_registry(
     registry.register_collector(bus.collector());
     registry.register_collector(viewers.collector());
     registry.register_collector(webhooks.collector());
-    if let Some(archive) = archive {
-        registry.register_collector(archive.collector());
+    for collector in optional {
+        registry.register_collector(collector);
     }
     Arc::new(registry)
 }

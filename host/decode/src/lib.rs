@@ -67,6 +67,11 @@ impl Frame {
 
 static INIT: Once = Once::new();
 
+/// Initialises libav once per process (logging at errors only); every libav user calls it.
+pub fn init_libav() {
+    init();
+}
+
 fn init() {
     INIT.call_once(|| {
         let _ = ffmpeg::init();

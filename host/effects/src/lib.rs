@@ -16,11 +16,13 @@ pub mod bench;
 mod cpu;
 mod gpu;
 mod plan;
+mod selected;
 mod shaders;
 
 pub use cpu::Cpu;
 pub use gpu::{Gpu, GpuKind};
 pub use plan::{MAX_PASSES, MAX_REGIONS, Params, Pass, Plan, Shader};
+pub use selected::from_selected;
 pub use shaders::{WebglShader, webgl2, webgl2_module};
 
 /// A region of the frame in pixels (top-left origin).

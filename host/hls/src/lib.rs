@@ -8,8 +8,10 @@
 //! reads the store and never serves HTTP.
 
 pub mod playlist;
+pub mod rendition;
 pub mod segmenter;
 pub mod sweep;
+pub mod tap;
 pub mod ts;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -25,6 +27,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 pub use playlist::{Playlist, Segment, segment_file_name};
 pub use segmenter::{FinishedSegment, Segmenter};
+pub use tap::{TapItem, TapReceiver, Taps};
 
 /// Packaging settings (validated by the caller's config layer).
 #[derive(Debug, Clone)]
@@ -44,6 +47,9 @@ pub struct HlsConfig {
     /// Segments retention leaves on disk for now, whatever their age (the archive has not
     /// copied them yet); shared with whoever places the holds.
     pub holds: Holds,
+    /// Copies of streams' packets with their segment boundaries, for renditions made from the
+    /// same video; shared with whoever opens them.
+    pub taps: Taps,
 }
 
 /// Segments that retention must not delete yet, per stream. Retention passes over a held
@@ -99,6 +105,7 @@ impl Default for HlsConfig {
             retain_age: Duration::from_secs(24 * 3600),
             queue: 2048,
             holds: Holds::default(),
+            taps: Taps::default(),
         }
     }
 }
@@ -228,9 +235,13 @@ impl Packager {
         );
         let mut file: Option<SegmentFile> = None;
         info!(first_seq, "packaging started");
+        let taps = &self.config.taps;
+        // The stream's configuration packets (video, audio), for a tap that starts later.
+        let mut configs = tap::Configs::default();
         while let Some(packet) = subscription.recv().await {
             let forced_before = segmenter.forced_cuts;
-            match segmenter.push(&packet, now_ms()) {
+            let pushed = taps.push(stream, &mut segmenter, &mut configs, &packet, now_ms());
+            match pushed {
                 Ok(Some(finished)) => {
                     if segmenter.forced_cuts > forced_before {
                         warn!(
@@ -251,7 +262,7 @@ impl Packager {
                 SegmentFile::append(&mut file, &dir, seq, &bytes)?;
             }
         }
-        match segmenter.finish() {
+        match taps.finish(stream, &mut segmenter) {
             Some(finished) => {
                 self.complete_segment(stream, &dir, &mut file, finished, true)
                     .await?
@@ -458,18 +469,23 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 
 /// Replaces `path` with `data` atomically and durably (written, synced, renamed, folder synced).
 async fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let mut file = tokio::fs::File::create(&tmp).await?;
-    file.write_all(data).await?;
-    file.sync_all().await?;
-    drop(file);
-    tokio::fs::rename(&tmp, path).await?;
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || sync_dir(&path))
+    let (path, data) = (path.to_path_buf(), data.to_vec());
+    tokio::task::spawn_blocking(move || write_atomically_now(&path, &data))
         .await
         .map_err(std::io::Error::other)?
+}
+
+/// [`write_atomically`] on the caller's thread.
+fn write_atomically_now(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path)
 }
 
 #[cfg(test)]

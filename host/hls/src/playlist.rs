@@ -17,6 +17,9 @@ pub struct Segment {
     pub bytes: u64,
     /// The first segment after a reconnect: timestamps and codec settings may change here.
     pub discontinuity: bool,
+    /// Listed but not there (`EXT-X-GAP`): a rendition that could not make this segment keeps
+    /// the original's numbering, and players skip it.
+    pub gap: bool,
 }
 
 impl Segment {
@@ -105,6 +108,9 @@ impl Playlist {
                 "#EXT-X-PROGRAM-DATE-TIME:{}",
                 format_pdt(s.program_date_time_ms)
             );
+            if s.gap {
+                out.push_str("#EXT-X-GAP\n");
+            }
             let _ = write!(
                 out,
                 "#EXTINF:{}.{:03},\n{}\n",
@@ -141,6 +147,7 @@ mod tests {
             program_date_time_ms: 1_700_000_000_000 + seq as i64 * 2002,
             bytes: 1000,
             discontinuity: disc,
+            gap: false,
         }
     }
 
@@ -162,6 +169,22 @@ mod tests {
         assert!(p.render().contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
         p.end();
         assert!(p.render().ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn a_gap_is_listed_and_marked() {
+        let mut p = Playlist::new(3, 2000);
+        p.push(seg(0, false));
+        p.push(Segment {
+            gap: true,
+            ..seg(1, false)
+        });
+        let text = p.render();
+        assert!(
+            text.contains("#EXT-X-GAP\n#EXTINF:2.002,\nseg-1.ts\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("#EXT-X-GAP").count(), 1);
     }
 
     #[test]

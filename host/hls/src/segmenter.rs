@@ -177,6 +177,7 @@ impl Segmenter {
                 program_date_time_ms: base_wall + (open.start_dts - base_dts),
                 bytes: open.drained + open.data.len() as u64,
                 discontinuity: open.discontinuity,
+                gap: false,
             },
             data: open.data,
         })
@@ -211,6 +212,16 @@ impl Segmenter {
 
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// The sequence number of the segment being written, if one is open.
+    pub fn open_seq(&self) -> Option<u64> {
+        self.open.as_ref().map(|o| o.seq)
+    }
+
+    /// The session's first decode time: every timestamp in the segments is relative to it.
+    pub fn base_dts(&self) -> Option<i64> {
+        self.base.map(|(dts, _)| dts)
     }
 }
 

@@ -82,8 +82,24 @@ pub fn sweep(
                 }
             }
         }
-        if !is_live && gone.len() == segments.len() && !segments.is_empty() {
+        let all_gone = gone.len() == segments.len() && !segments.is_empty();
+        if !is_live && all_gone {
             let _ = std::fs::remove_file(dir.path().join("index.m3u8"));
+            let _ = std::fs::remove_file(dir.path().join(crate::rendition::MASTER_PLAYLIST));
+        }
+        // A rendition's segments go with the original's (it has no segment the original lacks).
+        let kept: HashSet<u64> = segments
+            .iter()
+            .map(|(seq, _)| *seq)
+            .filter(|seq| !gone.contains(seq))
+            .collect();
+        for name in crate::rendition::RENDITIONS {
+            sweep_rendition(
+                &dir.path().join(name),
+                &kept,
+                !is_live && all_gone,
+                starting,
+            );
         }
         if !gone.is_empty() {
             gone.sort_unstable();
@@ -91,6 +107,35 @@ pub fn sweep(
         }
     }
     removed
+}
+
+/// Deletes a rendition's segments whose original is gone (and its playlist with the last of
+/// them), and its stale `.tmp` files.
+fn sweep_rendition(dir: &Path, kept: &HashSet<u64>, ended: bool, starting: bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let stale_tmp = name.ends_with(".tmp")
+            && (starting
+                || entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= STALE_TMP));
+        let orphan = name
+            .strip_prefix("seg-")
+            .and_then(|n| n.strip_suffix(".ts"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|seq| !kept.contains(&seq));
+        if stale_tmp || orphan || (ended && name == "index.m3u8") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -209,5 +254,36 @@ mod tests {
         let removed = sweep(&root, &config, &HashSet::new(), false);
         assert_eq!(removed, vec![("str_a".to_string(), vec![1])]);
         assert!(segments(&dir).is_empty());
+    }
+
+    /// The effects rendition's segments go with the original's, and its playlists with the
+    /// stream's last segment.
+    #[test]
+    fn a_rendition_follows_the_original() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let config = HlsConfig {
+            root: root.clone(),
+            window: 3,
+            retain_segments: 2,
+            retain_age: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let dir = stream_dir(&root, "str_a", 0..4, Duration::from_secs(60));
+        let effects = stream_dir(&dir, "effects", 1..4, Duration::from_secs(60));
+        touch(&dir.join(crate::rendition::MASTER_PLAYLIST), Duration::ZERO);
+        sweep(&root, &config, &HashSet::new(), false);
+        assert_eq!(segments(&dir), vec![2, 3]);
+        assert_eq!(segments(&effects), vec![2, 3]);
+        assert!(effects.join("index.m3u8").exists());
+
+        let config = HlsConfig {
+            retain_age: Duration::from_secs(1),
+            ..config
+        };
+        sweep(&root, &config, &HashSet::new(), false);
+        assert!(segments(&effects).is_empty());
+        assert!(!effects.join("index.m3u8").exists());
+        assert!(!dir.join(crate::rendition::MASTER_PLAYLIST).exists());
     }
 }

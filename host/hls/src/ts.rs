@@ -135,6 +135,34 @@ impl TsMuxer {
         Ok(())
     }
 
+    /// Writes one H.264 access unit that is already Annex B (an encoder's output, with SPS/PPS
+    /// in front of its keyframes), led by an access unit delimiter of ours.
+    pub fn write_video_annex_b(
+        &mut self,
+        access_unit: &[u8],
+        keyframe: bool,
+        dts_ms: i64,
+        pts_ms: i64,
+        out: &mut Vec<u8>,
+    ) {
+        const START: [u8; 4] = [0, 0, 0, 1];
+        let (dts, pts) = (to_90k(dts_ms), to_90k(pts_ms));
+        self.pes.clear();
+        write_pes_header(&mut self.pes, 0xe0, pts, (dts != pts).then_some(dts), 0);
+        self.pes.extend_from_slice(&START);
+        self.pes.extend_from_slice(&[0x09, 0xf0]);
+        for nal in media::avc::annex_b_units(access_unit) {
+            if nal.first().map(|b| b & 0x1f) == Some(9) {
+                continue;
+            }
+            self.pes.extend_from_slice(&START);
+            self.pes.extend_from_slice(nal);
+        }
+        let pes = std::mem::take(&mut self.pes);
+        self.write_pes_packets(PID_VIDEO, &pes, keyframe, Some(dts - PCR_LEAD_90K), out);
+        self.pes = pes;
+    }
+
     /// Writes one raw AAC frame with its ADTS header.
     pub fn write_audio(&mut self, aac: &AacConfig, frame: &[u8], pts_ms: i64, out: &mut Vec<u8>) {
         let pts = to_90k(pts_ms);

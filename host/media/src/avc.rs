@@ -106,6 +106,50 @@ pub fn split_avcc(frame: &[u8], nal_length_size: usize) -> Result<Vec<&[u8]>, Av
     nal_units(frame, nal_length_size).collect()
 }
 
+/// The NAL units of an Annex B byte stream (start codes of 3 or 4 bytes), without allocating.
+/// Bytes before the first start code are skipped; a unit's trailing zero bytes are trimmed.
+pub fn annex_b_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    /// Where the next start code begins at or after `from`, and its length.
+    fn start_code(data: &[u8], from: usize) -> Option<(usize, usize)> {
+        let mut i = from;
+        while i + 3 <= data.len() {
+            if data[i] == 0 && data[i + 1] == 0 {
+                if data[i + 2] == 1 {
+                    return Some((i, 3));
+                }
+                if data[i + 2] == 0 && data.get(i + 3) == Some(&1) {
+                    return Some((i, 4));
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+    let mut next = start_code(data, 0).map(|(at, len)| at + len);
+    std::iter::from_fn(move || {
+        loop {
+            let begin = next?;
+            let end = match start_code(data, begin) {
+                Some((at, len)) => {
+                    next = Some(at + len);
+                    at
+                }
+                None => {
+                    next = None;
+                    data.len()
+                }
+            };
+            let mut unit = &data[begin..end];
+            while let [rest @ .., 0] = unit {
+                unit = rest;
+            }
+            if !unit.is_empty() {
+                return Some(unit);
+            }
+        }
+    })
+}
+
 /// The NAL units of an AVCC frame, without allocating; an error ends the iteration.
 pub fn nal_units(
     frame: &[u8],
@@ -318,6 +362,21 @@ impl<'a> BitReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn annex_b_units_split_on_both_start_codes() {
+        let data = [
+            0xff, 0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 4, 5, 0, 0, 1,
+        ];
+        let units: Vec<&[u8]> = annex_b_units(&data).collect();
+        assert_eq!(
+            units,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]
+        );
+        assert_eq!(annex_b_units(&[0, 0, 1]).count(), 0);
+        assert_eq!(annex_b_units(&[1, 2, 3]).count(), 0);
+        assert_eq!(annex_b_units(&[]).count(), 0);
+    }
 
     fn record() -> Vec<u8> {
         crate::fixtures::avc_record_640x360()

@@ -8,7 +8,7 @@ import {
   streamDuration,
   videoSummary,
 } from './format';
-import { renewDelay, withToken } from './token-url';
+import { renditionUrl, renewDelay, withToken } from './token-url';
 
 describe('format', () => {
   it('summarises codecs like "H.264 1280×720 30 fps · AAC 44.1 kHz stereo"', () => {
@@ -80,6 +80,12 @@ describe('playback token helpers', () => {
     expect(withToken('/hls/s/index.m3u8?token=old', 'new', base)).toBe(
       'http://host:8080/hls/s/index.m3u8?token=new',
     );
+  });
+
+  it('points at the effects rendition beside the original playlist, keeping the token', () => {
+    expect(renditionUrl('/hls/str_1/index.m3u8?token=t', 'effects')).toBe('/hls/str_1/effects/index.m3u8?token=t');
+    expect(renditionUrl('http://h/hls/s/index.m3u8', 'effects')).toBe('http://h/hls/s/effects/index.m3u8');
+    expect(renditionUrl('/hls/str_1/index.m3u8?token=t', 'original')).toBe('/hls/str_1/index.m3u8?token=t');
   });
 
   it('leaves other URLs alone', () => {

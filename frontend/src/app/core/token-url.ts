@@ -27,3 +27,18 @@ export function renewDelay(expiresAt: string, now = Date.now(), minMs = 1_000): 
   const ms = left - Math.min(60_000, left / 2);
   return Math.min(Math.max(ms, minMs), 6 * 60 * 60_000);
 }
+
+/** The renditions a stream may be played in. */
+export type Rendition = 'original' | 'effects';
+
+/**
+ * The playlist URL of `rendition` from the stream's (original) playlist URL: the effects
+ * rendition is `effects/index.m3u8` beside it, with the same query.
+ */
+export function renditionUrl(hlsUrl: string, rendition: Rendition): string {
+  if (rendition === 'original') return hlsUrl;
+  const q = hlsUrl.indexOf('?');
+  const path = q < 0 ? hlsUrl : hlsUrl.slice(0, q);
+  const query = q < 0 ? '' : hlsUrl.slice(q);
+  return path.replace(/\/index\.m3u8$/, '/effects/index.m3u8') + query;
+}

@@ -346,6 +346,34 @@ describe('PlayerPage analysis panel', () => {
     fixture.destroy();
   });
 
+  it('offers the effects rendition when the pipeline has effects, and plays it on a click', async () => {
+    const fixture = await openPlayer();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream());
+    http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
+    const none = { components: [], source: 'bundled' };
+    const el: HTMLElement = fixture.nativeElement;
+    await vi.waitFor(() => expect(FakeHls.instances.length).toBe(1));
+    expect(el.querySelector('[data-testid="rendition-effects"]')).toBeNull();
+    http.expectOne('/api/v1/streams/str_abc/pipeline').flush({
+      detector: none,
+      trigger: none,
+      effects: { components: [{ name: 'privacy-blur', version: 0, config: {} }], source: 'stream' },
+    });
+    await fixture.whenStable();
+    const effects = el.querySelector<HTMLButtonElement>('[data-testid="rendition-effects"]');
+    expect(effects).toBeTruthy();
+    effects!.click();
+    http.expectOne('/api/v1/streams/str_abc/playback-token').flush(TOKEN);
+    await vi.waitFor(() => expect(FakeHls.instances.length).toBe(2));
+    expect(FakeHls.instances[0].destroyed).toBe(true);
+    expect(FakeHls.instances[1].sources).toEqual([
+      new URL('/hls/str_abc/effects/index.m3u8?token=tok1', location.href).toString(),
+    ]);
+    await fixture.whenStable();
+    expect(effects!.classList.contains('btn-active')).toBe(true);
+    fixture.destroy();
+  });
+
   it('shows what runs on the stream and follows pipeline events', async () => {
     const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));

@@ -43,7 +43,7 @@ import { label } from '../../core/pipeline';
 import { STREAM_EVENTS, Tally, addFrame, emptyTally, eventsUrl } from '../../core/stream-events';
 import { FrameOverlay } from '../../core/overlay';
 import { POLL_INTERVAL_MS } from '../../core/polling';
-import { renewDelay, withToken } from '../../core/token-url';
+import { Rendition, renditionUrl, renewDelay, withToken } from '../../core/token-url';
 
 export type PlayerState =
   | 'idle'
@@ -187,6 +187,11 @@ export class PlayerPage {
     Math.max(1e-9, ...(this.report()?.brands.map((b) => b.screen_time_s) ?? [0])),
   );
   protected readonly modeError = signal<string | null>(null);
+  /** Which rendition plays: the original, or the effects rendition (effects burnt in). */
+  protected readonly rendition = signal<Rendition>('original');
+  /** Whether the stream's pipeline has an effects stage (so an effects rendition is made). */
+  protected readonly hasEffects = computed(() => (this.pipeline()?.effects?.components.length ?? 0) > 0);
+
   /** What runs on the stream (refreshed when a `pipeline` event says it changed). */
   protected readonly pipeline = signal<Pipeline | null>(null);
   /** The frame from which the current pipeline runs, when a `pipeline` event told it. */
@@ -285,6 +290,7 @@ export class PlayerPage {
     this.openEventsFor(id);
     this.pipeline.set(null);
     this.pipelineFrom.set(null);
+    this.rendition.set('original');
     this.loadPipeline(id);
     this.loadAlerts(id);
     this.watchReport(id);
@@ -352,7 +358,7 @@ export class PlayerPage {
       video.defaultMuted = true;
       video.autoplay = true;
       video.playsInline = true;
-      const url = absoluteUrl(token.hls_url);
+      const url = absoluteUrl(renditionUrl(token.hls_url, this.rendition()));
 
       if (HlsCtor.isSupported()) {
         this.engine.set(`hls.js ${HlsCtor.version}`);
@@ -755,6 +761,15 @@ export class PlayerPage {
 
   protected fmtScreenTime(seconds: number): string {
     return seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
+  }
+
+  /** User action: play the original or the effects rendition (the player starts again on it). */
+  protected setRendition(rendition: Rendition): void {
+    if (rendition === this.rendition()) return;
+    this.rendition.set(rendition);
+    if (this.stream()?.state !== 'live') return;
+    this.teardown();
+    void this.start();
   }
 
   /** User action: start playback (after a refused autoplay) or go back to the live edge. */

@@ -1,0 +1,264 @@
+//! `media-analyzer bench rendition`: the CPU an effects rendition costs per stream, against the
+//! plain remux of the same packets (the original rendition's path), in one run. The stream is
+//! made here: a moving picture encoded by libx264 as OBS would send it, with four faces blurred on
+//! every analysed frame (every 200 ms).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hls::{Segmenter, Taps};
+use media::{MediaKind, MediaPacket};
+
+use crate::encode::{Encoder, EncoderChoice};
+use crate::stream::StreamRendition;
+use crate::timeline::{AnalysedEffects, Timeline};
+use crate::{Error, RenditionConfig, RenditionStats};
+
+/// A picture of `width`×`height` at frame `i`: the effects bench's textured frame under a
+/// checker of 4-pixel cells (detail an encoder keeps and a blur removes), with a bright square
+/// moving across it, so every frame costs the encoder something.
+pub fn moving_picture(width: u32, height: u32, i: u32) -> Vec<u8> {
+    let mut frame = effects::bench::test_frame(width, height);
+    for (p, px) in frame.pixels.chunks_exact_mut(4).enumerate() {
+        let (x, y) = (p as u32 % width, p as u32 / width);
+        if (x / 4 + y / 4) % 2 == 0 {
+            for c in &mut px[..3] {
+                *c = c.saturating_add(70);
+            }
+        }
+    }
+    let side = (height / 5).max(2);
+    let x0 = (i * 8) % width.saturating_sub(side).max(1);
+    for y in height / 3..(height / 3 + side).min(height) {
+        for x in x0..(x0 + side).min(width) {
+            let o = ((y * width + x) * 4) as usize;
+            frame.pixels[o..o + 3].copy_from_slice(&[250, 240, 60]);
+        }
+    }
+    frame.pixels
+}
+
+/// The AVC decoder configuration record for `sps` and `pps` (NAL units without start codes).
+pub fn avc_record(sps: &[u8], pps: &[u8]) -> Vec<u8> {
+    let mut r = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+    r.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    r.extend_from_slice(sps);
+    r.push(1);
+    r.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    r.extend_from_slice(pps);
+    r
+}
+
+/// `seconds` of `width`×`height` video at `fps` with a keyframe every `gop_frames`, as hub
+/// packets (AVCC frames after an AVC configuration packet), as a publisher sends them.
+pub fn synthetic_stream(
+    width: u32,
+    height: u32,
+    fps: u32,
+    seconds: f64,
+    gop_frames: u32,
+) -> Result<Vec<MediaPacket>, Error> {
+    let mut encoder = Encoder::open(
+        EncoderChoice::X264,
+        (width, height),
+        (width, height),
+        fps,
+        2,
+    )?;
+    let frames = (seconds * fps as f64).round() as u32;
+    let mut encoded = Vec::new();
+    for i in 0..frames {
+        let pts = i as i64 * 1000 / fps as i64;
+        encoder.encode(
+            &moving_picture(width, height, i),
+            pts,
+            i.is_multiple_of(gop_frames.max(1)),
+            &mut encoded,
+        )?;
+    }
+    encoder.finish(&mut encoded)?;
+    let mut packets = Vec::with_capacity(encoded.len() + 1);
+    for e in encoded {
+        let mut avcc = Vec::with_capacity(e.data.len() + 16);
+        for nal in media::avc::annex_b_units(&e.data) {
+            if nal[0] & 0x1f == 9 {
+                continue; // the packager writes its own access unit delimiters
+            }
+            avcc.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            avcc.extend_from_slice(nal);
+        }
+        if packets.is_empty() {
+            let sps = media::avc::annex_b_units(&e.data).find(|n| n[0] & 0x1f == 7);
+            let pps = media::avc::annex_b_units(&e.data).find(|n| n[0] & 0x1f == 8);
+            let (Some(sps), Some(pps)) = (sps, pps) else {
+                return Err(Error::Encoder("the first frame has no SPS/PPS".into()));
+            };
+            packets.push(MediaPacket {
+                kind: MediaKind::Video,
+                dts_ms: 0,
+                pts_ms: 0,
+                keyframe: false,
+                is_config: true,
+                data: Bytes::from(avc_record(sps, pps)),
+            });
+        }
+        packets.push(MediaPacket {
+            kind: MediaKind::Video,
+            dts_ms: e.dts_ms,
+            pts_ms: e.pts_ms,
+            keyframe: e.keyframe,
+            is_config: false,
+            data: Bytes::from(avcc),
+        });
+    }
+    Ok(packets)
+}
+
+/// Four face boxes (relative), about 10 % of the frame height, as privacy-blur returns them.
+pub fn four_faces() -> Vec<bus::Effect> {
+    (0..4)
+        .map(|i| bus::Effect {
+            kind: "blur".into(),
+            bbox: Some([0.1 + 0.2 * i as f32, 0.3, 0.06, 0.1]),
+            params: [("radius".to_string(), 16.0), ("feather".to_string(), 8.0)]
+                .into_iter()
+                .collect(),
+            component: "privacy-blur".into(),
+        })
+        .collect()
+}
+
+/// One measured row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub size: String,
+    pub renderer: String,
+    pub encoder: String,
+    pub video_seconds: f64,
+    /// CPU seconds per second of video.
+    pub remux_cpu: f64,
+    pub rendition_cpu: f64,
+    /// Wall time of the rendition per frame (ms): the latency it adds beyond the wait for
+    /// analysis.
+    pub ms_per_frame: f64,
+    pub segments: u64,
+}
+
+impl Row {
+    /// Streams one core keeps an effects rendition of, in real time.
+    pub fn streams_per_core(&self) -> f64 {
+        1.0 / self.rendition_cpu.max(1e-9)
+    }
+}
+
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// Measures the effects rendition of `seconds` of `width`×`height` video at 30 frames/s.
+pub fn cost(
+    width: u32,
+    height: u32,
+    seconds: f64,
+    device: effects::DevicePreference,
+    encoder: EncoderChoice,
+) -> Result<Row, Error> {
+    let fps = 30;
+    let packets = synthetic_stream(width, height, fps, seconds, fps * 2)?;
+    let video_seconds = packets.len().saturating_sub(1) as f64 / fps as f64;
+
+    // The original's path: every packet through the segmenter (bytes into segments).
+    let remux = |taps: &Taps| {
+        let mut segmenter = Segmenter::new(0, 2000, false);
+        let mut configs = hls::tap::Configs::default();
+        let mut bytes = 0usize;
+        for p in &packets {
+            if let Ok(Some(f)) = taps.push("bench", &mut segmenter, &mut configs, p, 0) {
+                bytes += f.data.len();
+            }
+        }
+        if let Some(f) = taps.finish("bench", &mut segmenter) {
+            bytes += f.data.len();
+        }
+        bytes
+    };
+    let started = process_cpu();
+    let rounds = 5;
+    for _ in 0..rounds {
+        std::hint::black_box(remux(&Taps::default()));
+    }
+    let remux_cpu = (process_cpu() - started).as_secs_f64() / rounds as f64 / video_seconds;
+
+    // The rendition: the same packets through a tap, rendered and encoded.
+    let dir = tempfile_dir()?;
+    let taps = Taps::default();
+    let tap = taps.open("bench", packets.len() + 64);
+    remux(&taps);
+    let timeline = Arc::new(Timeline::default());
+    let faces = four_faces();
+    let mut pts = 0;
+    while pts <= (video_seconds * 1000.0) as i64 {
+        timeline.push(AnalysedEffects {
+            pts_ms: pts,
+            width,
+            height,
+            effects: faces.clone(),
+        });
+        pts += 200;
+    }
+    timeline.close();
+    let stats = Arc::new(RenditionStats::default());
+    let config = Arc::new(RenditionConfig {
+        root: dir.clone(),
+        device,
+        encoder,
+        ..RenditionConfig::default()
+    });
+    let rendition = StreamRendition::new(
+        "bench",
+        config,
+        tap,
+        timeline,
+        Arc::new(AtomicBool::new(false)),
+        stats.clone(),
+    );
+    let renderer = effects::Renderer::open(device)
+        .map(|r| r.describe())
+        .unwrap_or_else(|_| "cpu".into());
+    let wall = Instant::now();
+    let cpu = process_cpu();
+    let encoder_name = rendition.make()?.to_string();
+    let rendition_cpu = (process_cpu() - cpu).as_secs_f64() / video_seconds;
+    let wall = wall.elapsed();
+    let frames = stats
+        .frames_rendered
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(1);
+    let segments = stats.segments.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Row {
+        size: format!("{width}×{height}"),
+        renderer,
+        encoder: encoder_name,
+        video_seconds,
+        remux_cpu,
+        rendition_cpu,
+        ms_per_frame: wall.as_secs_f64() * 1000.0 / frames as f64,
+        segments,
+    })
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, Error> {
+    let dir = std::env::temp_dir().join(format!(
+        "media-analyzer-bench-rendition-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,371 @@
+//! The effects rendition: while a stream's pipeline has an effects stage, its video is decoded
+//! again on a thread of its own, the effects its selectors chose are rendered on every frame
+//! (`host/effects`: a GPU, or the CPU), and the frames are encoded to H.264 (NVENC or libx264) and
+//! written as `{hls}/{stream}/effects/`, a second HLS rendition with the original's segment
+//! numbers, boundaries, timestamps and program date-times, beside a master playlist offering both.
+//!
+//! Data flow: the packager's tap ([`hls::Taps`]) hands over each packet with its segment; the
+//! analysis output hands over each analysed frame's effects ([`StreamEffects`] → [`Timeline`]).
+//! A frame is rendered with the blurs of the analysed frames before and after it, waiting for the
+//! one after up to [`RenditionConfig::max_wait`] (so a face is never unblurred between two
+//! analyses). The rendition never holds up the original or the analysis: the tap drops packets
+//! rather than wait, and when the rendition falls behind it lowers its own frame rate, then its
+//! picture size ([`Level`]); its lag is a metric.
+
+mod encode;
+mod stream;
+mod timeline;
+
+pub mod bench;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use tracing::{info, warn};
+
+pub use encode::{EncodedFrame, Encoder, EncoderChoice};
+pub use stream::{LEVELS, Level};
+pub use timeline::{AnalysedEffects, Around, Timeline};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("encoder: {0}")]
+    Encoder(String),
+    #[error("decoder: {0}")]
+    Decoder(String),
+    #[error("writing the rendition: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Settings of the effects renditions.
+#[derive(Debug, Clone)]
+pub struct RenditionConfig {
+    /// `{data}/hls` (the packager's root).
+    pub root: PathBuf,
+    /// Segments listed in the rendition's live playlist (as the original's).
+    pub window: usize,
+    pub target_duration_ms: u64,
+    /// Segments kept on disk (as the original's).
+    pub retain_segments: usize,
+    /// Where effects are rendered.
+    pub device: effects::DevicePreference,
+    pub encoder: EncoderChoice,
+    /// How long a frame waits for the analysed frame after it before the last effects carry
+    /// forward.
+    pub max_wait: Duration,
+    /// Packets queued between the packager and a rendition.
+    pub queue: usize,
+}
+
+impl Default for RenditionConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("data/hls"),
+            window: 6,
+            target_duration_ms: 2000,
+            retain_segments: 1800,
+            device: effects::DevicePreference::Auto,
+            encoder: EncoderChoice::Auto,
+            max_wait: Duration::from_secs(3),
+            queue: 4096,
+        }
+    }
+}
+
+/// Counters and per-stream state for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RenditionStats {
+    pub frames_rendered: AtomicU64,
+    /// Frames decoded but left out by a lowered frame rate.
+    pub frames_left_out: AtomicU64,
+    pub segments: AtomicU64,
+    /// Segments listed as gaps (nothing could be made of them).
+    pub gaps: AtomicU64,
+    /// Steps down or up between [`LEVELS`].
+    pub level_changes: AtomicU64,
+    /// Frames that could not be rendered or encoded.
+    pub failures: AtomicU64,
+    /// Per stream making a rendition: its lag (ms) and level.
+    live: Mutex<HashMap<String, (i64, usize)>>,
+}
+
+impl RenditionStats {
+    fn set_live(&self, stream: &str, lag_ms: i64, level: usize) {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream.to_string(), (lag_ms, level));
+    }
+
+    fn forget(&self, stream: &str) {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(stream);
+    }
+
+    /// The stream's rendition lag (ms behind the original) and level, while it makes one.
+    pub fn live(&self, stream: &str) -> Option<(i64, usize)> {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .copied()
+    }
+
+    pub fn collector(self: Arc<Self>) -> Box<dyn Collector> {
+        Box::new(RenditionMetrics(self))
+    }
+}
+
+#[derive(Debug)]
+struct RenditionMetrics(Arc<RenditionStats>);
+
+impl Collector for RenditionMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        for (name, help, value) in [
+            (
+                "frames_rendered",
+                "frames rendered and encoded",
+                c(&s.frames_rendered),
+            ),
+            (
+                "frames_left_out",
+                "frames left out by a lowered frame rate",
+                c(&s.frames_left_out),
+            ),
+            ("segments", "segments written", c(&s.segments)),
+            ("gaps", "segments listed as gaps", c(&s.gaps)),
+            (
+                "level_changes",
+                "steps of frame rate or picture size",
+                c(&s.level_changes),
+            ),
+            (
+                "failures",
+                "frames that could not be rendered or encoded",
+                c(&s.failures),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                &format!("media_analyzer_effects_rendition_{name}"),
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let live: Vec<(String, (i64, usize))> = s
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let streams = ConstGauge::new(live.len() as i64);
+        streams.encode(encoder.encode_descriptor(
+            "media_analyzer_effects_renditions",
+            "streams making an effects rendition on this host",
+            None,
+            streams.metric_type(),
+        )?)?;
+        let mut lag = encoder.encode_descriptor(
+            "media_analyzer_effects_rendition_lag_seconds",
+            "how far each stream's effects rendition is behind its original",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (stream, (lag_ms, _)) in &live {
+            ConstGauge::new(*lag_ms as f64 / 1000.0)
+                .encode(lag.encode_family(&[("stream", stream.as_str())])?)?;
+        }
+        let mut level = encoder.encode_descriptor(
+            "media_analyzer_effects_rendition_level",
+            "each stream's effects rendition step (0: full frame rate and size)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (stream, (_, l)) in &live {
+            ConstGauge::new(*l as i64)
+                .encode(level.encode_family(&[("stream", stream.as_str())])?)?;
+        }
+        Ok(())
+    }
+}
+
+struct Running {
+    session: u64,
+    timeline: Arc<Timeline>,
+    /// Asks the rendition's thread to stop.
+    stop: Arc<AtomicBool>,
+}
+
+/// The effects renditions of this host's streams.
+#[derive(Clone)]
+pub struct Renditions {
+    config: Arc<RenditionConfig>,
+    taps: hls::Taps,
+    stats: Arc<RenditionStats>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
+    sessions: Arc<AtomicU64>,
+}
+
+impl Renditions {
+    /// Renditions fed by the packager's `taps` (the same [`hls::Taps`] as its config's).
+    pub fn new(config: RenditionConfig, taps: hls::Taps) -> Self {
+        Self {
+            config: Arc::new(config),
+            taps,
+            stats: Arc::default(),
+            running: Arc::default(),
+            sessions: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<RenditionStats> {
+        self.stats.clone()
+    }
+
+    /// Where one stream's analysis output hands over its frames' effects.
+    pub fn stream(&self, stream: &str) -> StreamEffects {
+        StreamEffects {
+            renditions: self.clone(),
+            stream: stream.to_string(),
+            running: None,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the stream's rendition (from its next segment); returns its timeline and session.
+    fn start(&self, stream: &str) -> (Arc<Timeline>, u64) {
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let timeline = Arc::new(Timeline::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Some(old) = self.lock().insert(
+            stream.to_string(),
+            Running {
+                session,
+                timeline: timeline.clone(),
+                stop: stop.clone(),
+            },
+        ) {
+            old.stop.store(true, Ordering::Relaxed);
+            old.timeline.close();
+        }
+        let tap = self.taps.open(stream, self.config.queue);
+        let job = stream::StreamRendition::new(
+            stream,
+            self.config.clone(),
+            tap,
+            timeline.clone(),
+            stop,
+            self.stats.clone(),
+        );
+        let name = stream.to_string();
+        let renditions = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("effects-rendition".into())
+            .spawn(move || {
+                job.run();
+                renditions.finished(&name, session);
+            });
+        if let Err(e) = spawned {
+            warn!(%stream, "could not start the effects rendition: {e}");
+            self.taps.close(stream);
+            self.lock().remove(stream);
+        } else {
+            info!(%stream, "effects rendition started");
+        }
+        (timeline, session)
+    }
+
+    /// Stops the stream's rendition of `session` (the tap closes; what was made stays listed,
+    /// and the playlist ends). It counts as running until its thread has finished.
+    fn stop(&self, stream: &str, session: u64) {
+        let running = self.lock();
+        if let Some(r) = running.get(stream).filter(|r| r.session == session) {
+            r.stop.store(true, Ordering::Relaxed);
+            r.timeline.close();
+            self.taps.close(stream);
+        }
+    }
+
+    fn finished(&self, stream: &str, session: u64) {
+        let mut running = self.lock();
+        if running.get(stream).is_some_and(|r| r.session == session) {
+            running.remove(stream);
+            self.taps.close(stream);
+        }
+    }
+
+    /// Whether `stream` has a rendition being made (or finishing after a stop).
+    pub fn is_running(&self, stream: &str) -> bool {
+        self.lock().contains_key(stream)
+    }
+}
+
+/// One stream's analysis output's end of the renditions: the effects of each analysed frame, in
+/// frame order. The rendition starts with the first frame whose pipeline has an effects stage, and
+/// stops when a frame comes without one, or when this is dropped (the stream's analysis ended).
+pub struct StreamEffects {
+    renditions: Renditions,
+    stream: String,
+    running: Option<(Arc<Timeline>, u64)>,
+}
+
+impl StreamEffects {
+    /// The analysed frame at `pts_ms` (`width`×`height`) and the effects its selectors chose;
+    /// `on`: whether the stream's pipeline has an effects stage.
+    pub fn frame(
+        &mut self,
+        on: bool,
+        pts_ms: i64,
+        width: u32,
+        height: u32,
+        effects: &[bus::Effect],
+    ) {
+        if !on {
+            self.end();
+            return;
+        }
+        let (timeline, _) = self
+            .running
+            .get_or_insert_with(|| self.renditions.start(&self.stream));
+        timeline.push(AnalysedEffects {
+            pts_ms,
+            width,
+            height,
+            effects: effects.to_vec(),
+        });
+    }
+
+    /// The stream's analysis ended, or its effects stage went: the rendition stops.
+    pub fn end(&mut self) {
+        if let Some((timeline, session)) = self.running.take() {
+            timeline.close();
+            self.renditions.stop(&self.stream, session);
+        }
+    }
+}
+
+impl Drop for StreamEffects {
+    fn drop(&mut self) {
+        // The stream ended: the tap sees the packager's end and the rendition lists its last
+        // segment; only the waiting for analysis stops here.
+        if let Some((timeline, _)) = self.running.take() {
+            timeline.close();
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! One stream's effects rendition, on its own thread: tapped packets → decoder → effects →
+//! encoder → MPEG-TS → the rendition's segments, cut where the original's are.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use decode::VideoDecoder;
+use effects::{Renderer, RgbaFrame};
+use hls::rendition::{EFFECTS, RenditionWriter, Variant};
+use hls::ts::TsMuxer;
+use hls::{Segment, TapItem, TapReceiver};
+use media::aac::AacConfig;
+use media::{MediaKind, MediaPacket};
+use tracing::{debug, info, warn};
+
+use crate::encode::{EncodedFrame, Encoder};
+use crate::timeline::Timeline;
+use crate::{Error, RenditionConfig, RenditionStats};
+
+/// A step of the rendition's cost: its frame rate (every `every`-th frame) and picture size
+/// (`percent` of the original's width and height).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Level {
+    pub percent: u32,
+    pub every: u32,
+}
+
+/// The steps, cheapest last: half the frame rate first, then smaller pictures.
+pub const LEVELS: [Level; 5] = [
+    Level {
+        percent: 100,
+        every: 1,
+    },
+    Level {
+        percent: 100,
+        every: 2,
+    },
+    Level {
+        percent: 67,
+        every: 2,
+    },
+    Level {
+        percent: 50,
+        every: 2,
+    },
+    Level {
+        percent: 50,
+        every: 4,
+    },
+];
+
+/// Segments in a row with little lag before stepping back up.
+const CALM_SEGMENTS: u32 = 3;
+/// How long the tap is read before the stop flag is looked at again.
+const POLL: Duration = Duration::from_millis(200);
+
+/// The lag (ms) above which the rendition steps down at its next segment, and below which (for
+/// [`CALM_SEGMENTS`]) it steps back up: the wait for analysis is part of every frame's lag.
+fn lag_bounds(max_wait: Duration) -> (i64, i64) {
+    let wait = max_wait.as_millis() as i64;
+    (wait + 2500, wait / 2 + 1000)
+}
+
+/// The next level from the lag at a segment start and the segments calm so far.
+pub(crate) fn next_level(level: usize, lag_ms: i64, calm: &mut u32, max_wait: Duration) -> usize {
+    let (high, low) = lag_bounds(max_wait);
+    if lag_ms > high {
+        *calm = 0;
+        return (level + 1).min(LEVELS.len() - 1);
+    }
+    if lag_ms < low {
+        *calm += 1;
+        if *calm >= CALM_SEGMENTS && level > 0 {
+            *calm = 0;
+            return level - 1;
+        }
+    } else {
+        *calm = 0;
+    }
+    level
+}
+
+/// The rendition's segment being written.
+struct OpenSegment {
+    seq: u64,
+    data: Vec<u8>,
+    frames: u32,
+}
+
+pub(crate) struct StreamRendition {
+    stream: String,
+    config: Arc<RenditionConfig>,
+    tap: TapReceiver,
+    timeline: Arc<Timeline>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<RenditionStats>,
+}
+
+/// What the rendition loop keeps between packets.
+struct State {
+    decoder: VideoDecoder,
+    renderer: Renderer,
+    encoder: Option<Encoder>,
+    writer: RenditionWriter,
+    mux: TsMuxer,
+    aac: Option<AacConfig>,
+    base_dts: i64,
+    /// Original segment starts seen on the tap: (seq, pts of its first video frame).
+    starts: VecDeque<(u64, i64)>,
+    /// The original's records of closed segments, waiting for the rendition to pass them.
+    records: VecDeque<Segment>,
+    /// Audio of segments not yet written: (seq, pts, frame).
+    audio: VecDeque<(u64, i64, MediaPacket)>,
+    /// When each video packet arrived (pts, instant), for its wait for analysis.
+    arrivals: VecDeque<(i64, Instant)>,
+    open: Option<OpenSegment>,
+    level: usize,
+    calm: u32,
+    /// The level's picture size changed at the open segment.
+    resized: bool,
+    frame: RgbaFrame,
+    encoded: Vec<EncodedFrame>,
+    decoded: Vec<decode::Frame>,
+    /// Frames seen in the open segment (for the frame-rate step).
+    in_segment: u32,
+    fps: u32,
+    last_pts: Option<i64>,
+    master_written: bool,
+    original_bandwidth: u64,
+    original_size: Option<(u32, u32)>,
+}
+
+impl StreamRendition {
+    pub(crate) fn new(
+        stream: &str,
+        config: Arc<RenditionConfig>,
+        tap: TapReceiver,
+        timeline: Arc<Timeline>,
+        stop: Arc<AtomicBool>,
+        stats: Arc<RenditionStats>,
+    ) -> Self {
+        Self {
+            stream: stream.to_string(),
+            config,
+            tap,
+            timeline,
+            stop,
+            stats,
+        }
+    }
+
+    pub(crate) fn run(self) {
+        #[cfg(target_os = "linux")]
+        let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+        let stream = self.stream.clone();
+        match self.make() {
+            Ok(_) => info!(%stream, "effects rendition ended"),
+            Err(e) => warn!(%stream, "effects rendition stopped: {e}"),
+        }
+        self.stats.forget(&stream);
+    }
+
+    fn open_state(&self) -> Result<State, Error> {
+        let mut decoder = VideoDecoder::live_h264(1).map_err(|e| Error::Decoder(e.to_string()))?;
+        decoder.set_wanted(true);
+        let renderer = Renderer::open(self.config.device).unwrap_or_else(|e| {
+            warn!(stream = %self.stream, "effects on the CPU: {e}");
+            Renderer::Cpu(effects::Cpu::default())
+        });
+        info!(stream = %self.stream, renderer = %renderer.describe(), "effects rendition renders on");
+        let writer = RenditionWriter::create(
+            &self.config.root,
+            &self.stream,
+            EFFECTS,
+            self.config.window,
+            self.config.target_duration_ms,
+            self.config.retain_segments,
+        )?;
+        Ok(State {
+            decoder,
+            renderer,
+            encoder: None,
+            writer,
+            mux: TsMuxer::new(true, false),
+            aac: None,
+            base_dts: 0,
+            starts: VecDeque::new(),
+            records: VecDeque::new(),
+            audio: VecDeque::new(),
+            arrivals: VecDeque::new(),
+            open: None,
+            level: 0,
+            calm: 0,
+            resized: false,
+            frame: RgbaFrame {
+                width: 0,
+                height: 0,
+                pixels: Vec::new(),
+            },
+            encoded: Vec::new(),
+            decoded: Vec::new(),
+            in_segment: 0,
+            fps: 30,
+            last_pts: None,
+            master_written: false,
+            original_bandwidth: 0,
+            original_size: None,
+        })
+    }
+
+    /// Makes the rendition until the tap ends or it is stopped; returns the encoder's name.
+    pub(crate) fn make(&self) -> Result<&'static str, Error> {
+        let mut s = self.open_state()?;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let Some(item) = self.tap.recv_timeout(POLL) else {
+                continue;
+            };
+            match item {
+                TapItem::Config(packet) => match packet.kind {
+                    MediaKind::Video => self.decode(&mut s, &packet)?,
+                    MediaKind::Audio => match AacConfig::parse(&packet.data) {
+                        Ok(aac) => {
+                            s.aac = Some(aac);
+                            s.mux.set_streams(true, true);
+                        }
+                        Err(e) => warn!(stream = %self.stream, "audio left out: {e}"),
+                    },
+                },
+                TapItem::Packet {
+                    packet,
+                    seq,
+                    starts_segment,
+                    base_dts,
+                    after_loss,
+                } => {
+                    s.base_dts = base_dts;
+                    if after_loss {
+                        debug!(stream = %self.stream, seq, "tap lost packets; resuming here");
+                        s.decoder.resync();
+                    }
+                    match packet.kind {
+                        MediaKind::Audio => s.audio.push_back((seq, packet.pts_ms, packet)),
+                        MediaKind::Video => {
+                            if starts_segment {
+                                s.starts.push_back((seq, packet.pts_ms));
+                            }
+                            s.arrivals.push_back((packet.pts_ms, Instant::now()));
+                            while s.arrivals.len() > 1024 {
+                                s.arrivals.pop_front();
+                            }
+                            self.decode(&mut s, &packet)?;
+                        }
+                    }
+                }
+                TapItem::Closed(segment) => {
+                    s.original_bandwidth = s
+                        .original_bandwidth
+                        .max(segment.bytes * 8000 / segment.duration_ms.max(1));
+                    s.records.push_back(segment);
+                }
+                TapItem::Ended => {
+                    let mut frames = std::mem::take(&mut s.decoded);
+                    if let Err(e) = s.decoder.finish(&mut frames) {
+                        debug!(stream = %self.stream, "flushing the decoder: {e}");
+                    }
+                    for frame in frames.drain(..) {
+                        self.frame(&mut s, frame)?;
+                    }
+                    s.decoded = frames;
+                    self.finish(&mut s, u64::MAX)?;
+                    s.writer.end()?;
+                    return Ok(s.encoder.as_ref().map_or("none", Encoder::name));
+                }
+            }
+        }
+        // Stopped (the effects stage went): what was made stays listed; the playlist ends.
+        self.finish(&mut s, u64::MAX)?;
+        s.writer.end()?;
+        hls::rendition::remove_master(&self.config.root, &self.stream)?;
+        Ok(s.encoder.as_ref().map_or("none", Encoder::name))
+    }
+
+    fn decode(&self, s: &mut State, packet: &MediaPacket) -> Result<(), Error> {
+        let mut frames = std::mem::take(&mut s.decoded);
+        if let Err(e) = s.decoder.push(packet, &mut frames) {
+            debug!(stream = %self.stream, "a packet did not decode: {e}");
+            s.decoder.resync();
+        }
+        let result = frames.drain(..).try_for_each(|f| self.frame(s, f));
+        s.decoded = frames;
+        result
+    }
+
+    /// One decoded frame: into its segment, rendered and encoded unless the level leaves it out.
+    fn frame(&self, s: &mut State, frame: decode::Frame) -> Result<(), Error> {
+        let pts = frame.pts_ms;
+        if let Some(last) = s.last_pts
+            && pts > last
+        {
+            let interval = (pts - last).max(1);
+            s.fps = (1000 / interval).clamp(1, 120) as u32;
+        }
+        s.last_pts = Some(pts);
+        s.original_size.get_or_insert((frame.width, frame.height));
+        // The segment the frame is in: the last original start at or before it.
+        while s.starts.len() > 1 && s.starts[1].1 <= pts {
+            s.starts.pop_front();
+        }
+        let Some(&(seq, _)) = s.starts.front().filter(|(_, start)| *start <= pts) else {
+            return Ok(()); // before the first segment the tap started with
+        };
+        if s.open.as_ref().is_some_and(|o| o.seq > seq) {
+            return Ok(()); // a late frame of a segment already listed
+        }
+        let new_segment = s.open.as_ref().is_none_or(|o| o.seq != seq);
+        if new_segment {
+            self.finish(s, seq)?;
+            let lag = self.tap.newest_pts() - pts;
+            let level = next_level(s.level, lag, &mut s.calm, self.config.max_wait);
+            if level != s.level {
+                info!(stream = %self.stream, from = s.level, to = level, lag_ms = lag, "effects rendition changes level");
+                self.stats.level_changes.fetch_add(1, Ordering::Relaxed);
+                s.level = level;
+            }
+            let mut data = Vec::with_capacity(256 * 1024);
+            s.mux.write_tables(&mut data);
+            s.open = Some(OpenSegment {
+                seq,
+                data,
+                frames: 0,
+            });
+            s.in_segment = 0;
+        }
+        let level = LEVELS[s.level];
+        let index = s.in_segment;
+        s.in_segment += 1;
+        if !index.is_multiple_of(level.every) {
+            self.stats.frames_left_out.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let keyframe = index == 0;
+        if keyframe {
+            self.ensure_encoder(s, frame.width, frame.height)?;
+        }
+        let Some(encoder) = s.encoder.as_ref() else {
+            return Ok(()); // no keyframe yet for this segment's encoder
+        };
+        if encoder.input_size() != (frame.width, frame.height) {
+            // The picture size changed mid-segment (a reconnect does this at a segment start):
+            // wait for the next segment's keyframe.
+            return Ok(());
+        }
+        // Effects from the analysed frames around it, waiting for the one after.
+        let arrived = s
+            .arrivals
+            .iter()
+            .find(|(p, _)| *p == pts)
+            .map_or_else(Instant::now, |(_, at)| *at);
+        while s.arrivals.front().is_some_and(|(p, _)| *p < pts) {
+            s.arrivals.pop_front();
+        }
+        let around = self.timeline.around(pts, arrived + self.config.max_wait);
+        let effects = around.effects(frame.width, frame.height);
+        if let Err(e) = s.frame.set_rgb(frame.width, frame.height, &frame.rgb) {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Decoder(e.to_string()));
+        }
+        if let Err(e) = s.renderer.render(&mut s.frame, &effects) {
+            // A GPU that fails goes; the CPU renders the same (never a frame without its effects).
+            warn!(stream = %self.stream, "effects device failed, continuing on the CPU: {e}");
+            s.renderer = Renderer::Cpu(effects::Cpu::default());
+            s.frame.set_rgb(frame.width, frame.height, &frame.rgb).ok();
+            s.renderer
+                .render(&mut s.frame, &effects)
+                .map_err(|e| Error::Encoder(e.to_string()))?;
+        }
+        let mut encoded = std::mem::take(&mut s.encoded);
+        let result = match s.encoder.as_mut() {
+            Some(encoder) => encoder.encode(&s.frame.pixels, pts, keyframe, &mut encoded),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            warn!(stream = %self.stream, "a frame did not encode: {e}");
+        }
+        self.stats.frames_rendered.fetch_add(1, Ordering::Relaxed);
+        for e in encoded.drain(..) {
+            self.write_video(s, &e);
+        }
+        s.encoded = encoded;
+        self.stats
+            .set_live(&self.stream, self.tap.newest_pts() - pts, s.level);
+        Ok(())
+    }
+
+    /// An encoder for this level's picture size (a new one when the size changed).
+    fn ensure_encoder(&self, s: &mut State, width: u32, height: u32) -> Result<(), Error> {
+        let level = LEVELS[s.level];
+        let output = (
+            (width * level.percent / 100).max(2),
+            (height * level.percent / 100).max(2),
+        );
+        let fits = s.encoder.as_ref().is_some_and(|e| {
+            e.input_size() == (width, height) && e.output_size() == (output.0 & !1, output.1 & !1)
+        });
+        if fits {
+            return Ok(());
+        }
+        s.resized = s.encoder.is_some();
+        if let Some(mut old) = s.encoder.take() {
+            let mut tail = Vec::new();
+            old.finish(&mut tail).ok();
+            for e in &tail {
+                self.write_video(s, e);
+            }
+        }
+        let fps = (s.fps / level.every).max(1);
+        let encoder = Encoder::open(self.config.encoder, (width, height), output, fps, 2)?;
+        info!(stream = %self.stream, encoder = encoder.name(), width = output.0, height = output.1, fps, "effects rendition encodes");
+        s.encoder = Some(encoder);
+        Ok(())
+    }
+
+    /// Muxes one encoded frame into the open segment, after the audio up to its time.
+    fn write_video(&self, s: &mut State, e: &EncodedFrame) {
+        let Some(open) = s.open.as_mut() else {
+            return;
+        };
+        while let Some((seq, pts, _)) = s.audio.front() {
+            if *seq > open.seq || *pts > e.pts_ms {
+                break;
+            }
+            if let Some((seq, pts, packet)) = s.audio.pop_front()
+                && seq == open.seq
+                && let Some(aac) = &s.aac
+            {
+                s.mux
+                    .write_audio(aac, &packet.data, pts - s.base_dts, &mut open.data);
+            }
+        }
+        s.mux.write_video_annex_b(
+            &e.data,
+            e.keyframe,
+            e.dts_ms - s.base_dts,
+            e.pts_ms - s.base_dts,
+            &mut open.data,
+        );
+        open.frames += 1;
+    }
+
+    /// Lists every original segment before `seq` (the open one with what was made of it, the
+    /// others as gaps), once the original has closed them.
+    fn finish(&self, s: &mut State, seq: u64) -> Result<(), Error> {
+        while let Some(record) = s.records.front().filter(|r| r.seq < seq).cloned() {
+            s.records.pop_front();
+            let mut resized = false;
+            if let Some(mut open) = s.open.take_if(|o| o.seq == record.seq) {
+                // The audio that is left of it goes in after the last frame.
+                while s
+                    .audio
+                    .front()
+                    .is_some_and(|(aseq, _, _)| *aseq <= open.seq)
+                {
+                    if let Some((aseq, pts, packet)) = s.audio.pop_front()
+                        && aseq == open.seq
+                        && let Some(aac) = &s.aac
+                    {
+                        s.mux
+                            .write_audio(aac, &packet.data, pts - s.base_dts, &mut open.data);
+                    }
+                }
+                if open.frames > 0 {
+                    s.writer.append(open.seq, &open.data)?;
+                }
+                resized = std::mem::take(&mut s.resized);
+            }
+            let gap = s.writer.close(&record, resized)?;
+            self.stats.segments.fetch_add(1, Ordering::Relaxed);
+            if gap {
+                self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+            }
+            if !s.master_written && !gap {
+                s.master_written = true;
+                self.write_master(s, &record);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_master(&self, s: &State, record: &Segment) {
+        let size = s.encoder.as_ref().map(Encoder::output_size);
+        let bandwidth = std::fs::metadata(s.writer.dir().join(record.file_name()))
+            .map(|m| m.len() * 8000 / record.duration_ms.max(1))
+            .unwrap_or(0);
+        let variants = [
+            Variant {
+                uri: "index.m3u8".into(),
+                bandwidth: s.original_bandwidth,
+                resolution: s.original_size,
+            },
+            Variant {
+                uri: format!("{EFFECTS}/index.m3u8"),
+                bandwidth,
+                resolution: size,
+            },
+        ];
+        if let Err(e) = hls::rendition::write_master(&self.config.root, &self.stream, &variants) {
+            warn!(stream = %self.stream, "could not write the master playlist: {e}");
+        }
+    }
+}

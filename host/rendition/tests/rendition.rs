@@ -1,0 +1,239 @@
+//! The effects rendition of a made-up stream, end to end inside the crate: packets through the
+//! packager's segmenter and tap, effects through the timeline, the rendition written to disk and
+//! decoded again. Its segments have the original's numbers, durations and timestamps; inside the
+//! blurred regions its pictures are smooth where the original's are not; elsewhere they are the
+//! original's (bar encoding).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hls::{Segmenter, Taps};
+use rendition::{RenditionConfig, Renditions};
+
+const W: u32 = 640;
+const H: u32 = 360;
+
+/// Every frame of a TS file: (pts, RGB).
+fn decode(path: &Path) -> Vec<(i64, Vec<u8>)> {
+    let mut source = decode::FileSource::open(path.to_str().unwrap(), 1).unwrap();
+    let mut frames = Vec::new();
+    let mut out = Vec::new();
+    while source.next_frames(&mut out).unwrap() {
+        for f in out.drain(..) {
+            frames.push((f.pts_ms, f.rgb.to_vec()));
+        }
+    }
+    frames
+}
+
+/// Detail in a box: the mean absolute second difference along rows (red, where the picture's fine
+/// pattern is). A blur leaves gradients, whose second difference is next to nothing; edges and
+/// texture have a lot.
+fn texture(rgb: &[u8], [x0, y0, x1, y1]: [u32; 4]) -> f64 {
+    let (mut sum, mut n) = (0u64, 0u64);
+    let at = |x: u32, y: u32| rgb[((y * W + x) * 3) as usize] as i64;
+    for y in y0..y1 {
+        for x in x0 + 1..x1 - 1 {
+            sum += (at(x - 1, y) - 2 * at(x, y) + at(x + 1, y)).unsigned_abs();
+            n += 1;
+        }
+    }
+    sum as f64 / n as f64
+}
+
+/// PSNR of the red channel in a box.
+fn psnr(a: &[u8], b: &[u8], [x0, y0, x1, y1]: [u32; 4]) -> f64 {
+    let (mut sum, mut n) = (0f64, 0f64);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let i = ((y * W + x) * 3) as usize;
+            let d = a[i] as f64 - b[i] as f64;
+            sum += d * d;
+            n += 1.0;
+        }
+    }
+    10.0 * (255.0 * 255.0 / (sum / n).max(1e-9)).log10()
+}
+
+#[test]
+fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let packets = rendition::bench::synthetic_stream(W, H, 30, 6.5, 30).unwrap();
+    let taps = Taps::default();
+    let renditions = Renditions::new(
+        RenditionConfig {
+            root: root.clone(),
+            device: effects::DevicePreference::Cpu,
+            encoder: rendition::EncoderChoice::X264,
+            // The whole stream is tapped at once here, so its lag is the stream's length: a long
+            // wait keeps the rendition at full rate (every analysed frame is there already).
+            max_wait: Duration::from_secs(10),
+            ..RenditionConfig::default()
+        },
+        taps.clone(),
+    );
+    // The analysis output: four faces blurred on every analysed frame (every 200 ms).
+    let faces = rendition::bench::four_faces();
+    let mut output = renditions.stream("s");
+    output.frame(true, 0, W, H, &faces);
+    assert!(renditions.is_running("s"));
+    let mut pts = 200;
+    while pts <= 7000 {
+        output.frame(true, pts, W, H, &faces);
+        pts += 200;
+    }
+
+    // The packager: the original's segments written as it writes them, each packet tapped.
+    let original = root.join("s");
+    let mut segmenter = Segmenter::new(0, 2000, false);
+    let mut configs = hls::tap::Configs::default();
+    let mut records = Vec::new();
+    let mut write = |f: hls::FinishedSegment| {
+        std::fs::write(original.join(f.segment.file_name()), &f.data).unwrap();
+        records.push(f.segment);
+    };
+    std::fs::create_dir_all(&original).unwrap();
+    for p in &packets {
+        if let Some(f) = taps
+            .push("s", &mut segmenter, &mut configs, p, 1_700_000_000_000)
+            .unwrap()
+        {
+            write(f);
+        }
+    }
+    if let Some(f) = taps.finish("s", &mut segmenter) {
+        write(f);
+    }
+    assert_eq!(records.len(), 4, "{records:?}");
+    let started = Instant::now();
+    while renditions.is_running("s") {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the rendition never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(output);
+
+    // The same segments, numbers, durations and program date-times; the playlist ended.
+    let effects = original.join("effects");
+    let playlist = std::fs::read_to_string(effects.join("index.m3u8")).unwrap();
+    for r in &records {
+        let line = format!(
+            "#EXTINF:{}.{:03},\n{}\n",
+            r.duration_ms / 1000,
+            r.duration_ms % 1000,
+            r.file_name()
+        );
+        assert!(playlist.contains(&line), "{line} not in {playlist}");
+        assert!(playlist.contains(&hls::playlist::format_pdt(r.program_date_time_ms)));
+    }
+    assert!(!playlist.contains("GAP"), "{playlist}");
+    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"));
+    let master = std::fs::read_to_string(original.join(hls::rendition::MASTER_PLAYLIST)).unwrap();
+    assert!(
+        master.contains("\nindex.m3u8\n")
+            && master.contains("RESOLUTION=640x360\neffects/index.m3u8\n"),
+        "{master}"
+    );
+
+    let stats = renditions.stats();
+    assert_eq!(stats.gaps.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let face = |i: u32| {
+        let x = (W as f32 * (0.1 + 0.2 * i as f32)) as u32;
+        let y = (H as f32 * 0.3) as u32;
+        [
+            x + 2,
+            y + 2,
+            x + (W as f32 * 0.06) as u32 - 2,
+            y + (H as f32 * 0.1) as u32 - 2,
+        ]
+    };
+    let mut compared = 0;
+    for r in &records {
+        let ours = decode(&effects.join(r.file_name()));
+        let theirs = decode(&original.join(r.file_name()));
+        // Every frame, at the same times (the same PTS in both files).
+        assert_eq!(
+            ours.iter().map(|f| f.0).collect::<Vec<_>>(),
+            theirs.iter().map(|f| f.0).collect::<Vec<_>>(),
+            "segment {}",
+            r.seq
+        );
+        for ((_, a), (_, b)) in ours.iter().zip(&theirs).step_by(7) {
+            for i in 0..4 {
+                let (blurred, sharp) = (texture(a, face(i)), texture(b, face(i)));
+                assert!(
+                    blurred < sharp / 3.0,
+                    "segment {} face {i}: texture {blurred:.1} vs {sharp:.1} in the original",
+                    r.seq
+                );
+            }
+            // Away from the faces: the original's picture, bar the encoding.
+            let clear = psnr(a, b, [0, 0, W, H / 4]);
+            assert!(
+                clear > 25.0,
+                "segment {}: {clear:.1} dB away from the faces",
+                r.seq
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "{compared}");
+}
+
+#[test]
+fn stopping_ends_the_playlist_and_removes_the_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let packets = rendition::bench::synthetic_stream(320, 180, 30, 4.5, 30).unwrap();
+    let taps = Taps::default();
+    let renditions = Renditions::new(
+        RenditionConfig {
+            root: root.clone(),
+            device: effects::DevicePreference::Cpu,
+            encoder: rendition::EncoderChoice::X264,
+            max_wait: Duration::from_millis(50),
+            ..RenditionConfig::default()
+        },
+        taps.clone(),
+    );
+    let mut output = renditions.stream("s");
+    output.frame(true, 0, 320, 180, &[]);
+    let mut segmenter = Segmenter::new(10, 1000, false);
+    let mut configs = hls::tap::Configs::default();
+    for p in &packets {
+        taps.push("s", &mut segmenter, &mut configs, p, 0).unwrap();
+    }
+    // Wait for segments to be listed, then the effects stage goes.
+    let playlist = root.join("s").join("effects").join("index.m3u8");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&playlist).is_ok_and(|p| p.contains("seg-12.ts")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no segments");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        root.join("s")
+            .join(hls::rendition::MASTER_PLAYLIST)
+            .exists()
+    );
+    output.frame(false, 4000, 320, 180, &[]);
+    while renditions.is_running("s") {
+        assert!(started.elapsed() < Duration::from_secs(60), "never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!taps.is_open("s"));
+    let text = std::fs::read_to_string(&playlist).unwrap();
+    assert!(
+        text.starts_with("#EXTM3U") && text.contains("seg-10.ts"),
+        "{text}"
+    );
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    assert!(
+        !root
+            .join("s")
+            .join(hls::rendition::MASTER_PLAYLIST)
+            .exists()
+    );
+}
