@@ -615,7 +615,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log_format.unwrap_or_default());
             let device: effects::DevicePreference = device.parse().map_err(anyhow::Error::msg)?;
             let encoder: rendition::EncoderChoice = encoder.parse().map_err(anyhow::Error::msg)?;
-            tokio::task::spawn_blocking(move || bench_rendition(seconds, device, encoder)).await?
+            tokio::task::spawn_blocking(move || rendition::bench::table(seconds, device, encoder))
+                .await?
+                .map(|_| ())
+                .map_err(anyhow::Error::msg)
         }
         Command::Bench {
             what: BenchCommand::Clip { calls, components },
@@ -714,40 +717,4 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
         _ => Err(format!("'{s}' is not NAME=VALUE")),
     }
-}
-
-/// `bench rendition`: prints one row per size.
-fn bench_rendition(
-    seconds: f64,
-    device: effects::DevicePreference,
-    encoder: rendition::EncoderChoice,
-) -> anyhow::Result<()> {
-    println!(
-        "{:>10} {:<28} {:<11} {:>12} {:>14} {:>8} {:>14} {:>10}",
-        "size",
-        "renderer",
-        "encoder",
-        "remux cpu",
-        "rendition cpu",
-        "ratio",
-        "streams/core",
-        "ms/frame"
-    );
-    for (width, height) in [(1280, 720), (1920, 1080)] {
-        let row = rendition::bench::cost(width, height, seconds, device, encoder)
-            .map_err(|e| anyhow::anyhow!("{width}×{height}: {e}"))?;
-        println!(
-            "{:>10} {:<28} {:<11} {:>11.4}% {:>13.1}% {:>7.0}x {:>14.2} {:>10.2}",
-            row.size,
-            row.renderer,
-            row.encoder,
-            row.remux_cpu * 100.0,
-            row.rendition_cpu * 100.0,
-            row.rendition_cpu / row.remux_cpu.max(1e-12),
-            row.streams_per_core(),
-            row.ms_per_frame,
-        );
-    }
-    println!("(cpu: CPU seconds per second of video, all threads; ratio: rendition over remux)");
-    Ok(())
 }

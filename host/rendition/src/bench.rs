@@ -262,3 +262,41 @@ fn tempfile_dir() -> Result<std::path::PathBuf, Error> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// Measures 720p and 1080p and prints a row for each as it is measured.
+pub fn table(
+    seconds: f64,
+    device: effects::DevicePreference,
+    encoder: EncoderChoice,
+) -> Result<Vec<Row>, String> {
+    println!(
+        "{:>10} {:<28} {:<11} {:>12} {:>14} {:>8} {:>14} {:>10}",
+        "size",
+        "renderer",
+        "encoder",
+        "remux cpu",
+        "rendition cpu",
+        "ratio",
+        "streams/core",
+        "ms/frame"
+    );
+    let mut rows = Vec::new();
+    for (width, height) in [(1280, 720), (1920, 1080)] {
+        let row = cost(width, height, seconds, device, encoder)
+            .map_err(|e| format!("{width}×{height}: {e}"))?;
+        println!(
+            "{:>10} {:<28} {:<11} {:>11.4}% {:>13.1}% {:>7.0}x {:>14.2} {:>10.2}",
+            row.size,
+            row.renderer,
+            row.encoder,
+            row.remux_cpu * 100.0,
+            row.rendition_cpu * 100.0,
+            row.rendition_cpu / row.remux_cpu.max(1e-12),
+            row.streams_per_core(),
+            row.ms_per_frame,
+        );
+        rows.push(row);
+    }
+    println!("(cpu: CPU seconds per second of video, all threads; ratio: rendition over remux)");
+    Ok(rows)
+}

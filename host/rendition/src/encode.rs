@@ -81,9 +81,16 @@ impl Encoder {
         let (encoder, name) = match choice {
             EncoderChoice::X264 => (open_x264(output, fps, threads)?, "libx264"),
             EncoderChoice::Nvenc => (open_nvenc(output, fps)?, "h264_nvenc"),
-            EncoderChoice::Auto => match open_nvenc(output, fps) {
-                Ok(e) => (e, "h264_nvenc"),
-                Err(_) => (open_x264(output, fps, threads)?, "libx264"),
+            EncoderChoice::Auto => match nvenc_usable().then(|| open_nvenc(output, fps)) {
+                Some(Ok(e)) => (e, "h264_nvenc"),
+                Some(Err(e)) => {
+                    // Not on this machine (no NVIDIA GPU, or one without an encoder, as the
+                    // H100/H200): not tried again.
+                    tracing::info!("effects rendition encodes with libx264: {e}");
+                    NVENC.get_or_init(|| false);
+                    (open_x264(output, fps, threads)?, "libx264")
+                }
+                None => (open_x264(output, fps, threads)?, "libx264"),
             },
         };
         let scaler = scaling::Context::get(
@@ -182,6 +189,14 @@ impl Encoder {
         }
         Ok(())
     }
+}
+
+/// Whether NVENC failed to open once already (then `Auto` goes straight to libx264).
+static NVENC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether `Auto` should try NVENC: there is an NVIDIA device and NVENC has not failed before.
+fn nvenc_usable() -> bool {
+    NVENC.get().copied().unwrap_or(true) && std::path::Path::new("/dev/nvidiactl").exists()
 }
 
 fn context(
