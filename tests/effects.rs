@@ -17,29 +17,35 @@ fn contains(outer: &Value, inner: &Value) -> bool {
         && f(outer, 1) + f(outer, 3) >= f(inner, 1) + f(inner, 3)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn privacy_blur_covers_every_face_on_the_frames_events() {
+/// A server analysing live, a viewer of its stream's events, and the astronaut photo published to
+/// it for `seconds`.
+async fn astronaut_live(seconds: u32) -> (TestServer, Viewer, tokio::process::Child) {
     let server = TestServer::start_with(|c| {
         c.analysis = true;
         c.components = TestServer::components_dir();
     })
     .await;
-    let key = server.api_key.clone();
     let token = server.playback_token().await;
-
-    // First without effects: events carry detections only.
-    let mut viewer = Viewer::connect(
+    let viewer = Viewer::connect(
         &server.http(""),
         &server.stream_id,
         &format!("token={token}"),
     )
     .await
     .unwrap();
-    let mut publisher = publish_photo(
+    let publisher = publish_photo(
         &fixture_photo("astronaut"),
         &server.rtmp_url(&server.stream_key),
-        20,
+        seconds,
     );
+    (server, viewer, publisher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_blur_covers_every_face_on_the_frames_events() {
+    // First without effects: events carry detections only.
+    let (server, mut viewer, mut publisher) = astronaut_live(20).await;
+    let key = server.api_key.clone();
     let seen = viewer
         .until(Duration::from_secs(30), |e| {
             e["type"] == "detections"
@@ -290,6 +296,80 @@ async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
         metrics.contains("media_analyzer_effects_rendition_lag_seconds{stream="),
         "no lag metric"
     );
+    publisher.kill().await.ok();
+    server.stop().await;
+}
+
+/// Manual control: forcing blur on runs the bundled privacy-blur on a stream whose pipeline has no
+/// effects stage (its events carry the blurs, and its effects rendition starts); forcing it off
+/// drops every blur even though the pipeline then names privacy-blur.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn effects_forced_on_and_off_through_the_api() {
+    let (server, mut viewer, mut publisher) = astronaut_live(40).await;
+    let key = server.api_key.clone();
+    let effects_url = server.http(&format!("/api/v1/streams/{}/effects", server.stream_id));
+    let (status, text) = http_send("PUT", &effects_url, Some(&key), r#"{"blur":"on"}"#).await;
+    assert_eq!(status, 200, "{text}");
+    let blurs = |e: &Value| {
+        e["effects"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|x| x["kind"] == "blur").count())
+    };
+    let seen = viewer
+        .until(Duration::from_secs(40), |e| {
+            e["type"] == "detections" && blurs(e) > 0
+        })
+        .await;
+    let event = seen.last().unwrap();
+    assert!(blurs(event) > 0, "forced on, no blur: {event}");
+    assert!(
+        event["effects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["component"] == "privacy-blur"),
+        "{event}"
+    );
+    let playlist = server
+        .hls_dir(&server.stream_id)
+        .join("effects")
+        .join("index.m3u8");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&playlist).is_ok_and(|p| p.contains("seg-")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "forced on, no effects rendition"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Off wins over the pipeline's own privacy-blur.
+    let (status, text) = http_send(
+        "PUT",
+        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
+        Some(&key),
+        r#"{"effects":[{"name":"privacy-blur"}]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = http_send("PUT", &effects_url, Some(&key), r#"{"blur":"off"}"#).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""blur":"off""#), "{text}");
+    viewer
+        .until(Duration::from_secs(20), |e| {
+            e["type"] == "detections" && blurs(e) == 0
+        })
+        .await;
+    for _ in 0..5 {
+        let e = viewer
+            .until(Duration::from_secs(10), |e| e["type"] == "detections")
+            .await;
+        let e = e.last().unwrap();
+        assert_eq!(blurs(e), 0, "forced off, still a blur: {e}");
+    }
+    let (status, text) = http_request("GET", &effects_url, Some(&key)).await;
+    assert_eq!(status, 200);
+    assert!(text.contains(r#""blur":"off""#), "{text}");
     publisher.kill().await.ok();
     server.stop().await;
 }

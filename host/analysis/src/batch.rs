@@ -470,7 +470,8 @@ impl BatchQueue<'_> {
                 );
                 let triggers = pipeline.triggers.stage(World::Trigger);
                 let selectors = pipeline.selectors.stage(World::Effects);
-                if !out.send(&job.stream_id, &frame, &found, triggers, selectors) {
+                let off = &pipeline.effects_off;
+                if !out.send(&job.stream_id, &frame, &found, triggers, selectors, off) {
                     lost += 1;
                 }
                 analysed += 1;

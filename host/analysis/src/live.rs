@@ -748,7 +748,8 @@ fn analyse_stream(
             }
             let triggers = pipeline.triggers.stage(World::Trigger);
             let selectors = pipeline.selectors.stage(World::Effects);
-            out.send(stream, &frame, &analysed, triggers, selectors);
+            let off = &pipeline.effects_off;
+            out.send(stream, &frame, &analysed, triggers, selectors, off);
             done
         });
         drop(turn);

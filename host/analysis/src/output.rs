@@ -46,6 +46,7 @@ impl Output<'_> {
         analysed: &FrameAnalysis,
         triggers: &[runtime::ActiveTrigger],
         selectors: &[runtime::ActiveSelector],
+        effects_off: &[&str],
     ) -> bool {
         self.activity
             .record(self.tenant, stream, frame.seq, &analysed.calls);
@@ -98,10 +99,14 @@ impl Output<'_> {
             }
             if let Some(seen) = seen.as_ref().filter(|_| !selectors.is_empty()) {
                 d.effects = self.select_effects(stream, seen, selectors);
+                // The stream's control forces these kinds off: never rendered, never shown.
+                d.effects
+                    .retain(|e| !effects_off.contains(&e.kind.as_str()));
             }
             if let Some(rendition) = self.rendition {
+                let every_kind_off = effects_off.len() >= crate::pipelines::FORCED_SELECTORS.len();
                 crate::lock(rendition).frame(
-                    !selectors.is_empty(),
+                    !selectors.is_empty() && !every_kind_off,
                     frame.pts_ms,
                     frame.width,
                     frame.height,

@@ -57,7 +57,19 @@ pub struct StreamPipelines {
     loading: Mutex<()>,
     /// Pipelines that could not be loaded (the stream kept what it ran).
     pub load_failures: AtomicU64,
+    /// Per live stream, the effect kinds its control forces off.
+    effects_off: Mutex<HashMap<String, EffectsOff>>,
 }
+
+/// Effect kinds a stream's control forces off (never rendered, whatever a selector chooses).
+pub type EffectsOff = Arc<Vec<&'static str>>;
+
+/// The bundled selector that a stream's control forcing each effect kind on runs.
+pub const FORCED_SELECTORS: [(&str, &str); 3] = [
+    ("blur", "privacy-blur"),
+    ("highlight", "brand-spotlight"),
+    ("colour-grade", "scene-grade"),
+];
 
 /// A live stream's hold on its pipeline: it ends (and the stream's entry goes) when dropped, if
 /// no newer session of the same stream took over.
@@ -86,6 +98,7 @@ impl Drop for PipelineSession {
             self.pipelines.registry.remove(&self.stream);
             self.pipelines.triggers.remove(&self.stream);
             self.pipelines.selectors.remove(&self.stream);
+            lock(&self.pipelines.effects_off).remove(&self.stream);
         }
     }
 }
@@ -99,6 +112,8 @@ pub struct Resolved {
     pub trigger_change: Option<String>,
     pub selectors: Vec<ActiveSelector>,
     pub selector_change: Option<String>,
+    /// Effect kinds the stream's control forces off.
+    pub effects_off: EffectsOff,
 }
 
 /// What a frame or a batch segment runs: a snapshot of each registry.
@@ -106,6 +121,8 @@ pub struct StreamPipeline {
     pub detectors: Arc<Pipeline<runtime::DetectorComponent>>,
     pub triggers: Arc<Pipeline<TenantTrigger>>,
     pub selectors: Arc<Pipeline<SelectorComponent>>,
+    /// Effect kinds the stream's control forces off: dropped from what the selectors choose.
+    pub effects_off: EffectsOff,
 }
 
 /// The bundled triggers and effect selectors a pipeline may name (none runs unless named).
@@ -186,6 +203,7 @@ impl StreamPipelines {
             sessions: AtomicU64::new(1),
             loading: Mutex::new(()),
             load_failures: AtomicU64::new(0),
+            effects_off: Mutex::default(),
         }
     }
 
@@ -205,6 +223,10 @@ impl StreamPipelines {
             detectors: self.registry.pipeline(stream),
             triggers: self.triggers.pipeline(stream),
             selectors: self.selectors.pipeline(stream),
+            effects_off: lock(&self.effects_off)
+                .get(stream)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -261,6 +283,7 @@ impl StreamPipelines {
             trigger_change,
             selectors,
             selector_change,
+            effects_off,
         } = resolved;
         if self.registry.pipeline(stream).change != detector_change {
             let labels: Vec<String> = detectors.iter().map(ActiveDetector::label).collect();
@@ -280,6 +303,7 @@ impl StreamPipelines {
         }
         self.selectors
             .swap(stream, World::Effects, selectors, selector_change);
+        lock(&self.effects_off).insert(stream.to_string(), effects_off);
     }
 
     /// What is stored for the tenant's stream, per world (its own stage, else the tenant's
@@ -340,6 +364,12 @@ impl StreamPipelines {
                 Some(stage.change.clone()),
             ),
         };
+        let control = match stream {
+            Some(stream) => handle.block_on(self.store.effects_control(stream))?,
+            None => store::EffectsControl::default(),
+        };
+        let (selectors, selector_change, effects_off) =
+            self.controlled(selectors, selector_change, &control);
         Ok(Resolved {
             detectors,
             detector_change,
@@ -347,7 +377,45 @@ impl StreamPipelines {
             trigger_change,
             selectors,
             selector_change,
+            effects_off,
         })
+    }
+
+    /// The stage's selectors under the stream's effects control: the bundled selector of each
+    /// kind forced on added (once), the kinds forced off listed; the change names the control, so
+    /// a new control swaps the selectors in even when the stage stayed the same.
+    fn controlled(
+        &self,
+        mut selectors: Vec<ActiveSelector>,
+        change: Option<String>,
+        control: &store::EffectsControl,
+    ) -> (Vec<ActiveSelector>, Option<String>, EffectsOff) {
+        if control.is_auto() {
+            return (selectors, change, EffectsOff::default());
+        }
+        let mut off = Vec::new();
+        let mut tag = Vec::new();
+        for ((kind, forced), (_, name)) in control.kinds().into_iter().zip(FORCED_SELECTORS) {
+            match forced {
+                store::Forced::Auto => continue,
+                store::Forced::Off => off.push(kind),
+                store::Forced::On => {
+                    let running = selectors.iter().any(|s| s.name == name && s.version == 0);
+                    if let Some(bundled) = self.bundled_selectors.iter().find(|s| s.name == name)
+                        && !running
+                    {
+                        selectors.push(bundled.clone());
+                    }
+                }
+            }
+            tag.push(format!("{kind}={forced:?}"));
+        }
+        let change = format!(
+            "{}+{}",
+            change.as_deref().unwrap_or("bundled"),
+            tag.join(",").to_lowercase()
+        );
+        (selectors, Some(change), Arc::new(off))
     }
 
     /// The state `tenant`'s trigger `name` keeps on this host.
@@ -509,6 +577,7 @@ impl StreamPipelines {
             detectors: Arc::new(detectors),
             triggers: Arc::new(triggers),
             selectors: Arc::new(selectors),
+            effects_off: resolved.effects_off,
         })
     }
 

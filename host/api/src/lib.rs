@@ -16,6 +16,7 @@ pub mod brands;
 pub mod components;
 pub mod detections;
 mod edge;
+pub mod effects;
 pub mod error;
 pub mod events;
 pub mod hls;
@@ -121,7 +122,7 @@ impl Signals {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "media-analyzer API", description = "Live video ingest and analysis. Authenticate with `Authorization: Bearer API_KEY`.\n\nLimits (defaults; see docs/api.md): request headers within 10 s and 64 KiB (431), URI 8 KiB (414), bodies 1 MiB (413), 1200 requests per minute per API key and 10 failed authentications per minute per client address (429 with Retry-After). Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, detections::list_detections, brand_report::stream_brands, alerts::list_alerts, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, models::upload_model, models::list_models, models::delete_model_version, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline, webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook, brands::create_brand, brands::list_brands, brands::get_brand, brands::delete_brand, brands::upload_logo, brands::list_logos, brands::get_logo, brands::delete_logo),
+    paths(streams::me, streams::list_streams, streams::create_stream, streams::get_stream, streams::playback_token, streams::set_mode, effects::get_effects, effects::set_effects, detections::list_detections, brand_report::stream_brands, alerts::list_alerts, events::events, keys::list_keys, keys::revoke_key, components::upload_component, components::list_components, components::delete_component_version, components::component_activity, models::upload_model, models::list_models, models::delete_model_version, pipelines::set_stream_pipeline, pipelines::get_stream_pipeline, pipelines::set_tenant_pipeline, pipelines::get_tenant_pipeline, webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook, brands::create_brand, brands::list_brands, brands::get_brand, brands::delete_brand, brands::upload_logo, brands::list_logos, brands::get_logo, brands::delete_logo),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
     tags((name = "streams", description = "Live streams and playback"), (name = "analysis", description = "What the analysis components found"), (name = "account", description = "The calling tenant"), (name = "components", description = "The tenant's own components (upload, versions, delete) and the pipelines that run them"), (name = "brands", description = "The brand catalogue: brands, their aliases and prompts, and their reference logos"))
@@ -153,6 +154,10 @@ pub fn router(state: AppState) -> Router {
         .route("/streams/{id}/brands", get(brand_report::stream_brands))
         .route("/alerts", get(alerts::list_alerts))
         .route("/streams/{id}/mode", axum::routing::put(streams::set_mode))
+        .route(
+            "/streams/{id}/effects",
+            get(effects::get_effects).put(effects::set_effects),
+        )
         .route(
             "/streams/{id}/pipeline",
             get(pipelines::get_stream_pipeline).put(pipelines::set_stream_pipeline),

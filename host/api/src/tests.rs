@@ -1031,6 +1031,107 @@ async fn the_effects_rendition_and_master_playlist_are_served_with_the_token() {
     assert!(String::from_utf8_lossy(&body).contains("segment"));
 }
 
+/// Effects control: `auto` until set; a partial PUT changes only what it names and signals the
+/// stream's analysis; viewers may read but not set it; another tenant's stream is not found; bad
+/// values are refused.
+#[tokio::test]
+async fn effects_control_is_stored_signalled_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("db.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let bus = bus::Bus::connect(&bus::BusConfig::InProcess).await.unwrap();
+    let mut state = state_for(&store, dir.path().join("hls"), HttpLimits::default(), None);
+    state.signals = Signals::over(bus.publisher(64));
+    let mut signals = bus.subscribe().await.unwrap();
+    let app = router(state);
+    let t = store.create_tenant("brand").await.unwrap();
+    let other = store.create_tenant("other").await.unwrap();
+    let editor = store
+        .create_api_key_with_role(&t.id, "ed", store::Role::Editor)
+        .await
+        .unwrap()
+        .secret;
+    let viewer = store
+        .create_api_key_with_role(&t.id, "view", store::Role::Viewer)
+        .await
+        .unwrap()
+        .secret;
+    let stranger = store.create_api_key(&other.id, "k").await.unwrap().secret;
+    let (stream, _) = store.create_stream(&t.id, "main").await.unwrap();
+    let uri = format!("/api/v1/streams/{}/effects", stream.id);
+
+    let (status, body, _) = call(&app, "GET", &uri, Some(&viewer)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json(&body),
+        serde_json::json!({"blur": "auto", "highlight": "auto", "colour-grade": "auto"})
+    );
+    let (status, body) = send_json(
+        &app,
+        "PUT",
+        &uri,
+        &editor,
+        r#"{"blur":"on","colour-grade":"off"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"blur": "on", "highlight": "auto", "colour-grade": "off"})
+    );
+    let signal = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if let Some(bus::Delivery::Message(e)) = signals.recv().await
+                && let bus::Event::Control(bus::Control::Pipeline {
+                    stream: Some(s), ..
+                }) = &e.event
+            {
+                return (e.tenant.clone(), s.clone());
+            }
+        }
+    })
+    .await
+    .expect("a pipeline signal");
+    assert_eq!(signal, (t.id.clone(), stream.id.clone()));
+    // Partial: only highlight changes.
+    let (_, body) = send_json(&app, "PUT", &uri, &editor, r#"{"highlight":"on"}"#).await;
+    assert_eq!(
+        body,
+        serde_json::json!({"blur": "on", "highlight": "on", "colour-grade": "off"})
+    );
+    assert_eq!(
+        store.effects_control(&stream.id).await.unwrap().highlight,
+        store::Forced::On
+    );
+
+    let (status, _) = send_json(&app, "PUT", &uri, &viewer, r#"{"blur":"off"}"#).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send_json(&app, "PUT", &uri, &stranger, r#"{"blur":"off"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(&app, "GET", &uri, Some(&stranger)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for bad in [
+        r#"{"blur":"maybe"}"#,
+        r#"{"sparkle":"on"}"#,
+        r#"{"blur":1}"#,
+        "[]",
+        "{",
+    ] {
+        let (status, body) = send_json(&app, "PUT", &uri, &editor, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{bad}: {body}");
+    }
+    assert_eq!(
+        store.effects_control(&stream.id).await.unwrap().blur,
+        store::Forced::On,
+        "nothing lost on bad input"
+    );
+}
+
 #[tokio::test]
 async fn hls_segments_stream_from_disk() {
     let f = fixture().await;

@@ -267,6 +267,46 @@ pub struct AnalysisSettings {
     pub every: u32,
 }
 
+/// Manual control of one effect kind on a stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forced {
+    /// As the pipeline's effect selectors choose.
+    #[default]
+    Auto,
+    /// Always: the bundled selector of the kind runs, whatever the pipeline names.
+    On,
+    /// Never rendered, whatever a selector chooses.
+    Off,
+}
+
+/// Manual control of a stream's effects, per kind (`PUT /api/v1/streams/{id}/effects`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EffectsControl {
+    #[serde(default)]
+    pub blur: Forced,
+    #[serde(default)]
+    pub highlight: Forced,
+    #[serde(default, rename = "colour-grade")]
+    pub colour_grade: Forced,
+}
+
+impl EffectsControl {
+    /// Each kind (as effects name it) with its control.
+    pub fn kinds(&self) -> [(&'static str, Forced); 3] {
+        [
+            ("blur", self.blur),
+            ("highlight", self.highlight),
+            ("colour-grade", self.colour_grade),
+        ]
+    }
+
+    /// Whether every kind is left to the selectors.
+    pub fn is_auto(&self) -> bool {
+        self.kinds().iter().all(|(_, f)| *f == Forced::Auto)
+    }
+}
+
 /// One closed segment waiting for batch analysis.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchJob {
@@ -779,6 +819,40 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Sets the manual control of a tenant's stream's effects; `false` when the stream isn't
+    /// the tenant's.
+    pub async fn set_effects_control(
+        &self,
+        tenant_id: &str,
+        stream_id: &str,
+        control: &EffectsControl,
+    ) -> Result<bool> {
+        let json = serde_json::to_string(control)
+            .map_err(|e| StoreError::Invalid(format!("effects control: {e}")))?;
+        let done =
+            sqlx::query("UPDATE streams SET effects_control = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(json)
+                .bind(tenant_id)
+                .bind(stream_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The manual control of a stream's effects (any tenant: for the host's own analysis;
+    /// all `auto` for a stream that is not there). A value this version cannot read is `auto`.
+    pub async fn effects_control(&self, stream_id: &str) -> Result<EffectsControl> {
+        let row = sqlx::query("SELECT effects_control FROM streams WHERE id = $1")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(EffectsControl::default());
+        };
+        let text: String = row.try_get(0)?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
     }
 
     // ---- batch analysis queue ----

@@ -47,6 +47,53 @@ async fn keys_authenticate_only_their_tenant() {
 }
 
 #[tokio::test]
+async fn effects_control_is_per_stream_and_tenant() {
+    let (store, _dir) = sqlite().await;
+    let a = store.create_tenant("acme").await.unwrap();
+    let b = store.create_tenant("globex").await.unwrap();
+    let (s, _) = store.create_stream(&a.id, "main").await.unwrap();
+    let (other, _) = store.create_stream(&a.id, "other").await.unwrap();
+    assert!(store.effects_control(&s.id).await.unwrap().is_auto());
+    let control = EffectsControl {
+        blur: Forced::On,
+        colour_grade: Forced::Off,
+        ..EffectsControl::default()
+    };
+    assert!(
+        store
+            .set_effects_control(&a.id, &s.id, &control)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_effects_control(&b.id, &s.id, &EffectsControl::default())
+            .await
+            .unwrap(),
+        "another tenant's stream"
+    );
+    assert!(
+        !store
+            .set_effects_control(&a.id, "str_missing", &control)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.effects_control(&s.id).await.unwrap(), control);
+    assert!(store.effects_control(&other.id).await.unwrap().is_auto());
+    assert!(
+        store
+            .effects_control("str_missing")
+            .await
+            .unwrap()
+            .is_auto()
+    );
+    assert_eq!(
+        serde_json::to_string(&control).unwrap(),
+        r#"{"blur":"on","highlight":"auto","colour-grade":"off"}"#
+    );
+}
+
+#[tokio::test]
 async fn secrets_are_stored_hashed() {
     let (store, dir) = sqlite().await;
     let t = store.create_tenant("acme").await.unwrap();

@@ -11,6 +11,7 @@ import {
   ComponentActivity,
   ComponentInfo,
   ComponentList,
+  EffectsControl,
   MeResponse,
   NewBrand,
   Pipeline,
@@ -62,6 +63,15 @@ export class ApiService {
   /** `PUT /api/v1/streams/{id}/mode`: realtime or batch analysis. */
   setMode(id: string, settings: AnalysisSettings): Observable<Stream> {
     return this.http.put<Stream>(`${API_BASE}/streams/${encodeURIComponent(id)}/mode`, settings);
+  }
+
+  getEffects(id: string): Observable<EffectsControl> {
+    return this.http.get<EffectsControl>(`${API_BASE}/streams/${encodeURIComponent(id)}/effects`);
+  }
+
+  /** Forces effect kinds on or off (or back to auto); kinds left out keep their control. */
+  setEffects(id: string, control: Partial<EffectsControl>): Observable<EffectsControl> {
+    return this.http.put<EffectsControl>(`${API_BASE}/streams/${encodeURIComponent(id)}/effects`, control);
   }
 
   playbackToken(id: string): Observable<PlaybackToken> {

@@ -287,6 +287,16 @@ export interface Pipeline {
   applies_from_seq?: number;
 }
 
+/** Manual control of one effect kind: as the selectors choose, forced on, or never rendered. */
+export type Forced = 'auto' | 'on' | 'off';
+
+/** `GET`/`PUT /api/v1/streams/{id}/effects`. */
+export interface EffectsControl {
+  blur: Forced;
+  highlight: Forced;
+  'colour-grade': Forced;
+}
+
 /** What to set: per world, components in order (a world left out keeps what it runs). */
 export interface PipelineRequest {
   detector?: Array<{ name: string; version?: number; config?: Record<string, string> }>;

@@ -28,15 +28,18 @@ export function renewDelay(expiresAt: string, now = Date.now(), minMs = 1_000): 
   return Math.min(Math.max(ms, minMs), 6 * 60 * 60_000);
 }
 
-/** The renditions a stream may be played in. */
-export type Rendition = 'original' | 'effects';
+/**
+ * How the stream is shown: the original rendition, the effects rendition (effects rendered by the
+ * host), or the original with the effects previewed in the browser (WebGL2).
+ */
+export type Rendition = 'original' | 'effects' | 'preview';
 
 /**
  * The playlist URL of `rendition` from the stream's (original) playlist URL: the effects
  * rendition is `effects/index.m3u8` beside it, with the same query.
  */
 export function renditionUrl(hlsUrl: string, rendition: Rendition): string {
-  if (rendition === 'original') return hlsUrl;
+  if (rendition !== 'effects') return hlsUrl;
   const q = hlsUrl.indexOf('?');
   const path = q < 0 ? hlsUrl : hlsUrl.slice(0, q);
   const query = q < 0 ? '' : hlsUrl.slice(q);

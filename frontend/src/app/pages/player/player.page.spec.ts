@@ -104,7 +104,13 @@ describe('PlayerPage', () => {
 
   afterEach(() => {
     // The side panels' reads: the pipeline, the stream's alerts and its brand report.
-    http.match((r) => r.url.endsWith('/pipeline') || r.url.endsWith('/brands') || r.url === '/api/v1/alerts');
+    http.match(
+      (r) =>
+        r.url.endsWith('/pipeline') ||
+        r.url.endsWith('/effects') ||
+        r.url.endsWith('/brands') ||
+        r.url === '/api/v1/alerts',
+    );
     http.verify();
     vi.restoreAllMocks();
   });
@@ -371,6 +377,43 @@ describe('PlayerPage analysis panel', () => {
     ]);
     await fixture.whenStable();
     expect(effects!.classList.contains('btn-active')).toBe(true);
+    fixture.destroy();
+  });
+
+  it('forces an effect on from the effects panel, which also offers the effects rendition', async () => {
+    const fixture = await openPlayer();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
+    const el: HTMLElement = fixture.nativeElement;
+    http
+      .expectOne('/api/v1/streams/str_abc/effects')
+      .flush({ blur: 'auto', highlight: 'auto', 'colour-grade': 'off' });
+    await fixture.whenStable();
+    const button = (kind: string, forced: string) =>
+      el.querySelector<HTMLButtonElement>(`[data-effect="${kind}"] [data-forced="${forced}"]`)!;
+    expect(el.querySelector('[data-testid="effects-panel"]')?.textContent).toContain('Face blur');
+    expect(button('colour-grade', 'off').classList.contains('btn-active')).toBe(true);
+    expect(el.querySelector('[data-testid="rendition-effects"]')).toBeNull();
+    button('blur', 'on').click();
+    const put = http.expectOne('/api/v1/streams/str_abc/effects');
+    expect(put.request.method).toBe('PUT');
+    expect(put.request.body).toEqual({ blur: 'on' });
+    put.flush({ blur: 'on', highlight: 'auto', 'colour-grade': 'off' });
+    await fixture.whenStable();
+    expect(button('blur', 'on').classList.contains('btn-active')).toBe(true);
+    expect(el.querySelector('[data-testid="rendition-effects"]')).toBeTruthy();
+    // The browser preview needs WebGL2, which this test's DOM has not: it says so.
+    vi.spyOn(HTMLCanvasElement.prototype, 'getContext').mockReturnValue(null);
+    el.querySelector<HTMLButtonElement>('[data-testid="rendition-preview"]')!.click();
+    await fixture.whenStable();
+    expect(el.textContent).toContain('no WebGL2');
+    // A refused change says why and keeps what was shown.
+    button('highlight', 'on').click();
+    http
+      .expectOne('/api/v1/streams/str_abc/effects')
+      .flush({ error: { code: 'forbidden', message: 'this key may not change streams' } }, { status: 403, statusText: 'Forbidden' });
+    await fixture.whenStable();
+    expect(el.textContent).toContain('this key may not change streams');
+    expect(button('highlight', 'auto').classList.contains('btn-active')).toBe(true);
     fixture.destroy();
   });
 

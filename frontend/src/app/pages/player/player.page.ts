@@ -33,6 +33,8 @@ import {
   AnalysisMode,
   BrandReport,
   DetectionsEvent,
+  EffectsControl,
+  Forced,
   Pipeline,
   PlaybackToken,
   Stream,
@@ -41,7 +43,9 @@ import {
 } from '../../core/models';
 import { label } from '../../core/pipeline';
 import { STREAM_EVENTS, Tally, addFrame, emptyTally, eventsUrl } from '../../core/stream-events';
-import { FrameOverlay } from '../../core/overlay';
+import { DESCRIBE_MS, FrameOverlay } from '../../core/overlay';
+import { planPasses, passThrough } from '../../effects/plan';
+import { EffectsPreview } from '../../effects/preview';
 import { POLL_INTERVAL_MS } from '../../core/polling';
 import { Rendition, renditionUrl, renewDelay, withToken } from '../../core/token-url';
 
@@ -137,6 +141,11 @@ export class PlayerPage {
 
   private readonly videoRef = viewChild<ElementRef<HTMLVideoElement>>('video');
   private readonly overlayRef = viewChild<ElementRef<HTMLCanvasElement>>('boxesCanvas');
+  private readonly previewRef = viewChild<ElementRef<HTMLCanvasElement>>('previewCanvas');
+  /** The WebGL2 preview, made when first asked for (null: not yet, or no WebGL2 here). */
+  private preview: EffectsPreview | null = null;
+  /** Why the preview cannot run, when it cannot. */
+  protected readonly previewError = signal<string | null>(null);
   /** Draws each frame's boxes on the frame being shown (see core/overlay.ts). */
   private readonly boxes = new FrameOverlay();
 
@@ -189,8 +198,23 @@ export class PlayerPage {
   protected readonly modeError = signal<string | null>(null);
   /** Which rendition plays: the original, or the effects rendition (effects burnt in). */
   protected readonly rendition = signal<Rendition>('original');
-  /** Whether the stream's pipeline has an effects stage (so an effects rendition is made). */
-  protected readonly hasEffects = computed(() => (this.pipeline()?.effects?.components.length ?? 0) > 0);
+  /** The stream's manual effects control (`PUT …/effects`), once read. */
+  protected readonly effectsControl = signal<EffectsControl | null>(null);
+  protected readonly effectsBusy = signal(false);
+  protected readonly effectsError = signal<string | null>(null);
+  /** The effect kinds the panel controls, with what forcing each on runs. */
+  protected readonly effectKinds: ReadonlyArray<{ kind: keyof EffectsControl; label: string; runs: string }> = [
+    { kind: 'blur', label: 'Face blur', runs: 'privacy-blur' },
+    { kind: 'highlight', label: 'Brand spotlight', runs: 'brand-spotlight' },
+    { kind: 'colour-grade', label: 'Scene grade', runs: 'scene-grade' },
+  ];
+  protected readonly forcedChoices: readonly Forced[] = ['auto', 'on', 'off'];
+  /** Whether an effects rendition is made: the pipeline has an effects stage, or a kind is forced on. */
+  protected readonly hasEffects = computed(() => {
+    const control = this.effectsControl();
+    const forcedOn = !!control && Object.values(control).some((f) => f === 'on');
+    return forcedOn || (this.pipeline()?.effects?.components.length ?? 0) > 0;
+  });
 
   /** What runs on the stream (refreshed when a `pipeline` event says it changed). */
   protected readonly pipeline = signal<Pipeline | null>(null);
@@ -291,7 +315,10 @@ export class PlayerPage {
     this.pipeline.set(null);
     this.pipelineFrom.set(null);
     this.rendition.set('original');
+    this.effectsControl.set(null);
+    this.effectsError.set(null);
     this.loadPipeline(id);
+    this.loadEffects(id);
     this.loadAlerts(id);
     this.watchReport(id);
 
@@ -741,6 +768,33 @@ export class PlayerPage {
     });
   }
 
+  private loadEffects(id: string): void {
+    this.api.getEffects(id).subscribe({
+      next: (c) => {
+        if (id === this.id()) this.effectsControl.set(c);
+      },
+      error: () => undefined, // the panel shows nothing to change until it can read the control
+    });
+  }
+
+  /** User action: force an effect kind on or off for the stream, or back to auto. */
+  protected setEffect(kind: keyof EffectsControl, forced: Forced): void {
+    if (this.effectsBusy() || this.effectsControl()?.[kind] === forced) return;
+    this.effectsBusy.set(true);
+    this.effectsError.set(null);
+    const id = this.id();
+    this.api.setEffects(id, { [kind]: forced }).subscribe({
+      next: (c) => {
+        if (id === this.id()) this.effectsControl.set(c);
+        this.effectsBusy.set(false);
+      },
+      error: (err: unknown) => {
+        this.effectsError.set(errorMessage(err));
+        this.effectsBusy.set(false);
+      },
+    });
+  }
+
   /** User action: switch between realtime and batch analysis. */
   protected setMode(mode: AnalysisMode): void {
     if (this.modeBusy() || mode === this.mode()) return;
@@ -763,13 +817,63 @@ export class PlayerPage {
     return seconds < 60 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
   }
 
-  /** User action: play the original or the effects rendition (the player starts again on it). */
+  /**
+   * User action: play the original or the effects rendition (the player starts again on the other
+   * playlist), or preview the effects on the original in the browser.
+   */
   protected setRendition(rendition: Rendition): void {
-    if (rendition === this.rendition()) return;
+    const was = this.rendition();
+    if (rendition === was) return;
     this.rendition.set(rendition);
-    if (this.stream()?.state !== 'live') return;
+    if (rendition === 'preview') this.startPreview();
+    const playlistChanged = (was === 'effects') !== (rendition === 'effects');
+    if (!playlistChanged || this.stream()?.state !== 'live') return;
     this.teardown();
     void this.start();
+  }
+
+  /** Draws every shown frame through the effects of the analysed frame it belongs to. */
+  private startPreview(): void {
+    const video = this.video;
+    const canvas = this.previewRef()?.nativeElement;
+    if (!video || !canvas) return;
+    this.preview ??= EffectsPreview.create(canvas);
+    const preview = this.preview;
+    if (!preview) {
+      this.previewError.set('This browser has no WebGL2: the preview cannot run here.');
+      return;
+    }
+    this.previewError.set(null);
+    type FrameCallback = (cb: (now: number, meta: { mediaTime: number }) => void) => number;
+    const rvfc = (video as unknown as { requestVideoFrameCallback?: FrameCallback }).requestVideoFrameCallback;
+    const draw = (mediaTime: number) => {
+      const pts = this.boxes.ptsAt(mediaTime);
+      const frame = pts === null ? null : this.boxes.frameAt(pts, DESCRIBE_MS);
+      const w = video.videoWidth;
+      const h = video.videoHeight;
+      const effects = frame?.effects ?? [];
+      const passes = frame && effects.length ? planPasses(effects, w, h, w / (frame.width || w)) : [];
+      preview.draw(video, passes.length ? passes : [passThrough()]);
+      canvas.dataset['drawnSeq'] = frame ? String(frame.seq) : '';
+      canvas.dataset['blurred'] = JSON.stringify(
+        effects.filter((e) => e.kind === 'blur' && e.box).map((e) => [e.box![0] * w, e.box![1] * h, e.box![2] * w, e.box![3] * h]),
+      );
+    };
+    const onFrame = (_now: number, meta: { mediaTime: number }) => {
+      if (this.rendition() !== 'preview' || this.destroyed) return;
+      draw(meta.mediaTime);
+      rvfc?.call(video, onFrame);
+    };
+    if (rvfc) {
+      rvfc.call(video, onFrame);
+    } else {
+      const tick = () => {
+        if (this.rendition() !== 'preview' || this.destroyed) return;
+        draw(video.currentTime);
+        requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+    }
   }
 
   /** User action: start playback (after a refused autoplay) or go back to the live edge. */
