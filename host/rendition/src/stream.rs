@@ -272,17 +272,35 @@ impl StreamRendition {
                         self.frame(&mut s, frame)?;
                     }
                     s.decoded = frames;
+                    let name = self.flush_encoder(&mut s);
                     self.finish(&mut s, u64::MAX)?;
                     s.writer.end()?;
-                    return Ok(s.encoder.as_ref().map_or("none", Encoder::name));
+                    return Ok(name);
                 }
             }
         }
         // Stopped (the effects stage went): what was made stays listed; the playlist ends.
+        let name = self.flush_encoder(&mut s);
         self.finish(&mut s, u64::MAX)?;
         s.writer.end()?;
         hls::rendition::remove_master(&self.config.root, &self.stream)?;
-        Ok(s.encoder.as_ref().map_or("none", Encoder::name))
+        Ok(name)
+    }
+
+    /// The frames the encoder still holds (a hardware encoder may keep a few) go into the open
+    /// segment; returns the encoder's name.
+    fn flush_encoder(&self, s: &mut State) -> &'static str {
+        let Some(mut encoder) = s.encoder.take() else {
+            return "none";
+        };
+        let mut tail = Vec::new();
+        if let Err(e) = encoder.finish(&mut tail) {
+            debug!(stream = %self.stream, "flushing the encoder: {e}");
+        }
+        for e in &tail {
+            self.write_video(s, e);
+        }
+        encoder.name()
     }
 
     fn decode(&self, s: &mut State, packet: &MediaPacket) -> Result<(), Error> {
