@@ -70,8 +70,7 @@ impl Encoder {
         threads: usize,
     ) -> Result<Self, Error> {
         decode::init_libav();
-        // 4:2:0 needs even sizes.
-        let output = (output.0.max(2) & !1, output.1.max(2) & !1);
+        let output = even(output);
         if input.0 == 0 || input.1 == 0 {
             return Err(Error::Encoder(format!(
                 "no picture to encode ({}×{})",
@@ -189,6 +188,11 @@ impl Encoder {
         }
         Ok(())
     }
+}
+
+/// The picture size an encoder writes for `size`: 4:2:0 needs even sides (at least 2).
+pub(crate) fn even(size: (u32, u32)) -> (u32, u32) {
+    (size.0.max(2) & !1, size.1.max(2) & !1)
 }
 
 /// Whether NVENC failed to open once already (then `Auto` goes straight to libx264).

@@ -15,7 +15,7 @@ use media::aac::AacConfig;
 use media::{MediaKind, MediaPacket};
 use tracing::{debug, info, warn};
 
-use crate::encode::{EncodedFrame, Encoder};
+use crate::encode::{self, EncodedFrame, Encoder};
 use crate::timeline::Timeline;
 use crate::{Error, RenditionConfig, RenditionStats};
 
@@ -424,19 +424,13 @@ impl StreamRendition {
             (height * level.percent / 100).max(2),
         );
         let fits = s.encoder.as_ref().is_some_and(|e| {
-            e.input_size() == (width, height) && e.output_size() == (output.0 & !1, output.1 & !1)
+            e.input_size() == (width, height) && e.output_size() == encode::even(output)
         });
         if fits {
             return Ok(());
         }
         s.resized = s.encoder.is_some();
-        if let Some(mut old) = s.encoder.take() {
-            let mut tail = Vec::new();
-            old.finish(&mut tail).ok();
-            for e in &tail {
-                self.write_video(s, e);
-            }
-        }
+        self.flush_encoder(s);
         let fps = (s.fps / level.every).max(1);
         let encoder = Encoder::open(self.config.encoder, (width, height), output, fps, 2)?;
         info!(stream = %self.stream, encoder = encoder.name(), width = output.0, height = output.1, fps, "effects rendition encodes");
@@ -449,18 +443,14 @@ impl StreamRendition {
         let Some(open) = s.open.as_mut() else {
             return;
         };
-        while let Some((seq, pts, _)) = s.audio.front() {
-            if *seq > open.seq || *pts > e.pts_ms {
-                break;
-            }
-            if let Some((seq, pts, packet)) = s.audio.pop_front()
-                && seq == open.seq
-                && let Some(aac) = &s.aac
-            {
-                s.mux
-                    .write_audio(aac, &packet.data, pts - s.base_dts, &mut open.data);
-            }
-        }
+        mux_audio(
+            &mut s.audio,
+            &mut s.mux,
+            s.aac.as_ref(),
+            s.base_dts,
+            open,
+            e.pts_ms,
+        );
         s.mux.write_video_annex_b(
             &e.data,
             e.keyframe,
@@ -479,19 +469,15 @@ impl StreamRendition {
             let mut resized = false;
             if let Some(mut open) = s.open.take_if(|o| o.seq == record.seq) {
                 // The audio that is left of it goes in after the last frame.
-                while s
-                    .audio
-                    .front()
-                    .is_some_and(|(aseq, _, _)| *aseq <= open.seq)
-                {
-                    if let Some((aseq, pts, packet)) = s.audio.pop_front()
-                        && aseq == open.seq
-                        && let Some(aac) = &s.aac
-                    {
-                        s.mux
-                            .write_audio(aac, &packet.data, pts - s.base_dts, &mut open.data);
-                    }
-                }
+                let aac = s.aac.as_ref();
+                mux_audio(
+                    &mut s.audio,
+                    &mut s.mux,
+                    aac,
+                    s.base_dts,
+                    &mut open,
+                    i64::MAX,
+                );
                 if open.frames > 0 {
                     s.writer.append(open.seq, &open.data)?;
                 }
@@ -529,6 +515,29 @@ impl StreamRendition {
         ];
         if let Err(e) = hls::rendition::write_master(&self.config.root, &self.stream, &variants) {
             warn!(stream = %self.stream, "could not write the master playlist: {e}");
+        }
+    }
+}
+
+/// Muxes the queued audio of `open`'s segment up to `until_pts` into it, in order; audio of
+/// earlier segments (listed as gaps) is dropped on the way.
+fn mux_audio(
+    audio: &mut VecDeque<(u64, i64, MediaPacket)>,
+    mux: &mut TsMuxer,
+    aac: Option<&AacConfig>,
+    base_dts: i64,
+    open: &mut OpenSegment,
+    until_pts: i64,
+) {
+    while audio
+        .front()
+        .is_some_and(|(seq, pts, _)| *seq <= open.seq && *pts <= until_pts)
+    {
+        if let Some((seq, pts, packet)) = audio.pop_front()
+            && seq == open.seq
+            && let Some(aac) = aac
+        {
+            mux.write_audio(aac, &packet.data, pts - base_dts, &mut open.data);
         }
     }
 }
