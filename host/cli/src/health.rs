@@ -38,7 +38,11 @@ pub fn check(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<()> {
         .with_context(|| format!("cannot connect to {target}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")
+    // One write: a request sent in pieces may meet a server that answers and closes after the
+    // first piece, and the rest then resets the connection before its answer is read.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
         .with_context(|| format!("cannot send the request to {target}"))?;
     let mut answer = Vec::new();
     stream
@@ -71,10 +75,19 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let handle = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut request = [0u8; 256];
-            let n = conn.read(&mut request).unwrap();
+            // Read the whole request before answering: closing with unread bytes resets the
+            // connection, and the client may then never see the answer.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 256];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
             conn.write_all(answer).unwrap();
-            String::from_utf8_lossy(&request[..n]).into_owned()
+            String::from_utf8_lossy(&request).into_owned()
         });
         (addr, handle)
     }
