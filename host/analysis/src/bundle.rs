@@ -15,7 +15,7 @@ pub type BundledComponent = (&'static str, &'static [&'static str]);
 /// Every bundled detector.
 pub const BUNDLED: [BundledComponent; 5] = [
     ("object-detector", &["nanodet-coco"]),
-    ("face-detector", &["blazeface"]),
+    ("face-detector", &["blazeface-back", "blazeface"]),
     // The tenant's reference logos: its graph `logos` is the tenant's (see TenantModels).
     ("logo-matcher", &[]),
     ("brand-text", &["ppocr-det", "ppocr-rec"]),

@@ -22,6 +22,7 @@
 pub mod activity;
 pub mod batch;
 pub mod bench;
+pub mod bench_faces;
 pub mod bench_logos;
 pub mod bench_tenants;
 pub mod bundle;

@@ -225,6 +225,13 @@ enum BenchCommand {
         #[arg(long)]
         components: Option<std::path::PathBuf>,
     },
+    /// The face detector: recall, false positives and time per frame on broadcast frames, photos
+    /// with a face and photos without, close range vs. full range.
+    Faces {
+        /// Folder with the built components (default: next to this binary's target folder).
+        #[arg(long)]
+        components: Option<std::path::PathBuf>,
+    },
     /// WebSocket fan-out: N viewers of one stream on a `serve --role api` child fed by the bus.
     Fanout {
         #[arg(long, default_value_t = 1000)]
@@ -534,6 +541,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log_format.unwrap_or_default());
             let dir = components.unwrap_or_else(analysis::default_components_dir);
             tokio::task::spawn_blocking(move || analysis::bench::analysis(frames, &dir)).await?
+        }
+        Command::Bench {
+            what: BenchCommand::Faces { components },
+        } => {
+            init_logging(cli.log_format.unwrap_or_default());
+            let dir = components.unwrap_or_else(analysis::default_components_dir);
+            tokio::task::spawn_blocking(move || analysis::bench_faces::faces(&dir)).await?
         }
         Command::Bench {
             what:

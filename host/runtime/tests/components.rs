@@ -41,7 +41,7 @@ fn the_object_detector_finds_the_cup_through_wasi_nn() {
 #[test]
 fn the_face_detector_finds_one_face_on_the_astronaut_and_none_on_the_coffee() {
     let catalog = catalog();
-    let rt = runtime_with(&catalog, &["blazeface"], NO_HANG);
+    let rt = runtime_with(&catalog, &["blazeface", "blazeface-back"], NO_HANG);
     let detector = rt.load_detector(&component("face-detector")).unwrap();
     let faces = rt
         .detect(&detector, fixture(&catalog, "astronaut"), &[])
@@ -74,6 +74,117 @@ fn the_face_detector_finds_one_face_on_the_astronaut_and_none_on_the_coffee() {
     let (cx_wide, cy_wide) = (b.x + b.w / 2.0, b.y + b.h / 2.0);
     assert!((cx_wide - cx).abs() < 0.03, "{cx_wide} vs {cx}");
     assert!((cy_wide - 2.0 * cy).abs() < 0.06, "{cy_wide} vs {cy}");
+}
+
+#[test]
+fn the_face_detector_finds_faces_at_broadcast_framing_and_none_on_a_cat() {
+    let catalog = catalog();
+    let rt = runtime_with(&catalog, &["blazeface", "blazeface-back"], NO_HANG);
+    let detector = rt.load_detector(&component("face-detector")).unwrap();
+    let astronaut = fixture(&catalog, "astronaut");
+    let faces_in = |frame: runtime_wit::Frame, settings: &[(&str, &str)]| {
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        rt.detect(&detector, frame, &settings).unwrap().detections
+    };
+
+    // The astronaut in a 1280×720 frame, unscaled (her face is 13 % of the height): the
+    // front-camera model alone (`range` `close`, the detector's old way) misses it.
+    let mut wide = canvas(1280, 720);
+    paste(&mut wide, &astronaut, 384, 104);
+    let faces = faces_in(wide.clone(), &[]);
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    let b = faces[0].box_;
+    let (cx, cy) = (
+        (b.x + b.w / 2.0) * 1280.0 - 384.0,
+        (b.y + b.h / 2.0) * 720.0 - 104.0,
+    );
+    assert!(
+        (200.0..260.0).contains(&cx) && (100.0..160.0).contains(&cy),
+        "{b:?}"
+    );
+    assert!(faces_in(wide, &[("range", "close")]).is_empty());
+
+    // A quarter of the size among the clutter of the coffee photo: the face is 24 px, 3.3 % of
+    // the height.
+    let mut small = canvas(1280, 720);
+    paste(&mut small, &fixture(&catalog, "coffee"), 0, 0);
+    paste(&mut small, &shrink(&astronaut, 4), 1000, 500);
+    let faces = faces_in(small, &[]);
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    let b = faces[0].box_;
+    let (cx, cy) = ((b.x + b.w / 2.0) * 1280.0, (b.y + b.h / 2.0) * 720.0);
+    assert!(
+        (1050.0..1070.0).contains(&cx) && (525.0..545.0).contains(&cy),
+        "{b:?}"
+    );
+    assert!(b.h * 720.0 < 40.0, "{b:?}");
+
+    // The cat (which each BlazeFace model alone takes for a face) and the cup: no face, as they
+    // are and in a 1280×720 frame.
+    for name in ["chelsea", "coffee"] {
+        let photo = fixture(&catalog, name);
+        assert!(faces_in(photo.clone(), &[]).is_empty(), "{name}");
+        let mut wide = canvas(1280, 720);
+        paste(&mut wide, &photo, 300, 150);
+        assert!(faces_in(wide, &[]).is_empty(), "{name} in 1280×720");
+    }
+
+    // Bad settings are the component's error, not a trap.
+    for (key, value) in [("range", "far"), ("min-face", "2"), ("min-score", "x")] {
+        let settings = [(key.to_string(), value.to_string())];
+        let err = rt.detect(&detector, frame(64, 64), &settings).unwrap_err();
+        assert!(
+            matches!(&err, CallError::Component(m) if m.contains(key)),
+            "{key}={value}: {err}"
+        );
+    }
+}
+
+/// A mid-grey frame.
+fn canvas(width: u32, height: u32) -> runtime_wit::Frame {
+    frame(width, height)
+}
+
+/// Copies `src` into `dst` with its top-left corner at `(x, y)` (clipped).
+fn paste(dst: &mut runtime_wit::Frame, src: &runtime_wit::Frame, x: u32, y: u32) {
+    let (dw, sw) = (dst.width as usize, src.width as usize);
+    let rgb = std::sync::Arc::make_mut(&mut dst.rgb);
+    for row in 0..src.height.min(dst.height.saturating_sub(y)) as usize {
+        let cols = sw.min(dw.saturating_sub(x as usize));
+        let d = ((y as usize + row) * dw + x as usize) * 3;
+        let s = row * sw * 3;
+        rgb[d..d + cols * 3].copy_from_slice(&src.rgb[s..s + cols * 3]);
+    }
+}
+
+/// `src` shrunk by an integer `factor`, each pixel the mean of its `factor`×`factor` block.
+fn shrink(src: &runtime_wit::Frame, factor: u32) -> runtime_wit::Frame {
+    let (w, h) = (src.width / factor, src.height / factor);
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let mut sum = 0u32;
+                for dy in 0..factor {
+                    for dx in 0..factor {
+                        let i =
+                            (((y * factor + dy) * src.width + x * factor + dx) * 3 + c) as usize;
+                        sum += src.rgb[i] as u32;
+                    }
+                }
+                rgb.push((sum / (factor * factor)) as u8);
+            }
+        }
+    }
+    runtime_wit::Frame {
+        width: w,
+        height: h,
+        rgb: std::sync::Arc::new(rgb),
+        ..src.clone()
+    }
 }
 
 /// The upper half of a frame.
