@@ -18,9 +18,10 @@
 //!   at least 0.02); larger values mean fewer tiles, so less time;
 //! - `proposal-score`: the back-camera model's score to look closer (default 0.4);
 //! - `iou`: overlap above which two faces are one (default 0.3);
-//! - `model` (default `blazeface-back` for `full`, `blazeface` for `close`) and
-//!   `confirm-model` (default `blazeface`): models with BlazeFace's inputs and outputs, e.g. a
-//!   tenant's own fine-tuned weights.
+//! - `model` (default `blazeface`): the front-camera model (128×128) — the close range's only
+//!   model, the full range's confirming one; `proposal-model` (default `blazeface-back`): the
+//!   full range's back-camera model (256×256). Either may be a tenant's own weights with
+//!   BlazeFace's inputs and outputs.
 
 use media_analyzer_sdk::{
     self as sdk, Bbox, ChannelOrder, Detection, Frame, Layout, Resize, TensorSpec,
@@ -92,8 +93,8 @@ fn full_range(
             "setting 'min-face' is a fraction of the frame height (0..1), not {min_face}"
         ));
     }
-    let back = model(config, "model", "blazeface-back")?;
-    let front = model(config, "confirm-model", "blazeface")?;
+    let back = model(config, "proposal-model", "blazeface-back")?;
+    let front = model(config, "model", "blazeface")?;
 
     let mut proposals = look(frame, &back, blazeface::BACK_INPUT, proposal_score, None)?;
     for tile in faces::tiles(width, height, min_face, blazeface::BACK_INPUT) {

@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub effects_device: Option<String>,
     /// The effects rendition's H.264 encoder: auto, x264 or nvenc.
     pub effects_encoder: Option<String>,
+    /// What the effects rendition renders when a frame's analysis stalls: carry or blur-frame.
+    pub effects_on_stall: Option<String>,
     pub bus: Option<String>,
     pub role: Option<Role>,
     pub segments: Option<String>,
@@ -157,6 +159,15 @@ pub struct ServeArgs {
         value_name = "auto|x264|nvenc"
     )]
     pub effects_encoder: Option<String>,
+    /// When the effects rendition waited 3 s for a frame's analysis in vain: carry (the last
+    /// analysed effects carry forward, the default) or blur-frame (fail closed: the whole frame
+    /// is blurred until analysis catches up; for streams where no face may ever air).
+    #[arg(
+        long,
+        env = "MEDIA_ANALYZER_EFFECTS_ON_STALL",
+        value_name = "carry|blur-frame"
+    )]
+    pub effects_on_stall: Option<String>,
     /// Event bus: memory (default, in-process), redis://HOST:PORT, or pubsub://PROJECT[/PREFIX]
     /// (Google Cloud Pub/Sub; the emulator when PUBSUB_EMULATOR_HOST is set).
     #[arg(long, env = "MEDIA_ANALYZER_BUS", value_name = "URL")]
@@ -477,6 +488,15 @@ impl Config {
                         .parse()
                         .map_err(anyhow::Error::msg)
                         .context("--effects-encoder")?,
+                    on_stall: args
+                        .effects_on_stall
+                        .clone()
+                        .or(file.effects_on_stall)
+                        .as_deref()
+                        .unwrap_or("carry")
+                        .parse()
+                        .map_err(anyhow::Error::msg)
+                        .context("--effects-on-stall")?,
                     ..rendition::RenditionConfig::default()
                 }),
             },

@@ -60,6 +60,8 @@ pub struct RenditionConfig {
     /// How long a frame waits for the analysed frame after it before the last effects carry
     /// forward.
     pub max_wait: Duration,
+    /// What a frame gets when that wait ran out (analysis stalled).
+    pub on_stall: OnStall,
     /// Packets queued between the packager and a rendition.
     pub queue: usize,
 }
@@ -74,8 +76,46 @@ impl Default for RenditionConfig {
             device: effects::DevicePreference::Auto,
             encoder: EncoderChoice::Auto,
             max_wait: Duration::from_secs(3),
+            on_stall: OnStall::Carry,
             queue: 4096,
         }
+    }
+}
+
+/// What the rendition renders on a frame when its analysis stalled: the frame after it was not
+/// analysed within [`RenditionConfig::max_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStall {
+    /// The last analysed frame's effects carry forward (a face that moved meanwhile is uncovered).
+    #[default]
+    Carry,
+    /// The whole frame is blurred, on top of the last effects, until analysis catches up: fail
+    /// closed, for streams where no face may ever air unblurred.
+    BlurFrame,
+}
+
+impl std::str::FromStr for OnStall {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "carry" => Ok(Self::Carry),
+            "blur-frame" => Ok(Self::BlurFrame),
+            other => Err(format!("'{other}' is not carry or blur-frame")),
+        }
+    }
+}
+
+/// The effect that hides a whole `width`×`height` frame (the strongest Gaussian blur).
+pub fn stall_blur(width: u32, height: u32) -> effects::Effect {
+    effects::Effect::Blur {
+        regions: vec![effects::Region {
+            x: 0.0,
+            y: 0.0,
+            w: width as f32,
+            h: height as f32,
+        }],
+        style: effects::BlurStyle::Gaussian { radius: 64.0 },
+        feather: 0.0,
     }
 }
 
@@ -92,6 +132,8 @@ pub struct RenditionStats {
     pub level_changes: AtomicU64,
     /// Frames that could not be rendered or encoded.
     pub failures: AtomicU64,
+    /// Frames rendered after the wait for analysis ran out (with `BlurFrame`: blurred whole).
+    pub frames_stalled: AtomicU64,
     /// Per stream making a rendition: its lag (ms) and level.
     live: Mutex<HashMap<String, (i64, usize)>>,
 }
@@ -154,6 +196,11 @@ impl Collector for RenditionMetrics {
                 "failures",
                 "frames that could not be rendered or encoded",
                 c(&s.failures),
+            ),
+            (
+                "frames_stalled",
+                "frames rendered after the wait for their analysis ran out",
+                c(&s.frames_stalled),
             ),
         ] {
             let counter = ConstCounter::new(value);
@@ -367,5 +414,37 @@ impl Drop for StreamEffects {
         if let Some((timeline, _)) = self.running.take() {
             timeline.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stalled_frame_is_blurred_whole() {
+        // A fine checkerboard: every pixel differs from its neighbours.
+        let (w, h) = (96u32, 64u32);
+        let pixels: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let v = if (i % w + i / w) % 2 == 0 { 0 } else { 255 };
+                [v, v, v, 255]
+            })
+            .collect();
+        let mut frame = effects::RgbaFrame::new(w, h, pixels).unwrap();
+        effects::Renderer::Cpu(effects::Cpu::default())
+            .render(&mut frame, &[stall_blur(w, h)])
+            .unwrap();
+        // Every pixel is now close to the mean grey, corners and edges included.
+        let worst = frame
+            .pixels
+            .chunks_exact(4)
+            .map(|p| (p[0] as i32 - 128).abs())
+            .max()
+            .unwrap();
+        assert!(worst < 40, "a pixel {worst} away from grey");
+        assert_eq!("blur-frame".parse(), Ok(OnStall::BlurFrame));
+        assert_eq!("carry".parse(), Ok(OnStall::Carry));
+        assert!("fail-open".parse::<OnStall>().is_err());
     }
 }

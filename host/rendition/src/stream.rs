@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::encode::{self, EncodedFrame, Encoder};
 use crate::timeline::Timeline;
-use crate::{Error, RenditionConfig, RenditionStats};
+use crate::{Error, OnStall, RenditionConfig, RenditionStats};
 
 /// A step of the rendition's cost: its frame rate (every `every`-th frame) and picture size
 /// (`percent` of the original's width and height).
@@ -383,7 +383,13 @@ impl StreamRendition {
             s.arrivals.pop_front();
         }
         let around = self.timeline.around(pts, arrived + self.config.max_wait);
-        let effects = around.effects(frame.width, frame.height);
+        let mut effects = around.effects(frame.width, frame.height);
+        if around.stalled {
+            self.stats.frames_stalled.fetch_add(1, Ordering::Relaxed);
+            if self.config.on_stall == OnStall::BlurFrame {
+                effects.push(crate::stall_blur(frame.width, frame.height));
+            }
+        }
         if let Err(e) = s.frame.set_rgb(frame.width, frame.height, &frame.rgb) {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
             return Err(Error::Decoder(e.to_string()));

@@ -44,6 +44,9 @@ pub struct Around {
     pub before: Option<Arc<AnalysedEffects>>,
     /// The first analysed frame after it (none when waiting ran out).
     pub after: Option<Arc<AnalysedEffects>>,
+    /// Waiting for the frame after ran out: analysis is behind by the whole wait, or stopped
+    /// (not when the stream's analysis ended and said so).
+    pub stalled: bool,
 }
 
 impl Around {
@@ -109,6 +112,7 @@ impl Timeline {
     /// Frames before the one at or before `pts_ms` are dropped (rendering goes forward).
     pub fn around(&self, pts_ms: i64, deadline: Instant) -> Around {
         let mut state = self.lock();
+        let mut stalled = false;
         loop {
             let after = state.frames.iter().position(|f| f.pts_ms > pts_ms);
             if after.is_some() || state.closed {
@@ -116,6 +120,7 @@ impl Timeline {
             }
             let now = Instant::now();
             if now >= deadline {
+                stalled = true;
                 break;
             }
             state = self
@@ -136,6 +141,7 @@ impl Timeline {
         Around {
             before: state.frames.front().filter(|f| f.pts_ms <= pts_ms).cloned(),
             after: after.and_then(|_| state.frames.iter().find(|f| f.pts_ms > pts_ms).cloned()),
+            stalled,
         }
     }
 
@@ -228,19 +234,21 @@ mod tests {
         handle.join().unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(around.after.unwrap().pts_ms, 400);
+        assert!(!around.stalled);
 
         // Nothing after 900: the deadline passes and the last effects carry forward.
         let started = Instant::now();
         let around = t.around(900, started + Duration::from_millis(100));
         assert!(started.elapsed() >= Duration::from_millis(100));
-        assert!(around.after.is_none());
+        assert!(around.after.is_none() && around.stalled);
         assert_eq!(blurred_xs(&around.effects(640, 360)), vec![192.0]);
 
-        // Closed: no waiting at all.
+        // Closed: no waiting at all, and no stall (the analysis ended, it did not fall behind).
         t.close();
         let started = Instant::now();
-        t.around(2000, started + Duration::from_secs(10));
+        let around = t.around(2000, started + Duration::from_secs(10));
         assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!around.stalled);
     }
 
     #[test]

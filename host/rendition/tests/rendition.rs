@@ -84,36 +84,9 @@ fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
         pts += 200;
     }
 
-    // The packager: the original's segments written as it writes them, each packet tapped.
+    let records = package_to_the_end(&root, &packets, &taps, &renditions);
     let original = root.join("s");
-    let mut segmenter = Segmenter::new(0, 2000, false);
-    let mut configs = hls::tap::Configs::default();
-    let mut records = Vec::new();
-    let mut write = |f: hls::FinishedSegment| {
-        std::fs::write(original.join(f.segment.file_name()), &f.data).unwrap();
-        records.push(f.segment);
-    };
-    std::fs::create_dir_all(&original).unwrap();
-    for p in &packets {
-        if let Some(f) = taps
-            .push("s", &mut segmenter, &mut configs, p, 1_700_000_000_000)
-            .unwrap()
-        {
-            write(f);
-        }
-    }
-    if let Some(f) = taps.finish("s", &mut segmenter) {
-        write(f);
-    }
     assert_eq!(records.len(), 4, "{records:?}");
-    let started = Instant::now();
-    while renditions.is_running("s") {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the rendition never ended"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     drop(output);
 
     // The same segments, numbers, durations and program date-times; the playlist ended.
@@ -181,6 +154,108 @@ fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
         }
     }
     assert!(compared >= 20, "{compared}");
+}
+
+/// The packager for stream `s`: the original's segments written (2 s each) as it writes them,
+/// each packet tapped; then waits for the rendition to end. The segments' records.
+fn package_to_the_end(
+    root: &Path,
+    packets: &[media::MediaPacket],
+    taps: &Taps,
+    renditions: &Renditions,
+) -> Vec<hls::Segment> {
+    let original = root.join("s");
+    let mut segmenter = Segmenter::new(0, 2000, false);
+    let mut configs = hls::tap::Configs::default();
+    let mut records = Vec::new();
+    let mut write = |f: hls::FinishedSegment| {
+        std::fs::write(original.join(f.segment.file_name()), &f.data).unwrap();
+        records.push(f.segment);
+    };
+    std::fs::create_dir_all(&original).unwrap();
+    for p in packets {
+        if let Some(f) = taps
+            .push("s", &mut segmenter, &mut configs, p, 1_700_000_000_000)
+            .unwrap()
+        {
+            write(f);
+        }
+    }
+    if let Some(f) = taps.finish("s", &mut segmenter) {
+        write(f);
+    }
+    let started = Instant::now();
+    while renditions.is_running("s") {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the rendition never ended"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    records
+}
+
+/// Fail closed: analysis stops after 2 s; with `OnStall::BlurFrame` every frame from then on is
+/// blurred whole (no face it last saw elsewhere can air), the frames before are untouched, and
+/// the stalled frames are counted.
+#[test]
+fn when_analysis_stalls_blur_frame_hides_the_whole_picture() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let packets = rendition::bench::synthetic_stream(W, H, 30, 4.5, 30).unwrap();
+    let taps = Taps::default();
+    let renditions = Renditions::new(
+        RenditionConfig {
+            root: root.clone(),
+            device: effects::DevicePreference::Cpu,
+            encoder: rendition::EncoderChoice::X264,
+            max_wait: Duration::from_millis(20),
+            on_stall: rendition::OnStall::BlurFrame,
+            ..RenditionConfig::default()
+        },
+        taps.clone(),
+    );
+    let mut output = renditions.stream("s");
+    let mut pts = 0;
+    while pts <= 2000 {
+        output.frame(true, pts, W, H, &[]);
+        pts += 200;
+    }
+    let records = package_to_the_end(&root, &packets, &taps, &renditions);
+    assert_eq!(records.len(), 3, "{records:?}");
+    let stalled = renditions
+        .stats()
+        .frames_stalled
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // 2.5 s after the analysis stopped: 75 frames, or half as many once the rendition lowered
+    // its frame rate (the whole stream is tapped at once, so it lags by the stream's length).
+    assert!(stalled >= 30, "{stalled} stalled frames");
+    let whole = [0, 0, W, H];
+    // Decoded timestamps carry the segmenter's base: the stream's first frame is at time 0.
+    let base = decode(&root.join("s").join(records[0].file_name()))[0].0;
+    for r in &records {
+        let ours = decode(&root.join("s/effects").join(r.file_name()));
+        let theirs = decode(&root.join("s").join(r.file_name()));
+        // At a lowered frame rate the rendition has every other frame: compared by timestamp.
+        assert!(!ours.is_empty(), "segment {}", r.seq);
+        for (pts, a) in ours.iter().step_by(3) {
+            let (_, b) = theirs
+                .iter()
+                .find(|(p, _)| p == pts)
+                .expect("the same timestamps");
+            let (ours, sharp) = (texture(a, whole), texture(b, whole));
+            let at = pts - base;
+            if at < 2000 {
+                assert!(psnr(a, b, whole) > 25.0, "frame {at} changed");
+            } else if at > 2000 {
+                assert!(
+                    ours < sharp / 3.0,
+                    "frame {at}: texture {ours:.1} vs {sharp:.1} in the original"
+                );
+            }
+        }
+    }
+    drop(output);
 }
 
 #[test]
