@@ -9,32 +9,14 @@ Every file is written under a temporary name and renamed; a rerun re-extracts on
 wrong. Exit status 1 with a message when an archive is missing or a file differs from its pin.
 """
 import argparse
-import hashlib
 import json
 import os
 import sys
 import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+sys.path.insert(0, HERE)
+from prepare import atomic_write as write, sha256_bytes as sha256, sha256_file  # noqa: E402
 
 
 def main(argv=None):

@@ -41,6 +41,18 @@ fn texture(rgb: &[u8], [x0, y0, x1, y1]: [u32; 4]) -> f64 {
     sum as f64 / n as f64
 }
 
+/// A rendition under `root` rendered on the CPU and encoded by libx264, waiting `max_wait` for
+/// analysis.
+fn on_the_cpu(root: &Path, max_wait: Duration) -> RenditionConfig {
+    RenditionConfig {
+        root: root.to_path_buf(),
+        device: effects::DevicePreference::Cpu,
+        encoder: rendition::EncoderChoice::X264,
+        max_wait,
+        ..RenditionConfig::default()
+    }
+}
+
 /// PSNR of the red channel in a box.
 fn psnr(a: &[u8], b: &[u8], [x0, y0, x1, y1]: [u32; 4]) -> f64 {
     let (mut sum, mut n) = (0f64, 0f64);
@@ -62,15 +74,9 @@ fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
     let packets = rendition::bench::synthetic_stream(W, H, 30, 6.5, 30).unwrap();
     let taps = Taps::default();
     let renditions = Renditions::new(
-        RenditionConfig {
-            root: root.clone(),
-            device: effects::DevicePreference::Cpu,
-            encoder: rendition::EncoderChoice::X264,
-            // The whole stream is tapped at once here, so its lag is the stream's length: a long
-            // wait keeps the rendition at full rate (every analysed frame is there already).
-            max_wait: Duration::from_secs(10),
-            ..RenditionConfig::default()
-        },
+        // The whole stream is tapped at once here, so its lag is the stream's length: a long
+        // wait keeps the rendition at full rate (every analysed frame is there already).
+        on_the_cpu(&root, Duration::from_secs(10)),
         taps.clone(),
     );
     // The analysis output: four faces blurred on every analysed frame (every 200 ms).
@@ -206,12 +212,8 @@ fn when_analysis_stalls_blur_frame_hides_the_whole_picture() {
     let taps = Taps::default();
     let renditions = Renditions::new(
         RenditionConfig {
-            root: root.clone(),
-            device: effects::DevicePreference::Cpu,
-            encoder: rendition::EncoderChoice::X264,
-            max_wait: Duration::from_millis(20),
             on_stall: rendition::OnStall::BlurFrame,
-            ..RenditionConfig::default()
+            ..on_the_cpu(&root, Duration::from_millis(20))
         },
         taps.clone(),
     );
@@ -264,16 +266,7 @@ fn stopping_ends_the_playlist_and_removes_the_master() {
     let root = dir.path().to_path_buf();
     let packets = rendition::bench::synthetic_stream(320, 180, 30, 4.5, 30).unwrap();
     let taps = Taps::default();
-    let renditions = Renditions::new(
-        RenditionConfig {
-            root: root.clone(),
-            device: effects::DevicePreference::Cpu,
-            encoder: rendition::EncoderChoice::X264,
-            max_wait: Duration::from_millis(50),
-            ..RenditionConfig::default()
-        },
-        taps.clone(),
-    );
+    let renditions = Renditions::new(on_the_cpu(&root, Duration::from_millis(50)), taps.clone());
     let mut output = renditions.stream("s");
     output.frame(true, 0, 320, 180, &[]);
     let mut segmenter = Segmenter::new(10, 1000, false);
