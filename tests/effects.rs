@@ -305,7 +305,8 @@ async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
 /// drops every blur even though the pipeline then names privacy-blur.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effects_forced_on_and_off_through_the_api() {
-    let (server, mut viewer, mut publisher) = astronaut_live(40).await;
+    // Long enough for both switches with the full-range face detector on a busy debug build.
+    let (server, mut viewer, mut publisher) = astronaut_live(90).await;
     let key = server.api_key.clone();
     let effects_url = server.http(&format!("/api/v1/streams/{}/effects", server.stream_id));
     let (status, text) = http_send("PUT", &effects_url, Some(&key), r#"{"blur":"on"}"#).await;
