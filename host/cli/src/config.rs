@@ -470,33 +470,24 @@ impl Config {
                     window,
                     target_duration_ms: (segment_seconds * 1000.0) as u64,
                     retain_segments: file.hls.retain_segments.unwrap_or(1800).max(window),
-                    device: args
-                        .effects_device
-                        .clone()
-                        .or(file.effects_device)
-                        .as_deref()
-                        .unwrap_or("auto")
-                        .parse()
-                        .map_err(anyhow::Error::msg)
-                        .context("--effects-device")?,
-                    encoder: args
-                        .effects_encoder
-                        .clone()
-                        .or(file.effects_encoder)
-                        .as_deref()
-                        .unwrap_or("auto")
-                        .parse()
-                        .map_err(anyhow::Error::msg)
-                        .context("--effects-encoder")?,
-                    on_stall: args
-                        .effects_on_stall
-                        .clone()
-                        .or(file.effects_on_stall)
-                        .as_deref()
-                        .unwrap_or("carry")
-                        .parse()
-                        .map_err(anyhow::Error::msg)
-                        .context("--effects-on-stall")?,
+                    device: parsed(
+                        &args.effects_device,
+                        file.effects_device,
+                        "auto",
+                        "--effects-device",
+                    )?,
+                    encoder: parsed(
+                        &args.effects_encoder,
+                        file.effects_encoder,
+                        "auto",
+                        "--effects-encoder",
+                    )?,
+                    on_stall: parsed(
+                        &args.effects_on_stall,
+                        file.effects_on_stall,
+                        "carry",
+                        "--effects-on-stall",
+                    )?,
                     ..rendition::RenditionConfig::default()
                 }),
             },
@@ -576,6 +567,27 @@ fn default_dashboard() -> Option<PathBuf> {
         .into_iter()
         .flatten()
         .find(|p| p.join("index.html").is_file())
+}
+
+/// A text setting from its flag (or environment variable), else the file, else `default`,
+/// parsed; an error names the flag.
+fn parsed<T>(
+    flag: &Option<String>,
+    file: Option<String>,
+    default: &str,
+    name: &'static str,
+) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    flag.clone()
+        .or(file)
+        .as_deref()
+        .unwrap_or(default)
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context(name)
 }
 
 #[cfg(test)]
