@@ -301,7 +301,8 @@ async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
 }
 
 /// Manual control: forcing blur on runs the bundled privacy-blur on a stream whose pipeline has no
-/// effects stage (its events carry the blurs, and its effects rendition starts); forcing it off
+/// effects stage (its events carry the blurs, and its effects rendition starts); its settings
+/// (pixelate) reach the running selector from a later frame; forcing it off
 /// drops every blur even though the pipeline then names privacy-blur.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effects_forced_on_and_off_through_the_api() {
@@ -343,6 +344,28 @@ async fn effects_forced_on_and_off_through_the_api() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Settings reach the running selector: pixelated blocks instead of a Gaussian.
+    let pixelated = |e: &Value| {
+        e["effects"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x["kind"] == "blur" && x["params"]["pixelate"].as_f64() > Some(0.0))
+        })
+    };
+    assert!(!pixelated(event), "gaussian by default: {event}");
+    let (status, text) = http_send(
+        "PUT",
+        &effects_url,
+        Some(&key),
+        r#"{"settings":{"blur":{"style":"pixelate"}}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    viewer
+        .until(Duration::from_secs(20), |e| {
+            e["type"] == "detections" && pixelated(e)
+        })
+        .await;
 
     // Off wins over the pipeline's own privacy-blur.
     let (status, text) = http_send(

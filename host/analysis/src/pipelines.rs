@@ -132,6 +132,54 @@ pub struct BundledStages {
 }
 
 /// A stage component's settings, as the component reads them.
+/// The stage's selectors under the stream's effects control: the bundled selector of each
+/// kind forced on added (once), the kind's settings over the config of its bundled selector
+/// wherever it runs, the kinds forced off listed; the change names the control, so a new
+/// control swaps the selectors in even when the stage stayed the same.
+fn controlled<C: Clone>(
+    bundled_selectors: &[Active<C>],
+    mut selectors: Vec<Active<C>>,
+    change: Option<String>,
+    control: &store::EffectsControl,
+) -> (Vec<Active<C>>, Option<String>, EffectsOff) {
+    if control.is_auto() {
+        return (selectors, change, EffectsOff::default());
+    }
+    let mut off = Vec::new();
+    let mut tag = Vec::new();
+    let kinds = control.kinds().into_iter().zip(control.settings.kinds());
+    for (((kind, forced), (_, settings)), (_, name)) in kinds.zip(FORCED_SELECTORS) {
+        let bundled = |s: &Active<C>| s.name == name && s.version == 0;
+        match forced {
+            store::Forced::Auto => {}
+            store::Forced::Off => off.push(kind),
+            store::Forced::On => {
+                if !selectors.iter().any(bundled)
+                    && let Some(b) = bundled_selectors.iter().find(|s| s.name == name)
+                {
+                    selectors.push(b.clone());
+                }
+            }
+        }
+        for selector in selectors.iter_mut().filter(|s| bundled(s)) {
+            for (key, value) in settings {
+                selector.config.retain(|(k, _)| k != key);
+                selector.config.push((key.clone(), value.clone()));
+            }
+        }
+        if forced != store::Forced::Auto || !settings.is_empty() {
+            let forced = format!("{forced:?}").to_lowercase();
+            tag.push(format!("{kind}={forced}{settings:?}"));
+        }
+    }
+    let change = format!(
+        "{}+{}",
+        change.as_deref().unwrap_or("bundled"),
+        tag.join(",")
+    );
+    (selectors, Some(change), Arc::new(off))
+}
+
 fn settings(wanted: &StageComponent) -> Vec<(String, String)> {
     wanted
         .config
@@ -368,8 +416,12 @@ impl StreamPipelines {
             Some(stream) => handle.block_on(self.store.effects_control(stream))?,
             None => store::EffectsControl::default(),
         };
-        let (selectors, selector_change, effects_off) =
-            self.controlled(selectors, selector_change, &control);
+        let (selectors, selector_change, effects_off) = controlled(
+            &self.bundled_selectors,
+            selectors,
+            selector_change,
+            &control,
+        );
         Ok(Resolved {
             detectors,
             detector_change,
@@ -379,43 +431,6 @@ impl StreamPipelines {
             selector_change,
             effects_off,
         })
-    }
-
-    /// The stage's selectors under the stream's effects control: the bundled selector of each
-    /// kind forced on added (once), the kinds forced off listed; the change names the control, so
-    /// a new control swaps the selectors in even when the stage stayed the same.
-    fn controlled(
-        &self,
-        mut selectors: Vec<ActiveSelector>,
-        change: Option<String>,
-        control: &store::EffectsControl,
-    ) -> (Vec<ActiveSelector>, Option<String>, EffectsOff) {
-        if control.is_auto() {
-            return (selectors, change, EffectsOff::default());
-        }
-        let mut off = Vec::new();
-        let mut tag = Vec::new();
-        for ((kind, forced), (_, name)) in control.kinds().into_iter().zip(FORCED_SELECTORS) {
-            match forced {
-                store::Forced::Auto => continue,
-                store::Forced::Off => off.push(kind),
-                store::Forced::On => {
-                    let running = selectors.iter().any(|s| s.name == name && s.version == 0);
-                    if let Some(bundled) = self.bundled_selectors.iter().find(|s| s.name == name)
-                        && !running
-                    {
-                        selectors.push(bundled.clone());
-                    }
-                }
-            }
-            tag.push(format!("{kind}={forced:?}"));
-        }
-        let change = format!(
-            "{}+{}",
-            change.as_deref().unwrap_or("bundled"),
-            tag.join(",").to_lowercase()
-        );
-        (selectors, Some(change), Arc::new(off))
     }
 
     /// The state `tenant`'s trigger `name` keeps on this host.
@@ -607,5 +622,111 @@ impl StreamPipelines {
                 warn!("loading a pipeline failed: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::{EffectsControl, Forced};
+
+    fn selector(name: &str, version: u32, config: &[(&str, &str)]) -> Active<()> {
+        Active {
+            name: name.into(),
+            version,
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            component: (),
+        }
+    }
+
+    fn bundled() -> Vec<Active<()>> {
+        FORCED_SELECTORS
+            .iter()
+            .map(|(_, name)| selector(name, 0, &[]))
+            .collect()
+    }
+
+    #[test]
+    fn auto_leaves_the_stage_as_it_is() {
+        let stage = vec![selector("privacy-blur", 0, &[("grow", "0.2")])];
+        let (selectors, change, off) = controlled(
+            &bundled(),
+            stage.clone(),
+            Some("chg_1".into()),
+            &EffectsControl::default(),
+        );
+        assert_eq!(selectors, stage);
+        assert_eq!(change.as_deref(), Some("chg_1"));
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn forced_kinds_run_their_bundled_selector_with_the_control_settings() {
+        let mut control = EffectsControl {
+            blur: Forced::On,
+            highlight: Forced::Off,
+            ..EffectsControl::default()
+        };
+        control
+            .settings
+            .blur
+            .insert("style".into(), "pixelate".into());
+        // The pipeline runs privacy-blur with its own settings and a tenant's selector.
+        let stage = vec![
+            selector("privacy-blur", 0, &[("grow", "0.2"), ("style", "gaussian")]),
+            selector("my-blur", 3, &[("style", "gaussian")]),
+        ];
+        let (selectors, change, off) =
+            controlled(&bundled(), stage, Some("chg_1".into()), &control);
+        assert_eq!(
+            selectors,
+            vec![
+                selector("privacy-blur", 0, &[("grow", "0.2"), ("style", "pixelate")]),
+                selector("my-blur", 3, &[("style", "gaussian")]),
+            ],
+            "the control's settings over the pipeline's, once; a tenant's selector untouched"
+        );
+        assert_eq!(*off, vec!["highlight"]);
+        let change = change.unwrap();
+        // Forced on without the pipeline naming it: the bundled one, with the settings.
+        let (selectors, _, _) = controlled(&bundled(), Vec::new(), None, &control);
+        assert_eq!(
+            selectors,
+            vec![selector("privacy-blur", 0, &[("style", "pixelate")])]
+        );
+        // Another setting (even one differing only in case) is another change: the stream swaps.
+        control.settings.blur.insert("labels".into(), "Face".into());
+        let (_, again, _) = controlled(&bundled(), Vec::new(), Some("chg_1".into()), &control);
+        control.settings.blur.insert("labels".into(), "face".into());
+        let (_, lower, _) = controlled(&bundled(), Vec::new(), Some("chg_1".into()), &control);
+        assert_ne!(again.as_deref(), Some(change.as_str()));
+        assert_ne!(again, lower);
+    }
+
+    #[test]
+    fn settings_alone_apply_to_the_bundled_selector_the_pipeline_runs() {
+        let mut control = EffectsControl::default();
+        control
+            .settings
+            .colour_grade
+            .insert("look".into(), "warm".into());
+        let (selectors, change, off) = controlled(
+            &bundled(),
+            vec![selector("scene-grade", 0, &[])],
+            Some("chg_2".into()),
+            &control,
+        );
+        assert_eq!(
+            selectors,
+            vec![selector("scene-grade", 0, &[("look", "warm")])]
+        );
+        assert!(off.is_empty());
+        assert_ne!(change.as_deref(), Some("chg_2"));
+        // Nothing forced on: settings do not start a selector the pipeline does not run.
+        let (selectors, _, _) = controlled(&bundled(), Vec::new(), None, &control);
+        assert!(selectors.is_empty());
     }
 }

@@ -1,9 +1,12 @@
 //! `/api/v1/streams/{id}/effects`: manual control of a stream's effects. Per effect kind, `on`
 //! (forced: the bundled selector of that kind — `privacy-blur`, `brand-spotlight`, `scene-grade` —
 //! runs whatever the pipeline names), `off` (never rendered, whatever a selector chooses) or
-//! `auto` (as the pipeline's effect selectors choose). Stored, then signalled to the host that
-//! analyses the stream, which applies it from its next analysed frame; the effects rendition runs
-//! while any effect can be rendered.
+//! `auto` (as the pipeline's effect selectors choose), and settings for that bundled selector
+//! (blur style, spotlight colour, grade look…), checked here against what it reads. Stored, then
+//! signalled to the host that analyses the stream, which applies it from its next analysed frame;
+//! the effects rendition runs while any effect can be rendered.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
@@ -46,6 +49,25 @@ impl From<ForcedView> for store::Forced {
     }
 }
 
+/// Settings per effect kind, for the kind's bundled selector wherever it runs on the stream (forced
+/// on, or named by the pipeline: over the pipeline's settings for it). Values are text, as
+/// components read their settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectSettingsView {
+    /// `privacy-blur`: `style` (`gaussian` or `pixelate`), `grow` (0..1 of the face's size on each
+    /// side, default 0.35), `min-score` (0..1, default 0.3), `labels` (comma-separated, default
+    /// `face`).
+    pub blur: BTreeMap<String, String>,
+    /// `brand-spotlight`: `colour` (`#rrggbb`, default `#ffc800`), `dim` (0..1 outside the
+    /// brand, default 0.4), `outline` (0..64 pixels, default 4), `min-score` (0..1, default 0.5),
+    /// `brands` (comma-separated names; default every brand of the catalogue).
+    pub highlight: BTreeMap<String, String>,
+    /// `scene-grade`: `look` (neutral, warm, cool, punchy, muted or mono; default neutral), `looks`
+    /// (per scene, e.g. `stadium=punchy,night=cool`).
+    #[serde(rename = "colour-grade")]
+    pub colour_grade: BTreeMap<String, String>,
+}
+
 /// A stream's effects control.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EffectsView {
@@ -56,6 +78,8 @@ pub struct EffectsView {
     /// Scene colour grade (`scene-grade` when forced on).
     #[serde(rename = "colour-grade")]
     pub colour_grade: ForcedView,
+    /// Each kind's settings (empty: the bundled selector's defaults).
+    pub settings: EffectSettingsView,
 }
 
 impl From<store::EffectsControl> for EffectsView {
@@ -64,6 +88,11 @@ impl From<store::EffectsControl> for EffectsView {
             blur: c.blur.into(),
             highlight: c.highlight.into(),
             colour_grade: c.colour_grade.into(),
+            settings: EffectSettingsView {
+                blur: c.settings.blur,
+                highlight: c.settings.highlight,
+                colour_grade: c.settings.colour_grade,
+            },
         }
     }
 }
@@ -76,6 +105,120 @@ pub struct EffectsRequest {
     pub highlight: Option<ForcedView>,
     #[serde(rename = "colour-grade")]
     pub colour_grade: Option<ForcedView>,
+    /// Settings to set; a kind given replaces all of its settings (`{}`: back to the defaults),
+    /// a kind left out keeps them.
+    pub settings: Option<EffectSettingsRequest>,
+}
+
+/// Settings per kind, as [`EffectSettingsView`] lists them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EffectSettingsRequest {
+    pub blur: Option<BTreeMap<String, String>>,
+    pub highlight: Option<BTreeMap<String, String>>,
+    #[serde(rename = "colour-grade")]
+    pub colour_grade: Option<BTreeMap<String, String>>,
+}
+
+/// What a setting of a bundled selector takes.
+#[derive(Clone, Copy)]
+enum Takes {
+    /// A number within the range.
+    Number(f32, f32),
+    /// One of the words.
+    OneOf(&'static [&'static str]),
+    /// `#rrggbb`.
+    Colour,
+    /// Comma-separated names, at least one.
+    Names,
+    /// Comma-separated `scene=look` pairs.
+    SceneLooks,
+}
+
+/// The scene grade's looks (`components/scene-grade`).
+const LOOKS: &[&str] = &["neutral", "warm", "cool", "punchy", "muted", "mono"];
+
+/// The settings each kind's bundled selector reads (`components/privacy-blur`,
+/// `brand-spotlight`, `scene-grade`), with what each takes.
+fn settings_of(kind: &str) -> &'static [(&'static str, Takes)] {
+    match kind {
+        "blur" => &[
+            ("style", Takes::OneOf(&["gaussian", "pixelate"])),
+            ("grow", Takes::Number(0.0, 1.0)),
+            ("min-score", Takes::Number(0.0, 1.0)),
+            ("labels", Takes::Names),
+        ],
+        "highlight" => &[
+            ("colour", Takes::Colour),
+            ("dim", Takes::Number(0.0, 1.0)),
+            ("outline", Takes::Number(0.0, 64.0)),
+            ("min-score", Takes::Number(0.0, 1.0)),
+            ("brands", Takes::Names),
+        ],
+        "colour-grade" => &[("look", Takes::OneOf(LOOKS)), ("looks", Takes::SceneLooks)],
+        _ => &[],
+    }
+}
+
+/// Whether `value` is what `takes` takes; the error says what it should be.
+fn check_value(takes: Takes, value: &str) -> Result<(), String> {
+    let names = |v: &str| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .count()
+    };
+    match takes {
+        Takes::Number(lo, hi) => match value.trim().parse::<f32>() {
+            Ok(n) if (lo..=hi).contains(&n) => Ok(()),
+            _ => Err(format!("a number from {lo} to {hi}")),
+        },
+        Takes::OneOf(words) if words.contains(&value) => Ok(()),
+        Takes::OneOf(words) => Err(format!("one of {}", words.join(", "))),
+        Takes::Colour => {
+            let hex = value.strip_prefix('#').unwrap_or("");
+            if hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(())
+            } else {
+                Err("a colour as #rrggbb".into())
+            }
+        }
+        Takes::Names if names(value) > 0 => Ok(()),
+        Takes::Names => Err("one or more comma-separated names".into()),
+        Takes::SceneLooks => value
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .try_for_each(|pair| match pair.split_once('=') {
+                Some((scene, look)) if !scene.trim().is_empty() && LOOKS.contains(&look.trim()) => {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "scene=look pairs with looks from {}; '{pair}' is not one",
+                    LOOKS.join(", ")
+                )),
+            }),
+    }
+}
+
+/// Checks a kind's settings against what its bundled selector reads: bounded like a pipeline's
+/// settings, every name known, every value of the right form.
+fn check_settings(kind: &str, settings: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    crate::pipelines::check_config(kind, settings)?;
+    let known = settings_of(kind);
+    for (name, value) in settings {
+        let Some((_, takes)) = known.iter().find(|(n, _)| n == name) else {
+            let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+            return Err(ApiError::BadRequest(format!(
+                "{kind}: no setting '{name}' (settings: {})",
+                names.join(", ")
+            )));
+        };
+        check_value(*takes, value).map_err(|should| {
+            ApiError::BadRequest(format!("{kind}: {name} must be {should}, got '{value}'"))
+        })?;
+    }
+    Ok(())
 }
 
 /// The stream's effects control (`auto` for every kind until set).
@@ -97,8 +240,9 @@ pub async fn get_effects(
     Ok(Json(state.store.effects_control(&id).await?.into()))
 }
 
-/// Forces effect kinds on or off for the stream (or back to `auto`); a live stream applies it from
-/// its next analysed frame, on the events and in its effects rendition.
+/// Forces effect kinds on or off for the stream (or back to `auto`) and sets their bundled
+/// selectors' settings; a live stream applies it from its next analysed frame, on the events and
+/// in its effects rendition.
 #[utoipa::path(put, path = "/api/v1/streams/{id}/effects", tag = "streams", request_body = EffectsRequest,
     params(("id" = String, Path, description = "stream id", max_length = 64)),
     responses((status = 200, body = EffectsView), (status = 400, body = ErrorBody),
@@ -119,7 +263,24 @@ pub async fn set_effects(
         .stream(tenant, &id)
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
+    let given = body.settings.map_or([None, None, None], |s| {
+        [s.blur, s.highlight, s.colour_grade]
+    });
+    for (kind, settings) in ["blur", "highlight", "colour-grade"].iter().zip(&given) {
+        if let Some(settings) = settings {
+            check_settings(kind, settings)?;
+        }
+    }
     let mut control = state.store.effects_control(&id).await?;
+    let now = &mut control.settings;
+    for (now, given) in [&mut now.blur, &mut now.highlight, &mut now.colour_grade]
+        .into_iter()
+        .zip(given)
+    {
+        if let Some(given) = given {
+            *now = given;
+        }
+    }
     if let Some(f) = body.blur {
         control.blur = f.into();
     }

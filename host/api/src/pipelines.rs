@@ -311,7 +311,7 @@ async fn resolve_component(
     Ok(version.version)
 }
 
-fn check_config(name: &str, config: &BTreeMap<String, String>) -> Result<(), ApiError> {
+pub(crate) fn check_config(name: &str, config: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if config.len() > MAX_CONFIG_ENTRIES {
         return Err(ApiError::BadRequest(format!(
             "{name}: at most {MAX_CONFIG_ENTRIES} settings"

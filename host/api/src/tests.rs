@@ -1068,7 +1068,8 @@ async fn effects_control_is_stored_signalled_and_bounded() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         json(&body),
-        serde_json::json!({"blur": "auto", "highlight": "auto", "colour-grade": "auto"})
+        serde_json::json!({"blur": "auto", "highlight": "auto", "colour-grade": "auto",
+            "settings": {"blur": {}, "highlight": {}, "colour-grade": {}}})
     );
     let (status, body) = send_json(
         &app,
@@ -1081,7 +1082,8 @@ async fn effects_control_is_stored_signalled_and_bounded() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        serde_json::json!({"blur": "on", "highlight": "auto", "colour-grade": "off"})
+        serde_json::json!({"blur": "on", "highlight": "auto", "colour-grade": "off",
+            "settings": {"blur": {}, "highlight": {}, "colour-grade": {}}})
     );
     let signal = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {
@@ -1101,7 +1103,8 @@ async fn effects_control_is_stored_signalled_and_bounded() {
     let (_, body) = send_json(&app, "PUT", &uri, &editor, r#"{"highlight":"on"}"#).await;
     assert_eq!(
         body,
-        serde_json::json!({"blur": "on", "highlight": "on", "colour-grade": "off"})
+        serde_json::json!({"blur": "on", "highlight": "on", "colour-grade": "off",
+            "settings": {"blur": {}, "highlight": {}, "colour-grade": {}}})
     );
     assert_eq!(
         store.effects_control(&stream.id).await.unwrap().highlight,
@@ -1114,20 +1117,120 @@ async fn effects_control_is_stored_signalled_and_bounded() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = call(&app, "GET", &uri, Some(&stranger)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    for bad in [
-        r#"{"blur":"maybe"}"#,
-        r#"{"sparkle":"on"}"#,
-        r#"{"blur":1}"#,
-        "[]",
-        "{",
+
+    // Settings: a kind given replaces its own, the others stay.
+    let (status, body) = send_json(
+        &app,
+        "PUT",
+        &uri,
+        &editor,
+        r##"{"settings":{"blur":{"style":"pixelate","grow":"0.5"},"highlight":{"colour":"#00C8ff","dim":"0.25"},"colour-grade":{"look":"warm","looks":"stadium=punchy, night=cool"}}}"##,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["blur"], "on", "the control stays: {body}");
+    assert_eq!(
+        body["settings"]["blur"],
+        serde_json::json!({"style": "pixelate", "grow": "0.5"})
+    );
+    let (_, body) = send_json(
+        &app,
+        "PUT",
+        &uri,
+        &editor,
+        r#"{"settings":{"blur":{"style":"gaussian"}}}"#,
+    )
+    .await;
+    assert_eq!(
+        body["settings"]["blur"],
+        serde_json::json!({"style": "gaussian"})
+    );
+    assert_eq!(body["settings"]["colour-grade"]["look"], "warm", "{body}");
+    let stored = store.effects_control(&stream.id).await.unwrap();
+    assert_eq!(stored.settings.highlight["colour"], "#00C8ff");
+    let (_, body, _) = call(&app, "GET", &uri, Some(&viewer)).await;
+    assert_eq!(json(&body)["settings"]["highlight"]["dim"], "0.25");
+
+    for (bad, says) in [
+        (r#"{"blur":"maybe"}"#, ""),
+        (r#"{"sparkle":"on"}"#, ""),
+        (r#"{"blur":1}"#, ""),
+        ("[]", ""),
+        ("{", ""),
+        (r#"{"settings":{"sparkle":{}}}"#, ""),
+        (
+            r#"{"settings":{"blur":{"style":"swirl"}}}"#,
+            "style must be one of gaussian, pixelate",
+        ),
+        (
+            r#"{"settings":{"blur":{"grow":"2"}}}"#,
+            "grow must be a number from 0 to 1",
+        ),
+        (
+            r#"{"settings":{"blur":{"grow":"NaN"}}}"#,
+            "grow must be a number",
+        ),
+        (
+            r#"{"settings":{"blur":{"labels":" , "}}}"#,
+            "labels must be one or more",
+        ),
+        (
+            r#"{"settings":{"blur":{"radius":"8"}}}"#,
+            "no setting 'radius' (settings: style, grow",
+        ),
+        (
+            r#"{"settings":{"highlight":{"colour":"amber"}}}"#,
+            "colour must be a colour as #rrggbb",
+        ),
+        (
+            r##"{"settings":{"highlight":{"colour":"#ffc80g"}}}"##,
+            "#rrggbb",
+        ),
+        (
+            r#"{"settings":{"highlight":{"outline":"65"}}}"#,
+            "outline must be a number from 0 to 64",
+        ),
+        (
+            r#"{"settings":{"colour-grade":{"look":"sepia"}}}"#,
+            "one of neutral, warm",
+        ),
+        (
+            r#"{"settings":{"colour-grade":{"looks":"stadium"}}}"#,
+            "'stadium' is not one",
+        ),
+        (
+            r#"{"settings":{"colour-grade":{"looks":"stadium=sepia"}}}"#,
+            "scene=look pairs",
+        ),
+        (r#"{"settings":{"blur":{"style":1}}}"#, ""),
     ] {
         let (status, body) = send_json(&app, "PUT", &uri, &editor, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "bad_request", "{bad}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{bad}: {message}");
     }
+    let many: serde_json::Map<String, serde_json::Value> = (0..17)
+        .map(|i| (format!("s{i}"), serde_json::json!("1")))
+        .collect();
+    let bad = serde_json::json!({"settings": {"blur": many}}).to_string();
+    let (status, body) = send_json(&app, "PUT", &uri, &editor, &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 16 settings"),
+        "{body}"
+    );
+    let stored_after = store.effects_control(&stream.id).await.unwrap();
     assert_eq!(
-        store.effects_control(&stream.id).await.unwrap().blur,
+        stored_after.blur,
         store::Forced::On,
+        "nothing lost on bad input"
+    );
+    assert_eq!(
+        stored_after.settings, stored.settings,
         "nothing lost on bad input"
     );
 }

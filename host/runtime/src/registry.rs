@@ -42,7 +42,7 @@ impl std::str::FromStr for World {
 }
 
 /// One component version in a pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Active<C> {
     /// The name detections carry (`component`).
     pub name: String,

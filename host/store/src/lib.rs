@@ -23,6 +23,7 @@ mod models;
 mod screen_time;
 mod webhooks;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -281,7 +282,7 @@ pub enum Forced {
 }
 
 /// Manual control of a stream's effects, per kind (`PUT /api/v1/streams/{id}/effects`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EffectsControl {
     #[serde(default)]
     pub blur: Forced,
@@ -289,6 +290,32 @@ pub struct EffectsControl {
     pub highlight: Forced,
     #[serde(default, rename = "colour-grade")]
     pub colour_grade: Forced,
+    /// Settings for each kind's bundled selector, wherever it runs on the stream (forced on, or
+    /// named by the pipeline: over the pipeline's settings for it).
+    #[serde(default)]
+    pub settings: EffectSettings,
+}
+
+/// Per effect kind, settings (name → value, as the kind's bundled selector reads them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EffectSettings {
+    #[serde(default)]
+    pub blur: BTreeMap<String, String>,
+    #[serde(default)]
+    pub highlight: BTreeMap<String, String>,
+    #[serde(default, rename = "colour-grade")]
+    pub colour_grade: BTreeMap<String, String>,
+}
+
+impl EffectSettings {
+    /// Each kind (as effects name it) with its settings.
+    pub fn kinds(&self) -> [(&'static str, &BTreeMap<String, String>); 3] {
+        [
+            ("blur", &self.blur),
+            ("highlight", &self.highlight),
+            ("colour-grade", &self.colour_grade),
+        ]
+    }
 }
 
 impl EffectsControl {
@@ -301,9 +328,10 @@ impl EffectsControl {
         ]
     }
 
-    /// Whether every kind is left to the selectors.
+    /// Whether every kind is left to the selectors, with their own settings.
     pub fn is_auto(&self) -> bool {
         self.kinds().iter().all(|(_, f)| *f == Forced::Auto)
+            && self.settings.kinds().iter().all(|(_, s)| s.is_empty())
     }
 }
 

@@ -54,11 +54,15 @@ async fn effects_control_is_per_stream_and_tenant() {
     let (s, _) = store.create_stream(&a.id, "main").await.unwrap();
     let (other, _) = store.create_stream(&a.id, "other").await.unwrap();
     assert!(store.effects_control(&s.id).await.unwrap().is_auto());
-    let control = EffectsControl {
+    let mut control = EffectsControl {
         blur: Forced::On,
         colour_grade: Forced::Off,
         ..EffectsControl::default()
     };
+    control
+        .settings
+        .blur
+        .insert("style".into(), "pixelate".into());
     assert!(
         store
             .set_effects_control(&a.id, &s.id, &control)
@@ -89,8 +93,20 @@ async fn effects_control_is_per_stream_and_tenant() {
     );
     assert_eq!(
         serde_json::to_string(&control).unwrap(),
-        r#"{"blur":"on","highlight":"auto","colour-grade":"off"}"#
+        r#"{"blur":"on","highlight":"auto","colour-grade":"off","settings":{"blur":{"style":"pixelate"},"highlight":{},"colour-grade":{}}}"#
     );
+    // A control stored before settings existed reads as it was, with each kind's own settings.
+    let before: EffectsControl =
+        serde_json::from_str(r#"{"blur":"on","highlight":"auto","colour-grade":"off"}"#).unwrap();
+    assert_eq!(before.blur, Forced::On);
+    assert_eq!(before.settings, Default::default());
+    // Settings alone make the control more than auto: the selectors run with them.
+    let mut settings_only = EffectsControl::default();
+    settings_only
+        .settings
+        .colour_grade
+        .insert("look".into(), "warm".into());
+    assert!(!settings_only.is_auto());
 }
 
 #[tokio::test]

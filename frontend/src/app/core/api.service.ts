@@ -12,6 +12,7 @@ import {
   ComponentInfo,
   ComponentList,
   EffectsControl,
+  EffectsRequest,
   MeResponse,
   NewBrand,
   Pipeline,
@@ -70,7 +71,7 @@ export class ApiService {
   }
 
   /** Forces effect kinds on or off (or back to auto); kinds left out keep their control. */
-  setEffects(id: string, control: Partial<EffectsControl>): Observable<EffectsControl> {
+  setEffects(id: string, control: EffectsRequest): Observable<EffectsControl> {
     return this.http.put<EffectsControl>(`${API_BASE}/streams/${encodeURIComponent(id)}/effects`, control);
   }
 

@@ -290,11 +290,24 @@ export interface Pipeline {
 /** Manual control of one effect kind: as the selectors choose, forced on, or never rendered. */
 export type Forced = 'auto' | 'on' | 'off';
 
+/** An effect kind, as effects and the effects control name it. */
+export type EffectKind = 'blur' | 'highlight' | 'colour-grade';
+
 /** `GET`/`PUT /api/v1/streams/{id}/effects`. */
 export interface EffectsControl {
   blur: Forced;
   highlight: Forced;
   'colour-grade': Forced;
+  /** Each kind's bundled selector's settings (name → value; empty: its defaults). */
+  settings?: Record<EffectKind, Record<string, string>>;
+}
+
+/** What `PUT /api/v1/streams/{id}/effects` changes: a kind's settings given replace all of its own. */
+export interface EffectsRequest {
+  blur?: Forced;
+  highlight?: Forced;
+  'colour-grade'?: Forced;
+  settings?: Partial<Record<EffectKind, Record<string, string>>>;
 }
 
 /** What to set: per world, components in order (a world left out keeps what it runs). */

@@ -417,6 +417,64 @@ describe('PlayerPage analysis panel', () => {
     fixture.destroy();
   });
 
+  it('changes the settings of an effect kind from the effects panel, and resets them', async () => {
+    const fixture = await openPlayer();
+    http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));
+    const el: HTMLElement = fixture.nativeElement;
+    const none = { components: [], source: 'bundled' };
+    http.expectOne('/api/v1/streams/str_abc/pipeline').flush({
+      detector: none,
+      trigger: none,
+      effects: { components: [{ name: 'privacy-blur', version: 0, config: { grow: '0.5' } }], source: 'stream' },
+    });
+    const settings = (blur: Record<string, string>) => ({ blur, highlight: {}, 'colour-grade': {} });
+    http
+      .expectOne('/api/v1/streams/str_abc/effects')
+      .flush({ blur: 'on', highlight: 'auto', 'colour-grade': 'auto', settings: settings({ labels: 'face,person' }) });
+    await fixture.whenStable();
+    const row = el.querySelector('[data-effect-settings="blur"]')!;
+    const select = row.querySelector<HTMLSelectElement>('[data-setting="style"] select')!;
+    expect(select.value).toBe('gaussian');
+    // The pipeline's own setting shows where the control sets none.
+    expect(row.querySelector('[data-setting="grow"]')!.textContent).toContain('50 %');
+    expect(el.querySelector<HTMLSelectElement>('[data-effect-settings="colour-grade"] select')!.value).toBe('neutral');
+    select.value = 'pixelate';
+    select.dispatchEvent(new Event('change'));
+    const put = http.expectOne('/api/v1/streams/str_abc/effects');
+    expect(put.request.method).toBe('PUT');
+    expect(put.request.body).toEqual({ settings: { blur: { labels: 'face,person', style: 'pixelate' } } });
+    put.flush({
+      blur: 'on',
+      highlight: 'auto',
+      'colour-grade': 'auto',
+      settings: settings({ labels: 'face,person', style: 'pixelate' }),
+    });
+    await fixture.whenStable();
+    expect(row.querySelector<HTMLSelectElement>('[data-setting="style"] select')!.value).toBe('pixelate');
+    // A refused setting says why and keeps what was shown.
+    const colour = el.querySelector<HTMLInputElement>('[data-effect-settings="highlight"] input[type="color"]')!;
+    expect(colour.value).toBe('#ffc800');
+    colour.value = '#00c8ff';
+    colour.dispatchEvent(new Event('change'));
+    const refused = http.expectOne('/api/v1/streams/str_abc/effects');
+    expect(refused.request.body).toEqual({ settings: { highlight: { colour: '#00c8ff' } } });
+    refused.flush(
+      { error: { code: 'bad_request', message: 'highlight: colour must be a colour as #rrggbb' } },
+      { status: 400, statusText: 'Bad Request' },
+    );
+    await fixture.whenStable();
+    expect(el.textContent).toContain('colour must be a colour as #rrggbb');
+    expect(el.querySelector('[data-effect-settings="highlight"] [data-reset]')).toBeNull();
+    row.querySelector<HTMLButtonElement>('[data-reset]')!.click();
+    const reset = http.expectOne('/api/v1/streams/str_abc/effects');
+    expect(reset.request.body).toEqual({ settings: { blur: {} } });
+    reset.flush({ blur: 'on', highlight: 'auto', 'colour-grade': 'auto', settings: settings({}) });
+    await fixture.whenStable();
+    expect(row.querySelector('[data-reset]')).toBeNull();
+    expect(row.querySelector<HTMLSelectElement>('[data-setting="style"] select')!.value).toBe('gaussian');
+    fixture.destroy();
+  });
+
   it('shows what runs on the stream and follows pipeline events', async () => {
     const fixture = await openPlayer();
     http.expectOne('/api/v1/streams/str_abc').flush(makeStream({ state: 'offline' }));

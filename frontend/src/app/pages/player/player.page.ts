@@ -33,7 +33,9 @@ import {
   AnalysisMode,
   BrandReport,
   DetectionsEvent,
+  EffectKind,
   EffectsControl,
+  EffectsRequest,
   Forced,
   Pipeline,
   PlaybackToken,
@@ -46,6 +48,7 @@ import { STREAM_EVENTS, Tally, addFrame, emptyTally, eventsUrl } from '../../cor
 import { DESCRIBE_MS, FrameOverlay } from '../../core/overlay';
 import { planPasses, passThrough } from '../../effects/plan';
 import { EffectsPreview } from '../../effects/preview';
+import { EFFECT_SETTINGS, EffectSetting, settingValue, settingsOf, withSetting } from '../../effects/settings';
 import { POLL_INTERVAL_MS } from '../../core/polling';
 import { Rendition, renditionUrl, renewDelay, withToken } from '../../core/token-url';
 
@@ -203,12 +206,14 @@ export class PlayerPage {
   protected readonly effectsBusy = signal(false);
   protected readonly effectsError = signal<string | null>(null);
   /** The effect kinds the panel controls, with what forcing each on runs. */
-  protected readonly effectKinds: ReadonlyArray<{ kind: keyof EffectsControl; label: string; runs: string }> = [
+  protected readonly effectKinds: ReadonlyArray<{ kind: EffectKind; label: string; runs: string }> = [
     { kind: 'blur', label: 'Face blur', runs: 'privacy-blur' },
     { kind: 'highlight', label: 'Brand spotlight', runs: 'brand-spotlight' },
     { kind: 'colour-grade', label: 'Scene grade', runs: 'scene-grade' },
   ];
   protected readonly forcedChoices: readonly Forced[] = ['auto', 'on', 'off'];
+  /** The settings the panel offers per kind. */
+  protected readonly effectSettings = EFFECT_SETTINGS;
   /** Whether an effects rendition is made: the pipeline has an effects stage, or a kind is forced on. */
   protected readonly hasEffects = computed(() => {
     const control = this.effectsControl();
@@ -778,12 +783,40 @@ export class PlayerPage {
   }
 
   /** User action: force an effect kind on or off for the stream, or back to auto. */
-  protected setEffect(kind: keyof EffectsControl, forced: Forced): void {
-    if (this.effectsBusy() || this.effectsControl()?.[kind] === forced) return;
+  protected setEffect(kind: EffectKind, forced: Forced): void {
+    if (this.effectsControl()?.[kind] === forced) return;
+    this.changeEffects({ [kind]: forced });
+  }
+
+  /** The value a kind's setting runs with (the control's, the pipeline's, or the default). */
+  protected effectSetting(kind: EffectKind, setting: EffectSetting): string {
+    const name = this.effectKinds.find((k) => k.kind === kind)?.runs;
+    const bundled = this.pipeline()?.effects?.components.find((c) => c.name === name && c.version === 0);
+    return settingValue(this.effectsControl(), kind, setting, bundled?.config);
+  }
+
+  /** Whether the control sets any of a kind's settings (else the pipeline's or the defaults apply). */
+  protected hasEffectSettings(kind: EffectKind): boolean {
+    return Object.keys(settingsOf(this.effectsControl(), kind)).length > 0;
+  }
+
+  /** User action: change one setting of a kind's bundled selector. */
+  protected setEffectSetting(kind: EffectKind, setting: EffectSetting, value: string): void {
+    if (settingsOf(this.effectsControl(), kind)[setting.name] === value) return;
+    this.changeEffects({ settings: { [kind]: withSetting(this.effectsControl(), kind, setting, value) } });
+  }
+
+  /** User action: a kind's settings back to the pipeline's or the selector's defaults. */
+  protected resetEffectSettings(kind: EffectKind): void {
+    this.changeEffects({ settings: { [kind]: {} } });
+  }
+
+  private changeEffects(request: EffectsRequest): void {
+    if (this.effectsBusy()) return;
     this.effectsBusy.set(true);
     this.effectsError.set(null);
     const id = this.id();
-    this.api.setEffects(id, { [kind]: forced }).subscribe({
+    this.api.setEffects(id, request).subscribe({
       next: (c) => {
         if (id === this.id()) this.effectsControl.set(c);
         this.effectsBusy.set(false);
@@ -793,6 +826,12 @@ export class PlayerPage {
         this.effectsBusy.set(false);
       },
     });
+  }
+
+  /** A 0..1 setting in per cent, for its label. */
+  protected fractionLabel(value: string): string {
+    const n = Number(value);
+    return Number.isFinite(n) ? `${Math.round(n * 100)} %` : value;
   }
 
   /** User action: switch between realtime and batch analysis. */
