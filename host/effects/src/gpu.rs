@@ -1,12 +1,16 @@
 //! The shaders on a wgpu device: a hardware GPU, or Mesa's lavapipe (a software Vulkan device).
 //! Per frame size, three textures (ping-pong plus the picture before a blur), one read-back
-//! buffer and nine bind groups are made once; per frame only the pixels and the uniforms move.
+//! buffer and nine bind groups are made once (and, when the encoder takes YUV from here, one
+//! single-channel target and its read-back buffer); per frame only the pixels and the uniforms
+//! move.
 
 use std::collections::HashMap;
 
-use crate::{Error, MAX_PASSES, Params, Plan, RgbaFrame, Shader};
+use crate::{Error, MAX_PASSES, Params, Plan, RgbaFrame, Shader, Yuv420Frame};
 
 const FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+/// The packed YUV 4:2:0 target of shaders/to_yuv.wgsl.
+const YUV_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::R8Unorm;
 /// Longest a frame may take on the device before it counts as failed.
 const DEVICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -28,6 +32,17 @@ struct FrameResources {
     bind_groups: Vec<wgpu::BindGroup>,
     readback: wgpu::Buffer,
     padded_row: u32,
+    /// Made on the first [`Gpu::render_yuv`] at this size.
+    yuv: Option<YuvTarget>,
+}
+
+/// width × height·3/2, one byte a pixel: the Y plane, then each chroma row's U and V rows side by
+/// side (shaders/to_yuv.wgsl).
+struct YuvTarget {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    readback: wgpu::Buffer,
+    padded_row: u32,
 }
 
 pub struct Gpu {
@@ -36,6 +51,7 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     layout: wgpu::BindGroupLayout,
     pipelines: HashMap<Shader, wgpu::RenderPipeline>,
+    to_yuv: wgpu::RenderPipeline,
     uniforms: wgpu::Buffer,
     uniform_slot: u64,
     uniform_bytes: Vec<u8>,
@@ -139,11 +155,8 @@ impl Gpu {
             });
             modules.insert(file, module);
         }
-        let mut pipelines = HashMap::new();
-        for shader in Shader::ALL {
-            let (file, entry) = shader.source();
-            let module = &modules[file];
-            let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+        let pipeline = |module: &wgpu::ShaderModule, entry: &str, format| {
+            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
                 label: Some(entry),
                 layout: Some(&pipeline_layout),
                 vertex: wgpu::VertexState {
@@ -157,7 +170,7 @@ impl Gpu {
                     entry_point: Some(entry),
                     compilation_options: Default::default(),
                     targets: &[Some(wgpu::ColorTargetState {
-                        format: FORMAT,
+                        format,
                         blend: None,
                         write_mask: wgpu::ColorWrites::ALL,
                     })],
@@ -167,9 +180,16 @@ impl Gpu {
                 multisample: wgpu::MultisampleState::default(),
                 multiview_mask: None,
                 cache: None,
-            });
-            pipelines.insert(shader, pipeline);
-        }
+            })
+        };
+        let pipelines = Shader::ALL
+            .into_iter()
+            .map(|shader| {
+                let (file, entry) = shader.source();
+                (shader, pipeline(&modules[file], entry, FORMAT))
+            })
+            .collect();
+        let to_yuv = pipeline(&modules["to_yuv"], "fs_to_yuv", YUV_FORMAT);
         let align = device.limits().min_uniform_buffer_offset_alignment as u64;
         let uniform_slot = (Params::BYTES as u64).div_ceil(align) * align;
         let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
@@ -185,6 +205,7 @@ impl Gpu {
             info,
             layout,
             pipelines,
+            to_yuv,
             uniforms,
             uniform_slot,
             uniform_bytes: vec![0; (uniform_slot * MAX_PASSES as u64) as usize],
@@ -284,11 +305,147 @@ impl Gpu {
             bind_groups,
             readback,
             padded_row,
+            yuv: None,
         });
     }
 
     /// Uploads the frame, runs the plan's passes, reads the result back into the frame.
     pub fn render(&mut self, frame: &mut RgbaFrame, plan: &Plan) -> Result<(), Error> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (mut encoder, current) = self.passes(frame, plan)?;
+        let Some(res) = self.frame.as_ref() else {
+            return Err(Error::Device("no frame resources".into()));
+        };
+        let (width, height) = (frame.width, frame.height);
+        encoder.copy_texture_to_buffer(
+            res.textures[current].as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &res.readback,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(res.padded_row),
+                    rows_per_image: Some(height),
+                },
+            },
+            extent(width, height),
+        );
+        let padded = res.padded_row as usize;
+        self.read_back(encoder, scope, &res.readback, |data| {
+            let row = width as usize * 4;
+            for (y, out) in frame.pixels.chunks_exact_mut(row).enumerate() {
+                out.copy_from_slice(&data[y * padded..y * padded + row]);
+            }
+        })
+    }
+
+    /// Uploads the frame, runs the plan's passes and converts the result to YUV 4:2:0 on the
+    /// device (shaders/to_yuv.wgsl), reading back only `yuv`'s 1.5 bytes a pixel. The frame's
+    /// width and height must be even.
+    pub fn render_yuv(
+        &mut self,
+        frame: &RgbaFrame,
+        plan: &Plan,
+        yuv: &mut Yuv420Frame,
+    ) -> Result<(), Error> {
+        let (width, height) = (frame.width, frame.height);
+        yuv.resize(width, height)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (mut encoder, current) = self.passes(frame, plan)?;
+        self.prepare_yuv();
+        let Some((res, target)) = self.frame.as_ref().and_then(|f| Some((f, f.yuv.as_ref()?)))
+        else {
+            return Err(Error::Device("no frame resources".into()));
+        };
+        let mut rp = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("to yuv"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: &target.view,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+                    store: wgpu::StoreOp::Store,
+                },
+            })],
+            ..Default::default()
+        });
+        rp.set_pipeline(&self.to_yuv);
+        rp.set_bind_group(0, &res.bind_groups[current * 3 + current], &[0]);
+        rp.draw(0..3, 0..1);
+        drop(rp);
+        let rows = height + height / 2;
+        encoder.copy_texture_to_buffer(
+            target.texture.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: &target.readback,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(target.padded_row),
+                    rows_per_image: Some(rows),
+                },
+            },
+            extent(width, rows),
+        );
+        let padded = target.padded_row as usize;
+        self.read_back(encoder, scope, &target.readback, |data| {
+            let (w, h) = (width as usize, height as usize);
+            for (y, out) in yuv.y.chunks_exact_mut(w).enumerate() {
+                out.copy_from_slice(&data[y * padded..y * padded + w]);
+            }
+            let half = w / 2;
+            for (r, (u, v)) in yuv
+                .u
+                .chunks_exact_mut(half)
+                .zip(yuv.v.chunks_exact_mut(half))
+                .enumerate()
+            {
+                let o = (h + r) * padded;
+                u.copy_from_slice(&data[o..o + half]);
+                v.copy_from_slice(&data[o + half..o + w]);
+            }
+        })
+    }
+
+    /// Makes the YUV target and its read-back buffer for the prepared frame size, unless made.
+    fn prepare_yuv(&mut self) {
+        let device = &self.device;
+        let Some(res) = self.frame.as_mut().filter(|f| f.yuv.is_none()) else {
+            return;
+        };
+        let rows = res.height + res.height / 2;
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("effects yuv"),
+            size: extent(res.width, rows),
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: YUV_FORMAT,
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+            view_formats: &[],
+        });
+        let padded_row = res.width.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("effects yuv read-back"),
+            size: padded_row as u64 * rows as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        res.yuv = Some(YuvTarget {
+            view: texture.create_view(&Default::default()),
+            texture,
+            readback,
+            padded_row,
+        });
+    }
+
+    /// Uploads the frame and records the plan's passes; answers the encoder and which of the
+    /// three textures holds the result.
+    fn passes(
+        &mut self,
+        frame: &RgbaFrame,
+        plan: &Plan,
+    ) -> Result<(wgpu::CommandEncoder, usize), Error> {
         let max = self.device.limits().max_texture_dimension_2d;
         if frame.width > max || frame.height > max {
             return Err(Error::Frame(format!(
@@ -306,23 +463,13 @@ impl Gpu {
             .write_buffer(&self.uniforms, 0, &self.uniform_bytes[..used]);
         let slot = self.uniform_slot;
         let (width, height) = (frame.width, frame.height);
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         self.prepare(width, height);
         let Some(res) = self.frame.as_ref() else {
             return Err(Error::Device("no frame resources".into()));
         };
-        let extent = wgpu::Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        };
+        let extent = extent(width, height);
         self.queue.write_texture(
-            wgpu::TexelCopyTextureInfo {
-                texture: &res.textures[0],
-                mip_level: 0,
-                origin: wgpu::Origin3d::ZERO,
-                aspect: wgpu::TextureAspect::All,
-            },
+            res.textures[0].as_image_copy(),
             &frame.pixels,
             wgpu::TexelCopyBufferLayout {
                 offset: 0,
@@ -393,30 +540,23 @@ impl Gpu {
             drop(rp);
             current = target;
         }
-        encoder.copy_texture_to_buffer(
-            wgpu::TexelCopyTextureInfo {
-                texture: &res.textures[current],
-                mip_level: 0,
-                origin: wgpu::Origin3d::ZERO,
-                aspect: wgpu::TextureAspect::All,
-            },
-            wgpu::TexelCopyBufferInfo {
-                buffer: &res.readback,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(res.padded_row),
-                    rows_per_image: Some(height),
-                },
-            },
-            extent,
-        );
+        Ok((encoder, current))
+    }
+
+    /// Submits the encoder (which ends by copying into `buffer`), waits for the device, and
+    /// hands the mapped bytes to `copy`; a validation error in the scope fails the frame.
+    fn read_back(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        scope: wgpu::ErrorScopeGuard,
+        buffer: &wgpu::Buffer,
+        copy: impl FnOnce(&[u8]),
+    ) -> Result<(), Error> {
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        res.readback
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,
@@ -428,20 +568,22 @@ impl Gpu {
             .map_err(|_| Error::Device("the read-back was dropped".into()))?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             if mapped.is_ok() {
-                res.readback.unmap();
+                buffer.unmap();
             }
             return Err(Error::Device(e.to_string()));
         }
         mapped.map_err(|e| Error::Device(format!("read-back: {e}")))?;
-        let copied = res.readback.slice(..).get_mapped_range().map(|data| {
-            let row = width as usize * 4;
-            for (y, out) in frame.pixels.chunks_exact_mut(row).enumerate() {
-                let o = y * res.padded_row as usize;
-                out.copy_from_slice(&data[o..o + row]);
-            }
-        });
-        res.readback.unmap();
+        let copied = buffer.slice(..).get_mapped_range().map(|data| copy(&data));
+        buffer.unmap();
         copied.map_err(|e| Error::Device(format!("read-back: {e}")))
+    }
+}
+
+fn extent(width: u32, height: u32) -> wgpu::Extent3d {
+    wgpu::Extent3d {
+        width,
+        height,
+        depth_or_array_layers: 1,
     }
 }
 

@@ -220,6 +220,74 @@ impl RgbaFrame {
     }
 }
 
+/// An 8-bit YUV 4:2:0 picture (BT.601, limited range: what the encoder takes), each plane's
+/// rows without padding: `y` is width × height, `u` and `v` are (width/2) × (height/2).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Yuv420Frame {
+    pub width: u32,
+    pub height: u32,
+    pub y: Vec<u8>,
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
+}
+
+impl Yuv420Frame {
+    /// Sizes the planes for an even `width` × `height`, reusing the allocations.
+    pub fn resize(&mut self, width: u32, height: u32) -> Result<(), Error> {
+        if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
+            return Err(Error::Frame(format!(
+                "{width}×{height}: YUV 4:2:0 needs an even width and height"
+            )));
+        }
+        self.width = width;
+        self.height = height;
+        let luma = width as usize * height as usize;
+        self.y.resize(luma, 0);
+        self.u.resize(luma / 4, 0);
+        self.v.resize(luma / 4, 0);
+        Ok(())
+    }
+
+    /// The same conversion as shaders/to_yuv.wgsl (BT.601 limited range, chroma the mean of
+    /// each 2×2 block), on the CPU.
+    pub fn from_rgba(&mut self, rgba: &RgbaFrame) -> Result<(), Error> {
+        self.resize(rgba.width, rgba.height)?;
+        let w = rgba.width as usize;
+        let px = |x: usize, y: usize| {
+            let o = (y * w + x) * 4;
+            [0, 1, 2].map(|c| rgba.pixels[o + c] as f32 / 255.0)
+        };
+        let unorm = |v: f32| (v.clamp(0.0, 255.0)).round() as u8;
+        for (i, out) in self.y.iter_mut().enumerate() {
+            let [r, g, b] = px(i % w, i / w);
+            *out = unorm(16.0 + 65.481 * r + 128.553 * g + 24.966 * b);
+        }
+        let half = w / 2;
+        for (i, (u, v)) in self.u.iter_mut().zip(self.v.iter_mut()).enumerate() {
+            let (x, y) = ((i % half) * 2, (i / half) * 2);
+            let mut c = [0.0f32; 3];
+            for p in [px(x, y), px(x + 1, y), px(x, y + 1), px(x + 1, y + 1)] {
+                for (sum, v) in c.iter_mut().zip(p) {
+                    *sum += v * 0.25;
+                }
+            }
+            let [r, g, b] = c;
+            *u = unorm(128.0 - 37.797 * r - 74.203 * g + 112.0 * b);
+            *v = unorm(128.0 + 112.0 * r - 93.786 * g - 18.214 * b);
+        }
+        Ok(())
+    }
+}
+
+/// Which picture holds a rendered frame ([`Renderer::render_for_encoder`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendered {
+    /// The RGBA frame (rendered on the CPU, or nothing to render).
+    Rgba,
+    /// The YUV 4:2:0 picture (rendered and converted on the GPU).
+    Yuv420,
+}
+
 /// Peak signal-to-noise ratio in dB over the RGB channels of two same-sized frames (infinite
 /// when equal).
 pub fn psnr(a: &RgbaFrame, b: &RgbaFrame) -> f64 {
@@ -324,6 +392,30 @@ impl Renderer {
         self.render_plan(frame, &plan)
     }
 
+    /// Renders `effects` for an encoder that takes YUV 4:2:0: on a GPU, a frame with effects is
+    /// converted there too and only `yuv` is written (1.5 bytes a pixel come back, not 4; `frame`
+    /// is left as it was); otherwise (the CPU, nothing to render, an odd size) `frame` is rendered
+    /// in place. The answer says which holds the result.
+    pub fn render_for_encoder(
+        &mut self,
+        frame: &mut RgbaFrame,
+        effects: &[Effect],
+        yuv: &mut Yuv420Frame,
+    ) -> Result<Rendered, Error> {
+        let plan = Plan::new(effects, frame.width, frame.height);
+        let even = frame.width.is_multiple_of(2) && frame.height.is_multiple_of(2);
+        match self {
+            Renderer::Gpu(g) if even && !plan.passes.is_empty() => {
+                g.render_yuv(frame, &plan, yuv)?;
+                Ok(Rendered::Yuv420)
+            }
+            _ => {
+                self.render_plan(frame, &plan)?;
+                Ok(Rendered::Rgba)
+            }
+        }
+    }
+
     pub fn render_plan(&mut self, frame: &mut RgbaFrame, plan: &Plan) -> Result<(), Error> {
         if plan.passes.is_empty() {
             return Ok(());
@@ -335,5 +427,63 @@ impl Renderer {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn solid(w: u32, h: u32, rgb: [u8; 3]) -> RgbaFrame {
+        RgbaFrame::new(w, h, [rgb[0], rgb[1], rgb[2], 255].repeat((w * h) as usize)).unwrap()
+    }
+
+    #[test]
+    fn yuv_is_bt601_limited_range() {
+        let mut yuv = Yuv420Frame::default();
+        // (colour, Y, U, V) as libswscale and every BT.601 table give them.
+        for (rgb, want) in [
+            ([0, 0, 0], [16, 128, 128]),
+            ([255, 255, 255], [235, 128, 128]),
+            ([255, 0, 0], [81, 90, 240]),
+            ([0, 255, 0], [145, 54, 34]),
+            ([0, 0, 255], [41, 240, 110]),
+        ] {
+            yuv.from_rgba(&solid(4, 2, rgb)).unwrap();
+            assert_eq!((yuv.y.len(), yuv.u.len(), yuv.v.len()), (8, 2, 2));
+            assert!(yuv.y.iter().all(|v| *v == want[0]), "{rgb:?}: {:?}", yuv.y);
+            assert!(yuv.u.iter().all(|v| *v == want[1]), "{rgb:?}: {:?}", yuv.u);
+            assert!(yuv.v.iter().all(|v| *v == want[2]), "{rgb:?}: {:?}", yuv.v);
+        }
+    }
+
+    #[test]
+    fn chroma_is_the_mean_of_its_block() {
+        // Left block half red, half blue in rows; right block green.
+        let mut f = solid(4, 2, [0, 255, 0]);
+        for (x, y, rgb) in [
+            (0, 0, [255, 0, 0]),
+            (1, 0, [255, 0, 0]),
+            (0, 1, [0, 0, 255]),
+            (1, 1, [0, 0, 255]),
+        ] {
+            let o = (y * 4 + x) * 4;
+            f.pixels[o..o + 3].copy_from_slice(&rgb);
+        }
+        let mut yuv = Yuv420Frame::default();
+        yuv.from_rgba(&f).unwrap();
+        assert_eq!(yuv.y, vec![81, 81, 145, 145, 41, 41, 145, 145]);
+        // The mean of red and blue: (90 + 240) / 2, (240 + 110) / 2.
+        assert_eq!((yuv.u[0], yuv.v[0]), (165, 175));
+        assert_eq!((yuv.u[1], yuv.v[1]), (54, 34));
+    }
+
+    #[test]
+    fn yuv_needs_an_even_size() {
+        let mut yuv = Yuv420Frame::default();
+        assert!(yuv.from_rgba(&solid(3, 2, [1, 2, 3])).is_err());
+        assert!(yuv.resize(4, 0).is_err());
+        yuv.resize(6, 4).unwrap();
+        assert_eq!((yuv.y.len(), yuv.u.len()), (24, 6));
     }
 }

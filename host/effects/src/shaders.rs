@@ -7,12 +7,15 @@ const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 const FACE_BLUR: &str = include_str!("../../../shaders/face_blur.wgsl");
 const HIGHLIGHT: &str = include_str!("../../../shaders/highlight.wgsl");
 const COLOUR_GRADE: &str = include_str!("../../../shaders/colour_grade.wgsl");
+const TO_YUV: &str = include_str!("../../../shaders/to_yuv.wgsl");
 
-/// The shader files of shaders/ (without common.wgsl), by name.
-pub(crate) const FILES: [(&str, &str); 3] = [
+/// The shader files of shaders/ (without common.wgsl), by name. `to_yuv` (the host's conversion
+/// for the encoder, `fs_to_yuv`) is no effect and has no WebGL2 copy.
+pub(crate) const FILES: [(&str, &str); 4] = [
     ("face_blur", FACE_BLUR),
     ("highlight", HIGHLIGHT),
     ("colour_grade", COLOUR_GRADE),
+    ("to_yuv", TO_YUV),
 ];
 
 /// `common.wgsl` followed by the named file: the module a pipeline is made from.
@@ -180,6 +183,13 @@ mod tests {
                 "{}",
                 s.entry
             );
+        }
+    }
+
+    #[test]
+    fn every_file_is_valid_wgsl() {
+        for (file, _) in FILES {
+            parse(file).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 

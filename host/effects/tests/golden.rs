@@ -229,3 +229,94 @@ fn frame_sizes_change_between_frames() {
         assert!(psnr(&a, &b) >= SAME_DB, "{w}×{h}: {:.1} dB", psnr(&a, &b));
     }
 }
+
+/// PSNR in dB over the three planes of two same-sized YUV pictures.
+fn yuv_psnr(a: &effects::Yuv420Frame, b: &effects::Yuv420Frame) -> f64 {
+    assert_eq!((a.width, a.height), (b.width, b.height));
+    let pairs = [(&a.y, &b.y), (&a.u, &b.u), (&a.v, &b.v)];
+    let (sum, n) = pairs.iter().fold((0u64, 0usize), |(s, n), (x, y)| {
+        let d: u64 = x
+            .iter()
+            .zip(y.iter())
+            .map(|(p, q)| (*p as i64 - *q as i64).pow(2) as u64)
+            .sum();
+        (s + d, n + x.len())
+    });
+    if sum == 0 {
+        return f64::INFINITY;
+    }
+    10.0 * (255.0f64 * 255.0 / (sum as f64 / n as f64)).log10()
+}
+
+/// The encoder's picture converted on the device (shaders/to_yuv.wgsl) is the CPU's rendering
+/// converted on the CPU, at sizes whose rows are and are not a multiple of 256 bytes, across a
+/// size change; an odd size is refused there and rendered as RGBA for the encoder instead.
+#[test]
+fn yuv_for_the_encoder_converted_on_the_device() {
+    let input = fixture("astronaut");
+    let effects = [
+        Effect::Blur {
+            regions: vec![FACE],
+            style: BlurStyle::Pixelate { block: 10.0 },
+            feather: 0.0,
+        },
+        Effect::ColourGrade(Grade::look("warm").unwrap()),
+    ];
+    let mut gpu = software().lock().unwrap();
+    let mut on_device = effects::Yuv420Frame::default();
+    for (w, h) in [(input.width, input.height), (98, 62), (input.width, 200)] {
+        let img =
+            image::RgbaImage::from_raw(input.width, input.height, input.pixels.clone()).unwrap();
+        let frame = RgbaFrame::new(
+            w,
+            h,
+            image::imageops::crop_imm(&img, 0, 0, w, h)
+                .to_image()
+                .into_raw(),
+        )
+        .unwrap();
+        let plan = effects::Plan::new(&effects, w, h);
+        gpu.render_yuv(&frame, &plan, &mut on_device).unwrap();
+        let mut rendered = frame.clone();
+        effects::Cpu::default().render(&mut rendered, &plan);
+        let mut on_cpu = effects::Yuv420Frame::default();
+        on_cpu.from_rgba(&rendered).unwrap();
+        let db = yuv_psnr(&on_device, &on_cpu);
+        eprintln!("{w}×{h}: yuv on the device vs cpu {db:.1} dB");
+        assert!(db >= SAME_DB, "{w}×{h}: {db:.1} dB");
+        // Not the picture without its effects: the blur and grade are in it.
+        let mut plain = effects::Yuv420Frame::default();
+        plain.from_rgba(&frame).unwrap();
+        assert!(yuv_psnr(&on_device, &plain) < 40.0, "{w}×{h}: no effect");
+    }
+    let odd = RgbaFrame::new(97, 61, vec![128; 97 * 61 * 4]).unwrap();
+    let err = gpu
+        .render_yuv(&odd, &effects::Plan::new(&effects, 97, 61), &mut on_device)
+        .unwrap_err();
+    assert!(err.to_string().contains("even width and height"), "{err}");
+    drop(gpu);
+    let mut renderer = Renderer::Gpu(Box::new(Gpu::open(GpuKind::Software).unwrap()));
+    let mut frame = odd.clone();
+    assert_eq!(
+        renderer
+            .render_for_encoder(&mut frame, &effects, &mut on_device)
+            .unwrap(),
+        effects::Rendered::Rgba
+    );
+    assert_ne!(frame, odd, "rendered in place");
+    // Nothing to render: the frame goes to the encoder as it is, without a trip to the device.
+    let mut even = RgbaFrame::new(98, 62, vec![90; 98 * 62 * 4]).unwrap();
+    assert_eq!(
+        renderer
+            .render_for_encoder(&mut even, &[], &mut on_device)
+            .unwrap(),
+        effects::Rendered::Rgba
+    );
+    assert_eq!(
+        renderer
+            .render_for_encoder(&mut even, &effects, &mut on_device)
+            .unwrap(),
+        effects::Rendered::Yuv420
+    );
+    assert_eq!((on_device.width, on_device.height), (98, 62));
+}

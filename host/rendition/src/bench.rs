@@ -298,5 +298,81 @@ pub fn table(
         rows.push(row);
     }
     println!("(cpu: CPU seconds per second of video, all threads; ratio: rendition over remux)");
+    println!();
+    handoff(seconds.clamp(1.0, 5.0));
     Ok(rows)
+}
+
+/// The hand-off of a rendered frame (four faces blurred) to the encoder on each GPU device this
+/// machine has: read back as RGBA and converted by libswscale (the encoder's converter, as
+/// before), against converted on the device (shaders/to_yuv.wgsl) and read back as YUV 4:2:0
+/// into the encoder's picture. Upload and passes are the same in both; x264 is left out.
+pub fn handoff(seconds: f64) {
+    println!(
+        "{:<44} {:>10} {:>16} {:>16} {:>8} {:>12}",
+        "device", "size", "rgba+swscale ms", "yuv on device ms", "ratio", "read back"
+    );
+    let budget = Duration::from_secs_f64(seconds.max(0.1));
+    for kind in [effects::GpuKind::Hardware, effects::GpuKind::Software] {
+        let mut gpu = match effects::Gpu::open(kind) {
+            Ok(g) => g,
+            Err(e) => {
+                println!("({kind:?} device: {e})");
+                continue;
+            }
+        };
+        for (width, height) in [(1280, 720), (1920, 1080)] {
+            match handoff_at(&mut gpu, width, height, budget) {
+                Ok((rgba_ms, yuv_ms)) => println!(
+                    "{:<44} {:>10} {:>16.2} {:>16.2} {:>7.2}x {:>5.1} → {:.1} MB",
+                    gpu.describe(),
+                    format!("{width}×{height}"),
+                    rgba_ms,
+                    yuv_ms,
+                    rgba_ms / yuv_ms,
+                    (width * height * 4) as f64 / 1e6,
+                    (width * height * 3 / 2) as f64 / 1e6,
+                ),
+                Err(e) => println!("{} {width}×{height}: {e}", gpu.describe()),
+            }
+        }
+    }
+    println!("(ms per frame, the two paths interleaved; ratio: rgba+swscale over yuv on device)");
+}
+
+/// ms per frame of the two hand-offs at one size, measured alternately.
+fn handoff_at(
+    gpu: &mut effects::Gpu,
+    width: u32,
+    height: u32,
+    budget: Duration,
+) -> Result<(f64, f64), Error> {
+    let frame = effects::bench::test_frame(width, height);
+    let workloads = effects::bench::workloads(width, height);
+    let plan = effects::Plan::new(&workloads[0].1, width, height);
+    let mut encoder = Encoder::open(EncoderChoice::X264, (width, height), (width, height), 30, 1)?;
+    let mut work = frame.clone();
+    let mut yuv = effects::Yuv420Frame::default();
+    let device = |e: effects::Error| Error::Encoder(e.to_string());
+    // Warm-up: the first frame's allocations on either path.
+    gpu.render(&mut work, &plan).map_err(device)?;
+    encoder.take_rgba(&work.pixels)?;
+    gpu.render_yuv(&frame, &plan, &mut yuv).map_err(device)?;
+    encoder.take_yuv(&yuv)?;
+    let (mut rgba, mut on_device) = (Duration::ZERO, Duration::ZERO);
+    let mut n = 0u32;
+    while rgba + on_device < budget * 2 || n < 3 {
+        work.pixels.copy_from_slice(&frame.pixels);
+        let t = Instant::now();
+        gpu.render(&mut work, &plan).map_err(device)?;
+        encoder.take_rgba(&work.pixels)?;
+        rgba += t.elapsed();
+        let t = Instant::now();
+        gpu.render_yuv(&frame, &plan, &mut yuv).map_err(device)?;
+        encoder.take_yuv(&yuv)?;
+        on_device += t.elapsed();
+        n += 1;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
+    Ok((ms(rgba), ms(on_device)))
 }

@@ -53,6 +53,9 @@ pub struct Encoder {
     scaler: scaling::Context,
     rgba: frame::Video,
     yuv: frame::Video,
+    /// YUV 4:2:0 of the input size (from the GPU), and its scaler to the output size when that
+    /// is smaller; made on the first such picture.
+    yuv_input: Option<(frame::Video, Option<scaling::Context>)>,
     packet: Packet,
     input: (u32, u32),
     output: (u32, u32),
@@ -107,6 +110,7 @@ impl Encoder {
             scaler,
             rgba: frame::Video::new(Pixel::RGBA, input.0, input.1),
             yuv: frame::Video::new(Pixel::YUV420P, output.0, output.1),
+            yuv_input: None,
             packet: Packet::empty(),
             input,
             output,
@@ -136,6 +140,24 @@ impl Encoder {
         keyframe: bool,
         out: &mut Vec<EncodedFrame>,
     ) -> Result<(), Error> {
+        self.take_rgba(rgba)?;
+        self.send(pts_ms, keyframe, out)
+    }
+
+    /// [`Encoder::encode`] for a picture already in YUV 4:2:0 (as the GPU renders for it).
+    pub fn encode_yuv(
+        &mut self,
+        picture: &effects::Yuv420Frame,
+        pts_ms: i64,
+        keyframe: bool,
+        out: &mut Vec<EncodedFrame>,
+    ) -> Result<(), Error> {
+        self.take_yuv(picture)?;
+        self.send(pts_ms, keyframe, out)
+    }
+
+    /// The RGBA picture into the output picture: converted (and scaled) by libswscale.
+    pub(crate) fn take_rgba(&mut self, rgba: &[u8]) -> Result<(), Error> {
         let (w, h) = self.input;
         let row = w as usize * 4;
         if rgba.len() != row * h as usize {
@@ -152,7 +174,76 @@ impl Encoder {
         }
         self.scaler
             .run(&self.rgba, &mut self.yuv)
-            .map_err(|e| Error::Encoder(format!("converting to YUV: {e}")))?;
+            .map_err(|e| Error::Encoder(format!("converting to YUV: {e}")))
+    }
+
+    /// The YUV 4:2:0 picture into the output picture: copied as it is at the output size, else
+    /// scaled by libswscale.
+    pub(crate) fn take_yuv(&mut self, picture: &effects::Yuv420Frame) -> Result<(), Error> {
+        let (w, h) = self.input;
+        if (picture.width, picture.height) != (w, h) || picture.y.len() != (w * h) as usize {
+            return Err(Error::Encoder(format!(
+                "a {}×{} YUV picture for a {w}×{h} encoder",
+                picture.width, picture.height
+            )));
+        }
+        if self.yuv_input.is_none() {
+            let scaler = if self.output == self.input {
+                None
+            } else {
+                Some(
+                    scaling::Context::get(
+                        Pixel::YUV420P,
+                        w,
+                        h,
+                        Pixel::YUV420P,
+                        self.output.0,
+                        self.output.1,
+                        scaling::Flags::BILINEAR,
+                    )
+                    .map_err(|e| Error::Encoder(format!("no YUV scaler: {e}")))?,
+                )
+            };
+            self.yuv_input = Some((frame::Video::new(Pixel::YUV420P, w, h), scaler));
+        }
+        let Some((input, scaler)) = self.yuv_input.as_mut() else {
+            return Ok(());
+        };
+        // Straight into the encoder's picture at the output size, else into the scaler's input.
+        let target = if scaler.is_some() {
+            &mut *input
+        } else {
+            &mut self.yuv
+        };
+        for (plane, (src, row)) in [
+            (&picture.y, w as usize),
+            (&picture.u, w as usize / 2),
+            (&picture.v, w as usize / 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stride = target.stride(plane);
+            let data = target.data_mut(plane);
+            for (y, line) in src.chunks_exact(row).enumerate() {
+                data[y * stride..y * stride + row].copy_from_slice(line);
+            }
+        }
+        if let Some(scaler) = scaler {
+            scaler
+                .run(input, &mut self.yuv)
+                .map_err(|e| Error::Encoder(format!("scaling YUV: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the output picture, shown at `pts_ms`, and takes the packets that came out.
+    fn send(
+        &mut self,
+        pts_ms: i64,
+        keyframe: bool,
+        out: &mut Vec<EncodedFrame>,
+    ) -> Result<(), Error> {
         self.yuv.set_pts(Some(pts_ms));
         self.yuv.set_kind(if keyframe {
             picture::Type::I
@@ -330,5 +421,74 @@ mod tests {
         }
         let enc = Encoder::open(EncoderChoice::Auto, (64, 64), (64, 64), 25, 1).unwrap();
         assert!(["libx264", "h264_nvenc"].contains(&enc.name()));
+    }
+
+    /// The encoder's output picture's planes (rows without the stride's padding).
+    fn planes(enc: &Encoder) -> [Vec<u8>; 3] {
+        let (w, h) = (enc.output.0 as usize, enc.output.1 as usize);
+        [(w, h), (w / 2, h / 2), (w / 2, h / 2)]
+            .iter()
+            .enumerate()
+            .map(|(i, (pw, ph))| {
+                let stride = enc.yuv.stride(i);
+                (0..*ph)
+                    .flat_map(|y| enc.yuv.data(i)[y * stride..y * stride + pw].to_vec())
+                    .collect()
+            })
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap()
+    }
+
+    fn plane_psnr(a: &[u8], b: &[u8]) -> f64 {
+        let sum: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum();
+        10.0 * (255.0f64 * 255.0 / (sum / a.len() as f64).max(1e-9)).log10()
+    }
+
+    /// The GPU's conversion (shaders/to_yuv.wgsl, whose CPU twin is `Yuv420Frame::from_rgba`)
+    /// gives the encoder the picture libswscale gave it from RGBA: the effects rendition's
+    /// colours do not shift with the device.
+    #[test]
+    fn yuv_from_the_device_is_the_picture_swscale_makes() {
+        let (w, h) = (320, 180);
+        let rgba = crate::bench::moving_picture(w, h, 7);
+        let mut enc = Encoder::open(EncoderChoice::X264, (w, h), (w, h), 25, 1).unwrap();
+        enc.take_rgba(&rgba).unwrap();
+        let by_swscale = planes(&enc);
+        let mut yuv = effects::Yuv420Frame::default();
+        yuv.from_rgba(&effects::RgbaFrame::new(w, h, rgba).unwrap())
+            .unwrap();
+        for (name, ours, theirs) in [
+            ("Y", &yuv.y, &by_swscale[0]),
+            ("U", &yuv.u, &by_swscale[1]),
+            ("V", &yuv.v, &by_swscale[2]),
+        ] {
+            let db = plane_psnr(ours, theirs);
+            eprintln!("{name}: {db:.1} dB against libswscale");
+            assert!(db >= 38.0, "{name}: {db:.1} dB against libswscale");
+        }
+        // Taken as it is at the output size…
+        enc.take_yuv(&yuv).unwrap();
+        assert_eq!(planes(&enc), [yuv.y.clone(), yuv.u.clone(), yuv.v.clone()]);
+        let mut out = Vec::new();
+        enc.encode_yuv(&yuv, 0, true, &mut out).unwrap();
+        enc.finish(&mut out).unwrap();
+        assert!(out[0].keyframe);
+        // …scaled to a smaller output, and refused at another input size.
+        let mut small = Encoder::open(EncoderChoice::X264, (w, h), (160, 90), 25, 1).unwrap();
+        small.take_yuv(&yuv).unwrap();
+        let [y, _, _] = planes(&small);
+        assert_eq!(y.len(), 160 * 90);
+        let mut other = effects::Yuv420Frame::default();
+        other.resize(64, 64).unwrap();
+        let err = small.encode_yuv(&other, 40, false, &mut out).unwrap_err();
+        assert!(
+            err.to_string().contains("64×64 YUV picture for a 320×180"),
+            "{err}"
+        );
     }
 }

@@ -123,6 +123,8 @@ pub fn stall_blur(width: u32, height: u32) -> effects::Effect {
 #[derive(Debug, Default)]
 pub struct RenditionStats {
     pub frames_rendered: AtomicU64,
+    /// Frames rendered on a GPU device and handed to the encoder as YUV converted there.
+    pub frames_yuv_on_device: AtomicU64,
     /// Frames decoded but left out by a lowered frame rate.
     pub frames_left_out: AtomicU64,
     pub segments: AtomicU64,
@@ -179,6 +181,11 @@ impl Collector for RenditionMetrics {
                 "frames_rendered",
                 "frames rendered and encoded",
                 c(&s.frames_rendered),
+            ),
+            (
+                "frames_yuv_on_device",
+                "frames converted to YUV for the encoder on the GPU device",
+                c(&s.frames_yuv_on_device),
             ),
             (
                 "frames_left_out",

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use decode::VideoDecoder;
-use effects::{Renderer, RgbaFrame};
+use effects::{Rendered, Renderer, RgbaFrame, Yuv420Frame};
 use hls::rendition::{EFFECTS, RenditionWriter, Variant};
 use hls::ts::TsMuxer;
 use hls::{Segment, TapItem, TapReceiver};
@@ -121,6 +121,8 @@ struct State {
     /// The level's picture size changed at the open segment.
     resized: bool,
     frame: RgbaFrame,
+    /// The rendered picture when the GPU converted it for the encoder.
+    yuv: Yuv420Frame,
     encoded: Vec<EncodedFrame>,
     decoded: Vec<decode::Frame>,
     /// Frames seen in the open segment (for the frame-rate step).
@@ -199,6 +201,7 @@ impl StreamRendition {
                 height: 0,
                 pixels: Vec::new(),
             },
+            yuv: Yuv420Frame::default(),
             encoded: Vec::new(),
             decoded: Vec::new(),
             in_segment: 0,
@@ -394,19 +397,34 @@ impl StreamRendition {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
             return Err(Error::Decoder(e.to_string()));
         }
-        if let Err(e) = s.renderer.render(&mut s.frame, &effects) {
-            // A GPU that fails goes; the CPU renders the same (never a frame without its effects).
-            warn!(stream = %self.stream, "effects device failed, continuing on the CPU: {e}");
-            s.renderer = Renderer::Cpu(effects::Cpu::default());
-            s.frame.set_rgb(frame.width, frame.height, &frame.rgb).ok();
-            s.renderer
-                .render(&mut s.frame, &effects)
-                .map_err(|e| Error::Encoder(e.to_string()))?;
-        }
+        let rendered = match s
+            .renderer
+            .render_for_encoder(&mut s.frame, &effects, &mut s.yuv)
+        {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                // A GPU that fails goes; the CPU renders the same (never a frame without its
+                // effects).
+                warn!(stream = %self.stream, "effects device failed, continuing on the CPU: {e}");
+                s.renderer = Renderer::Cpu(effects::Cpu::default());
+                s.frame.set_rgb(frame.width, frame.height, &frame.rgb).ok();
+                s.renderer
+                    .render_for_encoder(&mut s.frame, &effects, &mut s.yuv)
+                    .map_err(|e| Error::Encoder(e.to_string()))?
+            }
+        };
         let mut encoded = std::mem::take(&mut s.encoded);
-        let result = match s.encoder.as_mut() {
-            Some(encoder) => encoder.encode(&s.frame.pixels, pts, keyframe, &mut encoded),
-            None => Ok(()),
+        let result = match (s.encoder.as_mut(), rendered) {
+            (Some(encoder), Rendered::Rgba) => {
+                encoder.encode(&s.frame.pixels, pts, keyframe, &mut encoded)
+            }
+            (Some(encoder), Rendered::Yuv420) => {
+                self.stats
+                    .frames_yuv_on_device
+                    .fetch_add(1, Ordering::Relaxed);
+                encoder.encode_yuv(&s.yuv, pts, keyframe, &mut encoded)
+            }
+            (None, _) => Ok(()),
         };
         if let Err(e) = result {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);

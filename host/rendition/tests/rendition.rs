@@ -44,9 +44,13 @@ fn texture(rgb: &[u8], [x0, y0, x1, y1]: [u32; 4]) -> f64 {
 /// A rendition under `root` rendered on the CPU and encoded by libx264, waiting `max_wait` for
 /// analysis.
 fn on_the_cpu(root: &Path, max_wait: Duration) -> RenditionConfig {
+    on(effects::DevicePreference::Cpu, root, max_wait)
+}
+
+fn on(device: effects::DevicePreference, root: &Path, max_wait: Duration) -> RenditionConfig {
     RenditionConfig {
         root: root.to_path_buf(),
-        device: effects::DevicePreference::Cpu,
+        device,
         encoder: rendition::EncoderChoice::X264,
         max_wait,
         ..RenditionConfig::default()
@@ -69,6 +73,17 @@ fn psnr(a: &[u8], b: &[u8], [x0, y0, x1, y1]: [u32; 4]) -> f64 {
 
 #[test]
 fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
+    rendition_of_four_faces(effects::DevicePreference::Cpu);
+}
+
+/// The same on the software Vulkan device, where the rendered frames reach the encoder as YUV
+/// converted on the device (shaders/to_yuv.wgsl).
+#[test]
+fn the_rendition_on_a_device_hands_the_encoder_yuv_from_the_device() {
+    rendition_of_four_faces(effects::DevicePreference::Software);
+}
+
+fn rendition_of_four_faces(device: effects::DevicePreference) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let packets = rendition::bench::synthetic_stream(W, H, 30, 6.5, 30).unwrap();
@@ -76,7 +91,7 @@ fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
     let renditions = Renditions::new(
         // The whole stream is tapped at once here, so its lag is the stream's length: a long
         // wait keeps the rendition at full rate (every analysed frame is there already).
-        on_the_cpu(&root, Duration::from_secs(10)),
+        on(device, &root, Duration::from_secs(10)),
         taps.clone(),
     );
     // The analysis output: four faces blurred on every analysed frame (every 200 ms).
@@ -119,6 +134,17 @@ fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
 
     let stats = renditions.stats();
     assert_eq!(stats.gaps.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let rendered = stats
+        .frames_rendered
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let on_device = stats
+        .frames_yuv_on_device
+        .load(std::sync::atomic::Ordering::Relaxed);
+    match device {
+        effects::DevicePreference::Cpu => assert_eq!(on_device, 0),
+        // Every frame has faces to blur: every one went through the device's conversion.
+        _ => assert_eq!(on_device, rendered, "{on_device} of {rendered} frames"),
+    }
     let face = |i: u32| {
         let x = (W as f32 * (0.1 + 0.2 * i as f32)) as u32;
         let y = (H as f32 * 0.3) as u32;
