@@ -39,6 +39,10 @@ pub struct Frame {
     pub width: u32,
     pub height: u32,
     pub rgb: Arc<Vec<u8>>,
+    /// The decoder's own picture instead of `rgb` (which is then empty), when it was asked for
+    /// ([`VideoDecoder::set_i420`]) and the picture is YUV 4:2:0 of even size: I420, the Y plane
+    /// then U then V, rows without padding (`width * height * 3 / 2` bytes).
+    pub i420: Option<Arc<Vec<u8>>>,
     /// Unix milliseconds when the frame's packet reached the decoder (live input; 0 if unknown).
     pub received_ms: i64,
     /// Unix milliseconds when the packet whose decoding let the frame out arrived (live input; 0
@@ -58,6 +62,7 @@ impl Frame {
             width,
             height,
             rgb: Arc::new(rgb),
+            i420: None,
             received_ms: 0,
             released_ms: 0,
             decoded_ms: media::now_ms(),
@@ -122,6 +127,8 @@ pub struct VideoDecoder {
     pending_effort: Option<DecodeEffort>,
     /// Whether the next decoded frames are converted and returned (see [`Self::set_wanted`]).
     wanted: bool,
+    /// Whether YUV 4:2:0 pictures are returned as they are (see [`Self::set_i420`]).
+    i420: bool,
     /// Decoded frames that were not converted.
     pub passed: u64,
     input: Input,
@@ -191,6 +198,7 @@ impl VideoDecoder {
             effort: DecodeEffort::Full,
             pending_effort: None,
             wanted: true,
+            i420: false,
             passed: 0,
             input,
             scaler: None,
@@ -207,6 +215,13 @@ impl VideoDecoder {
     /// sequence number and are counted in [`Self::passed`].
     pub fn set_wanted(&mut self, wanted: bool) {
         self.wanted = wanted;
+    }
+
+    /// Whether frames decoded from now on that are YUV 4:2:0 of even size (what H.264 streams
+    /// carry) come out as they are, in [`Frame::i420`], instead of converted to RGB: for a
+    /// consumer that converts on a GPU.
+    pub fn set_i420(&mut self, i420: bool) {
+        self.i420 = i420;
     }
 
     /// The effort asked for last (it may wait for a keyframe to apply: see [`DecodeEffort`]).
@@ -320,6 +335,7 @@ impl VideoDecoder {
     fn receive(&mut self, out: &mut Vec<Frame>) -> Result<(), DecodeError> {
         loop {
             match self.decoder.receive_frame(&mut self.decoded) {
+                Ok(()) if self.wanted && self.is_i420() => out.push(self.planes()),
                 Ok(()) if self.wanted => out.push(self.convert_to_rgb()?),
                 Ok(()) => {
                     self.next_seq += 1;
@@ -332,6 +348,44 @@ impl VideoDecoder {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether the decoded picture goes out as I420.
+    fn is_i420(&self) -> bool {
+        let d = &self.decoded;
+        self.i420
+            && d.format() == Pixel::YUV420P
+            && d.width() > 0
+            && d.height() > 0
+            && d.width().is_multiple_of(2)
+            && d.height().is_multiple_of(2)
+    }
+
+    /// The decoded picture's planes, copied without their padding.
+    fn planes(&mut self) -> Frame {
+        let d = &self.decoded;
+        let (width, height) = (d.width(), d.height());
+        let mut i420 = Vec::with_capacity(width as usize * height as usize * 3 / 2);
+        for (plane, (row, rows)) in [
+            (width as usize, height as usize),
+            (width as usize / 2, height as usize / 2),
+            (width as usize / 2, height as usize / 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stride = d.stride(plane);
+            let data = d.data(plane);
+            for y in 0..rows {
+                i420.extend_from_slice(&data[y * stride..y * stride + row]);
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let pts_ms = d.timestamp().or(d.pts()).unwrap_or(0);
+        let mut frame = Frame::new(seq, pts_ms, width, height, Vec::new());
+        frame.i420 = Some(Arc::new(i420));
+        frame
     }
 
     fn convert_to_rgb(&mut self) -> Result<Frame, DecodeError> {

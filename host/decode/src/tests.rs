@@ -183,3 +183,52 @@ fn unwanted_frames_cost_no_conversion_and_efforts_decode_less() {
     });
     assert!(back.len() >= 60 && back.len() <= 62, "{}", back.len());
 }
+
+/// Asked for I420, the live decoder hands out its YUV 4:2:0 planes unconverted (no RGB), and
+/// they are the picture the RGB frames show: converted back with BT.601 they match the RGB
+/// conversion closely.
+#[test]
+fn i420_frames_are_the_decoders_planes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path(), "clip.flv", 1, "flv");
+    let packets = flv_video_packets(&std::fs::read(path).unwrap());
+    let decode_all = |i420: bool| {
+        let mut decoder = VideoDecoder::live_h264(1).unwrap();
+        decoder.set_i420(i420);
+        let mut frames = Vec::new();
+        for p in &packets {
+            decoder.push(p, &mut frames).unwrap();
+        }
+        decoder.finish(&mut frames).unwrap();
+        frames
+    };
+    let (rgb, yuv) = (decode_all(false), decode_all(true));
+    assert_eq!(rgb.len(), yuv.len());
+    assert!(rgb.iter().all(|f| f.i420.is_none()));
+    for (a, b) in rgb.iter().zip(&yuv) {
+        assert_eq!((a.pts_ms, a.seq), (b.pts_ms, b.seq));
+        assert!(b.rgb.is_empty());
+        let planes = b.i420.as_ref().expect("an I420 frame");
+        assert_eq!(planes.len(), 320 * 240 * 3 / 2);
+    }
+    // Pixel (x, y) of the first frame from its planes, by BT.601 limited range.
+    let (f, planes) = (&rgb[0], yuv[0].i420.as_ref().unwrap());
+    let (w, h) = (320usize, 240usize);
+    let mut worst = 0f64;
+    for (x, y) in [(10, 10), (100, 50), (200, 120), (310, 230), (160, 200)] {
+        let luma = planes[y * w + x] as f64;
+        let c = (y / 2) * (w / 2) + x / 2;
+        let (u, v) = (
+            planes[w * h + c] as f64 - 128.0,
+            planes[w * h * 5 / 4 + c] as f64 - 128.0,
+        );
+        let l = 1.164 * (luma - 16.0);
+        let want = [l + 1.596 * v, l - 0.392 * u - 0.813 * v, l + 2.017 * u];
+        for (k, want) in want.iter().enumerate() {
+            let got = f.rgb[(y * w + x) * 3 + k] as f64;
+            worst = worst.max((want.clamp(0.0, 255.0) - got).abs());
+        }
+    }
+    // libswscale interpolates chroma between samples; the planes' own sample is near.
+    assert!(worst < 40.0, "{worst}");
+}

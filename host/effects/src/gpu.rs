@@ -34,6 +34,24 @@ struct FrameResources {
     padded_row: u32,
     /// Made on the first [`Gpu::render_yuv`] at this size.
     yuv: Option<YuvTarget>,
+    /// Made on the first [`Gpu::render_i420`] at this size.
+    yuv_input: Option<YuvInput>,
+}
+
+/// What a frame is uploaded as.
+#[derive(Clone, Copy)]
+enum Upload<'a> {
+    /// 8-bit RGBA, rows without padding.
+    Rgba(&'a [u8]),
+    /// I420 as the decoder gives it: Y, then U, then V, rows without padding; converted to RGBA
+    /// by the first pass (shaders/from_yuv.wgsl).
+    I420(&'a [u8]),
+}
+
+/// The packed I420 input (laid out as [`YuvTarget`]) and its bind group as `source`.
+struct YuvInput {
+    texture: wgpu::Texture,
+    bind_group: wgpu::BindGroup,
 }
 
 /// width × height·3/2, one byte a pixel: the Y plane, then each chroma row's U and V rows side by
@@ -52,10 +70,14 @@ pub struct Gpu {
     layout: wgpu::BindGroupLayout,
     pipelines: HashMap<Shader, wgpu::RenderPipeline>,
     to_yuv: wgpu::RenderPipeline,
+    from_yuv: wgpu::RenderPipeline,
     uniforms: wgpu::Buffer,
     uniform_slot: u64,
     uniform_bytes: Vec<u8>,
     frame: Option<FrameResources>,
+    /// Whether frames go to and from the encoder as YUV converted here (see
+    /// [`Gpu::converts_yuv`]).
+    converts_yuv: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -190,6 +212,7 @@ impl Gpu {
             })
             .collect();
         let to_yuv = pipeline(&modules["to_yuv"], "fs_to_yuv", YUV_FORMAT);
+        let from_yuv = pipeline(&modules["from_yuv"], "fs_from_yuv", FORMAT);
         let align = device.limits().min_uniform_buffer_offset_alignment as u64;
         let uniform_slot = (Params::BYTES as u64).div_ceil(align) * align;
         let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
@@ -199,13 +222,16 @@ impl Gpu {
             mapped_at_creation: false,
         });
         tracing::info!(adapter = %info.name, backend = ?info.backend, kind = ?info.device_type, "effects device");
+        let converts_yuv = !is_software(info.device_type);
         Ok(Gpu {
+            converts_yuv,
             device,
             queue,
             info,
             layout,
             pipelines,
             to_yuv,
+            from_yuv,
             uniforms,
             uniform_slot,
             uniform_bytes: vec![0; (uniform_slot * MAX_PASSES as u64) as usize],
@@ -229,6 +255,20 @@ impl Gpu {
 
     pub fn is_software(&self) -> bool {
         is_software(self.info.device_type)
+    }
+
+    /// Whether [`crate::Renderer`] hands frames to and from the encoder as YUV converted on this
+    /// device: by default on a hardware GPU, where the conversion passes cost next to nothing and
+    /// the transfers and the CPU's conversions they replace are what a frame costs. On a software
+    /// device the passes run on the CPU and cost more than libswscale's conversions (`bench
+    /// rendition`: 0.65× at 720p), so frames go as RGBA there.
+    pub fn converts_yuv(&self) -> bool {
+        self.converts_yuv
+    }
+
+    /// Overrides [`Gpu::converts_yuv`].
+    pub fn set_converts_yuv(&mut self, on: bool) {
+        self.converts_yuv = on;
     }
 
     /// Makes the textures, bind groups and read-back buffer for this frame size, unless made.
@@ -306,17 +346,19 @@ impl Gpu {
             readback,
             padded_row,
             yuv: None,
+            yuv_input: None,
         });
     }
 
     /// Uploads the frame, runs the plan's passes, reads the result back into the frame.
     pub fn render(&mut self, frame: &mut RgbaFrame, plan: &Plan) -> Result<(), Error> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (mut encoder, current) = self.passes(frame, plan)?;
+        let (width, height) = (frame.width, frame.height);
+        let (mut encoder, current) =
+            self.passes(Upload::Rgba(&frame.pixels), width, height, plan)?;
         let Some(res) = self.frame.as_ref() else {
             return Err(Error::Device("no frame resources".into()));
         };
-        let (width, height) = (frame.width, frame.height);
         encoder.copy_texture_to_buffer(
             res.textures[current].as_image_copy(),
             wgpu::TexelCopyBufferInfo {
@@ -347,10 +389,43 @@ impl Gpu {
         plan: &Plan,
         yuv: &mut Yuv420Frame,
     ) -> Result<(), Error> {
-        let (width, height) = (frame.width, frame.height);
+        let upload = Upload::Rgba(&frame.pixels);
+        self.yuv_to_yuv(upload, frame.width, frame.height, plan, yuv)
+    }
+
+    /// [`Gpu::render_yuv`] for a frame as the decoder gives it, I420 (`width * height * 3 / 2`
+    /// bytes: Y, U, V without padding): 1.5 bytes a pixel go up instead of 4 and the first pass
+    /// converts it to RGB (shaders/from_yuv.wgsl), so the CPU converts nothing either way.
+    pub fn render_i420(
+        &mut self,
+        width: u32,
+        height: u32,
+        i420: &[u8],
+        plan: &Plan,
+        yuv: &mut Yuv420Frame,
+    ) -> Result<(), Error> {
+        let luma = width as usize * height as usize;
+        if i420.len() != luma * 3 / 2 {
+            return Err(Error::Frame(format!(
+                "{width}×{height} I420 needs {} bytes, got {}",
+                luma * 3 / 2,
+                i420.len()
+            )));
+        }
+        self.yuv_to_yuv(Upload::I420(i420), width, height, plan, yuv)
+    }
+
+    fn yuv_to_yuv(
+        &mut self,
+        upload: Upload<'_>,
+        width: u32,
+        height: u32,
+        plan: &Plan,
+        yuv: &mut Yuv420Frame,
+    ) -> Result<(), Error> {
         yuv.resize(width, height)?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (mut encoder, current) = self.passes(frame, plan)?;
+        let (mut encoder, current) = self.passes(upload, width, height, plan)?;
         self.prepare_yuv();
         let Some((res, target)) = self.frame.as_ref().and_then(|f| Some((f, f.yuv.as_ref()?)))
         else {
@@ -439,18 +514,69 @@ impl Gpu {
         });
     }
 
+    /// Makes the packed I420 input texture and its bind group for the prepared frame size,
+    /// unless made.
+    fn prepare_yuv_input(&mut self) {
+        let device = &self.device;
+        let Some(res) = self.frame.as_mut().filter(|f| f.yuv_input.is_none()) else {
+            return;
+        };
+        let texture = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("effects yuv input"),
+            size: extent(res.width, res.height + res.height / 2),
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: YUV_FORMAT,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let view = texture.create_view(&Default::default());
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("effects yuv input"),
+            layout: &self.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.uniforms,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(Params::BYTES as u64),
+                    }),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(&view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::TextureView(&view),
+                },
+            ],
+        });
+        res.yuv_input = Some(YuvInput {
+            texture,
+            bind_group,
+        });
+    }
+
     /// Uploads the frame and records the plan's passes; answers the encoder and which of the
     /// three textures holds the result.
     fn passes(
         &mut self,
-        frame: &RgbaFrame,
+        upload: Upload<'_>,
+        width: u32,
+        height: u32,
         plan: &Plan,
     ) -> Result<(wgpu::CommandEncoder, usize), Error> {
         let max = self.device.limits().max_texture_dimension_2d;
-        if frame.width > max || frame.height > max {
+        let rows = match upload {
+            Upload::Rgba(_) => height,
+            Upload::I420(_) => height + height / 2,
+        };
+        if width > max || rows > max {
             return Err(Error::Frame(format!(
-                "{}×{} is larger than this device's {max}×{max} textures",
-                frame.width, frame.height
+                "{width}×{height} is larger than this device's {max}×{max} textures"
             )));
         }
         let passes = &plan.passes[..plan.passes.len().min(MAX_PASSES)];
@@ -462,25 +588,86 @@ impl Gpu {
         self.queue
             .write_buffer(&self.uniforms, 0, &self.uniform_bytes[..used]);
         let slot = self.uniform_slot;
-        let (width, height) = (frame.width, frame.height);
         self.prepare(width, height);
+        if let Upload::I420(_) = upload {
+            self.prepare_yuv_input();
+        }
         let Some(res) = self.frame.as_ref() else {
             return Err(Error::Device("no frame resources".into()));
         };
         let extent = extent(width, height);
-        self.queue.write_texture(
-            res.textures[0].as_image_copy(),
-            &frame.pixels,
-            wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(width * 4),
-                rows_per_image: Some(height),
-            },
-            extent,
-        );
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        match upload {
+            Upload::Rgba(pixels) => self.queue.write_texture(
+                res.textures[0].as_image_copy(),
+                pixels,
+                wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(width * 4),
+                    rows_per_image: Some(height),
+                },
+                extent,
+            ),
+            Upload::I420(planes) => {
+                let Some(input) = res.yuv_input.as_ref() else {
+                    return Err(Error::Device("no YUV input".into()));
+                };
+                // The planes into the packed layout: Y at the top, U and V side by side below.
+                let (w, h) = (width as usize, height as usize);
+                let chroma = (w / 2) * (h / 2);
+                for (bytes, origin, (pw, ph)) in [
+                    (&planes[..w * h], (0, 0), (width, height)),
+                    (
+                        &planes[w * h..w * h + chroma],
+                        (0, height),
+                        (width / 2, height / 2),
+                    ),
+                    (
+                        &planes[w * h + chroma..],
+                        (width / 2, height),
+                        (width / 2, height / 2),
+                    ),
+                ] {
+                    self.queue.write_texture(
+                        wgpu::TexelCopyTextureInfo {
+                            texture: &input.texture,
+                            mip_level: 0,
+                            origin: wgpu::Origin3d {
+                                x: origin.0,
+                                y: origin.1,
+                                z: 0,
+                            },
+                            aspect: wgpu::TextureAspect::All,
+                        },
+                        bytes,
+                        wgpu::TexelCopyBufferLayout {
+                            offset: 0,
+                            bytes_per_row: Some(pw),
+                            rows_per_image: Some(ph),
+                        },
+                        self::extent(pw, ph),
+                    );
+                }
+                let mut rp = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+                    label: Some("from yuv"),
+                    color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                        view: &res.views[0],
+                        depth_slice: None,
+                        resolve_target: None,
+                        ops: wgpu::Operations {
+                            load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+                            store: wgpu::StoreOp::Store,
+                        },
+                    })],
+                    ..Default::default()
+                });
+                rp.set_pipeline(&self.from_yuv);
+                rp.set_bind_group(0, &input.bind_group, &[0]);
+                rp.draw(0..3, 0..1);
+            }
+        }
         let mut current = 0usize;
         let mut before_blur = 0usize;
         for (i, pass) in passes.iter().enumerate() {

@@ -211,6 +211,42 @@ impl RgbaFrame {
         Ok(())
     }
 
+    /// Replaces the picture with I420 (as the decoder gives it: Y, U, V planes without padding;
+    /// even sides), converted as shaders/from_yuv.wgsl converts it (BT.601 limited range, each
+    /// pixel with its 2×2 block's chroma), reusing the allocation.
+    pub fn set_i420(&mut self, width: u32, height: u32, i420: &[u8]) -> Result<(), Error> {
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 || w % 2 != 0 || h % 2 != 0 || i420.len() != w * h * 3 / 2 {
+            return Err(Error::Frame(format!(
+                "{width}×{height} I420 needs even sides and {} bytes, got {}",
+                w * h * 3 / 2,
+                i420.len()
+            )));
+        }
+        self.width = width;
+        self.height = height;
+        self.pixels.resize(w * h * 4, 255);
+        let (luma, chroma) = i420.split_at(w * h);
+        let (u_plane, v_plane) = chroma.split_at(w * h / 4);
+        for (i, out) in self.pixels.chunks_exact_mut(4).enumerate() {
+            let (x, y) = (i % w, i / w);
+            let c = (y / 2) * (w / 2) + x / 2;
+            let l = 1.164384 * (luma[i] as f32 - 16.0);
+            let cb = u_plane[c] as f32 - 128.0;
+            let cr = v_plane[c] as f32 - 128.0;
+            let rgb = [
+                l + 1.596027 * cr,
+                l - 0.391762 * cb - 0.812968 * cr,
+                l + 2.017232 * cb,
+            ];
+            for (o, v) in out.iter_mut().zip(rgb) {
+                *o = v.clamp(0.0, 255.0).round() as u8;
+            }
+            out[3] = 255;
+        }
+        Ok(())
+    }
+
     /// Writes the picture as packed RGB24 into `rgb` (resized as needed).
     pub fn to_rgb(&self, rgb: &mut Vec<u8>) {
         rgb.resize(self.pixels.len() / 4 * 3, 0);
@@ -286,6 +322,8 @@ pub enum Rendered {
     Rgba,
     /// The YUV 4:2:0 picture (rendered and converted on the GPU).
     Yuv420,
+    /// The decoder's I420 picture as it came (nothing to render).
+    Decoded,
 }
 
 /// Peak signal-to-noise ratio in dB over the RGB channels of two same-sized frames (infinite
@@ -392,8 +430,8 @@ impl Renderer {
         self.render_plan(frame, &plan)
     }
 
-    /// Renders `effects` for an encoder that takes YUV 4:2:0: on a GPU, a frame with effects is
-    /// converted there too and only `yuv` is written (1.5 bytes a pixel come back, not 4; `frame`
+    /// Renders `effects` for an encoder that takes YUV 4:2:0: on a GPU that converts YUV
+    /// ([`Gpu::converts_yuv`]), a frame with effects is converted there too and only `yuv` is written (1.5 bytes a pixel come back, not 4; `frame`
     /// is left as it was); otherwise (the CPU, nothing to render, an odd size) `frame` is rendered
     /// in place. The answer says which holds the result.
     pub fn render_for_encoder(
@@ -405,7 +443,7 @@ impl Renderer {
         let plan = Plan::new(effects, frame.width, frame.height);
         let even = frame.width.is_multiple_of(2) && frame.height.is_multiple_of(2);
         match self {
-            Renderer::Gpu(g) if even && !plan.passes.is_empty() => {
+            Renderer::Gpu(g) if even && g.converts_yuv() && !plan.passes.is_empty() => {
                 g.render_yuv(frame, &plan, yuv)?;
                 Ok(Rendered::Yuv420)
             }
@@ -414,6 +452,38 @@ impl Renderer {
                 Ok(Rendered::Rgba)
             }
         }
+    }
+
+    /// [`Renderer::render_for_encoder`] for a frame as the decoder gives it, I420 (even sides):
+    /// on a GPU that converts YUV it goes up as it is and is converted there, both ways, and a
+    /// frame with nothing to render is handed on untouched ([`Rendered::Decoded`]); elsewhere it
+    /// is converted into `frame` on the CPU and rendered from there.
+    pub fn render_i420_for_encoder(
+        &mut self,
+        (width, height, i420): (u32, u32, &[u8]),
+        frame: &mut RgbaFrame,
+        effects: &[Effect],
+        yuv: &mut Yuv420Frame,
+    ) -> Result<Rendered, Error> {
+        let plan = Plan::new(effects, width, height);
+        match self {
+            Renderer::Gpu(g) if g.converts_yuv() && plan.passes.is_empty() => Ok(Rendered::Decoded),
+            Renderer::Gpu(g) if g.converts_yuv() => {
+                g.render_i420(width, height, i420, &plan, yuv)?;
+                Ok(Rendered::Yuv420)
+            }
+            _ => {
+                frame.set_i420(width, height, i420)?;
+                self.render_plan(frame, &plan)?;
+                Ok(Rendered::Rgba)
+            }
+        }
+    }
+
+    /// Whether frames are best given to [`Renderer::render_i420_for_encoder`] as the decoder
+    /// makes them (on a GPU that converts YUV), rather than converted to RGB first.
+    pub fn takes_i420(&self) -> bool {
+        matches!(self, Renderer::Gpu(g) if g.converts_yuv())
     }
 
     pub fn render_plan(&mut self, frame: &mut RgbaFrame, plan: &Plan) -> Result<(), Error> {
@@ -476,6 +546,32 @@ mod tests {
         // The mean of red and blue: (90 + 240) / 2, (240 + 110) / 2.
         assert_eq!((yuv.u[0], yuv.v[0]), (165, 175));
         assert_eq!((yuv.u[1], yuv.v[1]), (54, 34));
+    }
+
+    #[test]
+    fn i420_to_rgba_is_bt601_limited_range() {
+        let mut yuv = Yuv420Frame::default();
+        let mut back = RgbaFrame::new(1, 1, vec![0; 4]).unwrap();
+        for rgb in [
+            [0, 0, 0],
+            [255, 255, 255],
+            [255, 0, 0],
+            [0, 255, 0],
+            [0, 0, 255],
+            [90, 140, 200],
+        ] {
+            yuv.from_rgba(&solid(4, 2, rgb)).unwrap();
+            let i420 = [&yuv.y[..], &yuv.u[..], &yuv.v[..]].concat();
+            back.set_i420(4, 2, &i420).unwrap();
+            for px in back.pixels.chunks_exact(4) {
+                for (got, want) in px.iter().zip(rgb) {
+                    assert!(got.abs_diff(want) <= 2, "{rgb:?} came back as {px:?}");
+                }
+                assert_eq!(px[3], 255);
+            }
+        }
+        assert!(back.set_i420(3, 2, &[0; 9]).is_err());
+        assert!(back.set_i420(4, 2, &[0; 11]).is_err());
     }
 
     #[test]

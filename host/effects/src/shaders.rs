@@ -8,14 +8,17 @@ const FACE_BLUR: &str = include_str!("../../../shaders/face_blur.wgsl");
 const HIGHLIGHT: &str = include_str!("../../../shaders/highlight.wgsl");
 const COLOUR_GRADE: &str = include_str!("../../../shaders/colour_grade.wgsl");
 const TO_YUV: &str = include_str!("../../../shaders/to_yuv.wgsl");
+const FROM_YUV: &str = include_str!("../../../shaders/from_yuv.wgsl");
 
-/// The shader files of shaders/ (without common.wgsl), by name. `to_yuv` (the host's conversion
-/// for the encoder, `fs_to_yuv`) is no effect and has no WebGL2 copy.
-pub(crate) const FILES: [(&str, &str); 4] = [
+/// The shader files of shaders/ (without common.wgsl), by name. `to_yuv` and `from_yuv` (the
+/// host's conversions between the decoder, the effects and the encoder) are no effects and have
+/// no WebGL2 copy.
+pub(crate) const FILES: [(&str, &str); 5] = [
     ("face_blur", FACE_BLUR),
     ("highlight", HIGHLIGHT),
     ("colour_grade", COLOUR_GRADE),
     ("to_yuv", TO_YUV),
+    ("from_yuv", FROM_YUV),
 ];
 
 /// `common.wgsl` followed by the named file: the module a pipeline is made from.

@@ -295,7 +295,12 @@ fn yuv_for_the_encoder_converted_on_the_device() {
         .unwrap_err();
     assert!(err.to_string().contains("even width and height"), "{err}");
     drop(gpu);
-    let mut renderer = Renderer::Gpu(Box::new(Gpu::open(GpuKind::Software).unwrap()));
+    let mut software = Gpu::open(GpuKind::Software).unwrap();
+    // A software device converts on the CPU by default (its passes run on the CPU too): the
+    // hardware GPU's way is asked for here.
+    assert!(!software.converts_yuv());
+    software.set_converts_yuv(true);
+    let mut renderer = Renderer::Gpu(Box::new(software));
     let mut frame = odd.clone();
     assert_eq!(
         renderer
@@ -319,4 +324,83 @@ fn yuv_for_the_encoder_converted_on_the_device() {
         effects::Rendered::Yuv420
     );
     assert_eq!((on_device.width, on_device.height), (98, 62));
+}
+
+/// The decoder's I420, uploaded as it is and converted on the device (shaders/from_yuv.wgsl,
+/// then the effects, then shaders/to_yuv.wgsl) is the CPU's: the same picture converted to RGBA
+/// on the CPU, rendered there and converted back. A frame with nothing to render is handed on
+/// as it came, and a CPU renderer converts it for its own rendering.
+#[test]
+fn i420_from_the_decoder_converted_on_the_device() {
+    let input = fixture("astronaut");
+    let effects = [
+        Effect::Blur {
+            regions: vec![FACE],
+            style: BlurStyle::Gaussian { radius: 12.0 },
+            feather: 6.0,
+        },
+        Effect::ColourGrade(Grade::look("cool").unwrap()),
+    ];
+    let mut gpu = software().lock().unwrap();
+    let mut decoded = effects::Yuv420Frame::default();
+    let mut on_device = effects::Yuv420Frame::default();
+    for (w, h) in [(input.width, input.height), (98, 62)] {
+        let img =
+            image::RgbaImage::from_raw(input.width, input.height, input.pixels.clone()).unwrap();
+        let frame = RgbaFrame::new(
+            w,
+            h,
+            image::imageops::crop_imm(&img, 0, 0, w, h)
+                .to_image()
+                .into_raw(),
+        )
+        .unwrap();
+        decoded.from_rgba(&frame).unwrap();
+        let i420 = [&decoded.y[..], &decoded.u[..], &decoded.v[..]].concat();
+        let plan = effects::Plan::new(&effects, w, h);
+        gpu.render_i420(w, h, &i420, &plan, &mut on_device).unwrap();
+        let mut on_cpu = RgbaFrame::new(1, 1, vec![0; 4]).unwrap();
+        on_cpu.set_i420(w, h, &i420).unwrap();
+        // The round trip through YUV is close to the photo (chroma at half resolution).
+        let trip = psnr(&on_cpu, &frame);
+        assert!(trip > 30.0, "{w}×{h}: RGB → I420 → RGB {trip:.1} dB");
+        effects::Cpu::default().render(&mut on_cpu, &plan);
+        let mut expected = effects::Yuv420Frame::default();
+        expected.from_rgba(&on_cpu).unwrap();
+        let db = yuv_psnr(&on_device, &expected);
+        eprintln!("{w}×{h}: I420 through the device vs cpu {db:.1} dB, round trip {trip:.1} dB");
+        assert!(db >= SAME_DB, "{w}×{h}: {db:.1} dB");
+    }
+    assert!(
+        gpu.render_i420(
+            98,
+            62,
+            &[0; 10],
+            &effects::Plan::new(&effects, 98, 62),
+            &mut on_device
+        )
+        .is_err()
+    );
+    drop(gpu);
+    let i420 = [&decoded.y[..], &decoded.u[..], &decoded.v[..]].concat();
+    let mut scratch = RgbaFrame::new(1, 1, vec![0; 4]).unwrap();
+    let mut software = Gpu::open(GpuKind::Software).unwrap();
+    assert!(!Renderer::Gpu(Box::new(Gpu::open(GpuKind::Software).unwrap())).takes_i420());
+    software.set_converts_yuv(true);
+    let mut device = Renderer::Gpu(Box::new(software));
+    assert!(device.takes_i420());
+    assert_eq!(
+        device
+            .render_i420_for_encoder((98, 62, &i420), &mut scratch, &[], &mut on_device)
+            .unwrap(),
+        effects::Rendered::Decoded
+    );
+    let mut cpu = Renderer::Cpu(effects::Cpu::default());
+    assert!(!cpu.takes_i420());
+    assert_eq!(
+        cpu.render_i420_for_encoder((98, 62, &i420), &mut scratch, &effects, &mut on_device)
+            .unwrap(),
+        effects::Rendered::Rgba
+    );
+    assert_eq!((scratch.width, scratch.height), (98, 62));
 }

@@ -303,14 +303,22 @@ pub fn table(
     Ok(rows)
 }
 
-/// The hand-off of a rendered frame (four faces blurred) to the encoder on each GPU device this
-/// machine has: read back as RGBA and converted by libswscale (the encoder's converter, as
-/// before), against converted on the device (shaders/to_yuv.wgsl) and read back as YUV 4:2:0
-/// into the encoder's picture. Upload and passes are the same in both; x264 is left out.
+/// A decoded frame's way through the effects to the encoder on each GPU device this machine has
+/// (four faces blurred): converted to RGB by libswscale as the decoder did, expanded to RGBA,
+/// uploaded, read back as RGBA and converted by libswscale for the encoder (as before), against
+/// the decoder's I420 uploaded as it is, converted on the device both ways
+/// (shaders/from_yuv.wgsl, shaders/to_yuv.wgsl) and read back as YUV 4:2:0 into the encoder's
+/// picture. x264 is left out.
 pub fn handoff(seconds: f64) {
     println!(
-        "{:<44} {:>10} {:>16} {:>16} {:>8} {:>12}",
-        "device", "size", "rgba+swscale ms", "yuv on device ms", "ratio", "read back"
+        "{:<44} {:>10} {:>14} {:>14} {:>8} {:>16} {:>18}",
+        "device",
+        "size",
+        "via rgb ms",
+        "yuv both ms",
+        "ratio",
+        "cpu convert ms",
+        "bytes up/back MB"
     );
     let budget = Duration::from_secs_f64(seconds.max(0.1));
     for kind in [effects::GpuKind::Hardware, effects::GpuKind::Software] {
@@ -322,57 +330,121 @@ pub fn handoff(seconds: f64) {
             }
         };
         for (width, height) in [(1280, 720), (1920, 1080)] {
+            let px = (width * height) as f64 / 1e6;
             match handoff_at(&mut gpu, width, height, budget) {
-                Ok((rgba_ms, yuv_ms)) => println!(
-                    "{:<44} {:>10} {:>16.2} {:>16.2} {:>7.2}x {:>5.1} → {:.1} MB",
+                Ok((via_rgb, yuv, converting)) => println!(
+                    "{:<44} {:>10} {:>14.2} {:>14.2} {:>7.2}x {:>16.2} {:>18}",
                     gpu.describe(),
                     format!("{width}×{height}"),
-                    rgba_ms,
-                    yuv_ms,
-                    rgba_ms / yuv_ms,
-                    (width * height * 4) as f64 / 1e6,
-                    (width * height * 3 / 2) as f64 / 1e6,
+                    via_rgb,
+                    yuv,
+                    via_rgb / yuv,
+                    converting,
+                    format!(
+                        "{:.1}+{:.1} → {:.1}+{:.1}",
+                        px * 4.0,
+                        px * 4.0,
+                        px * 1.5,
+                        px * 1.5
+                    ),
                 ),
                 Err(e) => println!("{} {width}×{height}: {e}", gpu.describe()),
             }
         }
     }
-    println!("(ms per frame, the two paths interleaved; ratio: rgba+swscale over yuv on device)");
+    println!(
+        "(ms per frame, the two ways interleaved; ratio: via rgb over yuv both ways; cpu convert: \
+         the CPU's share of the way via rgb, its three conversions, which yuv both ways leaves to \
+         the device)"
+    );
 }
 
-/// ms per frame of the two hand-offs at one size, measured alternately.
+/// ms per frame of the two ways at one size, measured alternately, and of the CPU's conversions
+/// on the way via RGB alone.
 fn handoff_at(
     gpu: &mut effects::Gpu,
     width: u32,
     height: u32,
     budget: Duration,
-) -> Result<(f64, f64), Error> {
-    let frame = effects::bench::test_frame(width, height);
+) -> Result<(f64, f64, f64), Error> {
+    use ffmpeg_next::software::scaling;
+    use ffmpeg_next::util::format::Pixel;
+    use ffmpeg_next::util::frame::Video;
+
+    let picture = effects::bench::test_frame(width, height);
+    let mut yuv = effects::Yuv420Frame::default();
+    yuv.from_rgba(&picture)
+        .map_err(|e| Error::Encoder(e.to_string()))?;
+    let i420 = [&yuv.y[..], &yuv.u[..], &yuv.v[..]].concat();
+    // The decoder's picture, and its conversion to RGB24 as the decoder made it.
+    let mut decoded = Video::new(Pixel::YUV420P, width, height);
+    for (plane, (src, row)) in [(&yuv.y, width), (&yuv.u, width / 2), (&yuv.v, width / 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let stride = decoded.stride(plane);
+        for (y, line) in src.chunks_exact(row as usize).enumerate() {
+            decoded.data_mut(plane)[y * stride..y * stride + row as usize].copy_from_slice(line);
+        }
+    }
+    let mut to_rgb = scaling::Context::get(
+        Pixel::YUV420P,
+        width,
+        height,
+        Pixel::RGB24,
+        width,
+        height,
+        scaling::Flags::BILINEAR,
+    )
+    .map_err(|e| Error::Decoder(e.to_string()))?;
+    let mut rgb24 = Video::empty();
+    let mut rgb = Vec::new();
     let workloads = effects::bench::workloads(width, height);
     let plan = effects::Plan::new(&workloads[0].1, width, height);
     let mut encoder = Encoder::open(EncoderChoice::X264, (width, height), (width, height), 30, 1)?;
-    let mut work = frame.clone();
-    let mut yuv = effects::Yuv420Frame::default();
+    let mut work = picture.clone();
     let device = |e: effects::Error| Error::Encoder(e.to_string());
-    // Warm-up: the first frame's allocations on either path.
-    gpu.render(&mut work, &plan).map_err(device)?;
-    encoder.take_rgba(&work.pixels)?;
-    gpu.render_yuv(&frame, &plan, &mut yuv).map_err(device)?;
-    encoder.take_yuv(&yuv)?;
-    let (mut rgba, mut on_device) = (Duration::ZERO, Duration::ZERO);
+    // With `gpu`, the way via RGB; without, its CPU conversions alone.
+    let mut via_rgb = |work: &mut effects::RgbaFrame,
+                       gpu: Option<&mut effects::Gpu>,
+                       encoder: &mut Encoder|
+     -> Result<(), Error> {
+        to_rgb
+            .run(&decoded, &mut rgb24)
+            .map_err(|e| Error::Decoder(e.to_string()))?;
+        let (stride, row) = (rgb24.stride(0), width as usize * 3);
+        rgb.clear();
+        for y in 0..height as usize {
+            rgb.extend_from_slice(&rgb24.data(0)[y * stride..y * stride + row]);
+        }
+        work.set_rgb(width, height, &rgb).map_err(device)?;
+        if let Some(gpu) = gpu {
+            gpu.render(work, &plan).map_err(device)?;
+        }
+        encoder.take_rgba(&work.pixels)
+    };
+    let mut out = effects::Yuv420Frame::default();
+    // Warm-up: the first frame's allocations on either way.
+    via_rgb(&mut work, Some(&mut *gpu), &mut encoder)?;
+    gpu.render_i420(width, height, &i420, &plan, &mut out)
+        .map_err(device)?;
+    encoder.take_yuv(&out)?;
+    let (mut before, mut after, mut converting) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut n = 0u32;
-    while rgba + on_device < budget * 2 || n < 3 {
-        work.pixels.copy_from_slice(&frame.pixels);
+    while before + after < budget * 2 || n < 3 {
         let t = Instant::now();
-        gpu.render(&mut work, &plan).map_err(device)?;
-        encoder.take_rgba(&work.pixels)?;
-        rgba += t.elapsed();
+        via_rgb(&mut work, Some(&mut *gpu), &mut encoder)?;
+        before += t.elapsed();
         let t = Instant::now();
-        gpu.render_yuv(&frame, &plan, &mut yuv).map_err(device)?;
-        encoder.take_yuv(&yuv)?;
-        on_device += t.elapsed();
+        via_rgb(&mut work, None, &mut encoder)?;
+        converting += t.elapsed();
+        let t = Instant::now();
+        gpu.render_i420(width, height, &i420, &plan, &mut out)
+            .map_err(device)?;
+        encoder.take_yuv(&out)?;
+        after += t.elapsed();
         n += 1;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n as f64;
-    Ok((ms(rgba), ms(on_device)))
+    Ok((ms(before), ms(after), ms(converting)))
 }

@@ -180,11 +180,47 @@ impl Encoder {
     /// The YUV 4:2:0 picture into the output picture: copied as it is at the output size, else
     /// scaled by libswscale.
     pub(crate) fn take_yuv(&mut self, picture: &effects::Yuv420Frame) -> Result<(), Error> {
+        let planes = [&picture.y[..], &picture.u[..], &picture.v[..]];
+        self.take_planes((picture.width, picture.height), planes)
+    }
+
+    /// [`Encoder::encode`] for the decoder's own I420 picture (`Y`, `U`, `V` without padding),
+    /// handed on untouched.
+    pub fn encode_i420(
+        &mut self,
+        size: (u32, u32),
+        i420: &[u8],
+        pts_ms: i64,
+        keyframe: bool,
+        out: &mut Vec<EncodedFrame>,
+    ) -> Result<(), Error> {
+        let luma = size.0 as usize * size.1 as usize;
+        if i420.len() != luma * 3 / 2 {
+            return Err(Error::Encoder(format!(
+                "a {}×{} I420 picture has {} bytes, not {}",
+                size.0,
+                size.1,
+                luma * 3 / 2,
+                i420.len()
+            )));
+        }
+        let (y, chroma) = i420.split_at(luma);
+        let (u, v) = chroma.split_at(luma / 4);
+        self.take_planes(size, [y, u, v])?;
+        self.send(pts_ms, keyframe, out)
+    }
+
+    fn take_planes(&mut self, size: (u32, u32), planes: [&[u8]; 3]) -> Result<(), Error> {
         let (w, h) = self.input;
-        if (picture.width, picture.height) != (w, h) || picture.y.len() != (w * h) as usize {
+        let luma = w as usize * h as usize;
+        if size != (w, h)
+            || planes[0].len() != luma
+            || planes[1].len() != luma / 4
+            || planes[2].len() != luma / 4
+        {
             return Err(Error::Encoder(format!(
                 "a {}×{} YUV picture for a {w}×{h} encoder",
-                picture.width, picture.height
+                size.0, size.1
             )));
         }
         if self.yuv_input.is_none() {
@@ -216,9 +252,9 @@ impl Encoder {
             &mut self.yuv
         };
         for (plane, (src, row)) in [
-            (&picture.y, w as usize),
-            (&picture.u, w as usize / 2),
-            (&picture.v, w as usize / 2),
+            (planes[0], w as usize),
+            (planes[1], w as usize / 2),
+            (planes[2], w as usize / 2),
         ]
         .into_iter()
         .enumerate()

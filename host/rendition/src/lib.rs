@@ -56,6 +56,9 @@ pub struct RenditionConfig {
     pub retain_segments: usize,
     /// Where effects are rendered.
     pub device: effects::DevicePreference,
+    /// Whether a GPU device takes the decoder's YUV and hands the encoder YUV, converting on the
+    /// device (`None`: as the device's [`effects::Gpu::converts_yuv`] says, on a hardware GPU).
+    pub yuv_on_device: Option<bool>,
     pub encoder: EncoderChoice,
     /// How long a frame waits for the analysed frame after it before the last effects carry
     /// forward.
@@ -74,6 +77,7 @@ impl Default for RenditionConfig {
             target_duration_ms: 2000,
             retain_segments: 1800,
             device: effects::DevicePreference::Auto,
+            yuv_on_device: None,
             encoder: EncoderChoice::Auto,
             max_wait: Duration::from_secs(3),
             on_stall: OnStall::Carry,

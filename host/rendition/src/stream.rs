@@ -167,10 +167,15 @@ impl StreamRendition {
     fn open_state(&self) -> Result<State, Error> {
         let mut decoder = VideoDecoder::live_h264(1).map_err(|e| Error::Decoder(e.to_string()))?;
         decoder.set_wanted(true);
-        let renderer = Renderer::open(self.config.device).unwrap_or_else(|e| {
+        let mut renderer = Renderer::open(self.config.device).unwrap_or_else(|e| {
             warn!(stream = %self.stream, "effects on the CPU: {e}");
             Renderer::Cpu(effects::Cpu::default())
         });
+        if let (Renderer::Gpu(gpu), Some(on)) = (&mut renderer, self.config.yuv_on_device) {
+            gpu.set_converts_yuv(on);
+        }
+        // A GPU takes the decoder's YUV as it is (converted there, both ways).
+        decoder.set_i420(renderer.takes_i420());
         info!(stream = %self.stream, renderer = %renderer.describe(), "effects rendition renders on");
         let writer = RenditionWriter::create(
             &self.config.root,
@@ -317,6 +322,29 @@ impl StreamRendition {
         result
     }
 
+    /// Renders the frame's effects for the encoder: a decoded I420 frame as it is (a GPU
+    /// converts it both ways), an RGB frame through the RGBA picture.
+    fn render(
+        &self,
+        s: &mut State,
+        frame: &decode::Frame,
+        effects: &[effects::Effect],
+    ) -> Result<Rendered, effects::Error> {
+        match frame.i420.as_deref() {
+            Some(i420) => s.renderer.render_i420_for_encoder(
+                (frame.width, frame.height, i420),
+                &mut s.frame,
+                effects,
+                &mut s.yuv,
+            ),
+            None => {
+                s.frame.set_rgb(frame.width, frame.height, &frame.rgb)?;
+                s.renderer
+                    .render_for_encoder(&mut s.frame, effects, &mut s.yuv)
+            }
+        }
+    }
+
     /// One decoded frame: into its segment, rendered and encoded unless the level leaves it out.
     fn frame(&self, s: &mut State, frame: decode::Frame) -> Result<(), Error> {
         let pts = frame.pts_ms;
@@ -393,38 +421,39 @@ impl StreamRendition {
                 effects.push(crate::stall_blur(frame.width, frame.height));
             }
         }
-        if let Err(e) = s.frame.set_rgb(frame.width, frame.height, &frame.rgb) {
-            self.stats.failures.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::Decoder(e.to_string()));
-        }
-        let rendered = match s
-            .renderer
-            .render_for_encoder(&mut s.frame, &effects, &mut s.yuv)
-        {
+        let rendered = match self.render(s, &frame, &effects) {
             Ok(rendered) => rendered,
-            Err(e) => {
+            Err(e) if s.renderer.takes_i420() => {
                 // A GPU that fails goes; the CPU renders the same (never a frame without its
-                // effects).
+                // effects), from RGB frames again.
                 warn!(stream = %self.stream, "effects device failed, continuing on the CPU: {e}");
                 s.renderer = Renderer::Cpu(effects::Cpu::default());
-                s.frame.set_rgb(frame.width, frame.height, &frame.rgb).ok();
-                s.renderer
-                    .render_for_encoder(&mut s.frame, &effects, &mut s.yuv)
+                s.decoder.set_i420(false);
+                self.render(s, &frame, &effects)
                     .map_err(|e| Error::Encoder(e.to_string()))?
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Decoder(e.to_string()));
             }
         };
         let mut encoded = std::mem::take(&mut s.encoded);
-        let result = match (s.encoder.as_mut(), rendered) {
-            (Some(encoder), Rendered::Rgba) => {
+        let size = (frame.width, frame.height);
+        let result = match (s.encoder.as_mut(), rendered, frame.i420.as_deref()) {
+            (Some(encoder), Rendered::Rgba, _) => {
                 encoder.encode(&s.frame.pixels, pts, keyframe, &mut encoded)
             }
-            (Some(encoder), Rendered::Yuv420) => {
+            (Some(encoder), Rendered::Yuv420, _) => {
                 self.stats
                     .frames_yuv_on_device
                     .fetch_add(1, Ordering::Relaxed);
                 encoder.encode_yuv(&s.yuv, pts, keyframe, &mut encoded)
             }
-            (None, _) => Ok(()),
+            (Some(encoder), Rendered::Decoded, Some(i420)) => {
+                encoder.encode_i420(size, i420, pts, keyframe, &mut encoded)
+            }
+            (Some(_), Rendered::Decoded, None) => Err(Error::Encoder("no decoded picture".into())),
+            (None, _, _) => Ok(()),
         };
         if let Err(e) = result {
             self.stats.failures.fetch_add(1, Ordering::Relaxed);

@@ -51,6 +51,8 @@ fn on(device: effects::DevicePreference, root: &Path, max_wait: Duration) -> Ren
     RenditionConfig {
         root: root.to_path_buf(),
         device,
+        // A hardware GPU's way, on the software device here.
+        yuv_on_device: Some(true),
         encoder: rendition::EncoderChoice::X264,
         max_wait,
         ..RenditionConfig::default()
@@ -76,8 +78,9 @@ fn the_rendition_has_the_originals_segments_and_blurs_the_regions() {
     rendition_of_four_faces(effects::DevicePreference::Cpu);
 }
 
-/// The same on the software Vulkan device, where the rendered frames reach the encoder as YUV
-/// converted on the device (shaders/to_yuv.wgsl).
+/// The same on the software Vulkan device the way a hardware GPU goes: the decoder's YUV goes up
+/// as it is and the rendered frames reach the encoder as YUV converted on the device
+/// (shaders/from_yuv.wgsl, shaders/to_yuv.wgsl).
 #[test]
 fn the_rendition_on_a_device_hands_the_encoder_yuv_from_the_device() {
     rendition_of_four_faces(effects::DevicePreference::Software);
