@@ -107,118 +107,264 @@ pub struct EffectsRequest {
     pub colour_grade: Option<ForcedView>,
     /// Settings to set; a kind given replaces all of its settings (`{}`: back to the defaults),
     /// a kind left out keeps them.
+    #[serde(default, deserialize_with = "crate::error::object")]
     pub settings: Option<EffectSettingsRequest>,
 }
 
-/// Settings per kind, as [`EffectSettingsView`] lists them.
+/// Settings per kind, as [`EffectSettingsView`] lists them; values are text, as components read
+/// their settings, and a setting left out (or null) takes the selector's default.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EffectSettingsRequest {
-    pub blur: Option<BTreeMap<String, String>>,
-    pub highlight: Option<BTreeMap<String, String>>,
-    #[serde(rename = "colour-grade")]
-    pub colour_grade: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "crate::error::object")]
+    pub blur: Option<BlurSettings>,
+    #[serde(default, deserialize_with = "crate::error::object")]
+    pub highlight: Option<HighlightSettings>,
+    #[serde(
+        rename = "colour-grade",
+        default,
+        deserialize_with = "crate::error::object"
+    )]
+    pub colour_grade: Option<GradeSettings>,
 }
 
-/// What a setting of a bundled selector takes.
+/// `privacy-blur`'s settings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlurSettings {
+    /// `gaussian` (default) or `pixelate`.
+    #[schema(schema_with = style_schema)]
+    pub style: Option<String>,
+    /// The face's box grown by this share of its size on each side, 0..1 (default 0.35).
+    #[schema(schema_with = fraction_schema)]
+    pub grow: Option<String>,
+    /// Faces found at this score or above are blurred, 0..1 (default 0.3).
+    #[serde(rename = "min-score")]
+    #[schema(schema_with = fraction_schema)]
+    pub min_score: Option<String>,
+    /// Labels blurred, comma-separated (default `face`).
+    #[schema(schema_with = names_schema)]
+    pub labels: Option<String>,
+}
+
+/// `brand-spotlight`'s settings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HighlightSettings {
+    /// The outline's colour, `#rrggbb` (default `#ffc800`).
+    #[schema(schema_with = colour_schema)]
+    pub colour: Option<String>,
+    /// How much the picture outside the brand is dimmed, 0..1 (default 0.4).
+    #[schema(schema_with = fraction_schema)]
+    pub dim: Option<String>,
+    /// The outline's width in pixels, 0..64 (default 4).
+    #[schema(schema_with = outline_schema)]
+    pub outline: Option<String>,
+    /// Brands seen at this score or above are spotlit, 0..1 (default 0.5).
+    #[serde(rename = "min-score")]
+    #[schema(schema_with = fraction_schema)]
+    pub min_score: Option<String>,
+    /// Only these brands of the catalogue, comma-separated (default every one).
+    #[schema(schema_with = names_schema)]
+    pub brands: Option<String>,
+}
+
+/// `scene-grade`'s settings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GradeSettings {
+    /// The look for any scene without its own (default `neutral`: no grade).
+    #[schema(schema_with = look_schema)]
+    pub look: Option<String>,
+    /// Looks per scene (the `scene:<name>` labels of clip-brands), e.g. `stadium=punchy,night=cool`.
+    #[schema(schema_with = looks_schema)]
+    pub looks: Option<String>,
+}
+
+/// The settings given, by name.
+fn given<const N: usize>(settings: [(&str, Option<String>); N]) -> BTreeMap<String, String> {
+    settings
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value?)))
+        .collect()
+}
+
+impl BlurSettings {
+    fn into_map(self) -> BTreeMap<String, String> {
+        given([
+            ("style", self.style),
+            ("grow", self.grow),
+            ("min-score", self.min_score),
+            ("labels", self.labels),
+        ])
+    }
+}
+
+impl HighlightSettings {
+    fn into_map(self) -> BTreeMap<String, String> {
+        given([
+            ("colour", self.colour),
+            ("dim", self.dim),
+            ("outline", self.outline),
+            ("min-score", self.min_score),
+            ("brands", self.brands),
+        ])
+    }
+}
+
+impl GradeSettings {
+    fn into_map(self) -> BTreeMap<String, String> {
+        given([("look", self.look), ("looks", self.looks)])
+    }
+}
+
+/// What a setting's value must be: a pattern it matches (the request schema's `pattern`, so that
+/// the document and the check are one), its longest length in characters, and the same in words.
 #[derive(Clone, Copy)]
-enum Takes {
-    /// A number within the range.
-    Number(f32, f32),
-    /// One of the words.
-    OneOf(&'static [&'static str]),
-    /// `#rrggbb`.
-    Colour,
-    /// Comma-separated names, at least one.
-    Names,
-    /// Comma-separated `scene=look` pairs.
-    SceneLooks,
+struct Takes {
+    pattern: &'static str,
+    max_chars: usize,
+    words: &'static str,
 }
 
-/// The scene grade's looks (`components/scene-grade`).
-const LOOKS: &[&str] = &["neutral", "warm", "cool", "punchy", "muted", "mono"];
+const STYLE: Takes = Takes {
+    pattern: "^(gaussian|pixelate)$",
+    max_chars: 8,
+    words: "gaussian or pixelate",
+};
+const FRACTION: Takes = Takes {
+    pattern: r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$",
+    max_chars: 8,
+    words: "a number from 0 to 1 (at most 6 decimals)",
+};
+const OUTLINE: Takes = Takes {
+    pattern: r"^(([0-9]|[1-5][0-9]|6[0-3])(\.[0-9]{1,6})?|64(\.0{1,6})?)$",
+    max_chars: 9,
+    words: "a number of pixels from 0 to 64 (at most 6 decimals)",
+};
+const COLOUR: Takes = Takes {
+    pattern: "^#[0-9a-fA-F]{6}$",
+    max_chars: 7,
+    words: "a colour as #rrggbb",
+};
+/// Comma-separated names, at least one with a letter or digit.
+const NAMES: Takes = Takes {
+    pattern: "[A-Za-z0-9]",
+    max_chars: 256,
+    words: "comma-separated names (at most 256 characters), one at least",
+};
+const LOOK: Takes = Takes {
+    pattern: "^(neutral|warm|cool|punchy|muted|mono)$",
+    max_chars: 7,
+    words: "one of neutral, warm, cool, punchy, muted, mono",
+};
+const LOOKS_BY_SCENE: Takes = Takes {
+    pattern: "^ *[A-Za-z0-9][^=,]*= *(neutral|warm|cool|punchy|muted|mono) *\
+              (, *[A-Za-z0-9][^=,]*= *(neutral|warm|cool|punchy|muted|mono) *)*$",
+    max_chars: 256,
+    words: "scene=look pairs, comma-separated, with looks from neutral, warm, cool, punchy, \
+            muted, mono (at most 256 characters)",
+};
+
+/// The request schema of a setting: text (or null) matching its pattern.
+fn text_schema(takes: Takes) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(takes.pattern))
+        .max_length(Some(takes.max_chars))
+        .description(Some(takes.words))
+        .build()
+        .into()
+}
+
+fn style_schema() -> utoipa::openapi::schema::Schema {
+    text_schema(STYLE)
+}
+fn fraction_schema() -> utoipa::openapi::schema::Schema {
+    text_schema(FRACTION)
+}
+fn outline_schema() -> utoipa::openapi::schema::Schema {
+    text_schema(OUTLINE)
+}
+fn colour_schema() -> utoipa::openapi::schema::Schema {
+    text_schema(COLOUR)
+}
+fn names_schema() -> utoipa::openapi::schema::Schema {
+    text_schema(NAMES)
+}
+fn look_schema() -> utoipa::openapi::schema::Schema {
+    text_schema(LOOK)
+}
+fn looks_schema() -> utoipa::openapi::schema::Schema {
+    text_schema(LOOKS_BY_SCENE)
+}
 
 /// The settings each kind's bundled selector reads (`components/privacy-blur`,
 /// `brand-spotlight`, `scene-grade`), with what each takes.
 fn settings_of(kind: &str) -> &'static [(&'static str, Takes)] {
     match kind {
         "blur" => &[
-            ("style", Takes::OneOf(&["gaussian", "pixelate"])),
-            ("grow", Takes::Number(0.0, 1.0)),
-            ("min-score", Takes::Number(0.0, 1.0)),
-            ("labels", Takes::Names),
+            ("style", STYLE),
+            ("grow", FRACTION),
+            ("min-score", FRACTION),
+            ("labels", NAMES),
         ],
         "highlight" => &[
-            ("colour", Takes::Colour),
-            ("dim", Takes::Number(0.0, 1.0)),
-            ("outline", Takes::Number(0.0, 64.0)),
-            ("min-score", Takes::Number(0.0, 1.0)),
-            ("brands", Takes::Names),
+            ("colour", COLOUR),
+            ("dim", FRACTION),
+            ("outline", OUTLINE),
+            ("min-score", FRACTION),
+            ("brands", NAMES),
         ],
-        "colour-grade" => &[("look", Takes::OneOf(LOOKS)), ("looks", Takes::SceneLooks)],
+        "colour-grade" => &[("look", LOOK), ("looks", LOOKS_BY_SCENE)],
         _ => &[],
     }
 }
 
-/// Whether `value` is what `takes` takes; the error says what it should be.
-fn check_value(takes: Takes, value: &str) -> Result<(), String> {
-    let names = |v: &str| {
-        v.split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .count()
-    };
-    match takes {
-        Takes::Number(lo, hi) => match value.trim().parse::<f32>() {
-            Ok(n) if (lo..=hi).contains(&n) => Ok(()),
-            _ => Err(format!("a number from {lo} to {hi}")),
-        },
-        Takes::OneOf(words) if words.contains(&value) => Ok(()),
-        Takes::OneOf(words) => Err(format!("one of {}", words.join(", "))),
-        Takes::Colour => {
-            let hex = value.strip_prefix('#').unwrap_or("");
-            if hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(())
-            } else {
-                Err("a colour as #rrggbb".into())
-            }
-        }
-        Takes::Names if names(value) > 0 => Ok(()),
-        Takes::Names => Err("one or more comma-separated names".into()),
-        Takes::SceneLooks => value
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .try_for_each(|pair| match pair.split_once('=') {
-                Some((scene, look)) if !scene.trim().is_empty() && LOOKS.contains(&look.trim()) => {
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "scene=look pairs with looks from {}; '{pair}' is not one",
-                    LOOKS.join(", ")
-                )),
-            }),
+/// `value` as its setting keeps it, if it is what `takes` takes. A pattern is matched as the
+/// JSON Schema validators in use match it (Python's `re.search`): `$` also matches before a
+/// final newline, which is then dropped.
+fn checked(takes: Takes, value: &str) -> Option<&str> {
+    if value.chars().count() > takes.max_chars {
+        return None;
     }
+    let pattern = regex::Regex::new(takes.pattern).ok()?;
+    if pattern.is_match(value) {
+        return Some(value);
+    }
+    value
+        .strip_suffix('\n')
+        .filter(|v| takes.pattern.ends_with('$') && pattern.is_match(v))
 }
 
-/// Checks a kind's settings against what its bundled selector reads: bounded like a pipeline's
-/// settings, every name known, every value of the right form.
-fn check_settings(kind: &str, settings: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    crate::pipelines::check_config(kind, settings)?;
+/// Checks a kind's settings against what its bundled selector reads, and answers them as the
+/// selector gets them: bounded like a pipeline's settings, every name known, every value of the
+/// right form.
+fn check_settings(
+    kind: &str,
+    settings: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    crate::pipelines::check_config(kind, &settings)?;
     let known = settings_of(kind);
+    let mut out = BTreeMap::new();
     for (name, value) in settings {
-        let Some((_, takes)) = known.iter().find(|(n, _)| n == name) else {
+        let Some((_, takes)) = known.iter().find(|(n, _)| *n == name) else {
             let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
             return Err(ApiError::BadRequest(format!(
                 "{kind}: no setting '{name}' (settings: {})",
                 names.join(", ")
             )));
         };
-        check_value(*takes, value).map_err(|should| {
-            ApiError::BadRequest(format!("{kind}: {name} must be {should}, got '{value}'"))
-        })?;
+        let Some(kept) = checked(*takes, &value) else {
+            return Err(ApiError::BadRequest(format!(
+                "{kind}: {name} must be {}, got '{value}'",
+                takes.words
+            )));
+        };
+        out.insert(name, kept.to_string());
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The stream's effects control (`auto` for every kind until set).
@@ -264,18 +410,27 @@ pub async fn set_effects(
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
     let given = body.settings.map_or([None, None, None], |s| {
-        [s.blur, s.highlight, s.colour_grade]
+        [
+            s.blur.map(BlurSettings::into_map),
+            s.highlight.map(HighlightSettings::into_map),
+            s.colour_grade.map(GradeSettings::into_map),
+        ]
     });
-    for (kind, settings) in ["blur", "highlight", "colour-grade"].iter().zip(&given) {
+    let mut checked = [None, None, None];
+    for ((kind, settings), out) in ["blur", "highlight", "colour-grade"]
+        .into_iter()
+        .zip(given)
+        .zip(&mut checked)
+    {
         if let Some(settings) = settings {
-            check_settings(kind, settings)?;
+            *out = Some(check_settings(kind, settings)?);
         }
     }
     let mut control = state.store.effects_control(&id).await?;
     let now = &mut control.settings;
     for (now, given) in [&mut now.blur, &mut now.highlight, &mut now.colour_grade]
         .into_iter()
-        .zip(given)
+        .zip(checked)
     {
         if let Some(given) = given {
             *now = given;

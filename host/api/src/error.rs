@@ -244,6 +244,13 @@ where
             }
             Err(_) => return Err(ApiError::BadRequest("the body could not be read".into())),
         };
+        // Every request body is an object (serde's derive would also take a struct as an array
+        // of its fields, which no schema of the API offers).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            ));
+        }
         // serde_json's own message (not axum's, which prefixes the path through the input).
         serde_json::from_slice(&bytes).map(Self).map_err(|e| {
             ApiError::BadRequest(format!(
@@ -251,6 +258,24 @@ where
                 without_input(&e.to_string())
             ))
         })
+    }
+}
+
+/// An optional struct field that must be a JSON object or null: serde's derive would also take a
+/// struct as an array of its fields, which the API's schema does not offer.
+pub(crate) fn object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(_) => Err(D::Error::custom("expected an object")),
     }
 }
 

@@ -1138,19 +1138,22 @@ async fn effects_control_is_stored_signalled_and_bounded() {
         "PUT",
         &uri,
         &editor,
-        r#"{"settings":{"blur":{"style":"gaussian"}}}"#,
+        r#"{"settings":{"blur":{"grow":"0.2\n","style":null}}}"#,
     )
     .await;
-    assert_eq!(
-        body["settings"]["blur"],
-        serde_json::json!({"style": "gaussian"})
-    );
+    // A pattern's `$` matches before a final newline (as JSON Schema validators in Python
+    // match): accepted, and kept without it; null is left out.
+    assert_eq!(body["settings"]["blur"], serde_json::json!({"grow": "0.2"}));
     assert_eq!(body["settings"]["colour-grade"]["look"], "warm", "{body}");
     let stored = store.effects_control(&stream.id).await.unwrap();
     assert_eq!(stored.settings.highlight["colour"], "#00C8ff");
     let (_, body, _) = call(&app, "GET", &uri, Some(&viewer)).await;
     assert_eq!(json(&body)["settings"]["highlight"]["dim"], "0.25");
 
+    let long_names =
+        serde_json::json!({"settings": {"highlight": {"brands": "a".repeat(257)}}}).to_string();
+    let long_labels =
+        serde_json::json!({"settings": {"blur": {"labels": "face,".repeat(300)}}}).to_string();
     for (bad, says) in [
         (r#"{"blur":"maybe"}"#, ""),
         (r#"{"sparkle":"on"}"#, ""),
@@ -1160,7 +1163,7 @@ async fn effects_control_is_stored_signalled_and_bounded() {
         (r#"{"settings":{"sparkle":{}}}"#, ""),
         (
             r#"{"settings":{"blur":{"style":"swirl"}}}"#,
-            "style must be one of gaussian, pixelate",
+            "style must be gaussian or pixelate",
         ),
         (
             r#"{"settings":{"blur":{"grow":"2"}}}"#,
@@ -1172,11 +1175,11 @@ async fn effects_control_is_stored_signalled_and_bounded() {
         ),
         (
             r#"{"settings":{"blur":{"labels":" , "}}}"#,
-            "labels must be one or more",
+            "labels must be comma-separated names",
         ),
         (
             r#"{"settings":{"blur":{"radius":"8"}}}"#,
-            "no setting 'radius' (settings: style, grow",
+            "unknown field `radius`",
         ),
         (
             r#"{"settings":{"highlight":{"colour":"amber"}}}"#,
@@ -1188,7 +1191,7 @@ async fn effects_control_is_stored_signalled_and_bounded() {
         ),
         (
             r#"{"settings":{"highlight":{"outline":"65"}}}"#,
-            "outline must be a number from 0 to 64",
+            "outline must be a number of pixels from 0 to 64",
         ),
         (
             r#"{"settings":{"colour-grade":{"look":"sepia"}}}"#,
@@ -1196,13 +1199,24 @@ async fn effects_control_is_stored_signalled_and_bounded() {
         ),
         (
             r#"{"settings":{"colour-grade":{"looks":"stadium"}}}"#,
-            "'stadium' is not one",
+            "looks must be scene=look pairs",
         ),
         (
             r#"{"settings":{"colour-grade":{"looks":"stadium=sepia"}}}"#,
             "scene=look pairs",
         ),
         (r#"{"settings":{"blur":{"style":1}}}"#, ""),
+        (
+            r#"{"settings":{"colour-grade":[null,null]}}"#,
+            "expected an object",
+        ),
+        (r#"{"settings":[null,null,null]}"#, "expected an object"),
+        ("[null,null,null,null]", "the body must be a JSON object"),
+        (
+            &long_names,
+            "brands must be comma-separated names (at most 256 characters)",
+        ),
+        (&long_labels, "over 1024 bytes"),
     ] {
         let (status, body) = send_json(&app, "PUT", &uri, &editor, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -1210,19 +1224,6 @@ async fn effects_control_is_stored_signalled_and_bounded() {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{bad}: {message}");
     }
-    let many: serde_json::Map<String, serde_json::Value> = (0..17)
-        .map(|i| (format!("s{i}"), serde_json::json!("1")))
-        .collect();
-    let bad = serde_json::json!({"settings": {"blur": many}}).to_string();
-    let (status, body) = send_json(&app, "PUT", &uri, &editor, &bad).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 16 settings"),
-        "{body}"
-    );
     let stored_after = store.effects_control(&stream.id).await.unwrap();
     assert_eq!(
         stored_after.blur,

@@ -305,28 +305,13 @@ impl Gpu {
         let mut bind_groups = Vec::with_capacity(9);
         for source in 0..3 {
             for original in 0..3 {
-                bind_groups.push(device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &self.layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: &self.uniforms,
-                                offset: 0,
-                                size: wgpu::BufferSize::new(Params::BYTES as u64),
-                            }),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: wgpu::BindingResource::TextureView(&views[source]),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 2,
-                            resource: wgpu::BindingResource::TextureView(&views[original]),
-                        },
-                    ],
-                }));
+                bind_groups.push(bind_group(
+                    device,
+                    &self.layout,
+                    &self.uniforms,
+                    &views[source],
+                    &views[original],
+                ));
             }
         }
         let padded_row = (width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
@@ -431,23 +416,8 @@ impl Gpu {
         else {
             return Err(Error::Device("no frame resources".into()));
         };
-        let mut rp = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-            label: Some("to yuv"),
-            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-                view: &target.view,
-                depth_slice: None,
-                resolve_target: None,
-                ops: wgpu::Operations {
-                    load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
-                    store: wgpu::StoreOp::Store,
-                },
-            })],
-            ..Default::default()
-        });
-        rp.set_pipeline(&self.to_yuv);
-        rp.set_bind_group(0, &res.bind_groups[current * 3 + current], &[0]);
-        rp.draw(0..3, 0..1);
-        drop(rp);
+        let source = &res.bind_groups[current * 3 + current];
+        whole_pass(&mut encoder, &target.view, &self.to_yuv, source);
         let rows = height + height / 2;
         encoder.copy_texture_to_buffer(
             target.texture.as_image_copy(),
@@ -532,28 +502,7 @@ impl Gpu {
             view_formats: &[],
         });
         let view = texture.create_view(&Default::default());
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("effects yuv input"),
-            layout: &self.layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &self.uniforms,
-                        offset: 0,
-                        size: wgpu::BufferSize::new(Params::BYTES as u64),
-                    }),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::TextureView(&view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::TextureView(&view),
-                },
-            ],
-        });
+        let bind_group = bind_group(device, &self.layout, &self.uniforms, &view, &view);
         res.yuv_input = Some(YuvInput {
             texture,
             bind_group,
@@ -650,22 +599,12 @@ impl Gpu {
                         self::extent(pw, ph),
                     );
                 }
-                let mut rp = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-                    label: Some("from yuv"),
-                    color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-                        view: &res.views[0],
-                        depth_slice: None,
-                        resolve_target: None,
-                        ops: wgpu::Operations {
-                            load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
-                            store: wgpu::StoreOp::Store,
-                        },
-                    })],
-                    ..Default::default()
-                });
-                rp.set_pipeline(&self.from_yuv);
-                rp.set_bind_group(0, &input.bind_group, &[0]);
-                rp.draw(0..3, 0..1);
+                whole_pass(
+                    &mut encoder,
+                    &res.views[0],
+                    &self.from_yuv,
+                    &input.bind_group,
+                );
             }
         }
         let mut current = 0usize;
@@ -764,6 +703,63 @@ impl Gpu {
         buffer.unmap();
         copied.map_err(|e| Error::Device(format!("read-back: {e}")))
     }
+}
+
+/// Records a conversion pass over the whole of `target` (no parameters of its own).
+fn whole_pass(
+    encoder: &mut wgpu::CommandEncoder,
+    target: &wgpu::TextureView,
+    pipeline: &wgpu::RenderPipeline,
+    source: &wgpu::BindGroup,
+) {
+    let mut rp = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+        label: None,
+        color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+            view: target,
+            depth_slice: None,
+            resolve_target: None,
+            ops: wgpu::Operations {
+                load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+                store: wgpu::StoreOp::Store,
+            },
+        })],
+        ..Default::default()
+    });
+    rp.set_pipeline(pipeline);
+    rp.set_bind_group(0, source, &[0]);
+    rp.draw(0..3, 0..1);
+}
+
+/// The bind group of a pass: the parameters, `source` and `original`.
+fn bind_group(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    uniforms: &wgpu::Buffer,
+    source: &wgpu::TextureView,
+    original: &wgpu::TextureView,
+) -> wgpu::BindGroup {
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: uniforms,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(Params::BYTES as u64),
+                }),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: wgpu::BindingResource::TextureView(source),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: wgpu::BindingResource::TextureView(original),
+            },
+        ],
+    })
 }
 
 fn extent(width: u32, height: u32) -> wgpu::Extent3d {

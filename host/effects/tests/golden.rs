@@ -94,6 +94,13 @@ fn golden(name: &str, input: &RgbaFrame, effects: &[Effect]) -> RgbaFrame {
     on_cpu
 }
 
+/// The `w`×`h` top left corner of a frame.
+fn top_left(input: &RgbaFrame, w: u32, h: u32) -> RgbaFrame {
+    let img = image::RgbaImage::from_raw(input.width, input.height, input.pixels.clone()).unwrap();
+    let img = image::imageops::crop_imm(&img, 0, 0, w, h).to_image();
+    RgbaFrame::new(w, h, img.into_raw()).unwrap()
+}
+
 /// Whether every pixel farther than `margin` from all regions is unchanged.
 fn untouched_outside(
     input: &RgbaFrame,
@@ -218,10 +225,7 @@ fn frame_sizes_change_between_frames() {
         (97, 61),
         (input.width, input.height),
     ] {
-        let img =
-            image::RgbaImage::from_raw(input.width, input.height, input.pixels.clone()).unwrap();
-        let img = image::imageops::crop_imm(&img, 0, 0, w, h).to_image();
-        let frame = RgbaFrame::new(w, h, img.into_raw()).unwrap();
+        let frame = top_left(&input, w, h);
         let (mut a, mut b) = (frame.clone(), frame.clone());
         gpu.render(&mut a, &effects::Plan::new(&effects, w, h))
             .unwrap();
@@ -265,16 +269,7 @@ fn yuv_for_the_encoder_converted_on_the_device() {
     let mut gpu = software().lock().unwrap();
     let mut on_device = effects::Yuv420Frame::default();
     for (w, h) in [(input.width, input.height), (98, 62), (input.width, 200)] {
-        let img =
-            image::RgbaImage::from_raw(input.width, input.height, input.pixels.clone()).unwrap();
-        let frame = RgbaFrame::new(
-            w,
-            h,
-            image::imageops::crop_imm(&img, 0, 0, w, h)
-                .to_image()
-                .into_raw(),
-        )
-        .unwrap();
+        let frame = top_left(&input, w, h);
         let plan = effects::Plan::new(&effects, w, h);
         gpu.render_yuv(&frame, &plan, &mut on_device).unwrap();
         let mut rendered = frame.clone();
@@ -345,16 +340,7 @@ fn i420_from_the_decoder_converted_on_the_device() {
     let mut decoded = effects::Yuv420Frame::default();
     let mut on_device = effects::Yuv420Frame::default();
     for (w, h) in [(input.width, input.height), (98, 62)] {
-        let img =
-            image::RgbaImage::from_raw(input.width, input.height, input.pixels.clone()).unwrap();
-        let frame = RgbaFrame::new(
-            w,
-            h,
-            image::imageops::crop_imm(&img, 0, 0, w, h)
-                .to_image()
-                .into_raw(),
-        )
-        .unwrap();
+        let frame = top_left(&input, w, h);
         decoded.from_rgba(&frame).unwrap();
         let i420 = [&decoded.y[..], &decoded.u[..], &decoded.v[..]].concat();
         let plan = effects::Plan::new(&effects, w, h);

@@ -378,15 +378,7 @@ fn handoff_at(
     let i420 = [&yuv.y[..], &yuv.u[..], &yuv.v[..]].concat();
     // The decoder's picture, and its conversion to RGB24 as the decoder made it.
     let mut decoded = Video::new(Pixel::YUV420P, width, height);
-    for (plane, (src, row)) in [(&yuv.y, width), (&yuv.u, width / 2), (&yuv.v, width / 2)]
-        .into_iter()
-        .enumerate()
-    {
-        let stride = decoded.stride(plane);
-        for (y, line) in src.chunks_exact(row as usize).enumerate() {
-            decoded.data_mut(plane)[y * stride..y * stride + row as usize].copy_from_slice(line);
-        }
-    }
+    crate::encode::write_planes(&mut decoded, width, [&yuv.y, &yuv.u, &yuv.v]);
     let mut to_rgb = scaling::Context::get(
         Pixel::YUV420P,
         width,

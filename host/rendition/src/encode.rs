@@ -251,20 +251,7 @@ impl Encoder {
         } else {
             &mut self.yuv
         };
-        for (plane, (src, row)) in [
-            (planes[0], w as usize),
-            (planes[1], w as usize / 2),
-            (planes[2], w as usize / 2),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let stride = target.stride(plane);
-            let data = target.data_mut(plane);
-            for (y, line) in src.chunks_exact(row).enumerate() {
-                data[y * stride..y * stride + row].copy_from_slice(line);
-            }
-        }
+        write_planes(target, w, planes);
         if let Some(scaler) = scaler {
             scaler
                 .run(input, &mut self.yuv)
@@ -314,6 +301,19 @@ impl Encoder {
             });
         }
         Ok(())
+    }
+}
+
+/// Copies YUV 4:2:0 planes of a `width`-wide picture (rows without padding) into a libav picture
+/// of that size, row by row into its strides.
+pub(crate) fn write_planes(target: &mut frame::Video, width: u32, planes: [&[u8]; 3]) {
+    let rows = [width as usize, width as usize / 2, width as usize / 2];
+    for (plane, (src, row)) in planes.into_iter().zip(rows).enumerate() {
+        let stride = target.stride(plane);
+        let data = target.data_mut(plane);
+        for (y, line) in src.chunks_exact(row).enumerate() {
+            data[y * stride..y * stride + row].copy_from_slice(line);
+        }
     }
 }
 
