@@ -423,9 +423,9 @@ impl StreamRendition {
         }
         let rendered = match self.render(s, &frame, &effects) {
             Ok(rendered) => rendered,
-            Err(e) if s.renderer.takes_i420() => {
-                // A GPU that fails goes; the CPU renders the same (never a frame without its
-                // effects), from RGB frames again.
+            Err(e) if matches!(s.renderer, Renderer::Gpu(_)) => {
+                // A GPU that fails goes (hardware or software); the CPU renders the same (never
+                // a frame without its effects), from RGB frames again.
                 warn!(stream = %self.stream, "effects device failed, continuing on the CPU: {e}");
                 s.renderer = Renderer::Cpu(effects::Cpu::default());
                 s.decoder.set_i420(false);
