@@ -108,12 +108,17 @@ impl Tally {
     }
 }
 
+/// Intersection over union, as the components' post-processing measures it.
 fn iou(a: &FaceBox, b: &FaceBox) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let area = |r: &FaceBox| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - w * h;
-    if union <= 0.0 { 0.0 } else { w * h / union }
+    let candidate = |&[x0, y0, x1, y1]: &FaceBox| postprocess::Candidate {
+        class: 0,
+        score: 0.0,
+        x0,
+        y0,
+        x1,
+        y1,
+    };
+    candidate(a).iou(&candidate(b))
 }
 
 fn fixture(catalog: &Catalog, name: &str) -> anyhow::Result<(RgbImage, Vec<FaceBox>)> {

@@ -181,40 +181,44 @@ pub struct GradeSettings {
     pub looks: Option<String>,
 }
 
-/// The settings given, by name.
-fn given<const N: usize>(settings: [(&str, Option<String>); N]) -> BTreeMap<String, String> {
-    settings
-        .into_iter()
-        .filter_map(|(name, value)| Some((name.to_string(), value?)))
-        .collect()
-}
-
 impl BlurSettings {
-    fn into_map(self) -> BTreeMap<String, String> {
-        given([
-            ("style", self.style),
-            ("grow", self.grow),
-            ("min-score", self.min_score),
-            ("labels", self.labels),
-        ])
+    fn checked(self) -> Result<BTreeMap<String, String>, ApiError> {
+        check_settings(
+            "blur",
+            [
+                ("style", STYLE, self.style),
+                ("grow", FRACTION, self.grow),
+                ("min-score", FRACTION, self.min_score),
+                ("labels", NAMES, self.labels),
+            ],
+        )
     }
 }
 
 impl HighlightSettings {
-    fn into_map(self) -> BTreeMap<String, String> {
-        given([
-            ("colour", self.colour),
-            ("dim", self.dim),
-            ("outline", self.outline),
-            ("min-score", self.min_score),
-            ("brands", self.brands),
-        ])
+    fn checked(self) -> Result<BTreeMap<String, String>, ApiError> {
+        check_settings(
+            "highlight",
+            [
+                ("colour", COLOUR, self.colour),
+                ("dim", FRACTION, self.dim),
+                ("outline", OUTLINE, self.outline),
+                ("min-score", FRACTION, self.min_score),
+                ("brands", NAMES, self.brands),
+            ],
+        )
     }
 }
 
 impl GradeSettings {
-    fn into_map(self) -> BTreeMap<String, String> {
-        given([("look", self.look), ("looks", self.looks)])
+    fn checked(self) -> Result<BTreeMap<String, String>, ApiError> {
+        check_settings(
+            "colour-grade",
+            [
+                ("look", LOOK, self.look),
+                ("looks", LOOKS_BY_SCENE, self.looks),
+            ],
+        )
     }
 }
 
@@ -300,28 +304,6 @@ fn looks_schema() -> utoipa::openapi::schema::Schema {
     text_schema(LOOKS_BY_SCENE)
 }
 
-/// The settings each kind's bundled selector reads (`components/privacy-blur`,
-/// `brand-spotlight`, `scene-grade`), with what each takes.
-fn settings_of(kind: &str) -> &'static [(&'static str, Takes)] {
-    match kind {
-        "blur" => &[
-            ("style", STYLE),
-            ("grow", FRACTION),
-            ("min-score", FRACTION),
-            ("labels", NAMES),
-        ],
-        "highlight" => &[
-            ("colour", COLOUR),
-            ("dim", FRACTION),
-            ("outline", OUTLINE),
-            ("min-score", FRACTION),
-            ("brands", NAMES),
-        ],
-        "colour-grade" => &[("look", LOOK), ("looks", LOOKS_BY_SCENE)],
-        _ => &[],
-    }
-}
-
 /// `value` as its setting keeps it, if it is what `takes` takes. A pattern is matched as the
 /// JSON Schema validators in use match it (Python's `re.search`): `$` also matches before a
 /// final newline, which is then dropped.
@@ -338,33 +320,32 @@ fn checked(takes: Takes, value: &str) -> Option<&str> {
         .filter(|v| takes.pattern.ends_with('$') && pattern.is_match(v))
 }
 
-/// Checks a kind's settings against what its bundled selector reads, and answers them as the
-/// selector gets them: bounded like a pipeline's settings, every name known, every value of the
-/// right form.
-fn check_settings(
+/// A kind's settings as its bundled selector gets them (a setting left out or null is not set),
+/// each given with what it takes: bounded like a pipeline's settings, every value of the right
+/// form.
+fn check_settings<const N: usize>(
     kind: &str,
-    settings: BTreeMap<String, String>,
+    settings: [(&'static str, Takes, Option<String>); N],
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    crate::pipelines::check_config(kind, &settings)?;
-    let known = settings_of(kind);
-    let mut out = BTreeMap::new();
-    for (name, value) in settings {
-        let Some((_, takes)) = known.iter().find(|(n, _)| *n == name) else {
-            let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
-            return Err(ApiError::BadRequest(format!(
-                "{kind}: no setting '{name}' (settings: {})",
-                names.join(", ")
-            )));
-        };
-        let Some(kept) = checked(*takes, &value) else {
-            return Err(ApiError::BadRequest(format!(
+    let given: Vec<_> = settings
+        .into_iter()
+        .filter_map(|(name, takes, value)| Some((name, takes, value?)))
+        .collect();
+    let bounded: BTreeMap<String, String> = given
+        .iter()
+        .map(|(name, _, value)| (name.to_string(), value.clone()))
+        .collect();
+    crate::pipelines::check_config(kind, &bounded)?;
+    given
+        .into_iter()
+        .map(|(name, takes, value)| match checked(takes, &value) {
+            Some(kept) => Ok((name.to_string(), kept.to_string())),
+            None => Err(ApiError::BadRequest(format!(
                 "{kind}: {name} must be {}, got '{value}'",
                 takes.words
-            )));
-        };
-        out.insert(name, kept.to_string());
-    }
-    Ok(out)
+            ))),
+        })
+        .collect()
 }
 
 /// The stream's effects control (`auto` for every kind until set).
@@ -409,23 +390,14 @@ pub async fn set_effects(
         .stream(tenant, &id)
         .await?
         .ok_or(ApiError::NotFound("stream"))?;
-    let given = body.settings.map_or([None, None, None], |s| {
-        [
-            s.blur.map(BlurSettings::into_map),
-            s.highlight.map(HighlightSettings::into_map),
-            s.colour_grade.map(GradeSettings::into_map),
-        ]
-    });
-    let mut checked = [None, None, None];
-    for ((kind, settings), out) in ["blur", "highlight", "colour-grade"]
-        .into_iter()
-        .zip(given)
-        .zip(&mut checked)
-    {
-        if let Some(settings) = settings {
-            *out = Some(check_settings(kind, settings)?);
-        }
-    }
+    let checked = match body.settings {
+        None => [None, None, None],
+        Some(s) => [
+            s.blur.map(BlurSettings::checked).transpose()?,
+            s.highlight.map(HighlightSettings::checked).transpose()?,
+            s.colour_grade.map(GradeSettings::checked).transpose()?,
+        ],
+    };
     let mut control = state.store.effects_control(&id).await?;
     let now = &mut control.settings;
     for (now, given) in [&mut now.blur, &mut now.highlight, &mut now.colour_grade]

@@ -380,12 +380,17 @@ impl VideoDecoder {
                 i420.extend_from_slice(&data[y * stride..y * stride + row]);
             }
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let pts_ms = d.timestamp().or(d.pts()).unwrap_or(0);
-        let mut frame = Frame::new(seq, pts_ms, width, height, Vec::new());
+        let mut frame = self.next_frame(width, height, Vec::new());
         frame.i420 = Some(Arc::new(i420));
         frame
+    }
+
+    /// The decoded picture as the next frame out (its sequence number taken), with `rgb`.
+    fn next_frame(&mut self, width: u32, height: u32, rgb: Vec<u8>) -> Frame {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let pts_ms = self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(0);
+        Frame::new(seq, pts_ms, width, height, rgb)
     }
 
     fn convert_to_rgb(&mut self) -> Result<Frame, DecodeError> {
@@ -417,10 +422,7 @@ impl VideoDecoder {
         for y in 0..height as usize {
             rgb.extend_from_slice(&data[y * stride..y * stride + row]);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let pts_ms = self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(0);
-        Ok(Frame::new(seq, pts_ms, width, height, rgb))
+        Ok(self.next_frame(width, height, rgb))
     }
 }
 

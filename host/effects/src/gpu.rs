@@ -339,25 +339,13 @@ impl Gpu {
     pub fn render(&mut self, frame: &mut RgbaFrame, plan: &Plan) -> Result<(), Error> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let (width, height) = (frame.width, frame.height);
-        let (mut encoder, current) =
-            self.passes(Upload::Rgba(&frame.pixels), width, height, plan)?;
+        let (encoder, current) = self.passes(Upload::Rgba(&frame.pixels), width, height, plan)?;
         let Some(res) = self.frame.as_ref() else {
             return Err(Error::Device("no frame resources".into()));
         };
-        encoder.copy_texture_to_buffer(
-            res.textures[current].as_image_copy(),
-            wgpu::TexelCopyBufferInfo {
-                buffer: &res.readback,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(res.padded_row),
-                    rows_per_image: Some(height),
-                },
-            },
-            extent(width, height),
-        );
-        let padded = res.padded_row as usize;
-        self.read_back(encoder, scope, &res.readback, |data| {
+        let (texture, padded) = (&res.textures[current], res.padded_row as usize);
+        let read = (&res.readback, res.padded_row, height);
+        self.read_back(encoder, scope, texture, read, |data| {
             let row = width as usize * 4;
             for (y, out) in frame.pixels.chunks_exact_mut(row).enumerate() {
                 out.copy_from_slice(&data[y * padded..y * padded + row]);
@@ -418,21 +406,9 @@ impl Gpu {
         };
         let source = &res.bind_groups[current * 3 + current];
         whole_pass(&mut encoder, &target.view, &self.to_yuv, source);
-        let rows = height + height / 2;
-        encoder.copy_texture_to_buffer(
-            target.texture.as_image_copy(),
-            wgpu::TexelCopyBufferInfo {
-                buffer: &target.readback,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(target.padded_row),
-                    rows_per_image: Some(rows),
-                },
-            },
-            extent(width, rows),
-        );
         let padded = target.padded_row as usize;
-        self.read_back(encoder, scope, &target.readback, |data| {
+        let read = (&target.readback, target.padded_row, height + height / 2);
+        self.read_back(encoder, scope, &target.texture, read, |data| {
             let (w, h) = (width as usize, height as usize);
             for (y, out) in yuv.y.chunks_exact_mut(w).enumerate() {
                 out.copy_from_slice(&data[y * padded..y * padded + w]);
@@ -669,15 +645,29 @@ impl Gpu {
         Ok((encoder, current))
     }
 
-    /// Submits the encoder (which ends by copying into `buffer`), waits for the device, and
-    /// hands the mapped bytes to `copy`; a validation error in the scope fails the frame.
+    /// Ends the encoder by copying `texture` (`rows` rows) into `buffer` (rows `padded_row`
+    /// bytes apart), submits it, waits for the device, and hands the mapped bytes to `copy`; a
+    /// validation error in the scope fails the frame.
     fn read_back(
         &self,
-        encoder: wgpu::CommandEncoder,
+        mut encoder: wgpu::CommandEncoder,
         scope: wgpu::ErrorScopeGuard,
-        buffer: &wgpu::Buffer,
+        texture: &wgpu::Texture,
+        (buffer, padded_row, rows): (&wgpu::Buffer, u32, u32),
         copy: impl FnOnce(&[u8]),
     ) -> Result<(), Error> {
+        encoder.copy_texture_to_buffer(
+            texture.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(padded_row),
+                    rows_per_image: Some(rows),
+                },
+            },
+            extent(texture.width(), rows),
+        );
         self.queue.submit([encoder.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| {
