@@ -181,27 +181,9 @@ async fn first_pts(file: &std::path::Path) -> String {
 /// date-times, first timestamps) and in whose decoded frames the face detector finds no face
 /// where the original, decoded the same way, still has one. A master playlist offers both, and the
 /// rendition is served like the original.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
-    let server = TestServer::start_with(|c| {
-        c.analysis = true;
-        c.components = TestServer::components_dir();
-    })
-    .await;
-    let key = server.api_key.clone();
-    let (status, text) = http_send(
-        "PUT",
-        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
-        Some(&key),
-        r#"{"effects":[{"name":"privacy-blur"}]}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
-    let mut publisher = publish_photo(
-        &fixture_photo("astronaut"),
-        &server.rtmp_url(&server.stream_key),
-        40,
-    );
+/// The first segments the stream's effects rendition lists (at least three), each checked to be
+/// one of the original's, starting at the same time.
+async fn effects_segments(server: &TestServer) -> Vec<(String, String, String)> {
     let dir = server.hls_dir(&server.stream_id);
     let effects = dir.join("effects");
     let started = std::time::Instant::now();
@@ -241,13 +223,14 @@ async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
             "{file} starts at another time"
         );
     }
-    let master = std::fs::read_to_string(dir.join("master.m3u8")).unwrap();
-    assert!(
-        master.contains("\nindex.m3u8\n") && master.contains("\neffects/index.m3u8\n"),
-        "{master}"
-    );
+    segments
+}
 
-    // The faces: found in the original, and nowhere near them in the rendition.
+/// The faces in `segments` (but the first, which may predate the effects): found by the face
+/// detector in the original, and nowhere near them in the effects rendition.
+async fn no_face_airs(server: &TestServer, segments: &[(String, String, String)]) {
+    let dir = server.hls_dir(&server.stream_id);
+    let effects = dir.join("effects");
     for (file, _, _) in &segments[1..] {
         // MA_KEEP_SEGMENTS=DIR keeps both renditions' segments for a look at a failure.
         if let Some(keep) = std::env::var_os("MA_KEEP_SEGMENTS") {
@@ -278,6 +261,41 @@ async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
             }
         }
     }
+}
+
+/// Sets the stream's pipeline.
+async fn set_pipeline(server: &TestServer, pipeline: &str) {
+    let (status, text) = http_send(
+        "PUT",
+        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
+        Some(&server.api_key),
+        pipeline,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
+    let server = TestServer::start_with(|c| {
+        c.analysis = true;
+        c.components = TestServer::components_dir();
+    })
+    .await;
+    set_pipeline(&server, r#"{"effects":[{"name":"privacy-blur"}]}"#).await;
+    let mut publisher = publish_photo(
+        &fixture_photo("astronaut"),
+        &server.rtmp_url(&server.stream_key),
+        40,
+    );
+    let segments = effects_segments(&server).await;
+    let master =
+        std::fs::read_to_string(server.hls_dir(&server.stream_id).join("master.m3u8")).unwrap();
+    assert!(
+        master.contains("\nindex.m3u8\n") && master.contains("\neffects/index.m3u8\n"),
+        "{master}"
+    );
+    no_face_airs(&server, &segments).await;
 
     // Served like the original, with the stream's playback token.
     let token = server.playback_token().await;
@@ -394,6 +412,57 @@ async fn effects_forced_on_and_off_through_the_api() {
     let (status, text) = http_request("GET", &effects_url, Some(&key)).await;
     assert_eq!(status, 200);
     assert!(text.contains(r#""blur":"off""#), "{text}");
+    publisher.kill().await.ok();
+    server.stop().await;
+}
+
+/// A privacy selector that fails on every frame (here `privacy-blur` with a value it refuses in
+/// the pipeline's config; a trap or a deadline goes the same way) must not air the faces it
+/// would have blurred: each frame's event names the failed selector and carries no blur, and the
+/// effects rendition, finding no complete frame to cover them, fails closed and blurs the whole
+/// picture, while a working selector beside it (`scene-grade`) still chooses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_privacy_selector_airs_no_face() {
+    let (server, mut viewer, mut publisher) = astronaut_live(40).await;
+    set_pipeline(
+        &server,
+        r#"{"effects":[{"name":"privacy-blur","config":{"grow":"wide"}},{"name":"scene-grade","config":{"look":"warm"}}]}"#,
+    )
+    .await;
+    let seen = viewer
+        .until(Duration::from_secs(30), |e| {
+            e["type"] == "detections" && e.get("effects_failed").is_some()
+        })
+        .await;
+    let event = seen.last().unwrap();
+    assert_eq!(
+        event["effects_failed"],
+        serde_json::json!(["privacy-blur"]),
+        "{event}"
+    );
+    let effects = event["effects"].as_array().unwrap();
+    assert!(
+        !effects.is_empty() && effects.iter().all(|e| e["component"] == "scene-grade"),
+        "{event}"
+    );
+    assert!(
+        event["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["label"] == "face"),
+        "{event}"
+    );
+
+    let segments = effects_segments(&server).await;
+    no_face_airs(&server, &segments).await;
+    let metrics = server.get("/metrics").await.1;
+    let stalled = metrics
+        .lines()
+        .find(|l| l.starts_with("media_analyzer_effects_rendition_frames_stalled_total"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .unwrap_or_default();
+    assert!(stalled > 0.0, "no stalled frames counted:\n{metrics}");
     publisher.kill().await.ok();
     server.stop().await;
 }

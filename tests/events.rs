@@ -384,6 +384,7 @@ async fn a_slow_viewer_is_told_it_lagged_and_never_slows_the_others() {
     for seq in 0..total {
         let event = bus::Event::Detections(bus::FrameDetections {
             effects: Vec::new(),
+            effects_failed: Vec::new(),
             scene: None,
             stream: server.stream_id.clone(),
             seq,

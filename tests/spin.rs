@@ -164,6 +164,7 @@ async fn the_spin_component_raises_the_same_alerts_as_the_in_host_trigger() {
     for (seq, (pts, found)) in frames.iter().enumerate() {
         let event = Event::Detections(FrameDetections {
             effects: Vec::new(),
+            effects_failed: Vec::new(),
             scene: None,
             stream: STREAM.into(),
             seq: seq as u64,
@@ -296,6 +297,7 @@ min_score = ""
     for seq in 0..2 {
         let event = Event::Detections(FrameDetections {
             effects: Vec::new(),
+            effects_failed: Vec::new(),
             scene: None,
             stream: "s".into(),
             seq,

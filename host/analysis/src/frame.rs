@@ -134,6 +134,7 @@ impl FrameAnalysis {
     pub fn event(&self, stream: &str, frame: &decode::Frame) -> bus::Event {
         bus::Event::Detections(bus::FrameDetections {
             effects: Vec::new(),
+            effects_failed: Vec::new(),
             scene: None,
             stream: stream.to_string(),
             seq: frame.seq,

@@ -98,7 +98,7 @@ impl Output<'_> {
                 d.scene = scene.measure(frame.pts_ms, frame.width, frame.height, &frame.rgb);
             }
             if let Some(seen) = seen.as_ref().filter(|_| !selectors.is_empty()) {
-                d.effects = self.select_effects(stream, seen, selectors);
+                (d.effects, d.effects_failed) = self.select_effects(stream, seen, selectors);
                 // The stream's control forces these kinds off: never rendered, never shown.
                 d.effects
                     .retain(|e| !effects_off.contains(&e.kind.as_str()));
@@ -107,10 +107,17 @@ impl Output<'_> {
                 let every_kind_off = effects_off.len() >= crate::pipelines::FORCED_SELECTORS.len();
                 crate::lock(rendition).frame(
                     !selectors.is_empty() && !every_kind_off,
-                    frame.pts_ms,
-                    frame.width,
-                    frame.height,
-                    &d.effects,
+                    rendition::AnalysedEffects {
+                        pts_ms: frame.pts_ms,
+                        width: frame.width,
+                        height: frame.height,
+                        effects: d.effects.clone(),
+                        complete: d.effects_failed.is_empty(),
+                        privacy: !effects_off.contains(&"blur")
+                            && selectors.iter().any(|s| {
+                                s.version == 0 && s.name == crate::pipelines::PRIVACY_SELECTOR
+                            }),
+                    },
                 );
             }
         }
@@ -122,14 +129,16 @@ impl Output<'_> {
     }
 
     /// Runs each effect selector's `select` on the frame's detections and returns what they
-    /// chose. A selector whose call fails chooses nothing and is counted, like a trigger.
+    /// chose, and which of them failed (error, trap, deadline): a failed call chooses nothing
+    /// and is counted, like a trigger's, and the frame's effects are incomplete.
     fn select_effects(
         &self,
         stream: &str,
         seen: &SeenFrame,
         selectors: &[runtime::ActiveSelector],
-    ) -> Vec<bus::Effect> {
+    ) -> (Vec<bus::Effect>, Vec<String>) {
         let mut chosen = Vec::new();
+        let mut failed = Vec::new();
         let mut calls = Vec::with_capacity(selectors.len());
         for selector in selectors {
             let label = selector.label();
@@ -154,12 +163,13 @@ impl Output<'_> {
                         .component_failures
                         .fetch_add(1, Ordering::Relaxed);
                     warn!(%stream, component = %label, frame = seen.info.seq, "effect selector call failed: {e}");
+                    failed.push(label);
                 }
             }
         }
         self.activity
             .record(self.tenant, stream, seen.info.seq, &calls);
-        chosen
+        (chosen, failed)
     }
 
     /// Runs each trigger's `on-detections` on the frame's detections; the alerts they raise are

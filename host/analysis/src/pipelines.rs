@@ -64,9 +64,13 @@ pub struct StreamPipelines {
 /// Effect kinds a stream's control forces off (never rendered, whatever a selector chooses).
 pub type EffectsOff = Arc<Vec<&'static str>>;
 
+/// The bundled selector that blurs faces: a stream it runs on fails closed when its analysis
+/// stalls ([`rendition::OnStall::Auto`]).
+pub const PRIVACY_SELECTOR: &str = "privacy-blur";
+
 /// The bundled selector that a stream's control forcing each effect kind on runs.
 pub const FORCED_SELECTORS: [(&str, &str); 3] = [
-    ("blur", "privacy-blur"),
+    ("blur", PRIVACY_SELECTOR),
     ("highlight", "brand-spotlight"),
     ("colour-grade", "scene-grade"),
 ];

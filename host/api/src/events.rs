@@ -257,6 +257,7 @@ pub fn detections_event(
 ) -> bus::Event {
     bus::Event::Detections(bus::FrameDetections {
         effects: Vec::new(),
+        effects_failed: Vec::new(),
         scene: None,
         stream: stream.to_string(),
         seq: frame.seq,

@@ -13,6 +13,7 @@ pub fn sample_detections(tenant: &str, stream: &str, seq: u64) -> crate::Envelop
         tenant,
         crate::Event::Detections(crate::FrameDetections {
             effects: Vec::new(),
+            effects_failed: Vec::new(),
             scene: None,
             stream: stream.into(),
             seq,

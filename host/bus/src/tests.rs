@@ -12,6 +12,7 @@ fn detections(tenant: &str, stream: &str, seq: u64) -> Envelope {
         tenant,
         Event::Detections(FrameDetections {
             effects: Vec::new(),
+            effects_failed: Vec::new(),
             scene: None,
             stream: stream.into(),
             seq,

@@ -28,7 +28,8 @@ pub struct FileConfig {
     pub effects_device: Option<String>,
     /// The effects rendition's H.264 encoder: auto, x264 or nvenc.
     pub effects_encoder: Option<String>,
-    /// What the effects rendition renders when a frame's analysis stalls: carry or blur-frame.
+    /// What the effects rendition renders when a frame's analysis stalls: auto, carry or
+    /// blur-frame.
     pub effects_on_stall: Option<String>,
     pub bus: Option<String>,
     pub role: Option<Role>,
@@ -159,13 +160,15 @@ pub struct ServeArgs {
         value_name = "auto|x264|nvenc"
     )]
     pub effects_encoder: Option<String>,
-    /// When the effects rendition waited 3 s for a frame's analysis in vain: carry (the last
-    /// analysed effects carry forward, the default) or blur-frame (fail closed: the whole frame
-    /// is blurred until analysis catches up; for streams where no face may ever air).
+    /// When the effects rendition waited 3 s in vain for a frame's analysis (analysis behind or
+    /// stopped, or an effect selector failing on every frame): blur-frame (fail closed: the
+    /// whole frame is blurred until analysis catches up), carry (the last analysed effects carry
+    /// forward) or auto (the default: blur-frame on streams whose effects blur faces, with the
+    /// bundled privacy-blur; carry on the others).
     #[arg(
         long,
         env = "MEDIA_ANALYZER_EFFECTS_ON_STALL",
-        value_name = "carry|blur-frame"
+        value_name = "auto|carry|blur-frame"
     )]
     pub effects_on_stall: Option<String>,
     /// Event bus: memory (default, in-process), redis://HOST:PORT, or pubsub://PROJECT[/PREFIX]
@@ -485,7 +488,7 @@ impl Config {
                     on_stall: parsed(
                         &args.effects_on_stall,
                         file.effects_on_stall,
-                        "carry",
+                        "auto",
                         "--effects-on-stall",
                     )?,
                     ..rendition::RenditionConfig::default()

@@ -279,29 +279,38 @@ fn pixelate(src: &[u8], dst: &mut [u8], w: i32, h: i32, p: &Params) {
     let Some((x0, y0, x1, y1)) = regions.bounds([feather, feather], w, h) else {
         return;
     };
+    if x1 <= x0 || y1 <= y0 {
+        return;
+    }
     let pic = Picture { px: src, w, h };
     let n = (block * block) as f32;
-    rows_in_parallel(dst, w, y0, y1, |y, row| {
-        for x in x0..x1 {
-            let m = regions.coverage([x as f32 + 0.5, y as f32 + 0.5], feather);
-            if m <= 0.0 {
-                continue;
-            }
-            let (cx, cy) = ((x / block) * block, (y / block) * block);
+    // Each block's mean, once (not per pixel: a whole-frame cover reads each pixel about once).
+    let (bx0, by0) = (x0 / block, y0 / block);
+    let columns = ((x1 - 1) / block - bx0 + 1) as usize;
+    let means: Vec<Rgb> = (by0..=(y1 - 1) / block)
+        .flat_map(|by| (0..columns as i32).map(move |i| (bx0 + i, by)))
+        .map(|(bx, by)| {
+            let (cx, cy) = (bx * block, by * block);
             let mut sum = [0.0f32; 3];
-            for by in 0..block {
-                for bx in 0..block {
-                    let c = pic.load(cx + bx, cy + by);
+            for y in cy..cy + block {
+                for x in cx..cx + block {
+                    let c = pic.load(x, y);
                     for k in 0..3 {
                         sum[k] += c[k];
                     }
                 }
             }
-            store(
-                row,
-                x as usize * 4,
-                mix(pic.load(x, y), sum.map(|v| v / n), m),
-            );
+            sum.map(|v| v / n)
+        })
+        .collect();
+    rows_in_parallel(dst, w, y0, y1, |y, row| {
+        let means = &means[(y / block - by0) as usize * columns..];
+        for x in x0..x1 {
+            let m = regions.coverage([x as f32 + 0.5, y as f32 + 0.5], feather);
+            if m > 0.0 {
+                let mean = means[(x / block - bx0) as usize];
+                store(row, x as usize * 4, mix(pic.load(x, y), mean, m));
+            }
         }
     });
 }

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use media::MediaPacket;
 
@@ -44,6 +44,9 @@ pub enum TapItem {
         base_dts: i64,
         /// Packets before this one were dropped (the tap's queue was full).
         after_loss: bool,
+        /// When the packager handed it over (as it reached the host): the analysis of its frame
+        /// is due from then, however far behind the tap's reader is.
+        arrived: Instant,
     },
     /// The original closed this segment (its record as its playlist lists it).
     Closed(Segment),
@@ -256,6 +259,7 @@ impl Taps {
             starts_segment: starts,
             base_dts,
             after_loss,
+            arrived: Instant::now(),
         };
         if tap.try_send(item) {
             tap.flow = Flow::Flowing;

@@ -209,6 +209,8 @@ pub fn cost(
             width,
             height,
             effects: faces.clone(),
+            complete: true,
+            privacy: true,
         });
         pts += 200;
     }

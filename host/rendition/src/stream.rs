@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::encode::{self, EncodedFrame, Encoder};
 use crate::timeline::Timeline;
-use crate::{Error, OnStall, RenditionConfig, RenditionStats};
+use crate::{Error, RenditionConfig, RenditionStats};
 
 /// A step of the rendition's cost: its frame rate (every `every`-th frame) and picture size
 /// (`percent` of the original's width and height).
@@ -113,7 +113,8 @@ struct State {
     records: VecDeque<Segment>,
     /// Audio of segments not yet written: (seq, pts, frame).
     audio: VecDeque<(u64, i64, MediaPacket)>,
-    /// When each video packet arrived (pts, instant), for its wait for analysis.
+    /// When each video packet reached the host (pts, instant): its frame waits for analysis
+    /// until `max_wait` after that, not after the rendition read it.
     arrivals: VecDeque<(i64, Instant)>,
     open: Option<OpenSegment>,
     level: usize,
@@ -245,6 +246,7 @@ impl StreamRendition {
                     starts_segment,
                     base_dts,
                     after_loss,
+                    arrived,
                 } => {
                     s.base_dts = base_dts;
                     if after_loss {
@@ -257,7 +259,7 @@ impl StreamRendition {
                             if starts_segment {
                                 s.starts.push_back((seq, packet.pts_ms));
                             }
-                            s.arrivals.push_back((packet.pts_ms, Instant::now()));
+                            s.arrivals.push_back((packet.pts_ms, arrived));
                             while s.arrivals.len() > 1024 {
                                 s.arrivals.pop_front();
                             }
@@ -417,7 +419,7 @@ impl StreamRendition {
         let mut effects = around.effects(frame.width, frame.height);
         if around.stalled {
             self.stats.frames_stalled.fetch_add(1, Ordering::Relaxed);
-            if self.config.on_stall == OnStall::BlurFrame {
+            if self.config.on_stall.blurs_frame(around.privacy()) {
                 effects.push(crate::stall_blur(frame.width, frame.height));
             }
         }

@@ -4,6 +4,12 @@
 //! every frame between, never unblurred), the other effects of the frame before. It waits for the
 //! frame after, up to a deadline; past it (analysis fell behind or stopped) the last effects carry
 //! forward.
+//!
+//! A frame on which an effect selector failed is *incomplete*: what that selector would have
+//! chosen (a face's blur, say) is missing from it. It counts like a frame that was not analysed:
+//! the neighbours are the nearest complete frames on each side, whose blurs cover it, and the
+//! incomplete frames next to it add theirs (the selectors that did not fail). A run of
+//! incomplete frames longer than the wait is a stall.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -21,6 +27,11 @@ pub struct AnalysedEffects {
     pub width: u32,
     pub height: u32,
     pub effects: Vec<bus::Effect>,
+    /// Every selector of the stream chose (none failed): nothing is missing from `effects`.
+    pub complete: bool,
+    /// The stream's effects blur faces for privacy (the bundled `privacy-blur` runs on it): a
+    /// stall fails closed under [`crate::OnStall::Auto`].
+    pub privacy: bool,
 }
 
 #[derive(Default)]
@@ -40,22 +51,31 @@ pub struct Timeline {
 /// The analysed frames around a rendered frame.
 #[derive(Debug, Clone, Default)]
 pub struct Around {
-    /// The last analysed frame at or before it.
+    /// The last complete analysed frame at or before it.
     pub before: Option<Arc<AnalysedEffects>>,
-    /// The first analysed frame after it (none when waiting ran out).
+    /// The first complete analysed frame after it (none when waiting ran out).
     pub after: Option<Arc<AnalysedEffects>>,
-    /// Waiting for the frame after ran out: analysis is behind by the whole wait, or stopped
-    /// (not when the stream's analysis ended and said so).
+    /// Incomplete frames between those two that are next to it: the last at or before it and
+    /// the first after it (at most one of each).
+    pub incomplete: Vec<Arc<AnalysedEffects>>,
+    /// Waiting for the frame after ran out: analysis is behind by the whole wait, or stopped, or
+    /// its selectors kept failing (not when the stream's analysis ended and said so, unless it
+    /// ended on a run of incomplete frames after this one).
     pub stalled: bool,
 }
 
 impl Around {
-    /// The effects to render on a `width`×`height` frame: every blur of both neighbours, the
-    /// other effects of the one before (or after, when there is none before).
+    /// The effects to render on a `width`×`height` frame: every blur of the frames around it,
+    /// the other effects of the one before (or else of the nearest one).
     pub fn effects(&self, width: u32, height: u32) -> Vec<effects::Effect> {
         let mut out = Vec::new();
-        let others = self.before.as_ref().or(self.after.as_ref());
-        for frame in [&self.before, &self.after].into_iter().flatten() {
+        let others = self
+            .before
+            .as_ref()
+            .or(self.incomplete.first())
+            .or(self.after.as_ref());
+        let frames = [&self.before, &self.after].into_iter().flatten();
+        for frame in frames.chain(&self.incomplete) {
             let is_others = others.is_some_and(|o| Arc::ptr_eq(o, frame));
             let scale = if frame.width > 0 {
                 width as f32 / frame.width as f32
@@ -79,6 +99,16 @@ impl Around {
             }
         }
         out
+    }
+
+    /// Whether the stream's effects blur faces, as the newest of these frames says.
+    pub fn privacy(&self) -> bool {
+        [&self.before, &self.after]
+            .into_iter()
+            .flatten()
+            .chain(&self.incomplete)
+            .max_by_key(|f| f.pts_ms)
+            .is_some_and(|f| f.privacy)
     }
 }
 
@@ -108,14 +138,16 @@ impl Timeline {
         self.changed.notify_all();
     }
 
-    /// The analysed frames around `pts_ms`, waiting until `deadline` for the one after it.
-    /// Frames before the one at or before `pts_ms` are dropped (rendering goes forward).
+    /// The analysed frames around `pts_ms`, waiting until `deadline` for the complete one after
+    /// it. Frames that no later call needs are dropped (rendering goes forward): those before
+    /// the complete one at or before `pts_ms`, and the incomplete ones between it and the last
+    /// incomplete one at or before `pts_ms`.
     pub fn around(&self, pts_ms: i64, deadline: Instant) -> Around {
         let mut state = self.lock();
         let mut stalled = false;
+        let after = |f: &Arc<AnalysedEffects>| f.complete && f.pts_ms > pts_ms;
         loop {
-            let after = state.frames.iter().position(|f| f.pts_ms > pts_ms);
-            if after.is_some() || state.closed {
+            if state.frames.iter().any(after) || state.closed {
                 break;
             }
             let now = Instant::now();
@@ -129,18 +161,48 @@ impl Timeline {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        let after = state.frames.iter().position(|f| f.pts_ms > pts_ms);
-        let before = match after {
-            Some(0) => None,
-            Some(i) => Some(i - 1),
-            None => state.frames.len().checked_sub(1),
-        };
-        if let Some(b) = before {
-            state.frames.drain(..b);
+        // The analysis ended on a run of incomplete frames: no complete one will come for
+        // this frame either, and the frames after it were not all covered.
+        if state.closed && !state.frames.iter().any(after) {
+            stalled |= state
+                .frames
+                .iter()
+                .any(|f| !f.complete && f.pts_ms > pts_ms);
+        }
+        let frames = &mut state.frames;
+        let before = frames
+            .iter()
+            .rposition(|f| f.complete && f.pts_ms <= pts_ms);
+        let last_at = frames.iter().rposition(|f| f.pts_ms <= pts_ms);
+        // Keep the complete frame before and what follows it, less the incomplete frames that
+        // the last one at or before `pts_ms` makes obsolete.
+        let mut i = 0;
+        frames.retain(|f| {
+            let keep =
+                before.is_none_or(|b| i >= b) && (f.complete || last_at.is_none_or(|l| i >= l));
+            i += 1;
+            keep
+        });
+        let before = frames
+            .iter()
+            .rfind(|f| f.complete && f.pts_ms <= pts_ms)
+            .cloned();
+        let after_at = frames.iter().position(after);
+        let mut incomplete = Vec::new();
+        if let Some(last) = frames.iter().rfind(|f| f.pts_ms <= pts_ms)
+            && !last.complete
+        {
+            incomplete.push(last.clone());
+        }
+        if let Some(next) = frames.iter().find(|f| f.pts_ms > pts_ms)
+            && !next.complete
+        {
+            incomplete.push(next.clone());
         }
         Around {
-            before: state.frames.front().filter(|f| f.pts_ms <= pts_ms).cloned(),
-            after: after.and_then(|_| state.frames.iter().find(|f| f.pts_ms > pts_ms).cloned()),
+            before,
+            after: after_at.map(|a| frames[a].clone()),
+            incomplete,
             stalled,
         }
     }
@@ -181,6 +243,15 @@ mod tests {
             width: 640,
             height: 360,
             effects,
+            complete: true,
+            privacy: true,
+        }
+    }
+
+    fn incomplete(pts: i64, effects: Vec<bus::Effect>) -> AnalysedEffects {
+        AnalysedEffects {
+            complete: false,
+            ..frame(pts, effects)
         }
     }
 
@@ -275,5 +346,84 @@ mod tests {
         }
         assert_eq!(t.lock().frames.len(), MAX_FRAMES);
         assert_eq!(t.newest_pts(), Some(200 + MAX_FRAMES as i64 + 9));
+    }
+
+    #[test]
+    fn an_incomplete_frame_is_covered_by_the_complete_ones_around_it() {
+        // Frame 500's blur selector failed: the face it would have blurred is covered by the
+        // complete frames' blurs on both sides, plus what its other selectors chose.
+        let t = Timeline::default();
+        t.push(frame(0, vec![blur(0.1), grade()]));
+        t.push(incomplete(500, vec![blur(0.25)]));
+        t.push(frame(1000, vec![blur(0.5)]));
+        let around = t.around(600, Instant::now());
+        assert!(!around.stalled);
+        assert_eq!(around.before.as_ref().unwrap().pts_ms, 0);
+        assert_eq!(around.after.as_ref().unwrap().pts_ms, 1000);
+        let effects = around.effects(640, 360);
+        let mut xs = blurred_xs(&effects);
+        xs.sort_by(f32::total_cmp);
+        assert_eq!(xs, vec![64.0, 160.0, 320.0]);
+        // The other effects are the complete frame's before (its grade), once.
+        assert_eq!(effects.len(), 4);
+        // Before the incomplete frame, it is the one after: its blurs count too.
+        let around = t.around(400, Instant::now());
+        let mut xs = blurred_xs(&around.effects(640, 360));
+        xs.sort_by(f32::total_cmp);
+        assert_eq!(xs, vec![64.0, 160.0, 320.0]);
+    }
+
+    #[test]
+    fn a_run_of_incomplete_frames_is_a_stall_and_stays_bounded() {
+        // Nothing complete after 0: waiting for a complete frame runs out, however many
+        // incomplete ones came; only the ones next to the rendered frame add their blurs.
+        let t = Timeline::default();
+        t.push(frame(0, vec![blur(0.1)]));
+        for i in 1..=10 {
+            t.push(incomplete(i * 100, vec![blur(i as f32 / 64.0)]));
+        }
+        let started = Instant::now();
+        let around = t.around(450, started + Duration::from_millis(50));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(around.stalled && around.after.is_none());
+        let mut xs = blurred_xs(&around.effects(640, 360));
+        xs.sort_by(f32::total_cmp);
+        assert_eq!(
+            xs,
+            vec![40.0, 50.0, 64.0],
+            "frames 400, 500 and the complete 0"
+        );
+        // The incomplete frames before 400 are gone; the complete one before stays.
+        let kept: Vec<i64> = t.lock().frames.iter().map(|f| f.pts_ms).collect();
+        assert_eq!(kept, vec![0, 400, 500, 600, 700, 800, 900, 1000]);
+        assert!(around.privacy());
+
+        // A complete frame ends the stall.
+        t.push(frame(1100, vec![]));
+        t.push(incomplete(1200, vec![]));
+        let around = t.around(1050, Instant::now() + Duration::from_secs(10));
+        assert!(!around.stalled);
+        assert_eq!(around.after.unwrap().pts_ms, 1100);
+        // The analysis ends on an incomplete frame: the frames before it stall without waiting,
+        // those after every analysed frame (the stream's tail) do not.
+        t.close();
+        let started = Instant::now();
+        assert!(t.around(1150, started + Duration::from_secs(10)).stalled);
+        assert!(!t.around(1300, started + Duration::from_secs(10)).stalled);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn with_only_incomplete_frames_their_neighbours_blurs_apply() {
+        let t = Timeline::default();
+        t.push(incomplete(100, vec![blur(0.2), grade()]));
+        t.push(incomplete(200, vec![blur(0.4)]));
+        let around = t.around(150, Instant::now());
+        assert!(around.stalled && around.before.is_none());
+        let effects = around.effects(640, 360);
+        let mut xs = blurred_xs(&effects);
+        xs.sort_by(f32::total_cmp);
+        assert_eq!(xs, vec![128.0, 256.0]);
+        assert_eq!(effects.len(), 3, "the grade of the incomplete frame before");
     }
 }

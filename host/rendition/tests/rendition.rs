@@ -100,11 +100,11 @@ fn rendition_of_four_faces(device: effects::DevicePreference) {
     // The analysis output: four faces blurred on every analysed frame (every 200 ms).
     let faces = rendition::bench::four_faces();
     let mut output = renditions.stream("s");
-    output.frame(true, 0, W, H, &faces);
+    output.frame(true, analysed(0, W, H, &faces, true));
     assert!(renditions.is_running("s"));
     let mut pts = 200;
     while pts <= 7000 {
-        output.frame(true, pts, W, H, &faces);
+        output.frame(true, analysed(pts, W, H, &faces, true));
         pts += 200;
     }
 
@@ -230,26 +230,58 @@ fn package_to_the_end(
     records
 }
 
+/// An analysed frame as the analysis output hands it over (`complete`: no selector failed on
+/// it; `privacy-blur` runs on the stream).
+fn analysed(
+    pts_ms: i64,
+    width: u32,
+    height: u32,
+    effects: &[bus::Effect],
+    complete: bool,
+) -> rendition::AnalysedEffects {
+    rendition::AnalysedEffects {
+        pts_ms,
+        width,
+        height,
+        effects: effects.to_vec(),
+        complete,
+        privacy: true,
+    }
+}
+
 /// Fail closed: analysis stops after 2 s; with `OnStall::BlurFrame` every frame from then on is
 /// blurred whole (no face it last saw elsewhere can air), the frames before are untouched, and
 /// the stalled frames are counted.
 #[test]
 fn when_analysis_stalls_blur_frame_hides_the_whole_picture() {
+    stalled_frames_are_blurred_whole(rendition::OnStall::BlurFrame, 2000);
+}
+
+/// The same when analysis goes on but an effect selector fails on every frame from 2 s (its
+/// frames are incomplete): on a stream with `privacy-blur`, the default `OnStall::Auto` fails
+/// closed.
+#[test]
+fn when_a_selector_keeps_failing_a_privacy_stream_is_blurred_whole() {
+    stalled_frames_are_blurred_whole(rendition::OnStall::Auto, 4500);
+}
+
+/// Analysed frames every 200 ms up to `analysed_until`, complete up to 2 s.
+fn stalled_frames_are_blurred_whole(on_stall: rendition::OnStall, analysed_until: i64) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let packets = rendition::bench::synthetic_stream(W, H, 30, 4.5, 30).unwrap();
     let taps = Taps::default();
     let renditions = Renditions::new(
         RenditionConfig {
-            on_stall: rendition::OnStall::BlurFrame,
+            on_stall,
             ..on_the_cpu(&root, Duration::from_millis(20))
         },
         taps.clone(),
     );
     let mut output = renditions.stream("s");
     let mut pts = 0;
-    while pts <= 2000 {
-        output.frame(true, pts, W, H, &[]);
+    while pts <= analysed_until {
+        output.frame(true, analysed(pts, W, H, &[], pts <= 2000));
         pts += 200;
     }
     let records = package_to_the_end(&root, &packets, &taps, &renditions);
@@ -297,7 +329,7 @@ fn stopping_ends_the_playlist_and_removes_the_master() {
     let taps = Taps::default();
     let renditions = Renditions::new(on_the_cpu(&root, Duration::from_millis(50)), taps.clone());
     let mut output = renditions.stream("s");
-    output.frame(true, 0, 320, 180, &[]);
+    output.frame(true, analysed(0, 320, 180, &[], true));
     let mut segmenter = Segmenter::new(10, 1000, false);
     let mut configs = hls::tap::Configs::default();
     for p in &packets {
@@ -315,7 +347,7 @@ fn stopping_ends_the_playlist_and_removes_the_master() {
             .join(hls::rendition::MASTER_PLAYLIST)
             .exists()
     );
-    output.frame(false, 4000, 320, 180, &[]);
+    output.frame(false, analysed(4000, 320, 180, &[], true));
     while renditions.is_running("s") {
         assert!(started.elapsed() < Duration::from_secs(60), "never stopped");
         std::thread::sleep(Duration::from_millis(20));

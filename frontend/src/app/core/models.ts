@@ -69,6 +69,11 @@ export interface DetectionsEvent {
   scene?: SceneMetrics;
   /** What the stream's effect selectors chose for the frame (only with an effects stage). */
   effects?: FrameEffect[];
+  /**
+   * The effect selectors whose call failed on the frame: what they would have chosen is missing
+   * from `effects` (the effects rendition covers it with the blurs of the frames around it).
+   */
+  effects_failed?: string[];
 }
 
 export interface SceneMetrics {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DetectionsEvent } from './models';
+import { DetectionsEvent, FrameEffect } from './models';
 import { FrameOverlay, TS_OFFSET_MS, contentRect, labelColour } from './overlay';
 
 function frame(seq: number, pts: number): DetectionsEvent {
@@ -68,6 +68,28 @@ describe('FrameOverlay', () => {
     o.add(frame(2, 70_000));
     expect(o.frameAt(10)).toBeNull();
     expect(o.frameAt(70_000)?.seq).toBe(2);
+  });
+
+  it('covers a frame whose selector failed with the blurs of the complete frames around it', () => {
+    const o = new FrameOverlay();
+    const blur = (x: number): FrameEffect => ({ kind: 'blur', box: [x, 0.1, 0.1, 0.1], component: 'privacy-blur' });
+    const grade: FrameEffect = { kind: 'colour-grade', component: 'scene-grade' };
+    o.add({ ...frame(1, 0), effects: [blur(0.1), grade] });
+    o.add({ ...frame(2, 200), effects: [grade], effects_failed: ['privacy-blur'] });
+    o.add({ ...frame(3, 400), effects: [blur(0.3)], effects_failed: ['scene-grade'] });
+    o.add({ ...frame(4, 600), effects: [blur(0.4)] });
+    o.add({ ...frame(5, 5000), effects: [blur(0.9)] });
+    o.add({ ...frame(6, 5200), effects: [], effects_failed: ['privacy-blur'] });
+    const at = (pts: number) =>
+      o.effectsOf(o.frameAt(pts)!).map((e) => (e.kind === 'blur' ? e.box![0] : e.kind));
+    // Complete frames: their own effects only.
+    expect(at(0)).toEqual([0.1, 'colour-grade']);
+    expect(at(600)).toEqual([0.4]);
+    // Incomplete: its own, then the nearest complete frames' blurs on each side (not their grades).
+    expect(at(200)).toEqual(['colour-grade', 0.1, 0.4]);
+    expect(at(400)).toEqual([0.3, 0.1, 0.4]);
+    // Only neighbours up to a second away: the frame at 5 s, not the one 4.6 s before.
+    expect(at(5200)).toEqual([0.9]);
   });
 });
 

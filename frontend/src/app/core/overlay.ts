@@ -1,4 +1,4 @@
-import { DetectionsEvent } from './models';
+import { DetectionsEvent, FrameEffect } from './models';
 
 /**
  * The host's MPEG-TS timestamps are `pts_ms × 90 + 126000` (90 kHz, offset by 1.4 s so B-frames
@@ -89,6 +89,27 @@ export class FrameOverlay {
     if (i < 0) return null;
     const frame = this.frames[i];
     return pts - frame.pts_ms <= maxAgeMs ? frame : null;
+  }
+
+  /**
+   * The effects to draw with `frame` (one of the added frames): its own, and when a selector
+   * failed on it (`effects_failed`), also the blurs of the nearest frames on each side on which
+   * none did, up to DESCRIBE_MS away, as the effects rendition covers such a frame: a face that
+   * the failed selector would have blurred stays covered.
+   */
+  effectsOf(frame: DetectionsEvent): FrameEffect[] {
+    const own = frame.effects ?? [];
+    if (!frame.effects_failed?.length) return own;
+    const i = this.frames.indexOf(frame);
+    if (i < 0) return own;
+    const complete = (f: DetectionsEvent) => !f.effects_failed?.length;
+    const near = (f: DetectionsEvent) => Math.abs(f.pts_ms - frame.pts_ms) <= DESCRIBE_MS;
+    const before = this.frames.slice(0, i).reverse().find(complete);
+    const after = this.frames.slice(i + 1).find(complete);
+    const blurs = [before, after]
+      .filter((f): f is DetectionsEvent => f !== undefined && near(f))
+      .flatMap((f) => (f.effects ?? []).filter((e) => e.kind === 'blur'));
+    return [...own, ...blurs];
   }
 
   /** The media time (seconds) at which the frame with stream PTS `ptsMs` is shown, if known. */

@@ -188,6 +188,8 @@ export class PlayerPage {
    * result, which runs ahead of the picture by the player's latency); null while none does.
    */
   protected readonly onScreen = signal<string[] | null>(null);
+  /** The effect selectors that failed on the analysed frame being shown (its effects are incomplete). */
+  protected readonly effectsFailed = signal<string[]>([]);
   /** The stream's alerts, oldest first (stored ones, then those arriving live). */
   protected readonly alerts = signal<AlertEvent[]>([]);
   protected readonly recentAlerts = computed(() => [...this.alerts()].reverse().slice(0, 20));
@@ -281,7 +283,10 @@ export class PlayerPage {
   private reportSub?: Subscription;
 
   constructor() {
-    this.boxes.onShown = (frame) => this.onScreen.set(frameLabels(frame));
+    this.boxes.onShown = (frame) => {
+      this.onScreen.set(frameLabels(frame));
+      this.effectsFailed.set(frame?.effects_failed ?? []);
+    };
     afterNextRender(() => {
       this.attachVideoListeners();
       const video = this.video;
@@ -890,7 +895,7 @@ export class PlayerPage {
       const frame = pts === null ? null : this.boxes.frameAt(pts, DESCRIBE_MS);
       const w = video.videoWidth;
       const h = video.videoHeight;
-      const effects = frame?.effects ?? [];
+      const effects = frame ? this.boxes.effectsOf(frame) : [];
       const passes = frame && effects.length ? planPasses(effects, w, h, w / (frame.width || w)) : [];
       preview.draw(video, passes.length ? passes : [passThrough()]);
       canvas.dataset['drawnSeq'] = frame ? String(frame.seq) : '';
