@@ -39,7 +39,8 @@ pub fn test_frame(width: u32, height: u32) -> RgbaFrame {
 }
 
 /// The workloads: privacy (4 faces blurred, each about 10 % of the frame height), spotlight (2
-/// regions), a grade, and all three at once.
+/// regions), a grade, all three at once, and the whole-frame cover a stalled effects rendition
+/// renders, beside a Gaussian blur of the whole frame as strong.
 pub fn workloads(width: u32, height: u32) -> Vec<(&'static str, Vec<Effect>)> {
     let (w, h) = (width as f32, height as f32);
     let face = |i: f32| Region {
@@ -81,6 +82,20 @@ pub fn workloads(width: u32, height: u32) -> Vec<(&'static str, Vec<Effect>)> {
         ("highlight ×2", vec![highlight.clone()]),
         ("colour grade", vec![grade.clone()]),
         ("all three", vec![grade, highlight, blur]),
+        ("whole-frame cover", vec![Effect::cover(width, height)]),
+        (
+            "whole-frame blur r64",
+            vec![Effect::Blur {
+                regions: vec![Region {
+                    x: 0.0,
+                    y: 0.0,
+                    w,
+                    h,
+                }],
+                style: BlurStyle::Gaussian { radius: 64.0 },
+                feather: 0.0,
+            }],
+        ),
     ]
 }
 

@@ -125,22 +125,6 @@ impl std::str::FromStr for OnStall {
     }
 }
 
-/// The effect that hides a whole `width`×`height` frame: the coarsest pixelation (32-pixel
-/// blocks), which no face the detector finds survives, and which costs the CPU 19 ms a 1280×720
-/// frame where a Gaussian blur as strong (radius 64) costs 1.4 s: a stalled rendition keeps up.
-pub fn stall_blur(width: u32, height: u32) -> effects::Effect {
-    effects::Effect::Blur {
-        regions: vec![effects::Region {
-            x: 0.0,
-            y: 0.0,
-            w: width as f32,
-            h: height as f32,
-        }],
-        style: effects::BlurStyle::Pixelate { block: 32.0 },
-        feather: 0.0,
-    }
-}
-
 /// Counters and per-stream state for `/metrics`.
 #[derive(Debug, Default)]
 pub struct RenditionStats {
@@ -474,7 +458,7 @@ mod tests {
             .collect();
         let mut frame = effects::RgbaFrame::new(w, h, pixels).unwrap();
         effects::Renderer::Cpu(effects::Cpu::default())
-            .render(&mut frame, &[stall_blur(w, h)])
+            .render(&mut frame, &[effects::Effect::cover(w, h)])
             .unwrap();
         // Every pixel is now close to the mean grey, corners and edges included.
         let worst = frame

@@ -420,7 +420,7 @@ impl StreamRendition {
         if around.stalled {
             self.stats.frames_stalled.fetch_add(1, Ordering::Relaxed);
             if self.config.on_stall.blurs_frame(around.privacy()) {
-                effects.push(crate::stall_blur(frame.width, frame.height));
+                effects.push(effects::Effect::cover(frame.width, frame.height));
             }
         }
         let rendered = match self.render(s, &frame, &effects) {
