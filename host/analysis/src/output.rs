@@ -112,7 +112,10 @@ impl Output<'_> {
                         width: frame.width,
                         height: frame.height,
                         effects: d.effects.clone(),
-                        complete: d.effects_failed.is_empty(),
+                        complete: !d
+                            .effects_failed
+                            .iter()
+                            .any(|label| crate::pipelines::may_blur(label)),
                         privacy: !effects_off.contains(&"blur")
                             && selectors.iter().any(|s| {
                                 s.version == 0 && s.name == crate::pipelines::PRIVACY_SELECTOR

@@ -75,6 +75,15 @@ pub const FORCED_SELECTORS: [(&str, &str); 3] = [
     ("colour-grade", "scene-grade"),
 ];
 
+/// Whether the effect selector with this label (as events name it) may choose blurs: any but the
+/// bundled selectors of the other kinds (`brand-spotlight` highlights, `scene-grade` grades).
+/// A frame on which one that may blur failed has incomplete effects: a face may lack its blur.
+pub fn may_blur(label: &str) -> bool {
+    FORCED_SELECTORS
+        .iter()
+        .all(|(kind, name)| *kind == "blur" || label != *name)
+}
+
 /// A live stream's hold on its pipeline: it ends (and the stream's entry goes) when dropped, if
 /// no newer session of the same stream took over.
 pub struct PipelineSession {
@@ -651,6 +660,16 @@ mod tests {
             .iter()
             .map(|(_, name)| selector(name, 0, &[]))
             .collect()
+    }
+
+    #[test]
+    fn only_the_bundled_highlight_and_grade_never_blur() {
+        assert!(may_blur("privacy-blur"));
+        assert!(!may_blur("brand-spotlight"));
+        assert!(!may_blur("scene-grade"));
+        // A tenant's upload of the same name is its own code.
+        assert!(may_blur("scene-grade@2"));
+        assert!(may_blur("my-selector@1"));
     }
 
     #[test]

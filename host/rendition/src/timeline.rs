@@ -5,8 +5,8 @@
 //! frame after, up to a deadline; past it (analysis fell behind or stopped) the last effects carry
 //! forward.
 //!
-//! A frame on which an effect selector failed is *incomplete*: what that selector would have
-//! chosen (a face's blur, say) is missing from it. It counts like a frame that was not analysed:
+//! A frame on which an effect selector that may blur failed is *incomplete*: what that selector
+//! would have chosen (a face's blur) is missing from it. It counts like a frame that was not analysed:
 //! the neighbours are the nearest complete frames on each side, whose blurs cover it, and the
 //! incomplete frames next to it add theirs (the selectors that did not fail). A run of
 //! incomplete frames longer than the wait is a stall.
@@ -27,7 +27,7 @@ pub struct AnalysedEffects {
     pub width: u32,
     pub height: u32,
     pub effects: Vec<bus::Effect>,
-    /// Every selector of the stream chose (none failed): nothing is missing from `effects`.
+    /// No selector of the stream that may blur failed on it: no blur is missing from `effects`.
     pub complete: bool,
     /// The stream's effects blur faces for privacy (the bundled `privacy-blur` runs on it): a
     /// stall fails closed under [`crate::OnStall::Auto`].

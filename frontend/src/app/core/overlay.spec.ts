@@ -76,7 +76,7 @@ describe('FrameOverlay', () => {
     const grade: FrameEffect = { kind: 'colour-grade', component: 'scene-grade' };
     o.add({ ...frame(1, 0), effects: [blur(0.1), grade] });
     o.add({ ...frame(2, 200), effects: [grade], effects_failed: ['privacy-blur'] });
-    o.add({ ...frame(3, 400), effects: [blur(0.3)], effects_failed: ['scene-grade'] });
+    o.add({ ...frame(3, 400), effects: [blur(0.3)], effects_failed: ['my-selector@1'] });
     o.add({ ...frame(4, 600), effects: [blur(0.4)] });
     o.add({ ...frame(5, 5000), effects: [blur(0.9)] });
     o.add({ ...frame(6, 5200), effects: [], effects_failed: ['privacy-blur'] });
@@ -90,6 +90,9 @@ describe('FrameOverlay', () => {
     expect(at(400)).toEqual([0.3, 0.1, 0.4]);
     // Only neighbours up to a second away: the frame at 5 s, not the one 4.6 s before.
     expect(at(5200)).toEqual([0.9]);
+    // A failed grade or spotlight leaves no face uncovered: the frame's own effects only.
+    o.add({ ...frame(7, 5400), effects: [blur(0.5)], effects_failed: ['scene-grade', 'brand-spotlight'] });
+    expect(at(5400)).toEqual([0.5]);
   });
 });
 

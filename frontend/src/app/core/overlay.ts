@@ -17,6 +17,14 @@ const KEEP_MS = 60_000;
  */
 export const DESCRIBE_MS = 1000;
 
+/**
+ * Whether the effect selector with this label may choose blurs: any but the bundled selectors of
+ * the other kinds (as the host's `pipelines::may_blur`).
+ */
+export function mayBlur(label: string): boolean {
+  return label !== 'brand-spotlight' && label !== 'scene-grade';
+}
+
 /** Where the picture sits inside an element that shows it with `object-fit: contain`. */
 export function contentRect(
   elementWidth: number,
@@ -92,17 +100,17 @@ export class FrameOverlay {
   }
 
   /**
-   * The effects to draw with `frame` (one of the added frames): its own, and when a selector
-   * failed on it (`effects_failed`), also the blurs of the nearest frames on each side on which
-   * none did, up to DESCRIBE_MS away, as the effects rendition covers such a frame: a face that
-   * the failed selector would have blurred stays covered.
+   * The effects to draw with `frame` (one of the added frames): its own, and when a selector that
+   * may blur failed on it (`effects_failed`), also the blurs of the nearest frames on each side on
+   * which none did, up to DESCRIBE_MS away, as the effects rendition covers such a frame: a face
+   * that the failed selector would have blurred stays covered.
    */
   effectsOf(frame: DetectionsEvent): FrameEffect[] {
     const own = frame.effects ?? [];
-    if (!frame.effects_failed?.length) return own;
+    const complete = (f: DetectionsEvent) => !(f.effects_failed ?? []).some(mayBlur);
+    if (complete(frame)) return own;
     const i = this.frames.indexOf(frame);
     if (i < 0) return own;
-    const complete = (f: DetectionsEvent) => !f.effects_failed?.length;
     const near = (f: DetectionsEvent) => Math.abs(f.pts_ms - frame.pts_ms) <= DESCRIBE_MS;
     const before = this.frames.slice(0, i).reverse().find(complete);
     const after = this.frames.slice(i + 1).find(complete);
