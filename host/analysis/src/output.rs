@@ -112,10 +112,13 @@ impl Output<'_> {
                         width: frame.width,
                         height: frame.height,
                         effects: d.effects.clone(),
-                        complete: !d
-                            .effects_failed
-                            .iter()
-                            .any(|label| crate::pipelines::may_blur(label)),
+                        // A failed selector that may blur leaves faces uncovered, unless the
+                        // control forces blurs off anyway.
+                        complete: effects_off.contains(&"blur")
+                            || !d
+                                .effects_failed
+                                .iter()
+                                .any(|label| crate::pipelines::may_blur(label)),
                         privacy: !effects_off.contains(&"blur")
                             && selectors.iter().any(|s| {
                                 s.version == 0 && s.name == crate::pipelines::PRIVACY_SELECTOR

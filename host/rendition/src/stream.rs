@@ -411,6 +411,8 @@ impl StreamRendition {
             .arrivals
             .iter()
             .find(|(p, _)| *p == pts)
+            // Not kept (the rendition is over 1024 packets behind): it came before the oldest.
+            .or(s.arrivals.front())
             .map_or_else(Instant::now, |(_, at)| *at);
         while s.arrivals.front().is_some_and(|(p, _)| *p < pts) {
             s.arrivals.pop_front();

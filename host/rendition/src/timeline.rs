@@ -2,14 +2,15 @@
 //! over; the rendition asks for the effects around each frame it renders. Between two analysed
 //! frames it gets both: blurs of the frame before *and* after (a face that moves stays covered on
 //! every frame between, never unblurred), the other effects of the frame before. It waits for the
-//! frame after, up to a deadline; past it (analysis fell behind or stopped) the last effects carry
-//! forward.
+//! frame after, up to a deadline; past it (analysis fell behind or stopped) the frame stalled,
+//! and the rendition covers it or carries the last effects forward ([`crate::OnStall`]).
 //!
 //! A frame on which an effect selector that may blur failed is *incomplete*: what that selector
-//! would have chosen (a face's blur) is missing from it. It counts like a frame that was not analysed:
-//! the neighbours are the nearest complete frames on each side, whose blurs cover it, and the
-//! incomplete frames next to it add theirs (the selectors that did not fail). A run of
-//! incomplete frames longer than the wait is a stall.
+//! would have chosen (a face's blur) is missing from it. It counts like a frame that was not
+//! analysed: the neighbours are the nearest complete frames on each side, whose blurs cover it,
+//! and the incomplete frames next to it add theirs (the selectors that did not fail); the other
+//! effects are the nearest frame's before, complete or not. A run of incomplete frames longer
+//! than the wait is a stall, and so is one the stream's analysis ended on.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -55,27 +56,39 @@ pub struct Around {
     pub before: Option<Arc<AnalysedEffects>>,
     /// The first complete analysed frame after it (none when waiting ran out).
     pub after: Option<Arc<AnalysedEffects>>,
-    /// Incomplete frames between those two that are next to it: the last at or before it and
-    /// the first after it (at most one of each).
-    pub incomplete: Vec<Arc<AnalysedEffects>>,
+    /// The last analysed frame at or before it, when incomplete (it is after `before`).
+    pub incomplete_before: Option<Arc<AnalysedEffects>>,
+    /// The first analysed frame after it, when incomplete (it is before `after`).
+    pub incomplete_after: Option<Arc<AnalysedEffects>>,
     /// Waiting for the frame after ran out: analysis is behind by the whole wait, or stopped, or
     /// its selectors kept failing (not when the stream's analysis ended and said so, unless it
-    /// ended on a run of incomplete frames after this one).
+    /// ended on a run of incomplete frames).
     pub stalled: bool,
 }
 
 impl Around {
+    fn frames(&self) -> impl Iterator<Item = &Arc<AnalysedEffects>> {
+        [
+            &self.before,
+            &self.incomplete_before,
+            &self.incomplete_after,
+            &self.after,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// The effects to render on a `width`×`height` frame: every blur of the frames around it,
-    /// the other effects of the one before (or else of the nearest one).
+    /// the other effects of the nearest one before (or else of the nearest one after).
     pub fn effects(&self, width: u32, height: u32) -> Vec<effects::Effect> {
         let mut out = Vec::new();
         let others = self
-            .before
+            .incomplete_before
             .as_ref()
-            .or(self.incomplete.first())
+            .or(self.before.as_ref())
+            .or(self.incomplete_after.as_ref())
             .or(self.after.as_ref());
-        let frames = [&self.before, &self.after].into_iter().flatten();
-        for frame in frames.chain(&self.incomplete) {
+        for frame in self.frames() {
             let is_others = others.is_some_and(|o| Arc::ptr_eq(o, frame));
             let scale = if frame.width > 0 {
                 width as f32 / frame.width as f32
@@ -103,10 +116,7 @@ impl Around {
 
     /// Whether the stream's effects blur faces, as the newest of these frames says.
     pub fn privacy(&self) -> bool {
-        [&self.before, &self.after]
-            .into_iter()
-            .flatten()
-            .chain(&self.incomplete)
+        self.frames()
             .max_by_key(|f| f.pts_ms)
             .is_some_and(|f| f.privacy)
     }
@@ -161,13 +171,10 @@ impl Timeline {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        // The analysis ended on a run of incomplete frames: no complete one will come for
-        // this frame either, and the frames after it were not all covered.
+        // The analysis ended on a run of incomplete frames: no complete one will come for this
+        // frame, nor for any after the run.
         if state.closed && !state.frames.iter().any(after) {
-            stalled |= state
-                .frames
-                .iter()
-                .any(|f| !f.complete && f.pts_ms > pts_ms);
+            stalled |= state.frames.back().is_some_and(|f| !f.complete);
         }
         let frames = &mut state.frames;
         let before = frames
@@ -188,21 +195,12 @@ impl Timeline {
             .rfind(|f| f.complete && f.pts_ms <= pts_ms)
             .cloned();
         let after_at = frames.iter().position(after);
-        let mut incomplete = Vec::new();
-        if let Some(last) = frames.iter().rfind(|f| f.pts_ms <= pts_ms)
-            && !last.complete
-        {
-            incomplete.push(last.clone());
-        }
-        if let Some(next) = frames.iter().find(|f| f.pts_ms > pts_ms)
-            && !next.complete
-        {
-            incomplete.push(next.clone());
-        }
+        let incomplete = |f: Option<&Arc<AnalysedEffects>>| f.filter(|f| !f.complete).cloned();
         Around {
             before,
             after: after_at.map(|a| frames[a].clone()),
-            incomplete,
+            incomplete_before: incomplete(frames.iter().rfind(|f| f.pts_ms <= pts_ms)),
+            incomplete_after: incomplete(frames.iter().find(|f| f.pts_ms > pts_ms)),
             stalled,
         }
     }
@@ -364,8 +362,9 @@ mod tests {
         let mut xs = blurred_xs(&effects);
         xs.sort_by(f32::total_cmp);
         assert_eq!(xs, vec![64.0, 160.0, 320.0]);
-        // The other effects are the complete frame's before (its grade), once.
-        assert_eq!(effects.len(), 4);
+        // The other effects are the nearest frame's before (the incomplete one: none), so the
+        // complete frame's grade from before the failure is not carried.
+        assert_eq!(effects.len(), 3);
         // Before the incomplete frame, it is the one after: its blurs count too.
         let around = t.around(400, Instant::now());
         let mut xs = blurred_xs(&around.effects(640, 360));
@@ -404,13 +403,18 @@ mod tests {
         let around = t.around(1050, Instant::now() + Duration::from_secs(10));
         assert!(!around.stalled);
         assert_eq!(around.after.unwrap().pts_ms, 1100);
-        // The analysis ends on an incomplete frame: the frames before it stall without waiting,
-        // those after every analysed frame (the stream's tail) do not.
+        // The analysis ends on an incomplete frame: the frames before and after it stall
+        // without waiting.
         t.close();
         let started = Instant::now();
         assert!(t.around(1150, started + Duration::from_secs(10)).stalled);
-        assert!(!t.around(1300, started + Duration::from_secs(10)).stalled);
+        assert!(t.around(1300, started + Duration::from_secs(10)).stalled);
         assert!(started.elapsed() < Duration::from_secs(5));
+        // Ended on a complete frame: the stream's tail after it is no stall.
+        let t = Timeline::default();
+        t.push(frame(0, vec![]));
+        t.close();
+        assert!(!t.around(100, started + Duration::from_secs(10)).stalled);
     }
 
     #[test]
