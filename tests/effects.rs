@@ -45,7 +45,6 @@ async fn astronaut_live(seconds: u32) -> (TestServer, Viewer, tokio::process::Ch
 async fn privacy_blur_covers_every_face_on_the_frames_events() {
     // First without effects: events carry detections only.
     let (server, mut viewer, mut publisher) = astronaut_live(20).await;
-    let key = server.api_key.clone();
     let seen = viewer
         .until(Duration::from_secs(30), |e| {
             e["type"] == "detections"
@@ -68,14 +67,7 @@ async fn privacy_blur_covers_every_face_on_the_frames_events() {
         assert!(!scene["colours"].as_array().unwrap().is_empty(), "{e}");
     }
 
-    let (status, text) = http_send(
-        "PUT",
-        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
-        Some(&key),
-        r#"{"effects":[{"name":"privacy-blur"}]}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+    set_pipeline(&server, r#"{"effects":[{"name":"privacy-blur"}]}"#).await;
     let seen = viewer
         .until(Duration::from_secs(20), |e| {
             e["type"] == "detections" && e.get("effects").is_some()
@@ -386,14 +378,7 @@ async fn effects_forced_on_and_off_through_the_api() {
         .await;
 
     // Off wins over the pipeline's own privacy-blur.
-    let (status, text) = http_send(
-        "PUT",
-        &server.http(&format!("/api/v1/streams/{}/pipeline", server.stream_id)),
-        Some(&key),
-        r#"{"effects":[{"name":"privacy-blur"}]}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+    set_pipeline(&server, r#"{"effects":[{"name":"privacy-blur"}]}"#).await;
     let (status, text) = http_send("PUT", &effects_url, Some(&key), r#"{"blur":"off"}"#).await;
     assert_eq!(status, 200, "{text}");
     assert!(text.contains(r#""blur":"off""#), "{text}");
@@ -457,12 +442,11 @@ async fn a_failing_privacy_selector_airs_no_face() {
     let segments = effects_segments(&server).await;
     no_face_airs(&server, &segments).await;
     let metrics = server.get("/metrics").await.1;
-    let stalled = metrics
-        .lines()
-        .find(|l| l.starts_with("media_analyzer_effects_rendition_frames_stalled_total"))
-        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .unwrap_or_default();
-    assert!(stalled > 0.0, "no stalled frames counted:\n{metrics}");
+    let stalled = metric(
+        &metrics,
+        "media_analyzer_effects_rendition_frames_stalled_total",
+    );
+    assert!(stalled > 0, "no stalled frames counted:\n{metrics}");
     publisher.kill().await.ok();
     server.stop().await;
 }

@@ -314,14 +314,8 @@ impl Gpu {
                 ));
             }
         }
-        let padded_row = (width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
-            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
-        let readback = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("effects read-back"),
-            size: padded_row as u64 * height as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let (readback, padded_row) =
+            readback_buffer(device, "effects read-back", width * 4, height);
         self.frame = Some(FrameResources {
             width,
             height,
@@ -444,14 +438,8 @@ impl Gpu {
             usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
             view_formats: &[],
         });
-        let padded_row = res.width.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
-            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
-        let readback = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("effects yuv read-back"),
-            size: padded_row as u64 * rows as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let (readback, padded_row) =
+            readback_buffer(device, "effects yuv read-back", res.width, rows);
         res.yuv = Some(YuvTarget {
             view: texture.create_view(&Default::default()),
             texture,
@@ -750,6 +738,25 @@ fn bind_group(
             },
         ],
     })
+}
+
+/// A buffer to read `rows` rows of `row_bytes` back into, and its row pitch (`row_bytes` padded
+/// to the copy alignment).
+fn readback_buffer(
+    device: &wgpu::Device,
+    label: &str,
+    row_bytes: u32,
+    rows: u32,
+) -> (wgpu::Buffer, u32) {
+    let padded_row =
+        row_bytes.div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT) * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: padded_row as u64 * rows as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    (buffer, padded_row)
 }
 
 fn extent(width: u32, height: u32) -> wgpu::Extent3d {

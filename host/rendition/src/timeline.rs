@@ -156,24 +156,25 @@ impl Timeline {
         let mut state = self.lock();
         let mut stalled = false;
         let after = |f: &Arc<AnalysedEffects>| f.complete && f.pts_ms > pts_ms;
-        loop {
-            if state.frames.iter().any(after) || state.closed {
-                break;
+        let found = loop {
+            let found = state.frames.iter().any(after);
+            if found || state.closed {
+                break found;
             }
             let now = Instant::now();
             if now >= deadline {
                 stalled = true;
-                break;
+                break false;
             }
             state = self
                 .changed
                 .wait_timeout(state, deadline - now)
                 .map(|(s, _)| s)
                 .unwrap_or_else(|e| e.into_inner().0);
-        }
+        };
         // The analysis ended on a run of incomplete frames: no complete one will come for this
         // frame, nor for any after the run.
-        if state.closed && !state.frames.iter().any(after) {
+        if state.closed && !found {
             stalled |= state.frames.back().is_some_and(|f| !f.complete);
         }
         let frames = &mut state.frames;
@@ -253,14 +254,17 @@ mod tests {
         }
     }
 
+    /// The left edges of the blurs among `effects`, in ascending order.
     fn blurred_xs(effects: &[effects::Effect]) -> Vec<f32> {
-        effects
+        let mut xs: Vec<f32> = effects
             .iter()
             .filter_map(|e| match e {
                 effects::Effect::Blur { regions, .. } => Some(regions[0].x),
                 _ => None,
             })
-            .collect()
+            .collect();
+        xs.sort_by(f32::total_cmp);
+        xs
     }
 
     #[test]
@@ -359,17 +363,16 @@ mod tests {
         assert_eq!(around.before.as_ref().unwrap().pts_ms, 0);
         assert_eq!(around.after.as_ref().unwrap().pts_ms, 1000);
         let effects = around.effects(640, 360);
-        let mut xs = blurred_xs(&effects);
-        xs.sort_by(f32::total_cmp);
-        assert_eq!(xs, vec![64.0, 160.0, 320.0]);
+        assert_eq!(blurred_xs(&effects), vec![64.0, 160.0, 320.0]);
         // The other effects are the nearest frame's before (the incomplete one: none), so the
         // complete frame's grade from before the failure is not carried.
         assert_eq!(effects.len(), 3);
         // Before the incomplete frame, it is the one after: its blurs count too.
         let around = t.around(400, Instant::now());
-        let mut xs = blurred_xs(&around.effects(640, 360));
-        xs.sort_by(f32::total_cmp);
-        assert_eq!(xs, vec![64.0, 160.0, 320.0]);
+        assert_eq!(
+            blurred_xs(&around.effects(640, 360)),
+            vec![64.0, 160.0, 320.0]
+        );
     }
 
     #[test]
@@ -385,10 +388,8 @@ mod tests {
         let around = t.around(450, started + Duration::from_millis(50));
         assert!(started.elapsed() >= Duration::from_millis(50));
         assert!(around.stalled && around.after.is_none());
-        let mut xs = blurred_xs(&around.effects(640, 360));
-        xs.sort_by(f32::total_cmp);
         assert_eq!(
-            xs,
+            blurred_xs(&around.effects(640, 360)),
             vec![40.0, 50.0, 64.0],
             "frames 400, 500 and the complete 0"
         );
@@ -425,9 +426,7 @@ mod tests {
         let around = t.around(150, Instant::now());
         assert!(around.stalled && around.before.is_none());
         let effects = around.effects(640, 360);
-        let mut xs = blurred_xs(&effects);
-        xs.sort_by(f32::total_cmp);
-        assert_eq!(xs, vec![128.0, 256.0]);
+        assert_eq!(blurred_xs(&effects), vec![128.0, 256.0]);
         assert_eq!(effects.len(), 3, "the grade of the incomplete frame before");
     }
 }
