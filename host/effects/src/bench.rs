@@ -77,8 +77,17 @@ pub fn workloads(width: u32, height: u32) -> Vec<(&'static str, Vec<Effect>)> {
         feather: 12.0,
     };
     let grade = Effect::ColourGrade(Grade::look("warm").unwrap_or(Grade::NEUTRAL));
+    // As the bundled privacy-blur chooses: radius half the face's smaller side, feather half that.
+    let privacy = Effect::Blur {
+        regions: (0..4).map(|i| face(i as f32)).collect(),
+        style: BlurStyle::Gaussian {
+            radius: (h * 0.04).round(),
+        },
+        feather: h * 0.02,
+    };
     vec![
         ("face blur ×4", vec![blur.clone()]),
+        ("privacy-blur ×4", vec![privacy]),
         ("highlight ×2", vec![highlight.clone()]),
         ("colour grade", vec![grade.clone()]),
         ("all three", vec![grade, highlight, blur]),

@@ -19,20 +19,6 @@ struct Picture<'a> {
 }
 
 impl Picture<'_> {
-    /// The weighted sum of the `weights.len()` pixels centred on (x, y) along `step` (a
-    /// Gaussian's row or column).
-    fn weighted_line(&self, x: i32, y: i32, step: (i32, i32), weights: &[f32]) -> Rgb {
-        let radius = (weights.len() / 2) as i32;
-        let mut sum = [0.0f32; 3];
-        for (i, wt) in (-radius..=radius).zip(weights) {
-            let c = self.load(x + i * step.0, y + i * step.1);
-            for k in 0..3 {
-                sum[k] += c[k] * wt;
-            }
-        }
-        sum
-    }
-
     fn load(&self, x: i32, y: i32) -> Rgb {
         let x = x.clamp(0, self.w - 1) as usize;
         let y = y.clamp(0, self.h - 1) as usize;
@@ -235,14 +221,33 @@ fn blur_rows(src: &[u8], dst: &mut [u8], w: i32, h: i32, p: &Params) {
         return;
     };
     let (weights, total) = gaussian(radius);
-    let pic = Picture { px: src, w, h };
+    // 1/255 (a texel's value) and the weights' sum, once per output value.
+    let scale = 1.0 / (255.0 * total);
     rows_in_parallel(dst, w, y0, y1, |y, row| {
-        for x in x0..x1 {
-            if !regions.inside_any([x as f32 + 0.5, y as f32 + 0.5], grow) {
-                continue;
+        let src_row = &src[(y * w * 4) as usize..((y + 1) * w * 4) as usize];
+        let mut line = Vec::new();
+        let mut sums = Vec::new();
+        for (a, b) in runs(x0, x1, |x| {
+            regions.inside_any([x as f32 + 0.5, y as f32 + 0.5], grow)
+        }) {
+            // The run's texels and `radius` on each side (clamped to the edge), as floats.
+            line.clear();
+            line.extend(
+                (a - radius..b + radius)
+                    .flat_map(|x| {
+                        let o = x.clamp(0, w - 1) as usize * 4;
+                        &src_row[o..o + 4]
+                    })
+                    .map(|&v| v as f32),
+            );
+            weighted_sums(&line, &weights, 4, (b - a) as usize * 4, &mut sums);
+            for (x, sum) in (a..b).zip(sums.chunks_exact(4)) {
+                store(
+                    row,
+                    x as usize * 4,
+                    [sum[0], sum[1], sum[2]].map(|v| v * scale),
+                );
             }
-            let sum = pic.weighted_line(x, y, (1, 0), &weights);
-            store(row, x as usize * 4, sum.map(|v| v / total));
         }
     });
 }
@@ -257,19 +262,62 @@ fn blur_columns(rows: &[u8], frame: &mut [u8], w: i32, h: i32, p: &Params) {
         return;
     };
     let (weights, total) = gaussian(radius);
-    let pic = Picture { px: rows, w, h };
+    let scale = 1.0 / (255.0 * total);
+    let stride = w as usize * 4;
     rows_in_parallel(frame, w, y0, y1, |y, row| {
-        for x in x0..x1 {
-            let m = regions.coverage([x as f32 + 0.5, y as f32 + 0.5], feather);
-            if m <= 0.0 {
-                continue;
+        let coverage = |x: i32| regions.coverage([x as f32 + 0.5, y as f32 + 0.5], feather);
+        let mut sums = Vec::new();
+        for (a, b) in runs(x0, x1, |x| coverage(x) > 0.0) {
+            // Column sums for the run, a row of taps at a time (contiguous: vectorised).
+            let (from, n) = (a as usize * 4, (b - a) as usize * 4);
+            sums.clear();
+            sums.resize(n, 0.0f32);
+            for (i, &wt) in (-radius..=radius).zip(&weights) {
+                let r = (y + i).clamp(0, h - 1) as usize * stride + from;
+                for (s, &v) in sums.iter_mut().zip(&rows[r..r + n]) {
+                    *s += v as f32 * wt;
+                }
             }
-            let o = x as usize * 4;
-            let before: Rgb = [0, 1, 2].map(|k| row[o + k] as f32 / 255.0);
-            let sum = pic.weighted_line(x, y, (0, 1), &weights);
-            store(row, o, mix(before, sum.map(|v| v / total), m));
+            for (x, sum) in (a..b).zip(sums.chunks_exact(4)) {
+                let o = x as usize * 4;
+                let before: Rgb = [0, 1, 2].map(|k| row[o + k] as f32 / 255.0);
+                let blurred = [sum[0], sum[1], sum[2]].map(|v| v * scale);
+                store(row, o, mix(before, blurred, coverage(x)));
+            }
         }
     });
+}
+
+/// The runs `[a, b)` of `x0..x1` where `inside(x)` holds.
+fn runs(x0: i32, x1: i32, inside: impl Fn(i32) -> bool) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for x in x0..x1 {
+        match (inside(x), start) {
+            (true, None) => start = Some(x),
+            (false, Some(a)) => {
+                out.push((a, x));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(a) = start {
+        out.push((a, x1));
+    }
+    out
+}
+
+/// `sums[j] = Σ_i weights[i] · line[j + i·step]` for `j < n`: a 1-D convolution as one
+/// multiply-add over contiguous floats per tap (vectorised), not a gather per output value.
+fn weighted_sums(line: &[f32], weights: &[f32], step: usize, n: usize, sums: &mut Vec<f32>) {
+    sums.clear();
+    sums.resize(n, 0.0);
+    for (i, &wt) in weights.iter().enumerate() {
+        for (s, &v) in sums.iter_mut().zip(&line[i * step..i * step + n]) {
+            *s += v * wt;
+        }
+    }
 }
 
 fn pixelate(src: &[u8], dst: &mut [u8], w: i32, h: i32, p: &Params) {
