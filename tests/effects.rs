@@ -19,6 +19,12 @@ fn contains(outer: &Value, inner: &Value) -> bool {
 
 /// A server analysing live, a viewer of its stream's events, and the astronaut photo published to
 /// it for `seconds`.
+/// The tests here take turns: each analyses a live stream with the full-range face detector and
+/// renders its effects rendition, which together take both cores of a 2-core machine; two at
+/// once leave the rendition (at the analysis's low priority) too little to keep near live, so it
+/// skips segments (as it should on a host short of CPU) and a test waiting for one times out.
+static ONE_LIVE_STREAM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn astronaut_live(seconds: u32) -> (TestServer, Viewer, tokio::process::Child) {
     let server = TestServer::start_with(|c| {
         c.analysis = true;
@@ -43,6 +49,7 @@ async fn astronaut_live(seconds: u32) -> (TestServer, Viewer, tokio::process::Ch
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privacy_blur_covers_every_face_on_the_frames_events() {
+    let _alone = ONE_LIVE_STREAM.lock().await;
     // First without effects: events carry detections only.
     let (server, mut viewer, mut publisher) = astronaut_live(20).await;
     let seen = viewer
@@ -269,6 +276,7 @@ async fn set_pipeline(server: &TestServer, pipeline: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
+    let _alone = ONE_LIVE_STREAM.lock().await;
     let server = TestServer::start_with(|c| {
         c.analysis = true;
         c.components = TestServer::components_dir();
@@ -316,6 +324,7 @@ async fn the_effects_rendition_has_no_face_where_the_original_has_one() {
 /// drops every blur even though the pipeline then names privacy-blur.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn effects_forced_on_and_off_through_the_api() {
+    let _alone = ONE_LIVE_STREAM.lock().await;
     // Long enough for both switches with the full-range face detector on a busy debug build.
     let (server, mut viewer, mut publisher) = astronaut_live(90).await;
     let key = server.api_key.clone();
@@ -347,11 +356,13 @@ async fn effects_forced_on_and_off_through_the_api() {
         .join("effects")
         .join("index.m3u8");
     let started = std::time::Instant::now();
-    while !std::fs::read_to_string(&playlist).is_ok_and(|p| p.contains("seg-")) {
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "forced on, no effects rendition"
-        );
+    while std::fs::read_to_string(&playlist).map_or(true, |p| listed(&p).is_empty()) {
+        if started.elapsed() > Duration::from_secs(40) {
+            panic!(
+                "forced on, no effects rendition after 40 s:\n{}",
+                metrics_named(&server, "effects_rendition").await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -408,6 +419,7 @@ async fn effects_forced_on_and_off_through_the_api() {
 /// picture, while a working selector beside it (`scene-grade`) still chooses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_privacy_selector_airs_no_face() {
+    let _alone = ONE_LIVE_STREAM.lock().await;
     let (server, mut viewer, mut publisher) = astronaut_live(40).await;
     set_pipeline(
         &server,
@@ -420,9 +432,11 @@ async fn a_failing_privacy_selector_airs_no_face() {
         })
         .await;
     let event = seen.last().unwrap();
-    assert_eq!(
-        event["effects_failed"],
-        serde_json::json!(["privacy-blur"]),
+    // (A detector that ran past its deadline on a busy machine is named beside it.)
+    assert!(
+        event["effects_failed"]
+            .as_array()
+            .is_some_and(|f| f.contains(&Value::from("privacy-blur"))),
         "{event}"
     );
     let effects = event["effects"].as_array().unwrap();
@@ -447,6 +461,75 @@ async fn a_failing_privacy_selector_airs_no_face() {
         "media_analyzer_effects_rendition_frames_stalled_total",
     );
     assert!(stalled > 0, "no stalled frames counted:\n{metrics}");
+    publisher.kill().await.ok();
+    server.stop().await;
+}
+
+/// A detector that fails on a frame (here an upload that traps on every call) leaves the frame's
+/// effects incomplete: the selectors chose without what it would have found. The event names it
+/// beside any failed selector, the faces the working face detector found are blurred all the
+/// same, and since every frame is incomplete the privacy stream's effects rendition stalls and
+/// is covered whole instead of airing what the failed detector might have found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_detector_leaves_the_frames_effects_incomplete() {
+    let _alone = ONE_LIVE_STREAM.lock().await;
+    let (server, mut viewer, mut publisher) = astronaut_live(30).await;
+    let push = media_analyzer::component::Push {
+        file: std::path::Path::new("trap.wasm"),
+        name: "trap",
+        world: "detector",
+    };
+    let wasm = std::fs::read(TestServer::components_dir().join("trap.wasm")).unwrap();
+    let (content_type, body) = media_analyzer::component::multipart_form(&push, &wasm);
+    let (status, text) = http_send_bytes(
+        "POST",
+        &server.http("/api/v1/components"),
+        Some(&server.api_key),
+        Some(&content_type),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    set_pipeline(
+        &server,
+        r#"{"detector":[{"name":"face-detector"},{"name":"trap"}],"effects":[{"name":"privacy-blur"}]}"#,
+    )
+    .await;
+    let seen = viewer
+        .until(Duration::from_secs(30), |e| {
+            e["type"] == "detections"
+                && e["effects_failed"]
+                    .as_array()
+                    .is_some_and(|f| f.contains(&Value::from("trap@1")))
+                && e["detections"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["label"] == "face"))
+        })
+        .await;
+    let event = seen.last().unwrap();
+    assert!(
+        event["effects"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["kind"] == "blur")),
+        "the face detector's face has no blur: {event}"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = server.get("/metrics").await.1;
+        if metric(
+            &metrics,
+            "media_analyzer_effects_rendition_frames_stalled_total",
+        ) > 0
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no stalled frames counted:\n{}",
+            metrics_named(&server, "effects_rendition").await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     publisher.kill().await.ok();
     server.stop().await;
 }

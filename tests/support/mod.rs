@@ -76,6 +76,7 @@ impl TestServer {
     /// or on a store shared with another host, the keys stay empty: copy them from the first run.
     pub async fn start_in(data: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
         let time_limit = TimeLimit::start(TEST_TIME_LIMIT);
+        log_if_asked();
         let args = ServeArgs {
             rtmp: Some("127.0.0.1:0".parse().unwrap()),
             http: Some("127.0.0.1:0".parse().unwrap()),
@@ -654,6 +655,27 @@ pub mod raw {
 
 /// The value of a Prometheus sample in `/metrics` text, by its name with labels
 /// (e.g. `media_analyzer_bus_gap_total{backend="redis"}`).
+/// With `RUST_LOG` set, the in-process servers' logs go to the test's output (shown for a
+/// failing test, or with `--nocapture`).
+fn log_if_asked() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// The `/metrics` samples whose names contain `part` (for a failing test's message).
+pub async fn metrics_named(server: &TestServer, part: &str) -> String {
+    let metrics = server.get("/metrics").await.1;
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(part))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub fn metric(metrics: &str, sample: &str) -> u64 {
     metrics
         .lines()

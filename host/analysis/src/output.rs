@@ -99,6 +99,16 @@ impl Output<'_> {
             }
             if let Some(seen) = seen.as_ref().filter(|_| !selectors.is_empty()) {
                 (d.effects, d.effects_failed) = self.select_effects(stream, seen, selectors);
+                // The selectors chose from what the detectors found: a detector that failed on
+                // the frame leaves its effects incomplete too (a face it would have found has no
+                // blur), and is named with the selectors.
+                d.effects_failed.extend(
+                    analysed
+                        .calls
+                        .iter()
+                        .filter(|c| c.error.is_some())
+                        .map(|c| c.component.clone()),
+                );
                 // The stream's control forces these kinds off: never rendered, never shown.
                 d.effects
                     .retain(|e| !effects_off.contains(&e.kind.as_str()));

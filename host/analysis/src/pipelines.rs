@@ -75,9 +75,10 @@ pub const FORCED_SELECTORS: [(&str, &str); 3] = [
     ("colour-grade", "scene-grade"),
 ];
 
-/// Whether the effect selector with this label (as events name it) may choose blurs: any but the
-/// bundled selectors of the other kinds (`brand-spotlight` highlights, `scene-grade` grades).
-/// A frame on which one that may blur failed has incomplete effects: a face may lack its blur.
+/// Whether the component with this label (as events name it) may leave a blur out when it
+/// fails: any detector (the selectors choose from what it finds) or selector but the bundled
+/// selectors of the other kinds (`brand-spotlight` highlights, `scene-grade` grades). A frame on
+/// which one of these failed has incomplete effects: a face may lack its blur.
 pub fn may_blur(label: &str) -> bool {
     FORCED_SELECTORS
         .iter()

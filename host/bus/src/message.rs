@@ -84,9 +84,11 @@ pub struct FrameDetections {
     /// The effects the stream's effect selectors chose for this frame (none when it has none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effects: Vec<Effect>,
-    /// The effect selectors whose call failed on this frame (error, trap, deadline): what they
-    /// would have chosen is missing from `effects`. The effects rendition covers the frame with
-    /// the blurs of the complete frames around it, as the dashboard's preview does.
+    /// The components whose call failed on this frame (error, trap, deadline) on a stream with
+    /// effect selectors: selectors (what they would have chosen is missing from `effects`) and
+    /// detectors (the selectors chose without what they would have found). The effects
+    /// rendition covers the frame with the blurs of the complete frames around it, as the
+    /// dashboard's preview does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effects_failed: Vec<String>,
 }

@@ -220,6 +220,8 @@ pub fn cost(
         root: dir.clone(),
         device,
         encoder,
+        // The whole stream is tapped at once: it is all "behind", and none of it is skipped.
+        max_lag: Some(Duration::MAX),
         ..RenditionConfig::default()
     });
     let rendition = StreamRendition::new(

@@ -67,6 +67,10 @@ pub struct RenditionConfig {
     pub on_stall: OnStall,
     /// Packets queued between the packager and a rendition.
     pub queue: usize,
+    /// How far behind the original a rendition may fall before it skips to the original's
+    /// newest segment (`None`: the wait for analysis, plus the lag at which it steps down, plus
+    /// two segments: 9.5 s by default).
+    pub max_lag: Option<Duration>,
 }
 
 impl Default for RenditionConfig {
@@ -82,6 +86,7 @@ impl Default for RenditionConfig {
             max_wait: Duration::from_secs(3),
             on_stall: OnStall::Auto,
             queue: 4096,
+            max_lag: None,
         }
     }
 }
@@ -142,6 +147,8 @@ pub struct RenditionStats {
     pub failures: AtomicU64,
     /// Frames rendered after the wait for analysis ran out (with `BlurFrame`: blurred whole).
     pub frames_stalled: AtomicU64,
+    /// Times a rendition fell so far behind that it skipped to the original's newest segment.
+    pub catch_ups: AtomicU64,
     /// Per stream making a rendition: its lag (ms) and level.
     live: Mutex<HashMap<String, (i64, usize)>>,
 }
@@ -214,6 +221,11 @@ impl Collector for RenditionMetrics {
                 "frames_stalled",
                 "frames rendered after the wait for their analysis ran out",
                 c(&s.frames_stalled),
+            ),
+            (
+                "catch_ups",
+                "skips to the original's newest segment by a rendition too far behind",
+                c(&s.catch_ups),
             ),
         ] {
             let counter = ConstCounter::new(value);

@@ -63,6 +63,17 @@ fn lag_bounds(max_wait: Duration) -> (i64, i64) {
     (wait + 2500, wait / 2 + 1000)
 }
 
+/// The lag (ms) past which the rendition stops rendering and skips to the original's newest
+/// segment: stepping down at segment starts did not keep it near live (a host short of CPU, whose
+/// analysis at the rendition's own priority takes what is left), and a rendition further behind
+/// than this is no use to a live viewer. Its skipped segments are listed as gaps.
+fn catch_up_lag(config: &RenditionConfig) -> i64 {
+    match config.max_lag {
+        Some(lag) => lag.as_millis().min(i64::MAX as u128) as i64,
+        None => lag_bounds(config.max_wait).0 + 2 * config.target_duration_ms as i64,
+    }
+}
+
 /// The next level from the lag at a segment start and the segments calm so far.
 pub(crate) fn next_level(level: usize, lag_ms: i64, calm: &mut u32, max_wait: Duration) -> usize {
     let (high, low) = lag_bounds(max_wait);
@@ -133,6 +144,8 @@ struct State {
     master_written: bool,
     original_bandwidth: u64,
     original_size: Option<(u32, u32)>,
+    /// Fell behind by [`catch_up_lag`]: packets pass undecoded until a segment start near live.
+    skipping: bool,
 }
 
 impl StreamRendition {
@@ -216,6 +229,7 @@ impl StreamRendition {
             master_written: false,
             original_bandwidth: 0,
             original_size: None,
+            skipping: false,
         })
     }
 
@@ -262,6 +276,9 @@ impl StreamRendition {
                             s.arrivals.push_back((packet.pts_ms, arrived));
                             while s.arrivals.len() > 1024 {
                                 s.arrivals.pop_front();
+                            }
+                            if s.skipping && !self.resumes(&mut s, &packet, seq, starts_segment) {
+                                continue;
                             }
                             self.decode(&mut s, &packet)?;
                         }
@@ -313,6 +330,39 @@ impl StreamRendition {
         encoder.name()
     }
 
+    /// The lag since the rendition's thread last rendered a frame reached [`catch_up_lag`]: the
+    /// open segment's frames are dropped (it is listed as a gap), and packets pass undecoded
+    /// until [`Self::resumes`]; the rendition resumes at its cheapest level and steps back up
+    /// as it keeps up.
+    fn fall_behind(&self, s: &mut State, lag_ms: i64) {
+        s.skipping = true;
+        s.open = None;
+        s.calm = 0;
+        let cheapest = LEVELS.len() - 1;
+        if s.level != cheapest {
+            self.stats.level_changes.fetch_add(1, Ordering::Relaxed);
+            s.level = cheapest;
+        }
+        self.stats.catch_ups.fetch_add(1, Ordering::Relaxed);
+        warn!(stream = %self.stream, lag_ms, "effects rendition fell behind; skipping to the original's newest segment");
+    }
+
+    /// Whether a skipping rendition resumes at this video packet: a segment start less than
+    /// half of [`catch_up_lag`] behind the original (the newest start is at most a segment
+    /// behind).
+    fn resumes(&self, s: &mut State, packet: &MediaPacket, seq: u64, starts_segment: bool) -> bool {
+        let lag = self.tap.newest_pts() - packet.pts_ms;
+        let bound = catch_up_lag(&self.config);
+        if !starts_segment || lag > bound / 2 {
+            return false;
+        }
+        s.skipping = false;
+        s.decoder.resync();
+        s.last_pts = None; // the frame rate is measured again, not across the skip
+        info!(stream = %self.stream, seq, lag_ms = lag, "effects rendition resumes near live");
+        true
+    }
+
     fn decode(&self, s: &mut State, packet: &MediaPacket) -> Result<(), Error> {
         let mut frames = std::mem::take(&mut s.decoded);
         if let Err(e) = s.decoder.push(packet, &mut frames) {
@@ -358,6 +408,14 @@ impl StreamRendition {
         }
         s.last_pts = Some(pts);
         s.original_size.get_or_insert((frame.width, frame.height));
+        if s.skipping {
+            return Ok(()); // decoded before the rendition fell behind
+        }
+        let lag = self.tap.newest_pts() - pts;
+        if lag > catch_up_lag(&self.config) {
+            self.fall_behind(s, lag);
+            return Ok(());
+        }
         // The segment the frame is in: the last original start at or before it.
         while s.starts.len() > 1 && s.starts[1].1 <= pts {
             s.starts.pop_front();

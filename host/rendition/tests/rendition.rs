@@ -321,6 +321,67 @@ fn stalled_frames_are_blurred_whole(on_stall: rendition::OnStall, analysed_until
     drop(output);
 }
 
+/// A rendition that falls further behind than its `max_lag` (a host short of CPU) skips to the
+/// original's newest segment: the segments it skipped are listed as gaps, and it goes on from a
+/// segment start near live at its cheapest level (half the size, every fourth frame), so its lag
+/// stays bounded instead of growing for as long as the stream lasts.
+#[test]
+fn a_rendition_too_far_behind_skips_to_the_newest_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    // Tapped at once, 13.5 s: its first frame is 13.5 s behind the original's newest, and of the
+    // segment starts (every 2 s) only the last, 1.5 s behind, is within half of `max_lag`.
+    let packets = rendition::bench::synthetic_stream(W, H, 30, 13.5, 60).unwrap();
+    let taps = Taps::default();
+    let renditions = Renditions::new(
+        RenditionConfig {
+            max_lag: Some(Duration::from_secs(4)),
+            ..on_the_cpu(&root, Duration::from_millis(20))
+        },
+        taps.clone(),
+    );
+    let faces = rendition::bench::four_faces();
+    let mut output = renditions.stream("s");
+    let mut pts = 0;
+    while pts <= 14_000 {
+        output.frame(true, analysed(pts, W, H, &faces, true));
+        pts += 200;
+    }
+    let records = package_to_the_end(&root, &packets, &taps, &renditions);
+    drop(output);
+    assert_eq!(records.len(), 7, "{records:?}");
+    let stats = renditions.stats();
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(count(&stats.catch_ups), 1);
+    assert_eq!(count(&stats.gaps), 6);
+    let playlist = std::fs::read_to_string(root.join("s/effects/index.m3u8")).unwrap();
+    // The live window's entries (its last 6): gaps up to the last.
+    for (i, r) in records.iter().enumerate().skip(1) {
+        let at = playlist.find(&format!("\n{}\n", r.file_name()));
+        let entry = &playlist[..at.unwrap_or_else(|| panic!("{i} not in {playlist}"))];
+        let entry = &entry[entry.rfind("#EXT-X-PROGRAM-DATE-TIME").unwrap()..];
+        assert_eq!(
+            entry.contains("#EXT-X-GAP"),
+            i < 6,
+            "segment {i}: {playlist}"
+        );
+    }
+    // The last segment: made at the cheapest level, at the original's timestamps.
+    let last = records.last().unwrap();
+    let ours = decode(&root.join("s/effects").join(last.file_name()));
+    let theirs = decode(&root.join("s").join(last.file_name()));
+    assert!(
+        (ours.len() as i64 - theirs.len().div_ceil(4) as i64).abs() <= 1,
+        "{} frames of {}",
+        ours.len(),
+        theirs.len()
+    );
+    for (pts, rgb) in &ours {
+        assert_eq!(rgb.len() as u32, W / 2 * (H / 2) * 3, "frame {pts}");
+        assert!(theirs.iter().any(|(p, _)| p == pts), "frame {pts}");
+    }
+}
+
 #[test]
 fn stopping_ends_the_playlist_and_removes_the_master() {
     let dir = tempfile::tempdir().unwrap();
