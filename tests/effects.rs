@@ -17,14 +17,14 @@ fn contains(outer: &Value, inner: &Value) -> bool {
         && f(outer, 1) + f(outer, 3) >= f(inner, 1) + f(inner, 3)
 }
 
-/// A server analysing live, a viewer of its stream's events, and the astronaut photo published to
-/// it for `seconds`.
 /// The tests here take turns: each analyses a live stream with the full-range face detector and
 /// renders its effects rendition, which together take both cores of a 2-core machine; two at
 /// once leave the rendition (at the analysis's low priority) too little to keep near live, so it
 /// skips segments (as it should on a host short of CPU) and a test waiting for one times out.
 static ONE_LIVE_STREAM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A server analysing live, a viewer of its stream's events, and the astronaut photo published to
+/// it for `seconds`.
 async fn astronaut_live(seconds: u32) -> (TestServer, Viewer, tokio::process::Child) {
     let server = TestServer::start_with(|c| {
         c.analysis = true;

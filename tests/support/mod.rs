@@ -653,8 +653,6 @@ pub mod raw {
     }
 }
 
-/// The value of a Prometheus sample in `/metrics` text, by its name with labels
-/// (e.g. `media_analyzer_bus_gap_total{backend="redis"}`).
 /// With `RUST_LOG` set, the in-process servers' logs go to the test's output (shown for a
 /// failing test, or with `--nocapture`).
 fn log_if_asked() {
@@ -676,6 +674,8 @@ pub async fn metrics_named(server: &TestServer, part: &str) -> String {
         .join("\n")
 }
 
+/// The value of a Prometheus sample in `/metrics` text, by its name with labels
+/// (e.g. `media_analyzer_bus_gap_total{backend="redis"}`).
 pub fn metric(metrics: &str, sample: &str) -> u64 {
     metrics
         .lines()

@@ -99,16 +99,23 @@ impl Output<'_> {
             }
             if let Some(seen) = seen.as_ref().filter(|_| !selectors.is_empty()) {
                 (d.effects, d.effects_failed) = self.select_effects(stream, seen, selectors);
-                // The selectors chose from what the detectors found: a detector that failed on
-                // the frame leaves its effects incomplete too (a face it would have found has no
-                // blur), and is named with the selectors.
-                d.effects_failed.extend(
-                    analysed
-                        .calls
+                // The selectors chose from what the detectors found: where one of them may blur
+                // (and blurs are not forced off), a detector that failed on the frame leaves its
+                // effects incomplete too (a face it would have found has no blur), and is named
+                // with the selectors.
+                if !effects_off.contains(&"blur")
+                    && selectors
                         .iter()
-                        .filter(|c| c.error.is_some())
-                        .map(|c| c.component.clone()),
-                );
+                        .any(|s| crate::pipelines::may_blur(&s.label()))
+                {
+                    d.effects_failed.extend(
+                        analysed
+                            .calls
+                            .iter()
+                            .filter(|c| c.error.is_some())
+                            .map(|c| c.component.clone()),
+                    );
+                }
                 // The stream's control forces these kinds off: never rendered, never shown.
                 d.effects
                     .retain(|e| !effects_off.contains(&e.kind.as_str()));
@@ -122,8 +129,8 @@ impl Output<'_> {
                         width: frame.width,
                         height: frame.height,
                         effects: d.effects.clone(),
-                        // A failed selector that may blur leaves faces uncovered, unless the
-                        // control forces blurs off anyway.
+                        // A failed selector that may blur, or a detector it chose from, leaves
+                        // faces uncovered, unless the control forces blurs off anyway.
                         complete: effects_off.contains(&"blur")
                             || !d
                                 .effects_failed

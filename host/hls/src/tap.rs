@@ -71,8 +71,10 @@ impl TapReceiver {
         }
     }
 
-    /// The presentation time of the newest packet the packager handed to this tap (queued or
-    /// dropped): how far the original is.
+    /// The presentation time of the latest video packet the packager handed to this tap (queued
+    /// or dropped): how far the original is. Audio, which a publisher may send ahead, does not
+    /// count, and a clock that went back is followed (a maximum would keep a reader "behind"
+    /// until the new clock passed the old).
     pub fn newest_pts(&self) -> i64 {
         self.shared.newest_pts.load(Ordering::Relaxed)
     }
@@ -229,9 +231,11 @@ impl Taps {
         let Some(tap) = taps.get_mut(stream) else {
             return;
         };
-        tap.shared
-            .newest_pts
-            .fetch_max(packet.pts_ms, Ordering::Relaxed);
+        if packet.kind == media::MediaKind::Video {
+            tap.shared
+                .newest_pts
+                .store(packet.pts_ms, Ordering::Relaxed);
+        }
         let after_loss = tap.flow == Flow::Dropping;
         match tap.flow {
             Flow::Waiting | Flow::Dropping if !starts => {

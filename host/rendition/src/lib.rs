@@ -68,8 +68,8 @@ pub struct RenditionConfig {
     /// Packets queued between the packager and a rendition.
     pub queue: usize,
     /// How far behind the original a rendition may fall before it skips to the original's
-    /// newest segment (`None`: the wait for analysis, plus the lag at which it steps down, plus
-    /// two segments: 9.5 s by default).
+    /// newest segment (`None`: the lag at which it steps down, the wait for analysis plus 2.5 s,
+    /// plus two segments: 9.5 s by default).
     pub max_lag: Option<Duration>,
 }
 

@@ -337,6 +337,12 @@ impl StreamRendition {
     fn fall_behind(&self, s: &mut State, lag_ms: i64) {
         s.skipping = true;
         s.open = None;
+        // Frames an encoder still holds belong to the dropped segment (nothing is open: they go);
+        // the next segment starts a new encoder, marked as a discontinuity.
+        if s.encoder.is_some() {
+            self.flush_encoder(s);
+            s.resized = true;
+        }
         s.calm = 0;
         let cheapest = LEVELS.len() - 1;
         if s.level != cheapest {
@@ -544,7 +550,7 @@ impl StreamRendition {
         if fits {
             return Ok(());
         }
-        s.resized = s.encoder.is_some();
+        s.resized |= s.encoder.is_some();
         self.flush_encoder(s);
         let fps = (s.fps / level.every).max(1);
         let encoder = Encoder::open(self.config.encoder, (width, height), output, fps, 2)?;

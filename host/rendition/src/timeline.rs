@@ -8,7 +8,8 @@
 //! A frame on which an effect selector that may blur failed is *incomplete*: what that selector
 //! would have chosen (a face's blur) is missing from it. It counts like a frame that was not
 //! analysed: the neighbours are the nearest complete frames on each side, whose blurs cover it,
-//! and the incomplete frames next to it add theirs (the selectors that did not fail); the other
+//! and the incomplete frames next to it add theirs (the selectors that did not fail); a detector
+//! that failed makes a frame incomplete the same way (its selectors chose without it); the other
 //! effects are the nearest frame's before, complete or not. A run of incomplete frames longer
 //! than the wait is a stall, and so is one the stream's analysis ended on.
 

@@ -199,6 +199,13 @@ fn package_to_the_end(
     taps: &Taps,
     renditions: &Renditions,
 ) -> Vec<hls::Segment> {
+    let records = package(root, packets, taps);
+    wait_for_the_end(renditions);
+    records
+}
+
+/// The packager's part of [`package_to_the_end`].
+fn package(root: &Path, packets: &[media::MediaPacket], taps: &Taps) -> Vec<hls::Segment> {
     let original = root.join("s");
     let mut segmenter = Segmenter::new(0, 2000, false);
     let mut configs = hls::tap::Configs::default();
@@ -219,6 +226,10 @@ fn package_to_the_end(
     if let Some(f) = taps.finish("s", &mut segmenter) {
         write(f);
     }
+    records
+}
+
+fn wait_for_the_end(renditions: &Renditions) {
     let started = Instant::now();
     while renditions.is_running("s") {
         assert!(
@@ -227,7 +238,6 @@ fn package_to_the_end(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    records
 }
 
 /// An analysed frame as the analysis output hands it over (`complete`: no selector failed on
@@ -336,18 +346,22 @@ fn a_rendition_too_far_behind_skips_to_the_newest_segment() {
     let renditions = Renditions::new(
         RenditionConfig {
             max_lag: Some(Duration::from_secs(4)),
-            ..on_the_cpu(&root, Duration::from_millis(20))
+            // Its first frame waits for the analysis after it until every packet is tapped:
+            // however fast the rendition reads, it is 13.5 s behind from its second frame on.
+            ..on_the_cpu(&root, Duration::from_secs(30))
         },
         taps.clone(),
     );
     let faces = rendition::bench::four_faces();
     let mut output = renditions.stream("s");
-    let mut pts = 0;
+    output.frame(true, analysed(0, W, H, &faces, true));
+    let records = package(&root, &packets, &taps);
+    let mut pts = 200;
     while pts <= 14_000 {
         output.frame(true, analysed(pts, W, H, &faces, true));
         pts += 200;
     }
-    let records = package_to_the_end(&root, &packets, &taps, &renditions);
+    wait_for_the_end(&renditions);
     drop(output);
     assert_eq!(records.len(), 7, "{records:?}");
     let stats = renditions.stats();

@@ -18,8 +18,9 @@ const KEEP_MS = 60_000;
 export const DESCRIBE_MS = 1000;
 
 /**
- * Whether the effect selector with this label may choose blurs: any but the bundled selectors of
- * the other kinds (as the host's `pipelines::may_blur`).
+ * Whether a failure of the component with this label may leave a blur out: any detector (the
+ * selectors chose from what it finds) or selector but the bundled selectors of the other kinds
+ * (as the host's `pipelines::may_blur`).
  */
 export function mayBlur(label: string): boolean {
   return label !== 'brand-spotlight' && label !== 'scene-grade';
