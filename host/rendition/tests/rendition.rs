@@ -339,15 +339,15 @@ fn stalled_frames_are_blurred_whole(on_stall: rendition::OnStall, analysed_until
 fn a_rendition_too_far_behind_skips_to_the_newest_segment() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    // Tapped at once, 13.5 s: its first frame is 13.5 s behind the original's newest, and of the
-    // segment starts (every 2 s) only the last, 1.5 s behind, is within half of `max_lag`.
+    // 13.5 s tapped: once every packet is in, of the segment starts (every 2 s) only the last,
+    // 1.5 s behind, is within half of `max_lag`.
     let packets = rendition::bench::synthetic_stream(W, H, 30, 13.5, 60).unwrap();
     let taps = Taps::default();
     let renditions = Renditions::new(
         RenditionConfig {
             max_lag: Some(Duration::from_secs(4)),
-            // Its first frame waits for the analysis after it until every packet is tapped:
-            // however fast the rendition reads, it is 13.5 s behind from its second frame on.
+            // Its first frame to render waits for the analysis after it, which comes once every
+            // packet is tapped.
             ..on_the_cpu(&root, Duration::from_secs(30))
         },
         taps.clone(),
@@ -364,19 +364,27 @@ fn a_rendition_too_far_behind_skips_to_the_newest_segment() {
     wait_for_the_end(&renditions);
     drop(output);
     assert_eq!(records.len(), 7, "{records:?}");
+    // The reader may see the packets while they are still being tapped (a loaded machine): it
+    // may then skip once early, resume at a start that was near the newest then, and skip again
+    // once the analysis lets it go; segment 5 (3.5 s from the end) may then be made. Segments 0-4
+    // are more than `max_lag` behind the end whenever it renders them: always skipped.
     let stats = renditions.stats();
     let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(count(&stats.catch_ups), 1);
-    assert_eq!(count(&stats.gaps), 6);
+    assert!(count(&stats.catch_ups) >= 1);
+    assert!(
+        (5..=6).contains(&count(&stats.gaps)),
+        "{}",
+        count(&stats.gaps)
+    );
     let playlist = std::fs::read_to_string(root.join("s/effects/index.m3u8")).unwrap();
-    // The live window's entries (its last 6): gaps up to the last.
+    // The live window's entries (its last 6): gaps up to segment 4, the last one made.
     for (i, r) in records.iter().enumerate().skip(1) {
         let at = playlist.find(&format!("\n{}\n", r.file_name()));
         let entry = &playlist[..at.unwrap_or_else(|| panic!("{i} not in {playlist}"))];
         let entry = &entry[entry.rfind("#EXT-X-PROGRAM-DATE-TIME").unwrap()..];
-        assert_eq!(
-            entry.contains("#EXT-X-GAP"),
-            i < 6,
+        let gap = entry.contains("#EXT-X-GAP");
+        assert!(
+            (i <= 4 && gap) || i == 5 || (i == 6 && !gap),
             "segment {i}: {playlist}"
         );
     }
