@@ -265,9 +265,12 @@ fn blur_columns(rows: &[u8], frame: &mut [u8], w: i32, h: i32, p: &Params) {
     let scale = 1.0 / (255.0 * total);
     let stride = w as usize * 4;
     rows_in_parallel(frame, w, y0, y1, |y, row| {
-        let coverage = |x: i32| regions.coverage([x as f32 + 0.5, y as f32 + 0.5], feather);
+        // Each pixel's coverage once: it picks the runs and mixes their pixels.
+        let coverage: Vec<f32> = (x0..x1)
+            .map(|x| regions.coverage([x as f32 + 0.5, y as f32 + 0.5], feather))
+            .collect();
         let mut sums = Vec::new();
-        for (a, b) in runs(x0, x1, |x| coverage(x) > 0.0) {
+        for (a, b) in runs(x0, x1, |x| coverage[(x - x0) as usize] > 0.0) {
             // Column sums for the run, a row of taps at a time (contiguous: vectorised).
             let (from, n) = (a as usize * 4, (b - a) as usize * 4);
             sums.clear();
@@ -282,7 +285,7 @@ fn blur_columns(rows: &[u8], frame: &mut [u8], w: i32, h: i32, p: &Params) {
                 let o = x as usize * 4;
                 let before: Rgb = [0, 1, 2].map(|k| row[o + k] as f32 / 255.0);
                 let blurred = [sum[0], sum[1], sum[2]].map(|v| v * scale);
-                store(row, o, mix(before, blurred, coverage(x)));
+                store(row, o, mix(before, blurred, coverage[(x - x0) as usize]));
             }
         }
     });

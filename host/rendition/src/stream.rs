@@ -330,7 +330,7 @@ impl StreamRendition {
         encoder.name()
     }
 
-    /// The lag since the rendition's thread last rendered a frame reached [`catch_up_lag`]: the
+    /// The lag reached [`catch_up_lag`]: the
     /// open segment's frames are dropped (it is listed as a gap), and packets pass undecoded
     /// until [`Self::resumes`]; the rendition resumes at its cheapest level and steps back up
     /// as it keeps up.
@@ -435,7 +435,6 @@ impl StreamRendition {
         let new_segment = s.open.as_ref().is_none_or(|o| o.seq != seq);
         if new_segment {
             self.finish(s, seq)?;
-            let lag = self.tap.newest_pts() - pts;
             let level = next_level(s.level, lag, &mut s.calm, self.config.max_wait);
             if level != s.level {
                 info!(stream = %self.stream, from = s.level, to = level, lag_ms = lag, "effects rendition changes level");
